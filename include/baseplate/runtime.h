@@ -1,0 +1,107 @@
+/*
+ * The process runtime: one libuv loop, one LuaJIT state, listeners and the
+ * HTTP server. Most of this is driven from Lua (baseplate.runtime,
+ * baseplate.server); C modules rarely need more than bp_loop().
+ *
+ * Waiting from Lua: a function that cannot finish at once takes a `waiter`
+ * id from the Lua scheduler and returns BP_AGAIN; the Lua caller yields, and
+ * the core wakes the waiter (status and result) from the loop later.
+ */
+#ifndef BASEPLATE_RUNTIME_H
+#define BASEPLATE_RUNTIME_H
+
+#include "common.h"
+#include "http.h"
+
+struct uv_loop_s;
+
+/** The process's event loop. Valid from start-up to exit. */
+BP_EXTERN struct uv_loop_s *bp_loop(void);
+
+/** Stop the loop after the current iteration (a fatal start-up error). */
+BP_EXTERN void bp_loop_stop(void);
+
+/** Loop time in seconds (monotonic, cached per iteration). */
+BP_EXTERN double bp_now(void);
+
+/**
+ * Wake `waiter` with BP_OK after `seconds`. Returns BP_AGAIN (the caller
+ * yields), or BP_ENOMEM. Timers still pending at shutdown are cancelled.
+ */
+BP_EXTERN int bp_sleep(double seconds, int waiter);
+
+/* --- the runtime, for the bundled tools ---------------------------------- */
+
+/**
+ * Create the process runtime: the LuaJIT state (package.path and cpath
+ * searching the current directory first, then baseplate's modules; and
+ * `extra_lua_path`, a "dir/?.lua;" fragment, when not NULL), on the process
+ * loop. BP_OK, or an error with the reason in err.
+ */
+BP_EXTERN int bp_runtime_open(const char *extra_lua_path, char *err, size_t errlen);
+
+/**
+ * Run Lua `module`.`fn`(opts) in a coroutine on the loop and run the loop
+ * until nothing is left to do. `opts` is NULL or a NULL-terminated array of
+ * key, value strings; `argv`/`argc` become opts.args. SIGINT, SIGTERM and
+ * SIGUSR2 go to Lua handlers registered with baseplate.runtime; with none,
+ * they end the process. Returns the process exit status: 0, the status fn
+ * returned, or 1 with the error (one line) in err.
+ */
+BP_EXTERN int bp_runtime_main(const char *module, const char *fn, const char *const *opts,
+                              const char *const *argv, int argc, char *err, size_t errlen);
+
+/** Close every loop handle, the loop and the Lua state. */
+BP_EXTERN void bp_runtime_close(void);
+
+/* --- listeners -------------------------------------------------------------- */
+
+typedef struct bp_listener_s bp_listener_t;
+
+/**
+ * Bind and listen on `endpoint`: "host:port", "[v6]:port" or a UNIX socket
+ * path (anything with a '/'). TCP sockets get SO_REUSEADDR and SO_REUSEPORT.
+ * NULL on failure with the reason in err.
+ */
+BP_EXTERN bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err,
+                                          size_t errlen);
+
+/** The address as Baseplate.py logs it: "('127.0.0.1', 9090)" or "/path". */
+BP_EXTERN const char *bp_listener_describe(const bp_listener_t *l);
+
+/** Close the socket (if no server took it) and free. NULL is fine. */
+BP_EXTERN void bp_listener_free(bp_listener_t *l);
+
+/* --- the HTTP server -------------------------------------------------------- */
+
+typedef struct bp_http_server_s bp_http_server_t;
+
+/** Server limits; bp_http_server_options_init fills the defaults. */
+typedef struct {
+  size_t max_header_size; /* request line + headers, bytes (431 beyond) */
+  size_t max_body_size;   /* bytes (413 beyond) */
+  int access_log;         /* log one line per request at DEBUG */
+} bp_http_server_options_t;
+
+BP_EXTERN void bp_http_server_options_init(bp_http_server_options_t *o);
+
+/**
+ * Serve `app` on `listener` (the server takes over the socket; free the
+ * listener object afterwards as usual). The app must outlive the server.
+ * NULL on failure with a reason in err.
+ */
+BP_EXTERN bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *listener,
+                                                 const bp_http_server_options_t *opts,
+                                                 char *err, size_t errlen);
+
+/**
+ * Stop accepting, close idle connections, and let in-flight requests finish;
+ * the server frees itself once the last connection is closed.
+ */
+BP_EXTERN void bp_http_server_stop(bp_http_server_t *server);
+
+/** Connections currently open and requests currently in a handler. */
+BP_EXTERN int bp_http_server_connections(const bp_http_server_t *server);
+BP_EXTERN int bp_http_server_active_requests(const bp_http_server_t *server);
+
+#endif

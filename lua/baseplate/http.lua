@@ -1,0 +1,316 @@
+-- HTTP applications in Lua: routes, the request object, responses.
+--
+--   local http = require("baseplate.http")
+--   function M.make_app(app_config)
+--       local app = http.app()
+--       app:get("hello_world", "/", function(request) return { Hello = "World" } end)
+--       return app
+--   end
+--
+-- A handler gets a Request and returns one of:
+--   a table                      -> 200, rendered as JSON
+--   a string                     -> 200, text/plain
+--   nil                          -> 204 No Content
+--   status, body [, headers]     -> that status; body a table (JSON) or string
+--   http.response{status=, body=, headers=, content_type=}
+-- An error raised by the handler gives a 500 and a logged traceback; raise
+-- http.abort(status[, body]) to answer with a status instead.
+local ffi = require("ffi")
+local core = require("baseplate.core")
+local runtime = require("baseplate.runtime")
+local log = require("baseplate.log")
+local cjson = require("cjson")
+
+ffi.cdef([[
+typedef struct bp_app_s bp_app_t;
+typedef struct bp_request_s bp_request_t;
+bp_app_t *bp_app_new(void);
+void bp_app_free(bp_app_t *app);
+int bp_app_add_lua_route(bp_app_t *app, const char *name, const char *method,
+                         const char *pattern, int lua_handler, char *err, size_t errlen);
+int bp_app_route_count(const bp_app_t *app);
+
+const char *bp_request_method(const bp_request_t *req);
+const char *bp_request_path(const bp_request_t *req, size_t *len);
+const char *bp_request_query(const bp_request_t *req, size_t *len);
+const char *bp_request_body(const bp_request_t *req, size_t *len);
+int bp_request_header_count(const bp_request_t *req);
+int bp_request_header_at(const bp_request_t *req, int i, const char **name, size_t *name_len,
+                         const char **value, size_t *value_len);
+const char *bp_request_header(const bp_request_t *req, const char *name, size_t *len);
+int bp_request_http_version(const bp_request_t *req);
+const char *bp_request_route_name(const bp_request_t *req);
+int bp_request_param_count(const bp_request_t *req);
+int bp_request_param_at(const bp_request_t *req, int i, const char **name, const char **value,
+                        size_t *value_len);
+const char *bp_request_remote_addr(const bp_request_t *req);
+
+int bp_response_header(bp_request_t *req, const char *name, size_t name_len,
+                       const char *value, size_t value_len);
+int bp_response_send(bp_request_t *req, int status, const char *content_type,
+                     const char *body, size_t body_len);
+int bp_response_sent(const bp_request_t *req);
+]])
+
+local C = core.C
+local ffi_string, ffi_cast = ffi.string, ffi.cast
+local type, tostring, pairs, setmetatable, rawset = type, tostring, pairs, setmetatable, rawset
+local xpcall, traceback = xpcall, debug.traceback
+local encode = cjson.encode
+local lower, gsub, char, tonumber = string.lower, string.gsub, string.char, tonumber
+
+local M = {}
+
+local server_log = log.get_logger("baseplate.server.http")
+
+-- Scratch cells for out-parameters, allocated once.
+local len_cell = ffi.new("size_t[1]")
+local len2_cell = ffi.new("size_t[1]")
+local str_cell = ffi.new("const char *[1]")
+local str2_cell = ffi.new("const char *[1]")
+local req_ptr_t = ffi.typeof("bp_request_t *")
+
+-- Lua handlers by id; the C router knows routes by these ids.
+local handlers = {}
+
+----------------------------------------------------------------------------
+-- Applications
+
+local App = {}
+App.__index = App
+
+--- A new application. `app_config` (optional) is kept as app.config.
+function M.app(app_config)
+    local c = C.bp_app_new()
+    if c == nil then error("out of memory", 2) end
+    return setmetatable({ c = ffi.gc(c, C.bp_app_free), config = app_config, routes = {} }, App)
+end
+
+--- Add a route. `method` is "GET", "POST", … or "*" for any; `pattern` is a
+--- path with `{param}` segments and an optional trailing `*rest` segment.
+function App:route(name, method, pattern, handler)
+    if type(name) ~= "string" or name == "" then error("route: name must be a non-empty string", 2) end
+    if type(pattern) ~= "string" then error("route " .. name .. ": pattern must be a string", 2) end
+    if type(handler) ~= "function" then error("route " .. name .. ": handler must be a function", 2) end
+    if self.routes[name] then error("route " .. name .. ": a route with this name already exists", 2) end
+    local id = #handlers + 1
+    handlers[id] = handler
+    local rc = C.bp_app_add_lua_route(self.c, name, method and method:upper() or "*", pattern, id,
+        core.errbuf, core.errbuf_size)
+    if rc ~= 0 then
+        handlers[id] = nil
+        error("route " .. name .. ": " .. core.errmsg(), 2)
+    end
+    self.routes[name] = { method = method, pattern = pattern }
+    return self
+end
+
+for _, m in ipairs({ "get", "post", "put", "delete", "patch", "options" }) do
+    local method = m:upper()
+    App[m] = function(self, name, pattern, handler)
+        return self:route(name, method, pattern, handler)
+    end
+end
+
+----------------------------------------------------------------------------
+-- Requests
+
+local function unescape(s)
+    s = gsub(s, "+", " ")
+    return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+M.unescape = unescape
+
+--- Parse a query string into a table; repeated keys give the last value
+--- (all values are in the second table returned).
+function M.parse_query(q)
+    local args, multi = {}, {}
+    for pair in q:gmatch("[^&]+") do
+        local k, v = pair:match("^([^=]*)=(.*)$")
+        if not k then k, v = pair, "" end
+        k, v = unescape(k), unescape(v)
+        args[k] = v
+        local list = multi[k]
+        if list then list[#list + 1] = v else multi[k] = { v } end
+    end
+    return args, multi
+end
+
+local getters = {}
+
+function getters.method(self) return ffi_string(C.bp_request_method(self._r)) end
+
+function getters.path(self)
+    local p = C.bp_request_path(self._r, len_cell)
+    return ffi_string(p, len_cell[0])
+end
+
+function getters.query_string(self)
+    local p = C.bp_request_query(self._r, len_cell)
+    return ffi_string(p, len_cell[0])
+end
+
+function getters.query(self)
+    return (M.parse_query(self.query_string))
+end
+getters.args = getters.query
+
+function getters.body(self)
+    local p = C.bp_request_body(self._r, len_cell)
+    return ffi_string(p, len_cell[0])
+end
+
+function getters.headers(self)
+    local r = self._r
+    local h = {}
+    for i = 0, C.bp_request_header_count(r) - 1 do
+        C.bp_request_header_at(r, i, str_cell, len_cell, str2_cell, len2_cell)
+        local k = lower(ffi_string(str_cell[0], len_cell[0]))
+        local v = ffi_string(str2_cell[0], len2_cell[0])
+        local old = h[k]
+        h[k] = old and (old .. ", " .. v) or v
+    end
+    return h
+end
+
+function getters.params(self)
+    local r = self._r
+    local p = {}
+    for i = 0, C.bp_request_param_count(r) - 1 do
+        C.bp_request_param_at(r, i, str_cell, str2_cell, len_cell)
+        p[ffi_string(str_cell[0])] = unescape(ffi_string(str2_cell[0], len_cell[0]))
+    end
+    return p
+end
+
+function getters.route_name(self) return ffi_string(C.bp_request_route_name(self._r)) end
+
+function getters.remote_addr(self) return ffi_string(C.bp_request_remote_addr(self._r)) end
+
+function getters.http_version(self)
+    local v = C.bp_request_http_version(self._r)
+    return string.format("%d.%d", math.floor(v / 10), v % 10)
+end
+
+local Request = {}
+
+--- The first header called `name` (any case), or nil.
+function Request:header(name)
+    local p = C.bp_request_header(self._r, name, len_cell)
+    if p == nil then return nil end
+    return ffi_string(p, len_cell[0])
+end
+
+--- The body decoded as JSON; raises abort(400) when it is not JSON.
+function Request:json()
+    local ok, v = pcall(cjson.decode, self.body)
+    if not ok then M.abort(400, { error = 400, reason = "request body is not valid JSON" }) end
+    return v
+end
+
+local request_mt = {
+    __index = function(self, k)
+        local g = getters[k]
+        if g then
+            local v = g(self)
+            rawset(self, k, v)
+            return v
+        end
+        return Request[k]
+    end,
+}
+M.Request = Request
+
+----------------------------------------------------------------------------
+-- Responses
+
+local Response = {}
+Response.__index = Response
+local response_marker = Response
+
+--- An explicit response: {status=200, body=string|table, headers={}, content_type=}.
+function M.response(t)
+    return setmetatable(t or {}, Response)
+end
+
+local Abort = {}
+Abort.__index = Abort
+Abort.__tostring = function(self) return "HTTP " .. tostring(self.status) end
+
+--- Stop the handler and answer with `status` (and optional body/headers).
+function M.abort(status, body, headers)
+    error(setmetatable({ status = status, body = body, headers = headers }, Abort), 0)
+end
+
+local JSON = "application/json"
+local TEXT = "text/plain; charset=utf-8"
+local INTERNAL_ERROR = '{"error": 500, "reason": "Internal Server Error"}'
+
+local function send(r, status, body, headers, content_type)
+    if headers then
+        for k, v in pairs(headers) do
+            k, v = tostring(k), tostring(v)
+            if lower(k) == "content-type" then
+                content_type = v
+            elseif C.bp_response_header(r, k, #k, v, #v) ~= 0 then
+                server_log:warning("dropping invalid response header %q", k)
+            end
+        end
+    end
+    local tb = type(body)
+    if tb == "table" then
+        body = encode(body)
+        content_type = content_type or JSON
+    elseif tb == "nil" then
+        body = ""
+    elseif tb ~= "string" then
+        body = tostring(body)
+    end
+    return C.bp_response_send(r, status, content_type or TEXT, body, #body)
+end
+
+local function error_handler(err)
+    if getmetatable(err) == Abort then return err end
+    return traceback(tostring(err), 2)
+end
+
+local function render(r, ok, a, b, c)
+    if not ok then
+        if getmetatable(a) == Abort then
+            local body = a.body
+            if body == nil then
+                body = { error = a.status }
+            end
+            return send(r, a.status, body, a.headers)
+        end
+        local route = ffi_string(C.bp_request_route_name(r))
+        local msg = a:match("^[^\n]*")
+        server_log:exception("unhandled error in route " .. route .. ": " .. msg, { traceback = a })
+        return C.bp_response_send(r, 500, JSON, INTERNAL_ERROR, #INTERNAL_ERROR)
+    end
+    local ta = type(a)
+    if ta == "table" then
+        if getmetatable(a) == response_marker then
+            return send(r, a.status or 200, a.body, a.headers, a.content_type)
+        end
+        return send(r, 200, a)
+    elseif ta == "string" then
+        return send(r, 200, a)
+    elseif ta == "number" then
+        return send(r, a, b, c)
+    elseif ta == "nil" then
+        return send(r, 204, "")
+    end
+    return send(r, 200, tostring(a))
+end
+
+-- Runs in a worker coroutine for each request of a Lua route.
+local function request_job(req, handler_id)
+    local r = ffi_cast(req_ptr_t, req)
+    local request = setmetatable({ _r = r }, request_mt)
+    render(r, xpcall(handlers[handler_id], error_handler, request))
+end
+
+runtime.set_request_job(request_job)
+
+return M

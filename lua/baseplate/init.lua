@@ -1,0 +1,15 @@
+-- baseplate: the Lua API of the baseplate service runtime.
+--
+--   local baseplate = require("baseplate")
+--   baseplate.sleep(0.1)          -- yields the current request; the loop goes on
+--   baseplate.version             -- the core's version
+local core = require("baseplate.core")
+local runtime = require("baseplate.runtime")
+
+local M = {
+    version = core.version,
+    sleep = runtime.sleep,
+    now = runtime.now,
+}
+
+return M

@@ -1,0 +1,195 @@
+-- The coroutine scheduler. The C core calls into Lua only through the
+-- functions below (on_request, on_wake, on_signal, start_main, main_result);
+-- everything that waits (sleep now, clients later) parks its coroutine here
+-- and is resumed by on_wake when the core finishes the operation.
+local ffi = require("ffi")
+local core = require("baseplate.core")
+
+ffi.cdef([[
+int bp_sleep(double seconds, int waiter);
+void bp_loop_stop(void);
+double bp_now(void);
+]])
+
+local C = core.C
+local AGAIN = core.AGAIN
+local co_create, co_resume, co_yield, co_running, co_status =
+    coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
+local traceback = debug.traceback
+
+local M = {}
+
+-- Values a scheduled coroutine yields to whoever resumed it.
+local WAIT = {} -- parked on a waiter; on_wake resumes it
+local DONE = {} -- a pooled worker finished its job and is free again
+M.WAIT = WAIT
+
+local waiting = {}   -- waiter id -> coroutine
+local next_waiter = 0
+local pool = {}      -- idle worker coroutines
+local pool_n = 0
+local POOL_MAX = 256
+
+local log -- baseplate.log, loaded lazily (it requires this module's peers)
+local function logger()
+    if not log then log = require("baseplate.log").get_logger("baseplate.runtime") end
+    return log
+end
+
+--- Park the running coroutine until the core wakes `waiter`; returns the
+--- status (and results) the core woke it with. `start` is called with the
+--- waiter id and must return core.AGAIN, or another status to fail at once.
+function M.await(start, a, b, c)
+    local co, ismain = co_running()
+    if co == nil or ismain then
+        error("cannot wait outside of a request, script or task coroutine", 3)
+    end
+    next_waiter = next_waiter + 1
+    if next_waiter >= 0x7fffffff then next_waiter = 1 end
+    local id = next_waiter
+    local rc = start(id, a, b, c)
+    if rc ~= AGAIN then
+        return rc
+    end
+    waiting[id] = co
+    return co_yield(WAIT)
+end
+
+local function start_sleep(id, seconds)
+    return C.bp_sleep(seconds, id)
+end
+
+--- Suspend the current request/script for `seconds`; the loop serves others.
+function M.sleep(seconds)
+    if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
+        error("sleep: expected a non-negative number of seconds", 2)
+    end
+    local rc = M.await(start_sleep, seconds)
+    if rc ~= core.OK then
+        error("sleep: " .. core.strerror(rc), 2)
+    end
+end
+
+--- Loop time in seconds (monotonic).
+function M.now()
+    return C.bp_now()
+end
+
+-- A worker runs jobs (fn, a, b) one after another, yielding DONE in between.
+local function worker(fn, a, b)
+    while true do
+        fn(a, b)
+        fn, a, b = co_yield(DONE)
+    end
+end
+
+local function after_resume(co, ok, what)
+    if not ok then
+        -- Jobs catch their own errors; this is a bug in baseplate itself.
+        logger():error("coroutine died: %s", traceback(co, tostring(what)))
+    elseif what == DONE and pool_n < POOL_MAX then
+        pool_n = pool_n + 1
+        pool[pool_n] = co
+    end
+end
+
+--- Run fn(a, b) in a coroutine now (reusing an idle one); it may wait.
+local function spawn(fn, a, b)
+    local co
+    if pool_n > 0 then
+        co = pool[pool_n]
+        pool[pool_n] = nil
+        pool_n = pool_n - 1
+    else
+        co = co_create(worker)
+    end
+    return after_resume(co, co_resume(co, fn, a, b))
+end
+M.spawn = spawn
+
+-- C -> Lua: wake a parked coroutine.
+function M.on_wake(waiter, status)
+    local co = waiting[waiter]
+    if not co then return end
+    waiting[waiter] = nil
+    return after_resume(co, co_resume(co, status))
+end
+
+-- C -> Lua: a request for a Lua route. Set by baseplate.http when it loads.
+local request_job
+function M.set_request_job(fn)
+    request_job = fn
+end
+
+function M.on_request(req, handler)
+    return spawn(request_job, req, handler)
+end
+
+-- C -> Lua: a signal arrived. Handlers registered with on_signal run in order.
+local signal_handlers = {}
+function M.add_signal_handler(fn)
+    signal_handlers[#signal_handlers + 1] = fn
+end
+
+function M.on_signal(signum)
+    for i = 1, #signal_handlers do
+        local ok, err = pcall(signal_handlers[i], signum)
+        if not ok then logger():error("signal handler failed: %s", tostring(err)) end
+    end
+    return #signal_handlers > 0
+end
+
+-- The process's main function (baseplate-serve's start-up, a script...).
+local main = { done = false, ok = true }
+
+--- Errors meant for the user as they are (no traceback): tables with a message.
+local function message_of(err)
+    if type(err) == "table" then
+        return tostring(err.message or err)
+    end
+    return tostring(err)
+end
+M.message_of = message_of
+
+local function main_job(opts)
+    local ok, res = xpcall(function()
+        local mod = require(opts._main_module)
+        return mod[opts._main_fn](opts)
+    end, function(err)
+        if type(err) == "table" then return err end
+        return { message = tostring(err), traceback = traceback(tostring(err), 2) }
+    end)
+    main.done = true
+    main.ok = ok
+    if ok then
+        main.code = type(res) == "number" and res or nil
+    else
+        main.err = res
+        C.bp_loop_stop()
+    end
+end
+
+function M.start_main(module, fn, opts)
+    opts._main_module = module
+    opts._main_fn = fn
+    spawn(main_job, opts)
+end
+
+function M.main_result()
+    if main.ok then
+        return true, nil, main.code
+    end
+    local err = main.err
+    local msg = message_of(err)
+    if type(err) == "table" and err.traceback and os.getenv("BASEPLATE_TRACEBACK") then
+        msg = err.traceback
+    end
+    return false, msg, type(err) == "table" and err.exit_code or 1
+end
+
+--- Raise an error that start-up prints as-is (one line, no traceback).
+function M.fatal(msg, exit_code)
+    error({ message = msg, exit_code = exit_code }, 0)
+end
+
+return M

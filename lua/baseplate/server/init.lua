@@ -1,0 +1,229 @@
+-- The start-up sequence of baseplate-serve, after Baseplate.py's
+-- "Application Startup Sequence": read the config file, configure logging,
+-- load the application from [app:NAME] factory, bind the socket, load the
+-- server from [server:NAME] factory, log "Listening on …" and hand off to the
+-- event loop. Every failure here is one line naming file, section and key.
+local ffi = require("ffi")
+local core = require("baseplate.core")
+local runtime = require("baseplate.runtime")
+local ini = require("baseplate.ini")
+local log = require("baseplate.log")
+local http = require("baseplate.http")
+
+ffi.cdef([[
+typedef struct bp_listener_s bp_listener_t;
+bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err, size_t errlen);
+const char *bp_listener_describe(const bp_listener_t *l);
+void bp_listener_free(bp_listener_t *l);
+int bp_module_is_baseplate(const char *path);
+int bp_module_run_factory(const char *path, const char *symbol, bp_app_t *app,
+                          const bp_section_t *config, char *err, size_t errlen);
+]])
+
+local C = core.C
+local fatal = runtime.fatal
+
+local M = {}
+
+-- Everything start-up loaded stays alive for the life of the process (C
+-- factories may keep pointers into the config file's strings).
+M.state = {}
+
+--- "file: [section] key: reason"
+local function config_error(file, section, key, reason)
+    if key then
+        fatal(string.format("%s: [%s] %s: %s", file, section, key, reason))
+    end
+    fatal(string.format("%s: [%s]: %s", file, section, reason))
+end
+M.config_error = config_error
+
+local function first_line(s)
+    s = tostring(s)
+    return (s:gsub("\n%s*", " "))
+end
+
+--- Configure logging from --debug and an optional [logging] section:
+---   level = INFO|DEBUG|…    the root level (--debug forces DEBUG)
+---   format = auto|json|text
+---   logger.NAME = LEVEL     the level of logger NAME and its children
+function M.configure_logging(file, debug)
+    local section = file:section("logging", true)
+    local function level_of(key, value)
+        local ok, lvl = pcall(log.level_from_name, value)
+        if not ok then config_error(file.path, "logging", key, first_line(lvl)) end
+        return lvl
+    end
+    if section then
+        for key, value in pairs(section) do
+            if key == "level" then
+                log.set_level("", level_of(key, value))
+            elseif key == "format" then
+                local f = ({ auto = log.FORMAT_AUTO, json = log.FORMAT_JSON, text = log.FORMAT_TEXT })[value:lower()]
+                if not f then config_error(file.path, "logging", key, "expected auto, json or text, got '" .. value .. "'") end
+                log.set_format(f)
+            elseif key:sub(1, 7) == "logger." and #key > 7 then
+                log.set_level(key:sub(8), level_of(key, value))
+            else
+                config_error(file.path, "logging", key, "unknown key (expected level, format or logger.NAME)")
+            end
+        end
+    end
+    if debug then log.set_level("", log.DEBUG) end
+end
+
+--- Split "module:callable" (callable defaulting to `default_name`).
+local function split_factory(spec, default_name)
+    local mod, fn = spec:match("^%s*([%w_%.%-]+)%s*:%s*([%w_%.]+)%s*$")
+    if mod then return mod, fn end
+    mod = spec:match("^%s*([%w_%.%-]+)%s*$")
+    if mod then return mod, default_name end
+    return nil
+end
+
+--- Find a factory. Returns {kind="lua", fn=function} or {kind="c", path=, symbol=}.
+--- Raises a plain string reason on failure.
+function M.load_factory(spec, default_name)
+    local modname, fname = split_factory(spec, default_name)
+    if not modname then
+        error("expected 'module:callable', got '" .. spec .. "'", 0)
+    end
+    local so
+    if not (package.loaded[modname] or package.preload[modname]
+            or package.searchpath(modname, package.path)) then
+        so = package.searchpath(modname, package.cpath)
+        if so and C.bp_module_is_baseplate(so) == 1 then
+            return { kind = "c", path = so, symbol = fname, name = modname }
+        end
+    end
+    local ok, mod = pcall(require, modname)
+    if not ok then
+        local msg = tostring(mod)
+        if msg:find("^module '[^']*' not found") then
+            error("no module named '" .. modname .. "' (searched package.path and package.cpath,"
+                .. " starting with the current directory)", 0)
+        end
+        error("cannot load module '" .. modname .. "': " .. first_line(msg), 0)
+    end
+    local fn = type(mod) == "table" and mod[fname] or nil
+    local mt = type(fn) == "table" and getmetatable(fn)
+    if type(fn) ~= "function" and not (mt and mt.__call) then
+        error("module '" .. modname .. "' has no callable '" .. fname .. "'", 0)
+    end
+    return { kind = "lua", fn = fn, name = modname }
+end
+
+local function describe_error(err)
+    if type(err) == "table" and err.key and err.reason then
+        return err.key, tostring(err.reason)
+    end
+    return nil, runtime.message_of(err)
+end
+
+--- Build the application from [app:NAME].
+function M.make_app(file, section_name)
+    local app_config = file:section(section_name)
+    if not app_config then
+        fatal(string.format("%s: no section [%s]", file.path, section_name))
+    end
+    local spec = app_config.factory
+    if not spec or spec == "" then
+        config_error(file.path, section_name, "factory", "no value specified")
+    end
+    local ok, factory = pcall(M.load_factory, spec, "make_app")
+    if not ok then config_error(file.path, section_name, "factory", runtime.message_of(factory)) end
+
+
+    local app
+    if factory.kind == "c" then
+        app = http.app(app_config)
+        local rc = C.bp_module_run_factory(factory.path, factory.symbol, app.c,
+            file:section_ptr(section_name), core.errbuf, core.errbuf_size)
+        if rc ~= 0 then
+            config_error(file.path, section_name, "factory", spec .. ": " .. core.errmsg())
+        end
+    else
+        local tb
+        ok, app = xpcall(factory.fn, function(e)
+            tb = debug.traceback(tostring(e), 2)
+            return e
+        end, app_config)
+        if not ok then
+            local key, reason = describe_error(app)
+            if key then config_error(file.path, section_name, key, reason) end
+            log.get_logger("baseplate.server"):debug("%s", tb or "")
+            config_error(file.path, section_name, "factory", spec .. " failed: " .. first_line(reason))
+        end
+    end
+    if type(app) ~= "table" or app.c == nil then
+        config_error(file.path, section_name, "factory", spec .. " returned " .. type(app)
+            .. ", expected an application made with baseplate.http.app()")
+    end
+    return app, app_config
+end
+
+--- Load the server factory from [server:NAME].
+function M.load_server(file, section_name)
+    local server_config = file:section(section_name)
+    if not server_config then
+        fatal(string.format("%s: no section [%s]", file.path, section_name))
+    end
+    local spec = server_config.factory
+    if not spec or spec == "" then
+        config_error(file.path, section_name, "factory", "no value specified")
+    end
+    local ok, factory = pcall(M.load_factory, spec, "make_server")
+    if not ok then config_error(file.path, section_name, "factory", runtime.message_of(factory)) end
+    if factory.kind ~= "lua" then
+        config_error(file.path, section_name, "factory", spec .. " is a C module; servers are Lua modules")
+    end
+    return factory.fn, server_config
+end
+
+--- Bind the listening socket ("host:port", "[::1]:port" or a UNIX path).
+function M.bind(endpoint)
+    local l = C.bp_listener_open(endpoint, 0, core.errbuf, core.errbuf_size)
+    if l == nil then fatal(core.errmsg()) end
+    return ffi.gc(l, C.bp_listener_free)
+end
+
+--- baseplate-serve's main (run by the core in a coroutine).
+--- opts: config_file, app_name, server_name, bind, debug, reload
+function M.serve(opts)
+    local ok, file = pcall(ini.load, opts.config_file)
+    if not ok then fatal(runtime.message_of(file)) end
+    M.state.file = file
+    M.configure_logging(file, opts.debug)
+
+    local app_section = "app:" .. (opts.app_name or "main")
+    local server_section = "server:" .. (opts.server_name or "main")
+    if not file:section(server_section) then
+        fatal(string.format("%s: no section [%s]", file.path, server_section))
+    end
+    local app = M.make_app(file, app_section)
+    M.state.app = app
+    local make_server, server_config = M.load_server(file, server_section)
+    local listener = M.bind(opts.bind or "127.0.0.1:9090")
+    M.state.listener = listener
+
+    local ok2, server = pcall(make_server, server_config, listener, app, opts)
+    if not ok2 then
+        local key, reason = describe_error(server)
+        config_error(file.path, server_section, key or "factory", first_line(reason))
+    end
+    M.state.server = server
+    runtime.add_signal_handler(function()
+        if server.stop then server:stop() end
+    end)
+    log.get_logger("baseplate.server"):info("Listening on %s, PID:%d",
+        ffi.string(C.bp_listener_describe(listener)), M.pid())
+    return nil
+end
+
+function M.pid()
+    ffi.cdef("int getpid(void);")
+    M.pid = function() return ffi.C.getpid() end
+    return ffi.C.getpid()
+end
+
+return M

@@ -1,0 +1,52 @@
+/* baseplate-serve: run an application with one of the servers. The start-up
+ * sequence itself is Lua (lua/baseplate/server/init.lua); this parses the
+ * command line, creates the runtime and runs the loop. */
+#include <baseplate.h>
+
+#include "args.h"
+
+int main(int argc, char **argv) {
+  static bp_cli_opt_t opts[] = {
+      {"--debug", NULL, "enable extra-verbose debug logging", NULL},
+      {"--reload", NULL, "restart the server when Lua files in the working directory change", NULL},
+      {"--app-name", "NAME", "name of app to load from config_file (default: main)", NULL},
+      {"--server-name", "NAME", "name of server to load from config_file (default: main)", NULL},
+      {"--bind", "ENDPOINT", "endpoint to bind to (default: 127.0.0.1:9090)", NULL},
+  };
+  static const char *pos[] = {"config_file"};
+  bp_cli_t cli = {
+      .prog = "baseplate-serve",
+      .usage = "baseplate-serve [-h] [--debug] [--reload] [--app-name NAME]\n"
+               "                      [--server-name NAME] [--bind ENDPOINT]\n"
+               "                      config_file",
+      .description = "Run a service.",
+      .opts = opts,
+      .nopts = 5,
+      .positional_names = pos,
+      .npositional = 1,
+  };
+  const char *kv[16];
+  int n = 0, code;
+  char err[4096];
+
+  bp_cli_parse(&cli, argc, argv);
+  kv[n++] = "config_file";
+  kv[n++] = cli.positionals[0];
+  kv[n++] = "app_name";
+  kv[n++] = opts[2].value ? opts[2].value : "main";
+  kv[n++] = "server_name";
+  kv[n++] = opts[3].value ? opts[3].value : "main";
+  if (opts[4].value) kv[n++] = "bind", kv[n++] = opts[4].value;
+  if (opts[0].value) kv[n++] = "debug", kv[n++] = "1";
+  if (opts[1].value) kv[n++] = "reload", kv[n++] = "1";
+  kv[n] = NULL;
+
+  if (bp_runtime_open(NULL, err, sizeof err) != BP_OK) {
+    fprintf(stderr, "baseplate-serve: %s\n", err);
+    return 1;
+  }
+  code = bp_runtime_main("baseplate.server", "serve", kv, NULL, 0, err, sizeof err);
+  if (code != 0 && err[0]) fprintf(stderr, "baseplate-serve: error: %s\n", err);
+  bp_runtime_close();
+  return code;
+}

@@ -1,0 +1,950 @@
+/*
+ * The HTTP/1.1 server: libuv streams, Debian's http_parser, one request at a
+ * time per connection (pipelined requests wait in the read buffer and are
+ * answered in order), and every response written with one write.
+ *
+ * Where a request enters: on_message_complete() -> dispatch(). Where it
+ * leaves: bp_response_send() -> conn_write().
+ */
+#include "app.h"
+#include "internal.h"
+#include "runtime.h"
+#include "baseplate/log.h"
+
+#include <http_parser.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* --- listeners -------------------------------------------------------------- */
+
+struct bp_listener_s {
+  int fd;
+  int family;
+  char describe[160];
+};
+
+static int parse_endpoint(const char *ep, struct sockaddr_storage *ss, socklen_t *len,
+                          char *desc, size_t desclen, char *err, size_t errlen) {
+  char host[256];
+  const char *colon, *hs, *he;
+  long port;
+  char *end;
+
+  memset(ss, 0, sizeof *ss);
+  if (strchr(ep, '/')) {
+    struct sockaddr_un *un = (struct sockaddr_un *)ss;
+    if (strlen(ep) >= sizeof un->sun_path) {
+      snprintf(err, errlen, "%s: UNIX socket path too long", ep);
+      return BP_EINVAL;
+    }
+    un->sun_family = AF_UNIX;
+    strcpy(un->sun_path, ep);
+    *len = sizeof *un;
+    snprintf(desc, desclen, "%s", ep);
+    return BP_OK;
+  }
+  if (ep[0] == '[') {
+    hs = ep + 1;
+    he = strchr(ep, ']');
+    if (!he || he[1] != ':') {
+      snprintf(err, errlen, "%s: expected [address]:port", ep);
+      return BP_EINVAL;
+    }
+    colon = he + 1;
+  } else {
+    colon = strrchr(ep, ':');
+    if (!colon) {
+      snprintf(err, errlen, "%s: no port specified (expected host:port)", ep);
+      return BP_EINVAL;
+    }
+    hs = ep;
+    he = colon;
+  }
+  if ((size_t)(he - hs) >= sizeof host) {
+    snprintf(err, errlen, "%s: host too long", ep);
+    return BP_EINVAL;
+  }
+  memcpy(host, hs, he - hs);
+  host[he - hs] = '\0';
+  errno = 0;
+  port = strtol(colon + 1, &end, 10);
+  if (colon[1] == '\0' || *end || errno || port < 0 || port > 65535) {
+    snprintf(err, errlen, "%s: invalid port", ep);
+    return BP_EINVAL;
+  }
+  if (!*host || strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+  if (strcmp(host, "*") == 0) strcpy(host, "0.0.0.0");
+  struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    *len = sizeof *in4;
+  } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *in6;
+  } else {
+    snprintf(err, errlen, "%s: '%s' is not an IP address", ep, host);
+    return BP_EINVAL;
+  }
+  snprintf(desc, desclen, "('%s', %ld)", host, port);
+  return BP_OK;
+}
+
+bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  bp_listener_t *l = calloc(1, sizeof *l);
+  int one = 1;
+
+  if (!l) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  if (parse_endpoint(endpoint, &ss, &len, l->describe, sizeof l->describe, err, errlen)) {
+    free(l);
+    return NULL;
+  }
+  l->family = ss.ss_family;
+  l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (l->fd < 0) {
+    snprintf(err, errlen, "%s: socket: %s", endpoint, strerror(errno));
+    free(l);
+    return NULL;
+  }
+  if (ss.ss_family != AF_UNIX) {
+    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  }
+  if (bind(l->fd, (struct sockaddr *)&ss, len) != 0 || listen(l->fd, backlog > 0 ? backlog : 128)) {
+    snprintf(err, errlen, "%s: cannot listen: %s", endpoint, strerror(errno));
+    close(l->fd);
+    free(l);
+    return NULL;
+  }
+  return l;
+}
+
+const char *bp_listener_describe(const bp_listener_t *l) { return l->describe; }
+
+void bp_listener_free(bp_listener_t *l) {
+  if (!l) return;
+  if (l->fd >= 0) close(l->fd);
+  free(l);
+}
+
+/* --- connections and requests -------------------------------------------------- */
+
+typedef struct {
+  size_t name_off, name_len, value_off, value_len;
+} bp_hdr_t;
+
+typedef struct bp_conn_s bp_conn_t;
+
+struct bp_request_s {
+  bp_conn_t *conn;
+  const char *method;
+  const char *path, *query, *body;
+  size_t path_len, query_len, body_len;
+  int version;
+  int head;
+  int sent;
+  uint64_t start_ns; /* when the request was complete, for the access log */
+  bp__match_t match;
+};
+
+struct bp_http_server_s {
+  bp__closable_t closable;
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_stream_t stream;
+  } listener;
+  int family;
+  bp_app_t *app;
+  bp_http_server_options_t opts;
+  bp_conn_t *conns; /* doubly linked */
+  int nconns, active;
+  int stopping;
+  int listener_closed;
+};
+
+enum { HDR_NONE, HDR_FIELD, HDR_VALUE };
+
+struct bp_conn_s {
+  bp__closable_t closable;
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_stream_t stream;
+    uv_handle_t handle;
+  } h;
+  bp_http_server_t *server;
+  bp_conn_t *prev, *next;
+  http_parser parser;
+  char *rbuf; /* bytes read, not yet parsed */
+  size_t rlen, rcap;
+  char *abuf; /* the request being parsed: url, header names and values, body */
+  size_t alen, acap;
+  bp_hdr_t *hdrs;
+  int nhdrs, hcap, hdr_state;
+  size_t url_len, head_bytes;
+  char *hbuf; /* response headers added by the handler */
+  size_t hlen, hcap_bytes;
+  char *wbuf; /* the response being written */
+  size_t wcap;
+  uv_write_t wreq;
+  bp_request_t req;
+  int in_request; /* a complete request is being handled */
+  int writing;
+  int reading;
+  int closing;
+  int peer_gone;
+  int keep_alive;
+  int parse_error; /* status to answer a bad request with, then close */
+  char remote[64];
+};
+
+static uv_idle_t resume_idle;   /* continues parsing pipelined requests */
+static bp_conn_t **resume_list; /* connections waiting for it */
+static int resume_count, resume_cap, resume_init;
+
+static void conn_close(bp_conn_t *c);
+static void conn_process(bp_conn_t *c);
+static void send_simple(bp_conn_t *c, int status, const char *extra_header);
+
+static int grow(char **buf, size_t *cap, size_t need) {
+  size_t n = *cap ? *cap : 1024;
+  char *p;
+  if (need <= *cap) return BP_OK;
+  while (n < need) n *= 2;
+  if (!(p = realloc(*buf, n))) return BP_ENOMEM;
+  *buf = p;
+  *cap = n;
+  return BP_OK;
+}
+
+static int append(bp_conn_t *c, const char *at, size_t len) {
+  if (grow(&c->abuf, &c->acap, c->alen + len + 1)) return BP_ENOMEM;
+  memcpy(c->abuf + c->alen, at, len);
+  c->alen += len;
+  return BP_OK;
+}
+
+/* --- http_parser callbacks ---------------------------------------------------- */
+
+static int count_head(bp_conn_t *c, size_t len) {
+  c->head_bytes += len;
+  if (c->head_bytes > c->server->opts.max_header_size) {
+    c->parse_error = 431;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_begin(http_parser *p) {
+  bp_conn_t *c = p->data;
+  c->alen = c->url_len = c->head_bytes = 0;
+  c->nhdrs = 0;
+  c->hdr_state = HDR_NONE;
+  c->hlen = 0;
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+  bp_conn_t *c = p->data;
+  if (count_head(c, len) || append(c, at, len)) return -1;
+  c->url_len += len;
+  return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+  bp_conn_t *c = p->data;
+  if (count_head(c, len)) return -1;
+  if (c->hdr_state != HDR_FIELD) {
+    if (c->nhdrs == c->hcap) {
+      int cap = c->hcap ? c->hcap * 2 : 16;
+      bp_hdr_t *n = realloc(c->hdrs, cap * sizeof *n);
+      if (!n) return -1;
+      c->hdrs = n;
+      c->hcap = cap;
+    }
+    c->hdrs[c->nhdrs].name_off = c->alen;
+    c->hdrs[c->nhdrs].name_len = 0;
+    c->hdrs[c->nhdrs].value_off = 0;
+    c->hdrs[c->nhdrs].value_len = 0;
+    c->nhdrs++;
+    c->hdr_state = HDR_FIELD;
+  }
+  if (append(c, at, len)) return -1;
+  c->hdrs[c->nhdrs - 1].name_len += len;
+  return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+  bp_conn_t *c = p->data;
+  if (count_head(c, len)) return -1;
+  if (c->hdr_state != HDR_VALUE) {
+    c->hdrs[c->nhdrs - 1].value_off = c->alen;
+    c->hdr_state = HDR_VALUE;
+  }
+  if (append(c, at, len)) return -1;
+  c->hdrs[c->nhdrs - 1].value_len += len;
+  return 0;
+}
+
+static int on_headers_complete(http_parser *p) {
+  bp_conn_t *c = p->data;
+  if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->server->opts.max_body_size) {
+    c->parse_error = 413;
+    return -1;
+  }
+  c->req.body = NULL;
+  c->req.body_len = 0;
+  /* Everything after this point in abuf is body. */
+  c->req.body_len = c->alen; /* start offset, fixed up in on_message_complete */
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+  bp_conn_t *c = p->data;
+  if (c->alen - c->req.body_len + len > c->server->opts.max_body_size) {
+    c->parse_error = 413;
+    return -1;
+  }
+  return append(c, at, len) ? -1 : 0;
+}
+
+static void dispatch(bp_conn_t *c);
+
+static int on_message_complete(http_parser *p) {
+  bp_conn_t *c = p->data;
+  bp_request_t *r = &c->req;
+  struct http_parser_url u;
+  size_t body_off = r->body_len;
+
+  memset(&r->match, 0, sizeof r->match);
+  r->conn = c;
+  r->method = http_method_str(p->method);
+  r->version = p->http_major * 10 + p->http_minor;
+  r->head = p->method == HTTP_HEAD;
+  r->sent = 0;
+  r->start_ns = uv_hrtime();
+  r->body = c->abuf + body_off;
+  r->body_len = c->alen - body_off;
+  c->abuf[c->alen] = '\0';
+  c->keep_alive = http_should_keep_alive(p);
+
+  /* The request target: origin-form, or absolute-form from a proxy. */
+  http_parser_url_init(&u);
+  if (http_parser_parse_url(c->abuf, c->url_len, p->method == HTTP_CONNECT, &u) != 0) {
+    c->parse_error = 400;
+    return -1;
+  }
+  if (u.field_set & (1 << UF_PATH)) {
+    r->path = c->abuf + u.field_data[UF_PATH].off;
+    r->path_len = u.field_data[UF_PATH].len;
+  } else {
+    r->path = "/";
+    r->path_len = 1;
+  }
+  if (u.field_set & (1 << UF_QUERY)) {
+    r->query = c->abuf + u.field_data[UF_QUERY].off;
+    r->query_len = u.field_data[UF_QUERY].len;
+  } else {
+    r->query = "";
+    r->query_len = 0;
+  }
+  c->in_request = 1;
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* --- dispatch ------------------------------------------------------------------ */
+
+static void dispatch(bp_conn_t *c) {
+  bp_request_t *r = &c->req;
+  bp_http_server_t *s = c->server;
+  int status = bp__app_match(s->app, r->method, r->path, r->path_len, &r->match);
+  void *data;
+  bp_handler_fn fn;
+
+  s->active++;
+  if (status == 404) {
+    send_simple(c, 404, NULL);
+    return;
+  }
+  if (status == 405) {
+    char allow[160];
+    snprintf(allow, sizeof allow, "Allow: %s\r\n", r->match.allow);
+    send_simple(c, 405, allow);
+    return;
+  }
+  fn = bp__route_handler(r->match.route, &data);
+  if (fn) {
+    int rc = fn(r, data);
+    if (rc != BP_OK && rc != BP_AGAIN && !r->sent) {
+      bp_log(BP_LOG_ERROR, "baseplate.server", "C handler for route %s failed: %s",
+             bp__route_name(r->match.route), bp_strerror(rc));
+      send_simple(c, 500, NULL);
+    } else if (rc == BP_OK && !r->sent) {
+      bp_log(BP_LOG_ERROR, "baseplate.server", "C handler for route %s returned without a response",
+             bp__route_name(r->match.route));
+      send_simple(c, 500, NULL);
+    }
+    return;
+  }
+  bp__vm_dispatch_request(r, bp__route_lua_handler(r->match.route));
+}
+
+/* --- reading ------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  bp_conn_t *c = h->data;
+  if (grow(&c->rbuf, &c->rcap, c->rlen + 16384)) {
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  buf->base = c->rbuf + c->rlen;
+  buf->len = c->rcap - c->rlen;
+}
+
+static void stop_reading(bp_conn_t *c) {
+  if (c->reading) {
+    uv_read_stop(&c->h.stream);
+    c->reading = 0;
+  }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
+  bp_conn_t *c = stream->data;
+  if (n < 0) {
+    stop_reading(c);
+    c->peer_gone = 1;
+    if (!c->in_request && !c->writing) conn_close(c);
+    return;
+  }
+  if (n == 0) return;
+  c->rlen += (size_t)n;
+  conn_process(c);
+}
+
+static void schedule_resume(bp_conn_t *c);
+
+/* Parse what is buffered until a request is complete (then dispatch it) or
+ * the buffer is empty (then read more). */
+static void conn_process(bp_conn_t *c) {
+  while (!c->closing && !c->in_request && !c->writing) {
+    size_t n;
+    if (c->rlen == 0) {
+      if (c->peer_gone) {
+        conn_close(c);
+        return;
+      }
+      if (!c->reading && !c->server->stopping) {
+        uv_read_start(&c->h.stream, on_alloc, on_read);
+        c->reading = 1;
+      }
+      if (c->server->stopping) conn_close(c);
+      return;
+    }
+    n = http_parser_execute(&c->parser, &settings, c->rbuf, c->rlen);
+    if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
+      http_parser_pause(&c->parser, 0);
+    } else if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || c->parse_error) {
+      int status = c->parse_error ? c->parse_error : 400;
+      if (c->parser.upgrade && !c->parse_error) status = 501;
+      stop_reading(c);
+      c->keep_alive = 0;
+      c->rlen = 0;
+      c->req.version = 11;
+      c->req.head = 0;
+      c->req.method = NULL;
+      c->req.path = c->req.query = NULL;
+      c->req.path_len = c->req.query_len = 0;
+      c->req.start_ns = 0;
+      send_simple(c, status, NULL);
+      return;
+    }
+    memmove(c->rbuf, c->rbuf + n, c->rlen - n);
+    c->rlen -= n;
+    if (c->in_request) {
+      /* Backpressure: read nothing more until this request is answered. */
+      stop_reading(c);
+      dispatch(c);
+      return;
+    }
+    if (c->parser.upgrade) { /* Upgrade/CONNECT: not supported */
+      c->keep_alive = 0;
+      send_simple(c, 501, NULL);
+      return;
+    }
+  }
+}
+
+static void resume_cb(uv_idle_t *idle) {
+  int n = resume_count;
+  bp_conn_t **list = malloc(n * sizeof *list);
+  if (!list) return; /* try again next iteration */
+  memcpy(list, resume_list, n * sizeof *list);
+  resume_count = 0;
+  uv_idle_stop(idle);
+  for (int i = 0; i < n; i++) {
+    if (list[i]) conn_process(list[i]);
+  }
+  free(list);
+}
+
+/* Continue parsing on the next loop iteration rather than now: the response
+ * may have been sent from inside a Lua FFI call, where re-entering Lua for the
+ * next pipelined request is not allowed. */
+static void schedule_resume(bp_conn_t *c) {
+  if (!resume_init) {
+    uv_idle_init(uv_default_loop(), &resume_idle);
+    uv_unref((uv_handle_t *)&resume_idle);
+    resume_init = 1;
+  }
+  if (resume_count == resume_cap) {
+    int cap = resume_cap ? resume_cap * 2 : 64;
+    bp_conn_t **n = realloc(resume_list, cap * sizeof *n);
+    if (!n) {
+      conn_close(c);
+      return;
+    }
+    resume_list = n;
+    resume_cap = cap;
+  }
+  resume_list[resume_count++] = c;
+  uv_idle_start(&resume_idle, resume_cb);
+}
+
+static void unschedule_resume(bp_conn_t *c) {
+  for (int i = 0; i < resume_count; i++)
+    if (resume_list[i] == c) resume_list[i] = NULL;
+}
+
+/* --- writing ------------------------------------------------------------------- */
+
+static const char *date_header(void) {
+  static char buf[64];
+  static time_t last;
+  time_t now = time(NULL);
+  if (now != last) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    last = now;
+  }
+  return buf;
+}
+
+const char *bp_http_status_text(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+  }
+  return status < 200 ? "Informational" : status < 300 ? "OK" : status < 400 ? "Redirect"
+         : status < 500 ? "Client Error" : "Server Error";
+}
+
+static void request_done(bp_conn_t *c, int status, size_t body_len) {
+  bp_request_t *r = &c->req;
+  bp_http_server_t *s = c->server;
+  s->active--;
+  c->in_request = 0;
+  if (s->opts.access_log && bp_log_enabled("baseplate.server.http", BP_LOG_DEBUG)) {
+    /* The reference's shape: 127.0.0.1 - - [time] "GET / HTTP/1.1" 200 18 0.000123 */
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    double secs = r->start_ns ? (double)(uv_hrtime() - r->start_ns) / 1e9 : 0.0;
+    bp_log(BP_LOG_DEBUG, "baseplate.server.http", "%s - - [%s] \"%s %.*s%s%.*s HTTP/%d.%d\" %d %zu %.6f",
+           c->remote, when, r->method ? r->method : "-", (int)r->path_len, r->path ? r->path : "",
+           r->query_len ? "?" : "", (int)r->query_len, r->query ? r->query : "", r->version / 10,
+           r->version % 10, status, body_len, secs);
+  }
+}
+
+static void after_write(uv_write_t *w, int status) {
+  bp_conn_t *c = w->data;
+  c->writing = 0;
+  if (status < 0 || !c->keep_alive || c->server->stopping) {
+    conn_close(c);
+    return;
+  }
+  schedule_resume(c);
+}
+
+static int conn_write(bp_conn_t *c, size_t len) {
+  uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)len);
+  int n = uv_try_write(&c->h.stream, &b, 1);
+  if (n == (int)len) {
+    if (!c->keep_alive || c->server->stopping) {
+      conn_close(c);
+      return BP_OK;
+    }
+    schedule_resume(c);
+    return BP_OK;
+  }
+  if (n < 0 && n != UV_EAGAIN) {
+    conn_close(c);
+    return BP_ECLOSED;
+  }
+  if (n > 0) {
+    b.base += n;
+    b.len -= (unsigned)n;
+  }
+  c->writing = 1;
+  c->wreq.data = c;
+  if (uv_write(&c->wreq, &c->h.stream, &b, 1, after_write) != 0) {
+    c->writing = 0;
+    conn_close(c);
+    return BP_ECLOSED;
+  }
+  return BP_OK;
+}
+
+static int respond(bp_conn_t *c, int status, const char *content_type, const char *extra,
+                   size_t extra_len, const char *body, size_t body_len) {
+  bp_request_t *r = &c->req;
+  char head[512];
+  int hn;
+  size_t total;
+  int send_body = !r->head && status != 204 && status != 304 && status >= 200;
+
+  hn = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%sContent-Length: %zu\r\n%s%s%s%s", status,
+                bp_http_status_text(status), date_header(), body_len,
+                content_type ? "Content-Type: " : "", content_type ? content_type : "",
+                content_type ? "\r\n" : "",
+                !c->keep_alive ? "Connection: close\r\n"
+                : r->version < 11 ? "Connection: keep-alive\r\n" : "");
+  if (hn < 0 || (size_t)hn >= sizeof head) return BP_EINVAL;
+  total = (size_t)hn + extra_len + 2 + (send_body ? body_len : 0);
+  if (grow(&c->wbuf, &c->wcap, total)) {
+    conn_close(c);
+    return BP_ENOMEM;
+  }
+  memcpy(c->wbuf, head, (size_t)hn);
+  memcpy(c->wbuf + hn, extra, extra_len);
+  memcpy(c->wbuf + hn + extra_len, "\r\n", 2);
+  if (send_body) memcpy(c->wbuf + hn + extra_len + 2, body, body_len);
+  r->sent = 1;
+  request_done(c, status, send_body ? body_len : 0);
+  return conn_write(c, total);
+}
+
+static void send_simple(bp_conn_t *c, int status, const char *extra_header) {
+  char body[128];
+  int n = snprintf(body, sizeof body, "{\"error\": %d, \"reason\": \"%s\"}", status,
+                   bp_http_status_text(status));
+  if (!c->in_request) {
+    /* A protocol error: nothing was dispatched; count it like a request. */
+    c->server->active++;
+    c->in_request = 1;
+  }
+  if (status >= 400 && status != 404 && status != 405) c->keep_alive = 0;
+  respond(c, status, "application/json", extra_header, extra_header ? strlen(extra_header) : 0,
+          body, (size_t)n);
+}
+
+/* --- public request API ---------------------------------------------------------- */
+
+const char *bp_request_method(const bp_request_t *r) { return r->method; }
+
+const char *bp_request_path(const bp_request_t *r, size_t *len) {
+  *len = r->path_len;
+  return r->path;
+}
+
+const char *bp_request_query(const bp_request_t *r, size_t *len) {
+  *len = r->query_len;
+  return r->query;
+}
+
+const char *bp_request_body(const bp_request_t *r, size_t *len) {
+  *len = r->body_len;
+  return r->body;
+}
+
+int bp_request_header_count(const bp_request_t *r) { return r->conn->nhdrs; }
+
+int bp_request_header_at(const bp_request_t *r, int i, const char **name, size_t *name_len,
+                         const char **value, size_t *value_len) {
+  const bp_conn_t *c = r->conn;
+  if (i < 0 || i >= c->nhdrs) return BP_ENOENT;
+  *name = c->abuf + c->hdrs[i].name_off;
+  *name_len = c->hdrs[i].name_len;
+  *value = c->abuf + c->hdrs[i].value_off;
+  *value_len = c->hdrs[i].value_len;
+  return BP_OK;
+}
+
+const char *bp_request_header(const bp_request_t *r, const char *name, size_t *len) {
+  const bp_conn_t *c = r->conn;
+  size_t nl = strlen(name);
+  for (int i = 0; i < c->nhdrs; i++)
+    if (c->hdrs[i].name_len == nl && strncasecmp(c->abuf + c->hdrs[i].name_off, name, nl) == 0) {
+      *len = c->hdrs[i].value_len;
+      return c->abuf + c->hdrs[i].value_off;
+    }
+  return NULL;
+}
+
+int bp_request_http_version(const bp_request_t *r) { return r->version; }
+
+const char *bp_request_route_name(const bp_request_t *r) {
+  return r->match.route ? bp__route_name(r->match.route) : "";
+}
+
+int bp_request_param_count(const bp_request_t *r) { return r->match.nparams; }
+
+int bp_request_param_at(const bp_request_t *r, int i, const char **name, const char **value,
+                        size_t *value_len) {
+  if (i < 0 || i >= r->match.nparams) return BP_ENOENT;
+  *name = r->match.params[i].name;
+  *value = r->path + r->match.params[i].off;
+  *value_len = r->match.params[i].len;
+  return BP_OK;
+}
+
+const char *bp_request_remote_addr(const bp_request_t *r) { return r->conn->remote; }
+
+int bp_response_header(bp_request_t *r, const char *name, size_t name_len, const char *value,
+                       size_t value_len) {
+  bp_conn_t *c = r->conn;
+  if (r->sent) return BP_ECLOSED;
+  if (memchr(name, '\r', name_len) || memchr(name, '\n', name_len) || memchr(name, ':', name_len) ||
+      memchr(value, '\r', value_len) || memchr(value, '\n', value_len) || name_len == 0)
+    return BP_EINVAL;
+  if (grow(&c->hbuf, &c->hcap_bytes, c->hlen + name_len + value_len + 4)) return BP_ENOMEM;
+  memcpy(c->hbuf + c->hlen, name, name_len);
+  c->hlen += name_len;
+  memcpy(c->hbuf + c->hlen, ": ", 2);
+  c->hlen += 2;
+  memcpy(c->hbuf + c->hlen, value, value_len);
+  c->hlen += value_len;
+  memcpy(c->hbuf + c->hlen, "\r\n", 2);
+  c->hlen += 2;
+  return BP_OK;
+}
+
+int bp_response_send(bp_request_t *r, int status, const char *content_type, const char *body,
+                     size_t body_len) {
+  bp_conn_t *c = r->conn;
+  if (r->sent) return BP_ECLOSED;
+  if (status < 100 || status > 999) status = 500;
+  if (c->peer_gone || c->closing) {
+    /* The client left while the handler ran: drop the answer, free the conn. */
+    r->sent = 1;
+    request_done(c, status, 0);
+    conn_close(c);
+    return BP_ECLOSED;
+  }
+  return respond(c, status, content_type, c->hbuf, c->hlen, body, body_len);
+}
+
+int bp_response_sent(const bp_request_t *r) { return r->sent; }
+
+/* --- connection lifecycle ---------------------------------------------------------- */
+
+static void conn_closed(uv_handle_t *h) {
+  bp_conn_t *c = h->data;
+  bp_http_server_t *s = c->server;
+  free(c->rbuf);
+  free(c->abuf);
+  free(c->hdrs);
+  free(c->hbuf);
+  free(c->wbuf);
+  free(c);
+  s->nconns--;
+  if (s->stopping && s->nconns == 0 && s->listener_closed) free(s);
+}
+
+static void conn_close(bp_conn_t *c) {
+  bp_http_server_t *s = c->server;
+  if (c->closing) return;
+  if (c->in_request && !c->req.sent) {
+    /* A handler still holds the request: close once it answers. */
+    c->peer_gone = 1;
+    stop_reading(c);
+    return;
+  }
+  if (c->writing) { /* after_write closes it */
+    c->keep_alive = 0;
+    return;
+  }
+  c->closing = 1;
+  unschedule_resume(c);
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  uv_close(&c->h.handle, conn_closed);
+}
+
+static void conn_close_closable(bp__closable_t *cl) {
+  bp_conn_t *c = (bp_conn_t *)cl;
+  c->in_request = 0; /* shutdown: abandon whatever is in flight */
+  c->writing = 0;
+  conn_close(c);
+}
+
+static void remote_name(bp_conn_t *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  strcpy(c->remote, "-");
+  if (c->server->family == AF_UNIX) return;
+  if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof c->remote);
+  else if (ss.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  bp_http_server_t *s = listener->data;
+  bp_conn_t *c;
+  if (status < 0 || s->stopping) return;
+  if (!(c = calloc(1, sizeof *c))) return;
+  c->closable.magic = BP_CLOSABLE_MAGIC;
+  c->closable.close = conn_close_closable;
+  c->server = s;
+  if (s->family == AF_UNIX) uv_pipe_init(uv_default_loop(), &c->h.pipe, 0);
+  else uv_tcp_init(uv_default_loop(), &c->h.tcp);
+  c->h.handle.data = c;
+  if (uv_accept(listener, &c->h.stream) != 0) {
+    uv_close(&c->h.handle, (uv_close_cb)free);
+    return;
+  }
+  if (s->family != AF_UNIX) uv_tcp_nodelay(&c->h.tcp, 1);
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  remote_name(c);
+  uv_read_start(&c->h.stream, on_alloc, on_read);
+  c->reading = 1;
+}
+
+/* --- server ---------------------------------------------------------------------- */
+
+void bp_http_server_options_init(bp_http_server_options_t *o) {
+  o->max_header_size = 64 * 1024;
+  o->max_body_size = 16 * 1024 * 1024;
+  o->access_log = 0;
+}
+
+static void listener_closed(uv_handle_t *h) {
+  bp_http_server_t *s = h->data;
+  s->listener_closed = 1;
+  if (s->nconns == 0) free(s);
+}
+
+void bp_http_server_stop(bp_http_server_t *s) {
+  bp_conn_t *c, *next;
+  if (!s || s->stopping) return;
+  s->stopping = 1;
+  uv_close((uv_handle_t *)&s->listener, listener_closed);
+  for (c = s->conns; c; c = next) {
+    next = c->next;
+    if (!c->in_request && !c->writing) conn_close(c);
+  }
+}
+
+static void server_close_closable(bp__closable_t *cl) {
+  bp_http_server_t *s = (bp_http_server_t *)cl;
+  bp_http_server_stop(s);
+}
+
+bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l,
+                                       const bp_http_server_options_t *opts, char *err,
+                                       size_t errlen) {
+  bp_http_server_t *s = calloc(1, sizeof *s);
+  int rc;
+  if (!s) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  s->closable.magic = BP_CLOSABLE_MAGIC;
+  s->closable.close = server_close_closable;
+  s->app = app;
+  s->family = l->family;
+  if (opts) s->opts = *opts;
+  else bp_http_server_options_init(&s->opts);
+  if (l->family == AF_UNIX) {
+    uv_pipe_init(uv_default_loop(), &s->listener.pipe, 0);
+    rc = uv_pipe_open(&s->listener.pipe, l->fd);
+  } else {
+    uv_tcp_init(uv_default_loop(), &s->listener.tcp);
+    rc = uv_tcp_open(&s->listener.tcp, l->fd);
+  }
+  s->listener.stream.data = s;
+  if (rc == 0) rc = uv_listen(&s->listener.stream, 511, on_connection);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot serve on %s: %s", l->describe, uv_strerror(rc));
+    s->stopping = 1;
+    uv_close((uv_handle_t *)&s->listener, listener_closed);
+    l->fd = -1;
+    return NULL;
+  }
+  l->fd = -1; /* the server owns the socket now */
+  return s;
+}
+
+int bp_http_server_connections(const bp_http_server_t *s) { return s->nconns; }
+
+int bp_http_server_active_requests(const bp_http_server_t *s) { return s->active; }

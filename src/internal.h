@@ -1,0 +1,17 @@
+/* Private declarations shared by the core's files. Never installed. */
+#ifndef BASEPLATE_INTERNAL_H
+#define BASEPLATE_INTERNAL_H
+
+#include "baseplate/common.h"
+#include <stddef.h>
+
+#define BP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Read a whole file into a malloc'd, NUL-terminated buffer. BP_EIO with errno
+ * set, or BP_ETOOBIG when larger than max. */
+int bp__read_file(const char *path, char **out, size_t *len, size_t max);
+
+/* Forget per-logger levels (tests, and the end of a process). */
+void bp__log_reset(void);
+
+#endif

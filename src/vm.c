@@ -1,0 +1,241 @@
+/*
+ * The process's LuaJIT state.
+ *
+ * The core owns one lua_State. Lua code calls the core through FFI; the core
+ * calls into Lua at exactly two places, both from loop callbacks (never from
+ * inside an FFI call): a request for a Lua handler (runtime.on_request) and
+ * the wake-up of a coroutine waiting on the core (runtime.on_wake). All
+ * coroutine scheduling lives in lua/baseplate/runtime.lua.
+ */
+#include "runtime.h"
+#include "internal.h"
+#include "baseplate/log.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <luajit.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static lua_State *L;
+static int ref_runtime = LUA_NOREF;
+static int ref_on_request = LUA_NOREF;
+static int ref_on_wake = LUA_NOREF;
+
+lua_State *bp__vm_state(void) { return L; }
+
+/* In a build tree the binaries use the in-tree Lua modules and the build's
+ * module directory; installed, the installed ones. */
+static int running_in_build_tree(void) {
+#ifdef BP_BUILD_BIN_DIR
+  char exe[PATH_MAX], *slash;
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return 0;
+  exe[n] = '\0';
+  if ((slash = strrchr(exe, '/'))) *slash = '\0';
+  return strcmp(exe, BP_BUILD_BIN_DIR) == 0;
+#else
+  return 0;
+#endif
+}
+
+static void set_paths(const bp__vm_options_t *opts) {
+  const char *luadir = BP_LUA_INSTALL_DIR, *moddir = BP_LIBDIR_INSTALL;
+  const char *extra = opts && opts->extra_path ? opts->extra_path : "";
+#ifdef BP_BUILD_LIB_DIR
+  if (running_in_build_tree()) {
+    luadir = BP_LUA_SRC_DIR;
+    moddir = BP_BUILD_LIB_DIR;
+  }
+#endif
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "./?.lua;./?/init.lua;%s%s/?.lua;%s/?/init.lua;%s", extra, luadir, luadir,
+                  lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "cpath");
+  lua_pushfstring(L, "./?.so;%s/?.so;%s", moddir, lua_tostring(L, -1));
+  lua_setfield(L, -3, "cpath");
+  lua_pop(L, 2);
+}
+
+static int ref_field(int table, const char *name, int *ref, char *err, size_t errlen) {
+  lua_getfield(L, table, name);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    snprintf(err, errlen, "baseplate.runtime has no function %s", name);
+    return BP_ERROR;
+  }
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return BP_OK;
+}
+
+int bp__vm_open(const bp__vm_options_t *opts, char *err, size_t errlen) {
+  if (!(L = luaL_newstate())) {
+    snprintf(err, errlen, "cannot create the Lua state: out of memory");
+    return BP_ENOMEM;
+  }
+  luaL_openlibs(L);
+  set_paths(opts);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "baseplate.runtime");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    snprintf(err, errlen, "cannot load baseplate.runtime: %s", lua_tostring(L, -1));
+    bp__vm_close();
+    return BP_ERROR;
+  }
+  if (!lua_istable(L, -1) || ref_field(-1, "on_request", &ref_on_request, err, errlen) ||
+      ref_field(-1, "on_wake", &ref_on_wake, err, errlen)) {
+    if (!err[0]) snprintf(err, errlen, "baseplate.runtime did not return a table");
+    bp__vm_close();
+    return BP_ERROR;
+  }
+  ref_runtime = luaL_ref(L, LUA_REGISTRYINDEX);
+  return BP_OK;
+}
+
+void bp__vm_close(void) {
+  if (!L) return;
+  lua_close(L);
+  L = NULL;
+  ref_runtime = ref_on_request = ref_on_wake = LUA_NOREF;
+}
+
+/* A failure inside the runtime's own entry points is a bug in baseplate, not
+ * in the application: log it and go on. */
+static void call_entry(int nargs) {
+  if (lua_pcall(L, nargs, 0, 0) != 0) {
+    const char *msg = lua_tostring(L, -1);
+    bp_log(BP_LOG_CRITICAL, "baseplate.runtime", "internal error: %s", msg ? msg : "?");
+    lua_pop(L, 1);
+  }
+}
+
+int bp__vm_start_main(const char *module, const char *fn) {
+  /* stack: options */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref_runtime);
+  lua_getfield(L, -1, "start_main");
+  lua_remove(L, -2);
+  lua_pushstring(L, module);
+  lua_pushstring(L, fn);
+  lua_pushvalue(L, -4);
+  lua_remove(L, -5);
+  call_entry(3);
+  return BP_OK;
+}
+
+int bp__vm_main_result(char *err, size_t errlen, int *exit_code) {
+  int failed;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref_runtime);
+  lua_getfield(L, -1, "main_result");
+  lua_remove(L, -2);
+  if (lua_pcall(L, 0, 3, 0) != 0) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    *exit_code = 1;
+    return 1;
+  }
+  failed = !lua_toboolean(L, -3);
+  if (failed) snprintf(err, errlen, "%s", lua_isstring(L, -2) ? lua_tostring(L, -2) : "error");
+  *exit_code = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : failed;
+  lua_pop(L, 3);
+  return failed;
+}
+
+void bp__vm_dispatch_request(bp_request_t *req, int handler) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref_on_request);
+  lua_pushlightuserdata(L, req);
+  lua_pushinteger(L, handler);
+  call_entry(2);
+}
+
+void bp__vm_wake(int waiter, int status) {
+  if (!L) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref_on_wake);
+  lua_pushinteger(L, waiter);
+  lua_pushinteger(L, status);
+  call_entry(2);
+}
+
+/* --- the runtime entry points for the bundled tools ----------------------------- */
+
+static int ref_on_signal = LUA_NOREF;
+static uv_signal_t signals[4];
+static int nsignals, sigint_count;
+
+static void on_signal(uv_signal_t *h, int signum) {
+  int handled = 0;
+  if (signum == SIGINT && ++sigint_count > 1) {
+    /* A second Ctrl-C: the user wants out now. */
+    bp_log(BP_LOG_WARNING, "baseplate.server", "second SIGINT: exiting immediately");
+    _exit(1);
+  }
+  if (L && ref_on_signal != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref_on_signal);
+    lua_pushinteger(L, signum);
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+      handled = lua_toboolean(L, -1);
+    } else {
+      bp_log(BP_LOG_CRITICAL, "baseplate.runtime", "internal error: %s", lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  if (!handled) {
+    signal(signum, SIG_DFL);
+    raise(signum);
+  }
+}
+
+int bp_runtime_open(const char *extra_lua_path, char *err, size_t errlen) {
+  bp__vm_options_t o = {extra_lua_path};
+  int rc = bp__vm_open(&o, err, errlen);
+  if (rc != BP_OK) return rc;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref_runtime);
+  rc = ref_field(-1, "on_signal", &ref_on_signal, err, errlen);
+  lua_pop(L, 1);
+  if (rc != BP_OK) {
+    bp__vm_close();
+    return rc;
+  }
+  static const int sigs[] = {SIGINT, SIGTERM, SIGUSR2};
+  for (size_t i = 0; i < BP_ARRAY_SIZE(sigs); i++) {
+    uv_signal_init(uv_default_loop(), &signals[i]);
+    uv_signal_start(&signals[i], on_signal, sigs[i]);
+    uv_unref((uv_handle_t *)&signals[i]); /* signals alone keep nothing alive */
+    nsignals++;
+  }
+  return BP_OK;
+}
+
+int bp_runtime_main(const char *module, const char *fn, const char *const *opts,
+                    const char *const *argv, int argc, char *err, size_t errlen) {
+  int code;
+  lua_newtable(L);
+  for (int i = 0; opts && opts[i] && opts[i + 1]; i += 2) {
+    lua_pushstring(L, opts[i + 1]);
+    lua_setfield(L, -2, opts[i]);
+  }
+  lua_createtable(L, argc, 0);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "args");
+  bp__vm_start_main(module, fn);
+  uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+  err[0] = '\0';
+  bp__vm_main_result(err, errlen, &code);
+  return code;
+}
+
+void bp_runtime_close(void) {
+  bp__loop_shutdown();
+  bp__vm_close();
+  ref_on_signal = LUA_NOREF;
+  bp__log_reset();
+}
