@@ -1,0 +1,53 @@
+-- An application exercising the HTTP server for the integration tests.
+local baseplate = require("baseplate")
+local http = require("baseplate.http")
+local log = require("baseplate.log").get_logger("testapp")
+
+local M = {}
+
+function M.make_app(app_config)
+    local app = http.app(app_config)
+    app:get("hello_world", "/", function() return { Hello = "World" } end)
+    app:get("text", "/text", function() return "plain text" end)
+    app:get("nothing", "/nothing", function() return nil end)
+    app:get("status", "/status/{code}", function(request)
+        return tonumber(request.params.code), { code = tonumber(request.params.code) }, { ["X-Test"] = "yes" }
+    end)
+    app:get("params", "/params/{a}/{b}/*rest", function(request)
+        return request.params
+    end)
+    app:get("query", "/query", function(request)
+        return { args = request.query, raw = request.query_string }
+    end)
+    app:get("headers", "/headers", function(request)
+        return { ua = request.headers["user-agent"], x = request:header("x-custom"),
+                 method = request.method, path = request.path, version = request.http_version }
+    end)
+    app:post("echo", "/echo", function(request)
+        return http.response { status = 201, body = request.body, content_type = "application/octet-stream",
+                               headers = { ["X-Length"] = #request.body } }
+    end)
+    app:post("json", "/json", function(request)
+        local v = request:json()
+        return { got = v }
+    end)
+    app:get("error", "/error", function()
+        log:info("about to fail")
+        error("deliberate failure")
+    end)
+    app:get("abort", "/abort", function()
+        http.abort(403, { error = "forbidden here" })
+    end)
+    app:get("sleep", "/sleep/{ms}", function(request)
+        local t0 = baseplate.now()
+        baseplate.sleep(tonumber(request.params.ms) / 1000)
+        return { slept = baseplate.now() - t0 }
+    end)
+    app:route("any", "*", "/any", function(request) return { method = request.method } end)
+    app:get("config", "/config/{key}", function(request)
+        return { value = app_config[request.params.key] }
+    end)
+    return app
+end
+
+return M

@@ -1,0 +1,90 @@
+# Lua handlers over real HTTP: the request object, the response forms,
+# errors, yielding handlers, keep-alive, pipelining and the size limits.
+. "$(dirname "$0")/lib.sh"
+
+export BP_TEST_ENV_VALUE="from-environment"
+start_server "$APPS/testapp.ini" --debug || { fail "server starts"; finish; }
+
+check_eq "table -> JSON" "$(curl -s "$(url /)")" '{"Hello":"World"}'
+check_eq "string -> text" "$(curl -s -w ' %{content_type}' "$(url /text)")" "plain text text/plain; charset=utf-8"
+check_eq "nil -> 204" "$(curl -s -o /dev/null -w '%{http_code}' "$(url /nothing)")" 204
+check_eq "status, body, headers" "$(curl -s -D - "$(url /status/418)" | tr -d '\r' | grep -E '^(HTTP|X-Test)|code')" "HTTP/1.1 418 Client Error
+X-Test: yes
+{\"code\":418}"
+out=$(curl -s "$(url /params/one/t%20wo/rest/of/path)")
+check_contains "path params" "$out" '"a":"one"'
+check_contains "path params are decoded" "$out" '"b":"t wo"'
+check_contains "*rest param" "$out" '"rest":"rest\/of\/path"'
+out=$(curl -s "$(url '/query?x=1&y=a%20b&x=2&flag')")
+check_contains "query args (last value wins)" "$out" '"x":"2"'
+check_contains "query args decoded" "$out" '"y":"a b"'
+check_contains "raw query string" "$out" '"raw":"x=1&y=a%20b&x=2&flag"'
+out=$(curl -s -A "tester/1.0" -H "X-Custom: hello" "$(url /headers)")
+check_contains "headers table (lower-cased names)" "$out" '"ua":"tester\/1.0"'
+check_contains "request:header() is case-insensitive" "$out" '"x":"hello"'
+check_contains "method/path/version" "$out" '"method":"GET"'
+check_contains "http version" "$out" '"version":"1.1"'
+out=$(curl -s -D - --data-binary 'some body bytes' -H 'Content-Type: application/octet-stream' "$(url /echo)" | tr -d '\r')
+check_contains "explicit response status" "$out" "HTTP/1.1 201 Created"
+check_contains "explicit response header" "$out" "X-Length: 15"
+check_contains "explicit content type" "$out" "Content-Type: application/octet-stream"
+check_contains "request body" "$out" "some body bytes"
+check_eq "JSON request body" "$(curl -s --data '{"a":[1,2]}' "$(url /json)")" '{"got":{"a":[1,2]}}'
+check_eq "bad JSON body is a 400" "$(curl -s -o /dev/null -w '%{http_code}' --data 'nope{' "$(url /json)")" 400
+check_eq "any-method route" "$(curl -s -X DELETE "$(url /any)")" '{"method":"DELETE"}'
+check_eq "HEAD on a GET route: no body" "$(curl -s -I "$(url /)" | tr -d '\r' | grep -E '^(HTTP|Content-Length)')" "HTTP/1.1 200 OK
+Content-Length: 17"
+check_eq "abort(status, body)" "$(curl -s -w ' %{http_code}' "$(url /abort)")" '{"error":"forbidden here"} 403'
+
+# Config: DEFAULT inheritance, override, environment expansion, dotted keys.
+check_eq "DEFAULT inherited" "$(curl -s "$(url /config/shared)")" '{"value":"from-default"}'
+check_eq "DEFAULT overridden" "$(curl -s "$(url /config/overridden)")" '{"value":"from-app"}'
+check_eq "\${VAR} from the environment" "$(curl -s "$(url /config/env_value)")" '{"value":"from-environment"}'
+check_eq "dotted keys kept" "$(curl -s "$(url /config/noodles.blah)")" '{"value":"one, two, three"}'
+
+# A handler error: 500, a logged traceback, and the server goes on.
+out=$(curl -s -w ' %{http_code}' "$(url /error)")
+check_eq "handler error -> 500" "$out" '{"error": 500, "reason": "Internal Server Error"} 500'
+sleep 0.2
+errline=$(grep 'unhandled error in route error' "$LOG" | head -n 1)
+check_contains "error logged at ERROR" "$errline" '"level": "ERROR", "name": "baseplate.server.http"'
+check_contains "error log has the message" "$errline" 'testapp.lua:36: deliberate failure'
+check_contains "error log has the traceback" "$errline" '"exc_info": "'
+check_contains "traceback names the handler's file" "$errline" 'stack traceback:'
+applog=$(grep '"about to fail"' "$LOG" | head -n 1)
+check_contains "Lua logger: module and line" "$applog" '"name": "testapp", "process": '
+check_contains "Lua logger: module field" "$applog" '"module": "testapp", "lineno": 35'
+check_eq "still serving after an error" "$(curl -s "$(url /)")" '{"Hello":"World"}'
+
+# Yielding handlers: 10 requests sleeping 300 ms each finish together.
+start=$(date +%s%N)
+for i in $(seq 1 10); do curl -s "$(url /sleep/300)" -o "$TMP/sleep.$i" & done
+wait
+elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+if [ "$elapsed" -lt 1500 ]; then pass "sleeping handlers overlap (${elapsed} ms for 10 x 300 ms)"; else fail "sleeping handlers overlap" "${elapsed} ms"; fi
+check_contains "sleep result" "$(cat "$TMP/sleep.1")" '"slept":0.'
+
+# Keep-alive: curl reuses the connection for several requests.
+out=$(curl -sv "$(url /)" "$(url /text)" "$(url /)" 2>&1)
+check_contains "keep-alive connection reused" "$out" "Re-using existing connection"
+# Pipelining: three requests in one write, answered in order.
+out=$(RAW_TIMEOUT=2 raw "GET /text HTTP/1.1\r\nHost: x\r\n\r\nGET /status/202 HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" | tr -d '\r' | grep -E '^HTTP/1.1|plain text|Hello|code')
+check_eq "pipelined requests answered in order" "$out" 'HTTP/1.1 200 OK
+plain textHTTP/1.1 202 Accepted
+{"code":202}HTTP/1.1 200 OK
+{"Hello":"World"}'
+out=$(RAW_TIMEOUT=2 raw "GET / HTTP/1.0\r\n\r\n" | tr -d '\r' | head -n 1)
+check_eq "HTTP/1.0 answered and closed" "$out" "HTTP/1.1 200 OK"
+
+# Bad and hostile input.
+out=$(RAW_TIMEOUT=2 raw "THIS IS NOT HTTP\r\n\r\n" | tr -d '\r' | head -n 1)
+check_eq "garbage -> 400" "$out" "HTTP/1.1 400 Bad Request"
+big=$(head -c 70000 /dev/zero | tr '\0' 'a')
+check_eq "oversized headers -> 431" "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $big" "$(url /)")" 431
+out=$(RAW_TIMEOUT=2 raw "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n" | tr -d '\r' | head -n 1)
+check_eq "1 GB Content-Length -> 413" "$out" "HTTP/1.1 413 Payload Too Large"
+check_eq "still serving after bad input" "$(curl -s "$(url /)")" '{"Hello":"World"}'
+
+stop_server INT
+check_eq "clean exit" "$SERVER_RC" 0
+finish

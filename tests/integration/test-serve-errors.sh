@@ -1,0 +1,84 @@
+# The start-up failure modes give one clear line (file, section, key) and
+# the documented exit status, never a crash or a Lua traceback.
+. "$(dirname "$0")/lib.sh"
+
+serve() { (cd "$TMP" && "$BIN/baseplate-serve" "$@" 2>&1); echo "rc=$?"; }
+
+out=$(serve)
+check_contains "no config file: usage" "$out" "usage: baseplate-serve [-h] [--debug] [--reload] [--app-name NAME]"
+check_contains "no config file: argparse error" "$out" "baseplate-serve: error: the following arguments are required: config_file"
+check_contains "no config file: exit 2" "$out" "rc=2"
+
+out=$(serve --bogus x.ini)
+check_contains "unknown flag" "$out" "baseplate-serve: error: unrecognized arguments: --bogus"
+check_contains "unknown flag: exit 2" "$out" "rc=2"
+
+out=$(serve -h)
+check_contains "--help" "$out" "--app-name NAME"
+check_contains "--help exits 0" "$out" "rc=0"
+
+out=$(serve missing.ini)
+check_eq "missing file" "$out" "baseplate-serve: error: missing.ini: cannot read config file: No such file or directory
+rc=1"
+
+cp "$SOURCE_DIR/examples/helloworld/helloworld.lua" "$TMP/"
+ini() { printf "$1" > "$TMP/t.ini"; }
+
+ini '[app:main]\nfactory = helloworld:nope\n\n[server:main]\nfactory = baseplate.server.http\n'
+check_eq "factory that does not exist" "$(serve t.ini)" "baseplate-serve: error: t.ini: [app:main] factory: module 'helloworld' has no callable 'nope'
+rc=1"
+
+ini '[app:main]\nfactory = nosuchmodule:make_app\n\n[server:main]\nfactory = baseplate.server.http\n'
+check_contains "module that does not exist" "$(serve t.ini)" "t.ini: [app:main] factory: no module named 'nosuchmodule'"
+
+printf 'local M = {}\nfunction M.make_app(cfg\n  return 1\nend\nreturn M\n' > "$TMP/broken.lua"
+ini '[app:main]\nfactory = broken:make_app\n\n[server:main]\nfactory = baseplate.server.http\n'
+out=$(serve t.ini)
+check_contains "module with a syntax error names file and line" "$out" "t.ini: [app:main] factory: cannot load module 'broken': error loading module 'broken' from file './broken.lua': ./broken.lua:3:"
+check_eq "syntax error: one line" "$(printf '%s\n' "$out" | wc -l)" 2
+check_contains "syntax error: exit 1" "$out" "rc=1"
+
+ini '[app:other]\nfactory = helloworld:make_app\n\n[server:main]\nfactory = baseplate.server.http\n'
+check_eq "missing [app:main]" "$(serve t.ini)" "baseplate-serve: error: t.ini: no section [app:main]
+rc=1"
+check_contains "--app-name picks the section" "$(serve --app-name=nope t.ini)" "t.ini: no section [app:nope]"
+
+ini '[app:main]\nfactory = helloworld:make_app\n'
+check_eq "missing [server:main]" "$(serve t.ini)" "baseplate-serve: error: t.ini: no section [server:main]
+rc=1"
+
+ini '[app:main]\nsetting = 1\n\n[server:main]\nfactory = baseplate.server.http\n'
+check_eq "missing factory" "$(serve t.ini)" "baseplate-serve: error: t.ini: [app:main] factory: no value specified
+rc=1"
+
+ini '[app:main]\nfactory = helloworld:make_app\n\n[server:main]\nfactory = baseplate.server.nope\n'
+check_contains "unknown server factory" "$(serve t.ini)" "t.ini: [server:main] factory: no module named 'baseplate.server.nope'"
+
+ini '[app:main]\nfactory = helloworld:make_app\n[server:main]\nfactory = baseplate.server.http\nthis line is wrong\n'
+check_eq "INI syntax error names the line" "$(serve t.ini)" "baseplate-serve: error: t.ini:5: syntax error (expected '[section]', 'key = value' or a comment)
+rc=1"
+
+ini '[app:main]\nfactory = helloworld:make_app\nfactory = other:make_app\n'
+check_eq "duplicate key" "$(serve t.ini)" "baseplate-serve: error: t.ini:3: key 'factory' already set in this section (line 2)
+rc=1"
+
+printf 'local M = {}\nfunction M.make_app(cfg)\n  error("cannot start: " .. tostring(cfg.thing))\nend\nreturn M\n' > "$TMP/failing.lua"
+ini '[app:main]\nfactory = failing:make_app\nthing = 42\n[server:main]\nfactory = baseplate.server.http\n'
+out=$(serve t.ini)
+check_contains "error raised by the factory" "$out" "t.ini: [app:main] factory: failing:make_app failed: ./failing.lua:3: cannot start: 42"
+if printf '%s' "$out" | grep -q "stack traceback"; then fail "no traceback for start-up errors" "$out"; else pass "no traceback for start-up errors"; fi
+
+printf 'local M = {}\nfunction M.make_app(cfg)\n  return 42\nend\nreturn M\n' > "$TMP/notapp.lua"
+ini '[app:main]\nfactory = notapp:make_app\n[server:main]\nfactory = baseplate.server.http\n'
+check_contains "factory returning a non-app" "$(serve t.ini)" "t.ini: [app:main] factory: notapp:make_app returned number, expected an application made with baseplate.http.app()"
+
+ini '[app:main]\nfactory = helloworld:make_app\n[server:main]\nfactory = baseplate.server.http\n[logging]\nlevel = LOUD\n'
+check_contains "bad log level" "$(serve t.ini)" "t.ini: [logging] level: unknown log level \"LOUD\""
+
+ini '[app:main]\nfactory = helloworld:make_app\n[server:main]\nfactory = baseplate.server.http\n'
+out=$(serve --bind 127.0.0.1 t.ini)
+check_contains "bind without a port" "$out" "127.0.0.1: no port specified (expected host:port)"
+out=$(serve --bind 127.0.0.1:99999 t.ini)
+check_contains "bind with a bad port" "$out" "127.0.0.1:99999: invalid port"
+
+finish

@@ -1,0 +1,38 @@
+# The tutorial's hello-world service, served as `make serve` serves it.
+. "$(dirname "$0")/lib.sh"
+
+start_server "$SOURCE_DIR/examples/helloworld/helloworld.ini" --debug || { fail "server starts"; finish; }
+pass "server starts"
+check_contains "logs Listening on" "$(cat "$LOG")" "Listening on ('127.0.0.1', $PORT), PID:$SERVER_PID"
+
+body=$(curl -s "$(url /)")
+check_eq "GET / answers the tutorial's JSON" "$body" '{"Hello":"World"}'
+
+headers=$(curl -s -D - -o /dev/null "$(url /)" | tr -d '\r')
+check_contains "content type is JSON" "$headers" "Content-Type: application/json"
+check_contains "content length" "$headers" "Content-Length: 17"
+
+sleep 0.2
+line=$(grep -F 'GET / HTTP/1.1\" 200 17 ' "$LOG" | head -n 1)
+check_contains "request logged as a JSON line" "$line" '{"message": "127.0.0.1 - - ['
+check_contains "access log names the logger" "$line" '"level": "DEBUG", "name": "baseplate.server.http"'
+check_contains "log line has the process id" "$line" "\"process\": $SERVER_PID"
+if printf '%s' "$line" | grep -Eq '\\" 200 17 [0-9]+\.[0-9]{6}"'; then pass "access log has the duration"; else fail "access log has the duration" "$line"; fi
+
+code=$(curl -s -o /dev/null -w '%{http_code}' "$(url /nope)")
+check_eq "unknown path is 404" "$code" 404
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$(url /)")
+check_eq "wrong method is 405" "$code" 405
+allow=$(curl -s -D - -o /dev/null -X POST "$(url /)" | tr -d '\r' | grep -i '^allow:')
+check_eq "405 lists the allowed methods" "$allow" "Allow: GET, HEAD"
+
+stop_server INT
+check_eq "Ctrl-C (SIGINT) stops the server cleanly" "$SERVER_RC" 0
+
+start_server "$SOURCE_DIR/examples/helloworld/helloworld.ini" || { fail "server restarts"; finish; }
+check_eq "served again" "$(curl -s "$(url /)")" '{"Hello":"World"}'
+if grep -qF 'GET / HTTP/1.1' "$LOG"; then fail "no access log without --debug"; else pass "no access log without --debug"; fi
+stop_server TERM
+check_eq "SIGTERM stops the server cleanly" "$SERVER_RC" 0
+
+finish
