@@ -58,8 +58,9 @@ check_eq "still serving after an error" "$(curl -s "$(url /)")" '{"Hello":"World
 
 # Yielding handlers: 10 requests sleeping 300 ms each finish together.
 start=$(date +%s%N)
-for i in $(seq 1 10); do curl -s "$(url /sleep/300)" -o "$TMP/sleep.$i" & done
-wait
+pids=
+for i in $(seq 1 10); do curl -s "$(url /sleep/300)" -o "$TMP/sleep.$i" & pids="$pids $!"; done
+wait $pids
 elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
 if [ "$elapsed" -lt 1500 ]; then pass "sleeping handlers overlap (${elapsed} ms for 10 x 300 ms)"; else fail "sleeping handlers overlap" "${elapsed} ms"; fi
 check_contains "sleep result" "$(cat "$TMP/sleep.1")" '"slept":0.'
