@@ -678,9 +678,9 @@ static int respond(bp_conn_t *c, int status, const char *content_type, const cha
     return BP_ENOMEM;
   }
   memcpy(c->wbuf, head, (size_t)hn);
-  memcpy(c->wbuf + hn, extra, extra_len);
+  if (extra_len) memcpy(c->wbuf + hn, extra, extra_len);
   memcpy(c->wbuf + hn + extra_len, "\r\n", 2);
-  if (send_body) memcpy(c->wbuf + hn + extra_len + 2, body, body_len);
+  if (send_body && body_len) memcpy(c->wbuf + hn + extra_len + 2, body, body_len);
   r->sent = 1;
   request_done(c, status, send_body ? body_len : 0);
   return conn_write(c, total);
