@@ -115,9 +115,12 @@ end
 ----------------------------------------------------------------------------
 -- Requests
 
+local function hex_char(h) return char(tonumber(h, 16)) end
+
 local function unescape(s)
+    if not s:find("[%%+]") then return s end
     s = gsub(s, "+", " ")
-    return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+    return (gsub(s, "%%(%x%x)", hex_char))
 end
 M.unescape = unescape
 

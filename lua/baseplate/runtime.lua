@@ -26,6 +26,7 @@ M.WAIT = WAIT
 
 local waiting = {}   -- waiter id -> coroutine
 local next_waiter = 0
+local workers = setmetatable({}, { __mode = "k" }) -- coroutines the scheduler runs
 local pool = {}      -- idle worker coroutines
 local pool_n = 0
 local POOL_MAX = 256
@@ -41,8 +42,11 @@ end
 --- waiter id and must return core.AGAIN, or another status to fail at once.
 function M.await(start, a, b, c)
     local co, ismain = co_running()
-    if co == nil or ismain then
-        error("cannot wait outside of a request, script or task coroutine", 3)
+    if co == nil or ismain or not workers[co] then
+        -- A yield here would reach whoever resumed this coroutine, not the
+        -- scheduler: refuse rather than lose the wake-up.
+        error("cannot wait here: only code running in a request, a script or"
+            .. " baseplate.spawn() can wait (not inside coroutine.wrap/create)", 3)
     end
     next_waiter = next_waiter + 1
     if next_waiter >= 0x7fffffff then next_waiter = 1 end
@@ -102,6 +106,7 @@ local function spawn(fn, a, b)
         pool_n = pool_n - 1
     else
         co = co_create(worker)
+        workers[co] = true
     end
     return after_resume(co, co_resume(co, fn, a, b))
 end

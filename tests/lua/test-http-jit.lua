@@ -1,0 +1,94 @@
+-- The request hot path stays JIT-compiled: serve real requests (curl, in the
+-- background, keep-alive) from this process and watch LuaJIT's trace events.
+-- A trace must be compiled through baseplate.http, and no NYI abort may
+-- happen in baseplate's own modules.
+local t = require("testlib")
+local baseplate = require("baseplate")
+local http = require("baseplate.http")
+local server = require("baseplate.server")
+local http_server = require("baseplate.server.http")
+local vmdef = require("jit.vmdef")
+local funcinfo = require("jit.util").funcinfo
+
+local served = 0
+local app = http.app()
+app:get("hello_world", "/", function(request)
+    served = served + 1
+    return { Hello = "World" }
+end)
+app:get("user", "/users/{id}", function(request)
+    served = served + 1
+    return { id = request.params.id, ua = request.headers["user-agent"] }
+end)
+
+local listener, port
+for _ = 1, 20 do
+    port = 20000 + math.random(0, 19999)
+    local ok, l = pcall(server.bind, "127.0.0.1:" .. port)
+    if ok then listener = l break end
+end
+assert(listener, "no free port")
+local srv = http_server.make_server({}, listener, app)
+
+local stops, aborts = {}, {}
+local function source_of(func)
+    local info = funcinfo(func)
+    return info.source or "?"
+end
+jit.attach(function(what, tr, func, pc, otr, oex)
+    if what == "stop" then
+        stops[#stops + 1] = source_of(func)
+    elseif what == "abort" then
+        local msg = vmdef.traceerr[otr] or tostring(otr)
+        if type(oex) == "number" and msg:find("%%d") then
+            msg = msg:format(oex)
+        elseif oex and msg:find("%%s") then
+            msg = msg:format(vmdef.ffnames and vmdef.ffnames[oex] or tostring(oex))
+        end
+        aborts[#aborts + 1] = source_of(func) .. ": " .. msg
+    end
+end, "trace")
+
+local N = 400
+local urls = {}
+for i = 1, N do
+    urls[i] = (i % 2 == 0) and ("http://127.0.0.1:" .. port .. "/")
+        or ("http://127.0.0.1:" .. port .. "/users/" .. i)
+end
+local out = os.tmpname()
+-- curl runs in the background; this coroutine sleeps while the loop serves it.
+os.execute("curl -s -o /dev/null " .. table.concat(urls, " ") .. " > " .. out .. " 2>&1 &")
+
+local deadline = baseplate.now() + 20
+while served < N and baseplate.now() < deadline do
+    baseplate.sleep(0.02)
+end
+jit.attach(function() end)
+srv:stop()
+os.remove(out)
+
+t.test("all requests served in-process", function()
+    t.eq(served, N)
+end)
+
+t.test("the request path compiles to traces", function()
+    local through_http = 0
+    for _, src in ipairs(stops) do
+        if src:find("baseplate/http.lua", 1, true) or src:find("baseplate/runtime.lua", 1, true) then
+            through_http = through_http + 1
+        end
+    end
+    t.ok(#stops > 0, "no trace compiled at all")
+    t.ok(through_http > 0, "no trace started in baseplate/http.lua or runtime.lua; traces: "
+        .. table.concat(stops, ", "))
+end)
+
+t.test("no NYI aborts in baseplate's modules", function()
+    local bad = {}
+    for _, a in ipairs(aborts) do
+        if a:find("baseplate/", 1, true) and a:find("NYI", 1, true) then bad[#bad + 1] = a end
+    end
+    t.eq(bad, {}, "NYI aborts")
+end)
+
+t.done()

@@ -1,0 +1,36 @@
+-- The Lua logging API over the core facility.
+local t = require("testlib")
+local log = require("baseplate.log")
+
+t.test("levels by name", function()
+    t.eq(log.level_from_name("debug"), log.DEBUG)
+    t.eq(log.level_from_name("WARNING"), log.WARNING)
+    t.raises('unknown log level "LOUD"', log.level_from_name, "LOUD")
+end)
+
+t.test("loggers are shared by name and inherit levels", function()
+    local a = log.get_logger("svc")
+    t.ok(a == log.get_logger("svc"))
+    local child = log.get_logger("svc.db")
+    a:set_level("ERROR")
+    t.eq(child:is_enabled_for(log.WARNING), false)
+    t.eq(child:is_enabled_for(log.ERROR), true)
+    child:set_level(log.DEBUG)
+    t.eq(child:is_enabled_for(log.DEBUG), true)
+    t.eq(a:is_enabled_for(log.DEBUG), false)
+    t.eq(log.get_logger("svcx"):is_enabled_for(log.INFO), true)
+end)
+
+t.test("logging calls accept formats, extras and bad input", function()
+    local l = log.get_logger("test.log")
+    l:set_level("CRITICAL") -- keep the test output quiet; calls still run
+    l:info("x = %d", 42)
+    l:info("with extra", { key = "value", n = 1 })
+    l:warning("%d%%", 50)
+    l:error("bad format %d", "not a number")
+    l:exception("caught", "an error")
+    l:log("INFO", "by name")
+    log.info("root shortcut")
+end)
+
+t.done()
