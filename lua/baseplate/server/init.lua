@@ -194,6 +194,10 @@ function M.serve(opts)
     if not ok then fatal(runtime.message_of(file)) end
     M.state.file = file
     M.configure_logging(file, opts.debug)
+    if opts.reload then
+        log.get_logger("baseplate.server"):warning(
+            "--reload is not supported yet: the server will not restart when files change")
+    end
 
     local app_section = "app:" .. (opts.app_name or "main")
     local server_section = "server:" .. (opts.server_name or "main")
