@@ -1,0 +1,26 @@
+# The FFI surface stays honest: every function the library exports is
+# documented, and every function a Lua module declares with ffi.cdef is
+# exported (a stale declaration would only fail when first called).
+. "$(dirname "$0")/lib.sh"
+
+exported=$(nm -D --defined-only "$BUILD_DIR/lib/libbaseplate.so" | awk '$2 == "T" || $2 == "D" || $2 == "R" || $2 == "B" {print $3}' | grep '^bp_' | sort -u)
+[ -n "$exported" ] && pass "library exports bp_ symbols" || fail "library exports bp_ symbols"
+if nm -D --defined-only "$BUILD_DIR/lib/libbaseplate.so" | awk '{print $3}' | grep -v '^bp_' | grep -qv '^_'; then
+  fail "only bp_ symbols are exported" "$(nm -D --defined-only "$BUILD_DIR/lib/libbaseplate.so" | awk '{print $3}' | grep -v '^bp_' | grep -v '^_')"
+else
+  pass "only bp_ symbols are exported"
+fi
+
+undocumented=
+for sym in $exported; do
+  grep -rqw "$sym" "$SOURCE_DIR/docs" || undocumented="$undocumented $sym"
+done
+check_eq "every exported function is documented in docs/" "${undocumented# }" ""
+
+declared=$(grep -rhoE '\bbp_[a-z0-9_]+\s*\(' "$SOURCE_DIR/lua" | sed -E 's/\s*\($//' | sort -u)
+missing=
+for sym in $declared; do
+  printf '%s\n' "$exported" | grep -qx "$sym" || missing="$missing $sym"
+done
+check_eq "every function declared in Lua is exported" "${missing# }" ""
+finish
