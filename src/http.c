@@ -210,7 +210,8 @@ struct bp_conn_s {
   int writing;
   int reading;
   int closing;
-  int peer_gone;
+  int peer_gone;  /* read error: nobody to answer */
+  int read_eof;   /* the client finished sending: answer what came, then close */
   int keep_alive;
   int parse_error; /* status to answer a bad request with, then close */
   char remote[64];
@@ -442,12 +443,24 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
   bp_conn_t *c = stream->data;
   if (n < 0) {
     stop_reading(c);
+    if (n == UV_EOF) {
+      /* A half-close still wants the answers to what it sent. */
+      c->read_eof = 1;
+      if (!c->in_request && !c->writing) conn_process(c);
+      return;
+    }
     c->peer_gone = 1;
     if (!c->in_request && !c->writing) conn_close(c);
     return;
   }
   if (n == 0) return;
   c->rlen += (size_t)n;
+  if (c->in_request || c->writing) {
+    /* Pipelined bytes while a request is answered: keep them for later, but
+     * stop reading once a full request's worth is waiting (backpressure). */
+    if (c->rlen > c->server->opts.max_header_size + 16384) stop_reading(c);
+    return;
+  }
   conn_process(c);
 }
 
@@ -459,7 +472,7 @@ static void conn_process(bp_conn_t *c) {
   while (!c->closing && !c->in_request && !c->writing) {
     size_t n;
     if (c->rlen == 0) {
-      if (c->peer_gone) {
+      if (c->peer_gone || c->read_eof) {
         conn_close(c);
         return;
       }
@@ -491,8 +504,6 @@ static void conn_process(bp_conn_t *c) {
     memmove(c->rbuf, c->rbuf + n, c->rlen - n);
     c->rlen -= n;
     if (c->in_request) {
-      /* Backpressure: read nothing more until this request is answered. */
-      stop_reading(c);
       dispatch(c);
       return;
     }
@@ -618,25 +629,32 @@ static void request_done(bp_conn_t *c, int status, size_t body_len) {
   }
 }
 
-static void after_write(uv_write_t *w, int status) {
-  bp_conn_t *c = w->data;
-  c->writing = 0;
-  if (status < 0 || !c->keep_alive || c->server->stopping) {
+/* The response is out: close, or go on with the next request. Reading is
+ * still on unless backpressure stopped it; pipelined bytes already buffered
+ * are parsed on the next loop iteration (see schedule_resume). */
+static void response_written(bp_conn_t *c) {
+  if (!c->keep_alive || c->server->stopping || (c->read_eof && c->rlen == 0)) {
     conn_close(c);
     return;
   }
-  schedule_resume(c);
+  if (c->rlen > 0 || !c->reading) schedule_resume(c);
+}
+
+static void after_write(uv_write_t *w, int status) {
+  bp_conn_t *c = w->data;
+  c->writing = 0;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  response_written(c);
 }
 
 static int conn_write(bp_conn_t *c, size_t len) {
   uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)len);
   int n = uv_try_write(&c->h.stream, &b, 1);
   if (n == (int)len) {
-    if (!c->keep_alive || c->server->stopping) {
-      conn_close(c);
-      return BP_OK;
-    }
-    schedule_resume(c);
+    response_written(c);
     return BP_OK;
   }
   if (n < 0 && n != UV_EAGAIN) {

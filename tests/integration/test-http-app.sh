@@ -74,6 +74,9 @@ check_eq "pipelined requests answered in order" "$out" 'HTTP/1.1 200 OK
 plain textHTTP/1.1 202 Accepted
 {"code":202}HTTP/1.1 200 OK
 {"Hello":"World"}'
+# A client that half-closes after sending (nc -N) still gets every answer.
+out=$(printf 'GET /text HTTP/1.1\r\nHost: x\r\n\r\nGET /sleep/50 HTTP/1.1\r\nHost: x\r\n\r\n' | timeout 5 nc -N 127.0.0.1 "$PORT" | grep -o 'HTTP/1.1 200 OK' | wc -l)
+check_eq "half-closed client gets both answers" "$out" 2
 out=$(RAW_TIMEOUT=2 raw "GET / HTTP/1.0\r\n\r\n" | tr -d '\r' | head -n 1)
 check_eq "HTTP/1.0 answered and closed" "$out" "HTTP/1.1 200 OK"
 
