@@ -55,10 +55,8 @@ static void test_integer_base10(void) {
   CHECK_STR(int_bad("1_", 10), "expected an integer, got \"1_\"");
   CHECK_STR(int_bad("1__0", 10), "expected an integer, got \"1__0\"");
   CHECK_STR(int_bad("0x1f", 10), "expected an integer, got \"0x1f\"");
-  CHECK_STR(int_bad("9223372036854775808", 10),
-            "integer out of range: \"9223372036854775808\"");
-  CHECK_STR(int_bad("-9223372036854775809", 10),
-            "integer out of range: \"-9223372036854775809\"");
+  CHECK_STR(int_bad("9223372036854775808", 10), "integer out of range: \"9223372036854775808\"");
+  CHECK_STR(int_bad("-9223372036854775809", 10), "integer out of range: \"-9223372036854775809\"");
   CHECK_STR(int_bad("99999999999999999999999", 10),
             "integer out of range: \"99999999999999999999999\"");
   /* junk after an overflowing run of digits is junk, not an overflow */
@@ -115,7 +113,8 @@ static void test_integer_unterminated(void) {
   CHECK_INT(bp_config_parse_integer("12345", 2, 10, &v, err, sizeof err), BP_OK);
   CHECK_INT(v, 12);
   /* a NUL inside the value is junk */
-  CHECK_INT(bp_config_parse_integer("1\0" "2", 3, 10, &v, err, sizeof err), BP_EINVAL);
+  static const char nul_inside[] = {'1', '\0', '2'};
+  CHECK_INT(bp_config_parse_integer(nul_inside, 3, 10, &v, err, sizeof err), BP_EINVAL);
   CHECK_STR(err, "expected an integer, got \"1\\x002\"");
   /* NULL and zero-size error buffers are fine */
   CHECK_INT(bp_config_parse_integer(S("x"), 10, &v, NULL, 0), BP_EINVAL);
@@ -135,7 +134,8 @@ static void test_error_truncation(void) {
   CHECK_STR(small, "expecte");
   /* long values are shortened in messages */
   CHECK_INT(bp_config_parse_integer(big, sizeof big, 10, &v, err, sizeof err), BP_EINVAL);
-  CHECK_STR(err, "expected an integer, got \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...\"");
+  CHECK_STR(err,
+            "expected an integer, got \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...\"");
 }
 
 /* ---- float ------------------------------------------------------------ */
@@ -438,8 +438,7 @@ static void test_endpoint_errors(void) {
 
   memset(long_host, 'h', sizeof long_host);
   memcpy(long_host + sizeof long_host - 3, ":80", 3);
-  CHECK_INT(bp_config_parse_endpoint(long_host, sizeof long_host, &ep, err, sizeof err),
-            BP_EINVAL);
+  CHECK_INT(bp_config_parse_endpoint(long_host, sizeof long_host, &ep, err, sizeof err), BP_EINVAL);
   CHECK_CONTAINS(err, "host name too long (at most 255 bytes)");
   /* 255 bytes of host is fine */
   CHECK_INT(bp_config_parse_endpoint(long_host + 300 - 258, 258, &ep, err, sizeof err), BP_OK);
@@ -496,8 +495,9 @@ static void test_base64(void) {
   CHECK_INT(b64("not base64!"), BP_EINVAL);
   CHECK_INT(b64(""), BP_EINVAL);
   CHECK_STR(err, "no value specified");
-  CHECK_INT(bp_config_parse_base64(S("YQ\x01="), b64_out, sizeof b64_out, &b64_len, err,
-                                   sizeof err), BP_EINVAL);
+  CHECK_INT(
+      bp_config_parse_base64(S("YQ\x01="), b64_out, sizeof b64_out, &b64_len, err, sizeof err),
+      BP_EINVAL);
   CHECK_STR(err, "invalid base64 character 0x01 at offset 2");
 }
 
@@ -555,8 +555,7 @@ static void test_unix_group(void) {
   CHECK_INT(id, 0);
   CHECK_INT(bp_config_parse_unix_group(S("42"), &id, err, sizeof err), BP_OK);
   CHECK_INT(id, 42);
-  CHECK_INT(bp_config_parse_unix_group(S("no-such-group-bp"), &id, err, sizeof err),
-            BP_EINVAL);
+  CHECK_INT(bp_config_parse_unix_group(S("no-such-group-bp"), &id, err, sizeof err), BP_EINVAL);
   CHECK_STR(err, "unknown group \"no-such-group-bp\"");
 }
 

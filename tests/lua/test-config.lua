@@ -105,7 +105,10 @@ t.test("nested keys become nested tables", function()
         ["nested.really.deep"] = "3 seconds",
         ["nested.really.deeper"] = "2",
     }, {
-        nested = { once = config.Integer, really = { deep = config.Timespan, deeper = config.Integer } },
+        nested = {
+            once = config.Integer,
+            really = { deep = config.Timespan, deeper = config.Integer },
+        },
     })
     t.eq(cfg, { nested = { once = 1, really = { deep = 3, deeper = 2 } } })
 end)
@@ -120,7 +123,9 @@ t.test("Fallback uses the second parser when the first fails", function()
 end)
 
 t.test("DefaultFromEnv reads the environment when the key is empty or missing", function()
-    local spec = { default_from_env = config.DefaultFromEnv(config.String, "BP_TEST_CONFIG_DEFAULT") }
+    local spec = {
+        default_from_env = config.DefaultFromEnv(config.String, "BP_TEST_CONFIG_DEFAULT"),
+    }
     setenv("BP_TEST_CONFIG_DEFAULT", "from-env")
     t.eq(config.parse_config({ default_from_env = "blah" }, spec).default_from_env, "blah")
     t.eq(config.parse_config({}, spec).default_from_env, "from-env")
@@ -262,17 +267,19 @@ t.test("a plain function is a parser; its error(reason) is the reason", function
     end
     t.eq(parse_one(even, "4"), 4)
     t.eq(message(even, "3"), "key: expected an even number")
-    t.eq(config_error({ ["a.b"] = "x" }, { a = { b = even } }).message, "a.b: expected an even number")
+    t.eq(config_error({ ["a.b"] = "x" }, { a = { b = even } }).message,
+        "a.b: expected an even number")
     -- level 0 and error(msg, 2) work too
     t.eq(message(function() error("plain", 0) end, "x"), "key: plain")
     t.eq(message(function() error("from the caller", 2) end, "x"), "key: from the caller")
     -- a custom parser sees "" for a missing key, as in Baseplate.py
     t.eq(config.parse_config({}, { key = function(text) return "[" .. text .. "]" end }).key, "[]")
     -- other errors are kept as they are
-    t.ok(message(function(text) return text.nope.x end, "x"):find("^key: .*attempt to index") ~= nil)
+    local buggy = message(function(text) return text.nope.x end, "x")
+    t.ok(buggy:find("^key: .*attempt to index") ~= nil, buggy)
     t.eq(message(function() error({}) end, "x"):sub(1, 12), "key: table: ")
-    t.eq(message(function() error(setmetatable({}, { __tostring = function() return "custom" end })) end,
-        "x"), "key: custom")
+    local custom = setmetatable({}, { __tostring = function() return "custom" end })
+    t.eq(message(function() error(custom) end, "x"), "key: custom")
 end)
 
 t.test("misuse of the spec is a plain error", function()
@@ -386,7 +393,8 @@ t.test("Timespan: a whole count and a unit", function()
         'key: expected a count and a unit, e.g. "30 seconds", got "1 2 seconds"')
     t.eq(message(config.Timespan, "infinite"),
         'key: expected a count and a unit, e.g. "30 seconds", got "infinite"')
-    t.eq(message(config.Timespan, "-5 seconds"), 'key: timespan must not be negative, got "-5 seconds"')
+    t.eq(message(config.Timespan, "-5 seconds"),
+        'key: timespan must not be negative, got "-5 seconds"')
 end)
 
 t.test("TimespanOrInfinite", function()
@@ -518,6 +526,13 @@ t.test("TupleOf", function()
     t.eq(parse_one(config.TupleOf(config.Integer), "1,2,3"), { 1, 2, 3 })
     t.eq(parse_one(config.TupleOf(config.Integer), " 4 , 5,, 6 ,"), { 4, 5, 6 })
     t.eq(parse_one(config.TupleOf(config.String), "a"), { "a" })
+    -- INI continuation lines arrive joined with "\n"
+    local backends = parse_one(config.TupleOf(config.Endpoint), "a.example:80,\n b.example:81")
+    t.eq(#backends, 2)
+    t.eq(tostring(backends[2]), "b.example:81")
+    local hosts = parse_one(config.TupleOf(config.String),
+        "a.example:80,\nb.example:80\nc.example:80")
+    t.eq(hosts, { "a.example:80", "b.example:80", "c.example:80" })
     t.eq(parse_one(config.TupleOf(CARDS), "clubs, spades, diamonds"), { 1, 2, 3 })
     t.eq(message(config.TupleOf(CARDS), "clubs, jokers"),
         'key: expected one of clubs, diamonds, hearts, spades, got "jokers"')
