@@ -7,6 +7,7 @@
  * leaves: bp_response_send() -> conn_write().
  */
 #include "app.h"
+#include "baseplate/config.h"
 #include "internal.h"
 #include "runtime.h"
 #include "baseplate/log.h"
@@ -14,6 +15,7 @@
 #include <http_parser.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -33,72 +35,49 @@ struct bp_listener_s {
   char describe[160];
 };
 
+/* Turn an endpoint (bp_config_parse_endpoint's forms) into a socket address.
+ * Host names are resolved here, once, at start-up. */
 static int parse_endpoint(const char *ep, struct sockaddr_storage *ss, socklen_t *len,
                           char *desc, size_t desclen, char *err, size_t errlen) {
-  char host[256];
-  const char *colon, *hs, *he;
-  long port;
-  char *end;
+  bp_endpoint_t e;
+  struct addrinfo hints, *res = NULL;
+  char port[16], reason[256];
+  int rc;
 
   memset(ss, 0, sizeof *ss);
-  if (strchr(ep, '/')) {
+  if (bp_config_parse_endpoint(ep, strlen(ep), &e, reason, sizeof reason) != BP_OK) {
+    snprintf(err, errlen, "%s: %s", ep, reason);
+    return BP_EINVAL;
+  }
+  if (e.family == BP_AF_UNIX) {
     struct sockaddr_un *un = (struct sockaddr_un *)ss;
-    if (strlen(ep) >= sizeof un->sun_path) {
-      snprintf(err, errlen, "%s: UNIX socket path too long", ep);
-      return BP_EINVAL;
-    }
     un->sun_family = AF_UNIX;
-    strcpy(un->sun_path, ep);
+    memcpy(un->sun_path, e.path, sizeof un->sun_path);
     *len = sizeof *un;
-    snprintf(desc, desclen, "%s", ep);
+    snprintf(desc, desclen, "%s", e.path);
     return BP_OK;
   }
-  if (ep[0] == '[') {
-    hs = ep + 1;
-    he = strchr(ep, ']');
-    if (!he || he[1] != ':') {
-      snprintf(err, errlen, "%s: expected [address]:port", ep);
-      return BP_EINVAL;
-    }
-    colon = he + 1;
-  } else {
-    colon = strrchr(ep, ':');
-    if (!colon) {
-      snprintf(err, errlen, "%s: no port specified (expected host:port)", ep);
-      return BP_EINVAL;
-    }
-    hs = ep;
-    he = colon;
-  }
-  if ((size_t)(he - hs) >= sizeof host) {
-    snprintf(err, errlen, "%s: host too long", ep);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = e.family == BP_AF_INET6 ? AF_INET6 : AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  snprintf(port, sizeof port, "%d", e.port);
+  if (strcmp(e.host, "*") == 0) strcpy(e.host, "0.0.0.0");
+  if ((rc = getaddrinfo(e.host, port, &hints, &res)) != 0) {
+    snprintf(err, errlen, "%s: cannot resolve '%s': %s", ep, e.host, gai_strerror(rc));
     return BP_EINVAL;
   }
-  memcpy(host, hs, he - hs);
-  host[he - hs] = '\0';
-  errno = 0;
-  port = strtol(colon + 1, &end, 10);
-  if (colon[1] == '\0' || *end || errno || port < 0 || port > 65535) {
-    snprintf(err, errlen, "%s: invalid port", ep);
-    return BP_EINVAL;
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET)
+      inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, ip, sizeof ip);
+    else
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof ip);
+    snprintf(desc, desclen, "('%s', %d)", ip, e.port);
   }
-  if (!*host || strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
-  if (strcmp(host, "*") == 0) strcpy(host, "0.0.0.0");
-  struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons((uint16_t)port);
-    *len = sizeof *in4;
-  } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons((uint16_t)port);
-    *len = sizeof *in6;
-  } else {
-    snprintf(err, errlen, "%s: '%s' is not an IP address", ep, host);
-    return BP_EINVAL;
-  }
-  snprintf(desc, desclen, "('%s', %ld)", host, port);
   return BP_OK;
 }
 

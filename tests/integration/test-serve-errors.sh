@@ -77,8 +77,10 @@ check_contains "bad log level" "$(serve t.ini)" "t.ini: [logging] level: unknown
 
 ini '[app:main]\nfactory = helloworld:make_app\n[server:main]\nfactory = baseplate.server.http\n'
 out=$(serve --bind 127.0.0.1 t.ini)
-check_contains "bind without a port" "$out" "127.0.0.1: no port specified (expected host:port)"
+check_contains "bind without a port" "$out" 'baseplate-serve: error: 127.0.0.1: no port specified in "127.0.0.1"'
 out=$(serve --bind 127.0.0.1:99999 t.ini)
-check_contains "bind with a bad port" "$out" "127.0.0.1:99999: invalid port"
+check_contains "bind with a bad port" "$out" '127.0.0.1:99999: invalid port "99999"'
+out=$(serve --bind nohost.invalid:80 t.ini)
+check_contains "bind to an unknown host" "$out" "nohost.invalid:80: cannot resolve 'nohost.invalid'"
 
 finish

@@ -35,4 +35,23 @@ if grep -qF 'GET / HTTP/1.1' "$LOG"; then fail "no access log without --debug"; 
 stop_server TERM
 check_eq "SIGTERM stops the server cleanly" "$SERVER_RC" 0
 
+# Other endpoint forms: a UNIX socket and IPv6 loopback.
+sock=$TMP/hello.sock
+(cd "$SOURCE_DIR/examples/helloworld" && exec "$BIN/baseplate-serve" --bind "$sock" helloworld.ini) >"$TMP/unix.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do [ -S "$sock" ] && grep -q "Listening on $sock" "$TMP/unix.log" && break; sleep 0.05; done
+check_eq "serves on a UNIX socket" "$(curl -s --unix-socket "$sock" http://localhost/)" '{"Hello":"World"}'
+stop_server INT
+check_eq "UNIX socket server exits cleanly" "$SERVER_RC" 0
+
+v6port=$((20000 + (RANDOM % 20000)))
+(cd "$SOURCE_DIR/examples/helloworld" && exec "$BIN/baseplate-serve" --bind "[::1]:$v6port" helloworld.ini) >"$TMP/v6.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do grep -q "Listening on" "$TMP/v6.log" && break; sleep 0.05; done
+if grep -q "Listening on ('::1', $v6port)" "$TMP/v6.log"; then
+  check_eq "serves on [::1]:port" "$(curl -s "http://[::1]:$v6port/")" '{"Hello":"World"}'
+else
+  fail "serves on [::1]:port" "$(cat "$TMP/v6.log")"
+fi
+stop_server INT
 finish
