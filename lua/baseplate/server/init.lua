@@ -120,21 +120,27 @@ local function describe_error(err)
     return nil, runtime.message_of(err)
 end
 
---- Build the application from [app:NAME].
-function M.make_app(file, section_name)
-    local app_config = file:section(section_name)
-    if not app_config then
+--- The section `section_name` and the factory its `factory` key names;
+--- every failure is a start-up error naming file, section and key.
+--- Returns factory, section table, factory spec.
+function M.section_factory(file, section_name, default_name)
+    local section = file:section(section_name)
+    if not section then
         fatal(string.format("%s: no section [%s]", file.path, section_name))
     end
-    local spec = app_config.factory
+    local spec = section.factory
     if not spec or spec == "" then
         config_error(file.path, section_name, "factory", "no value specified")
     end
-    local ok, factory = pcall(M.load_factory, spec, "make_app")
+    local ok, factory = pcall(M.load_factory, spec, default_name)
     if not ok then config_error(file.path, section_name, "factory", runtime.message_of(factory)) end
+    return factory, section, spec
+end
 
-
-    local app
+--- Build the application from [app:NAME].
+function M.make_app(file, section_name)
+    local factory, app_config, spec = M.section_factory(file, section_name, "make_app")
+    local ok, app
     if factory.kind == "c" then
         app = http.app(app_config)
         local rc = C.bp_module_run_factory(factory.path, factory.symbol, app.c,
@@ -164,16 +170,7 @@ end
 
 --- Load the server factory from [server:NAME].
 function M.load_server(file, section_name)
-    local server_config = file:section(section_name)
-    if not server_config then
-        fatal(string.format("%s: no section [%s]", file.path, section_name))
-    end
-    local spec = server_config.factory
-    if not spec or spec == "" then
-        config_error(file.path, section_name, "factory", "no value specified")
-    end
-    local ok, factory = pcall(M.load_factory, spec, "make_server")
-    if not ok then config_error(file.path, section_name, "factory", runtime.message_of(factory)) end
+    local factory, server_config, spec = M.section_factory(file, section_name, "make_server")
     if factory.kind ~= "lua" then
         config_error(file.path, section_name, "factory", spec .. " is a C module; servers are Lua modules")
     end
