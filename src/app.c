@@ -220,6 +220,12 @@ int bp__app_match(const bp_app_t *app, const char *method, const char *path, siz
   return found_path ? 405 : 404;
 }
 
+const char *bp_app_find_route(const bp_app_t *app, const char *method, const char *path) {
+  bp__match_t m;
+  if (bp__app_match(app, method, path, strlen(path), &m) != 200) return NULL;
+  return m.route->name;
+}
+
 const char *bp__route_name(const bp_route_t *r) { return r->name; }
 
 bp_handler_fn bp__route_handler(const bp_route_t *r, void **data) {

@@ -24,6 +24,7 @@ const char *bp_strerror(int status) {
     case BP_EIO: return "input/output error";
     case BP_ECLOSED: return "closed";
     case BP_ETOOBIG: return "too large";
+    case BP_ETIMEDOUT: return "timed out";
   }
   if (status < 0) return strerror(-status);
   return "unknown status";

@@ -157,6 +157,8 @@ struct bp_http_server_s {
   int nconns, active;
   int stopping;
   int listener_closed;
+  int accept_pending; /* a connection waits in the backlog (max_concurrency) */
+  int closed_waiter;  /* Lua waiter to wake when the last connection closes */
 };
 
 enum { HDR_NONE, HDR_FIELD, HDR_VALUE };
@@ -171,6 +173,8 @@ struct bp_conn_s {
   } h;
   bp_http_server_t *server;
   bp_conn_t *prev, *next;
+  uv_timer_t timer; /* header read timeout, or keep-alive idle timeout */
+  int handles_open; /* the stream and the timer: freed when both closed */
   http_parser parser;
   char *rbuf; /* bytes read, not yet parsed */
   size_t rlen, rcap;
@@ -185,6 +189,7 @@ struct bp_conn_s {
   size_t wcap;
   uv_write_t wreq;
   bp_request_t req;
+  int receiving;  /* part of a request has arrived */
   int in_request; /* a complete request is being handled */
   int writing;
   int reading;
@@ -222,6 +227,24 @@ static int append(bp_conn_t *c, const char *at, size_t len) {
   return BP_OK;
 }
 
+/* --- timeouts ------------------------------------------------------------------ */
+
+static void on_header_timeout(uv_timer_t *t);
+static void on_idle_timeout(uv_timer_t *t);
+
+static void arm(bp_conn_t *c, uv_timer_cb cb, double seconds) {
+  if (seconds <= 0) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  uv_timer_start(&c->timer, cb, (uint64_t)(seconds * 1000.0 + 0.5), 0);
+}
+
+/* Waiting for (the rest of) a request from the client. */
+static void arm_read_timeout(bp_conn_t *c) {
+  arm(c, on_header_timeout, c->server->opts.header_timeout);
+}
+
 /* --- http_parser callbacks ---------------------------------------------------- */
 
 static int count_head(bp_conn_t *c, size_t len) {
@@ -235,6 +258,8 @@ static int count_head(bp_conn_t *c, size_t len) {
 
 static int on_message_begin(http_parser *p) {
   bp_conn_t *c = p->data;
+  arm_read_timeout(c); /* the keep-alive wait is over; the request has begun */
+  c->receiving = 1;
   c->alen = c->url_len = c->head_bytes = 0;
   c->nhdrs = 0;
   c->hdr_state = HDR_NONE;
@@ -291,14 +316,31 @@ static int on_headers_complete(http_parser *p) {
     return -1;
   }
   c->req.body = NULL;
-  c->req.body_len = 0;
   /* Everything after this point in abuf is body. */
   c->req.body_len = c->alen; /* start offset, fixed up in on_message_complete */
+  if (p->http_major == 1 && p->http_minor >= 1 && (p->flags & (F_CONTENTLENGTH | F_CHUNKED)) &&
+      (p->content_length > 0 || (p->flags & F_CHUNKED))) {
+    /* Expect: 100-continue: the client waits for a go-ahead before the body. */
+    for (int i = 0; i < c->nhdrs; i++) {
+      bp_hdr_t *h = &c->hdrs[i];
+      if (h->name_len == 6 && strncasecmp(c->abuf + h->name_off, "expect", 6) == 0 &&
+          h->value_len == 12 && strncasecmp(c->abuf + h->value_off, "100-continue", 12) == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+        if (uv_try_write(&c->h.stream, &b, 1) != (int)(sizeof cont - 1)) {
+          c->parse_error = 400; /* cannot even send 25 bytes: give up on it */
+          return -1;
+        }
+        break;
+      }
+    }
+  }
   return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   bp_conn_t *c = p->data;
+  arm_read_timeout(c); /* progress: the timeout counts from the last read */
   if (c->alen - c->req.body_len + len > c->server->opts.max_body_size) {
     c->parse_error = 413;
     return -1;
@@ -347,6 +389,8 @@ static int on_message_complete(http_parser *p) {
     r->query_len = 0;
   }
   c->in_request = 1;
+  c->receiving = 0;
+  uv_timer_stop(&c->timer); /* the handler has all the time it needs */
   http_parser_pause(p, 1);
   return 0;
 }
@@ -616,6 +660,7 @@ static void response_written(bp_conn_t *c) {
     conn_close(c);
     return;
   }
+  arm(c, on_idle_timeout, c->server->opts.keepalive_timeout);
   if (c->rlen > 0 || !c->reading) schedule_resume(c);
 }
 
@@ -662,6 +707,7 @@ static int respond(bp_conn_t *c, int status, const char *content_type, const cha
   size_t total;
   int send_body = !r->head && status != 204 && status != 304 && status >= 200;
 
+  if (c->server->stopping) c->keep_alive = 0; /* say so: the connection closes after this */
   hn = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%sContent-Length: %zu\r\n%s%s%s%s", status,
                 bp_http_status_text(status), date_header(), body_len,
                 content_type ? "Content-Type: " : "", content_type ? content_type : "",
@@ -797,9 +843,12 @@ int bp_response_sent(const bp_request_t *r) { return r->sent; }
 
 /* --- connection lifecycle ---------------------------------------------------------- */
 
+static void accept_one(bp_http_server_t *s);
+
 static void conn_closed(uv_handle_t *h) {
   bp_conn_t *c = h->data;
   bp_http_server_t *s = c->server;
+  if (--c->handles_open > 0) return;
   free(c->rbuf);
   free(c->abuf);
   free(c->hdrs);
@@ -807,7 +856,15 @@ static void conn_closed(uv_handle_t *h) {
   free(c->wbuf);
   free(c);
   s->nconns--;
-  if (s->stopping && s->nconns == 0 && s->listener_closed) free(s);
+  if (s->accept_pending && !s->stopping) accept_one(s);
+  if (s->stopping && s->nconns == 0) {
+    if (s->closed_waiter) {
+      int w = s->closed_waiter;
+      s->closed_waiter = 0;
+      bp__vm_wake(w, BP_OK);
+    }
+    if (s->listener_closed) free(s);
+  }
 }
 
 static void conn_close(bp_conn_t *c) {
@@ -829,6 +886,7 @@ static void conn_close(bp_conn_t *c) {
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   uv_close(&c->h.handle, conn_closed);
+  uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
 
 static void conn_close_closable(bp__closable_t *cl) {
@@ -850,10 +908,10 @@ static void remote_name(bp_conn_t *c) {
     uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  bp_http_server_t *s = listener->data;
+/* Accept one connection from the backlog. */
+static void accept_one(bp_http_server_t *s) {
   bp_conn_t *c;
-  if (status < 0 || s->stopping) return;
+  s->accept_pending = 0;
   if (!(c = calloc(1, sizeof *c))) return;
   c->closable.magic = BP_CLOSABLE_MAGIC;
   c->closable.close = conn_close_closable;
@@ -861,10 +919,13 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (s->family == AF_UNIX) uv_pipe_init(uv_default_loop(), &c->h.pipe, 0);
   else uv_tcp_init(uv_default_loop(), &c->h.tcp);
   c->h.handle.data = c;
-  if (uv_accept(listener, &c->h.stream) != 0) {
+  if (uv_accept(&s->listener.stream, &c->h.stream) != 0) {
     uv_close(&c->h.handle, (uv_close_cb)free);
     return;
   }
+  uv_timer_init(uv_default_loop(), &c->timer);
+  c->timer.data = c;
+  c->handles_open = 2;
   if (s->family != AF_UNIX) uv_tcp_nodelay(&c->h.tcp, 1);
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
@@ -875,30 +936,83 @@ static void on_connection(uv_stream_t *listener, int status) {
   remote_name(c);
   uv_read_start(&c->h.stream, on_alloc, on_read);
   c->reading = 1;
+  arm_read_timeout(c);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  bp_http_server_t *s = listener->data;
+  if (status < 0 || s->stopping) return;
+  if (s->opts.max_concurrency > 0 && s->nconns >= s->opts.max_concurrency) {
+    /* Leave it in the kernel's backlog: libuv stops polling the listener
+     * until we accept, which happens when a connection closes. */
+    s->accept_pending = 1;
+    return;
+  }
+  accept_one(s);
+}
+
+/* A slow client: 408 if a request had begun, else just close. */
+static void on_header_timeout(uv_timer_t *t) {
+  bp_conn_t *c = t->data;
+  if (c->in_request || c->writing || c->closing) return;
+  stop_reading(c);
+  c->rlen = 0;
+  if (c->parser.state != 0 && (c->alen > 0 || c->head_bytes > 0 || c->url_len > 0)) {
+    c->keep_alive = 0;
+    c->req.version = 11;
+    c->req.head = 0;
+    c->req.method = NULL;
+    c->req.path = c->req.query = NULL;
+    c->req.path_len = c->req.query_len = 0;
+    c->req.start_ns = 0;
+    send_simple(c, 408, NULL);
+  } else {
+    conn_close(c);
+  }
+}
+
+static void on_idle_timeout(uv_timer_t *t) {
+  bp_conn_t *c = t->data;
+  if (!c->in_request && !c->writing) conn_close(c);
 }
 
 /* --- server ---------------------------------------------------------------------- */
 
+size_t bp_http_server_options_size(void) { return sizeof(bp_http_server_options_t); }
+
 void bp_http_server_options_init(bp_http_server_options_t *o) {
   o->max_header_size = 64 * 1024;
   o->max_body_size = 16 * 1024 * 1024;
+  o->header_timeout = 10.0;
+  o->keepalive_timeout = 75.0;
+  o->max_concurrency = 0;
   o->access_log = 0;
 }
 
 static void listener_closed(uv_handle_t *h) {
   bp_http_server_t *s = h->data;
   s->listener_closed = 1;
-  if (s->nconns == 0) free(s);
+  if (s->nconns == 0 && !s->closed_waiter) free(s);
+}
+
+int bp_http_server_shutdown(bp_http_server_t *s, int waiter) {
+  bp_http_server_stop(s);
+  if (s->nconns == 0) return BP_OK;
+  s->closed_waiter = waiter;
+  return BP_AGAIN;
 }
 
 void bp_http_server_stop(bp_http_server_t *s) {
   bp_conn_t *c, *next;
   if (!s || s->stopping) return;
   s->stopping = 1;
+  s->accept_pending = 0;
   uv_close((uv_handle_t *)&s->listener, listener_closed);
   for (c = s->conns; c; c = next) {
     next = c->next;
-    if (!c->in_request && !c->writing) conn_close(c);
+    /* Idle keep-alive connections go now; a request half received, being
+     * handled or being written finishes first (with Connection: close). */
+    if (!c->in_request && !c->writing && !c->receiving && c->rlen == 0) conn_close(c);
   }
 }
 

@@ -165,7 +165,7 @@ void bp__vm_wake(int waiter, int status) {
 /* --- the runtime entry points for the bundled tools ----------------------------- */
 
 static int ref_on_signal = LUA_NOREF;
-static uv_signal_t signals[4];
+static uv_signal_t signals[4]; /* SIGINT, SIGTERM, SIGUSR2, SIGUSR1 */
 static int nsignals, sigint_count;
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -178,7 +178,12 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (L && ref_on_signal != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref_on_signal);
     lua_pushinteger(L, signum);
-    if (lua_pcall(L, 1, 1, 0) == 0) {
+    lua_pushstring(L, signum == SIGINT    ? "SIGINT"
+                      : signum == SIGTERM ? "SIGTERM"
+                      : signum == SIGUSR1 ? "SIGUSR1"
+                      : signum == SIGUSR2 ? "SIGUSR2"
+                                          : "signal");
+    if (lua_pcall(L, 2, 1, 0) == 0) {
       handled = lua_toboolean(L, -1);
     } else {
       bp_log(BP_LOG_CRITICAL, "baseplate.runtime", "internal error: %s", lua_tostring(L, -1));
@@ -202,7 +207,7 @@ int bp_runtime_open(const char *extra_lua_path, char *err, size_t errlen) {
     bp__vm_close();
     return rc;
   }
-  static const int sigs[] = {SIGINT, SIGTERM, SIGUSR2};
+  static const int sigs[] = {SIGINT, SIGTERM, SIGUSR2, SIGUSR1};
   for (size_t i = 0; i < BP_ARRAY_SIZE(sigs); i++) {
     uv_signal_init(uv_default_loop(), &signals[i]);
     uv_signal_start(&signals[i], on_signal, sigs[i]);

@@ -34,6 +34,7 @@
 #define BP_EIO (-7)       /* I/O error; errno-style detail in the message */
 #define BP_ECLOSED (-8)   /* the peer or object is gone */
 #define BP_ETOOBIG (-9)   /* a size limit was exceeded */
+#define BP_ETIMEDOUT (-10) /* a time limit was exceeded */
 
 /** The core's ABI version (BP_ABI_VERSION when it was built). */
 BP_EXTERN int bp_abi_version(void);

@@ -48,6 +48,9 @@ BP_EXTERN int bp_app_add_lua_route(bp_app_t *app, const char *name, const char *
 /** Number of routes. */
 BP_EXTERN int bp_app_route_count(const bp_app_t *app);
 
+/** The name of the route `method` `path` would reach, or NULL. */
+BP_EXTERN const char *bp_app_find_route(const bp_app_t *app, const char *method, const char *path);
+
 /* --- request ---------------------------------------------------------------- */
 
 /** The method ("GET", …). Static string. */

@@ -78,12 +78,18 @@ typedef struct bp_http_server_s bp_http_server_t;
 
 /** Server limits; bp_http_server_options_init fills the defaults. */
 typedef struct {
-  size_t max_header_size; /* request line + headers, bytes (431 beyond) */
-  size_t max_body_size;   /* bytes (413 beyond) */
-  int access_log;         /* log one line per request at DEBUG */
+  size_t max_header_size;     /* request line + headers, bytes (431 beyond) */
+  size_t max_body_size;       /* bytes (413 beyond) */
+  double header_timeout;      /* s to receive a request's head, or between body reads (408) */
+  double keepalive_timeout;   /* s an idle keep-alive connection stays open */
+  int max_concurrency;        /* connections served at once; 0: no limit */
+  int access_log;             /* log one line per request at DEBUG */
 } bp_http_server_options_t;
 
 BP_EXTERN void bp_http_server_options_init(bp_http_server_options_t *o);
+
+/** sizeof(bp_http_server_options_t): the Lua side checks its declaration. */
+BP_EXTERN size_t bp_http_server_options_size(void);
 
 /**
  * Serve `app` on `listener` (the server takes over the socket; free the
@@ -95,10 +101,20 @@ BP_EXTERN bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l
                                                  char *err, size_t errlen);
 
 /**
- * Stop accepting, close idle connections, and let in-flight requests finish;
- * the server frees itself once the last connection is closed.
+ * Stop accepting, close idle connections, and let in-flight requests finish
+ * (their connections close after the response); the server frees itself
+ * once the last connection is closed.
  */
 BP_EXTERN void bp_http_server_stop(bp_http_server_t *server);
+
+/**
+ * Graceful shutdown: bp_http_server_stop, then wake `waiter` once every
+ * connection is closed. Returns BP_AGAIN, or BP_OK when nothing was open.
+ * The server frees itself afterwards: use it no more, except for
+ * bp_http_server_abort while the waiter has not been woken.
+ */
+BP_EXTERN int bp_http_server_shutdown(bp_http_server_t *server, int waiter);
+
 
 /** Connections currently open and requests currently in a handler. */
 BP_EXTERN int bp_http_server_connections(const bp_http_server_t *server);

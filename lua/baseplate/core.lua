@@ -47,6 +47,7 @@ local M = {
     EIO = -7,
     ECLOSED = -8,
     ETOOBIG = -9,
+    ETIMEDOUT = -10,
 }
 
 --- The text for a status code.

@@ -29,6 +29,7 @@ void bp_app_free(bp_app_t *app);
 int bp_app_add_lua_route(bp_app_t *app, const char *name, const char *method,
                          const char *pattern, int lua_handler, char *err, size_t errlen);
 int bp_app_route_count(const bp_app_t *app);
+const char *bp_app_find_route(const bp_app_t *app, const char *method, const char *path);
 
 const char *bp_request_method(const bp_request_t *req);
 const char *bp_request_path(const bp_request_t *req, size_t *len);
@@ -102,6 +103,23 @@ function App:route(name, method, pattern, handler)
         error("route " .. name .. ": " .. core.errmsg(), 2)
     end
     self.routes[name] = { method = method, pattern = pattern }
+    return self
+end
+
+--- The route `method` `path` would reach (its name), or nil.
+function App:find_route(method, path)
+    local name = C.bp_app_find_route(self.c, method, path)
+    if name == nil then return nil end
+    return ffi_string(name)
+end
+
+--- Supply the health check the server's /health endpoint runs:
+--- fn(probe) with probe "readiness", "liveness" or "startup"; a true result
+--- is healthy, false or an error is not. The server fails readiness by
+--- itself once it is shutting down.
+function App:health_check(fn)
+    if type(fn) ~= "function" then error("health_check: expected a function", 2) end
+    self.is_healthy = fn
     return self
 end
 
@@ -308,10 +326,19 @@ local function render(r, ok, a, b, c)
 end
 
 -- Runs in a worker coroutine for each request of a Lua route.
+local set_activity = runtime.set_activity
+
 local function request_job(req, handler_id)
     local r = ffi_cast(req_ptr_t, req)
     local request = setmetatable({ _r = r }, request_mt)
+    set_activity(request)
     render(r, xpcall(handlers[handler_id], error_handler, request))
+    set_activity(nil)
+end
+
+-- How a request appears in the SIGUSR1 dump.
+function request_mt.__tostring(self)
+    return "request " .. self.method .. " " .. self.path .. " (route " .. self.route_name .. ")"
 end
 
 runtime.set_request_job(request_job)

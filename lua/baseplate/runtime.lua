@@ -112,13 +112,15 @@ local function spawn(fn, a, b)
 end
 M.spawn = spawn
 
--- C -> Lua: wake a parked coroutine.
+-- C -> Lua: wake a parked coroutine. Also used from Lua to end a wait early
+-- (a timeout); a later wake for the same waiter is then ignored.
 function M.on_wake(waiter, status)
     local co = waiting[waiter]
     if not co then return end
     waiting[waiter] = nil
     return after_resume(co, co_resume(co, status))
 end
+M.wake = M.on_wake
 
 -- C -> Lua: a request for a Lua route. Set by baseplate.http when it loads.
 local request_job
@@ -130,15 +132,43 @@ function M.on_request(req, handler)
     return spawn(request_job, req, handler)
 end
 
--- C -> Lua: a signal arrived. Handlers registered with on_signal run in order.
+-- What each running request coroutine serves, for the SIGUSR1 dump.
+local active = setmetatable({}, { __mode = "k" })
+
+--- Note that the running coroutine serves `what` (nil: nothing any more).
+function M.set_activity(what)
+    local co = co_running()
+    if co then active[co] = what end
+end
+
+--- Log the traceback of every coroutine serving something (SIGUSR1).
+function M.dump_activity()
+    local n = 0
+    for co, what in pairs(active) do
+        if co_status(co) ~= "dead" then
+            n = n + 1
+            logger():warning("in flight: %s\n%s", tostring(what), traceback(co))
+        end
+    end
+    logger():warning("SIGUSR1: %d coroutine(s) in flight", n)
+end
+
+-- C -> Lua: a signal arrived (SIGINT, SIGTERM, SIGUSR2; SIGUSR1 always
+-- dumps the in-flight coroutines). Handlers added with add_signal_handler
+-- get (name, signum); with none, the core ends the process.
 local signal_handlers = {}
 function M.add_signal_handler(fn)
     signal_handlers[#signal_handlers + 1] = fn
 end
 
-function M.on_signal(signum)
+function M.on_signal(signum, name)
+    if name == "SIGUSR1" then
+        local ok, err = pcall(M.dump_activity)
+        if not ok then logger():error("SIGUSR1 dump failed: %s", tostring(err)) end
+        return true
+    end
     for i = 1, #signal_handlers do
-        local ok, err = pcall(signal_handlers[i], signum)
+        local ok, err = pcall(signal_handlers[i], name, signum)
         if not ok then logger():error("signal handler failed: %s", tostring(err)) end
     end
     return #signal_handlers > 0

@@ -12,13 +12,18 @@ typedef struct bp_http_server_s bp_http_server_t;
 typedef struct {
   size_t max_header_size;
   size_t max_body_size;
+  double header_timeout;
+  double keepalive_timeout;
+  int max_concurrency;
   int access_log;
 } bp_http_server_options_t;
 void bp_http_server_options_init(bp_http_server_options_t *o);
+size_t bp_http_server_options_size(void);
 bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *listener,
                                        const bp_http_server_options_t *opts,
                                        char *err, size_t errlen);
 void bp_http_server_stop(bp_http_server_t *server);
+int bp_http_server_shutdown(bp_http_server_t *server, int waiter);
 int bp_http_server_connections(const bp_http_server_t *server);
 int bp_http_server_active_requests(const bp_http_server_t *server);
 ]])
@@ -26,7 +31,43 @@ int bp_http_server_active_requests(const bp_http_server_t *server);
 local C = core.C
 local log = require("baseplate.log")
 
+-- A struct shared with C must have one layout on both sides.
+assert(ffi.sizeof("bp_http_server_options_t") == C.bp_http_server_options_size(),
+    "bp_http_server_options_t: the Lua declaration does not match the core")
+
+local config = require("baseplate.lib.config")
+local runtime = require("baseplate.runtime")
+local http = require("baseplate.http")
+
 local M = {}
+
+-- A duration: a Timespan ("30 seconds") or a plain number of seconds ("30",
+-- as Baseplate.py's examples write stop_timeout).
+local function duration(text)
+    local ok, v = pcall(config.Timespan, text)
+    if ok then return v end
+    local n = tonumber(text)
+    if n and n >= 0 and n < math.huge then return n end
+    error("expected a timespan such as \"30 seconds\" or a number of seconds, got \"" .. text .. "\"", 0)
+end
+
+local function count(text)
+    local n = config.Integer(text)
+    if n < 0 then error("must not be negative", 0) end
+    return n
+end
+
+-- The [server:…] keys of the HTTP server (docs/serve.md).
+M.spec = {
+    max_concurrency = config.Optional(count, 0),
+    stop_timeout = config.Optional(duration, 10),
+    drain_time = config.Optional(duration, 0),
+    max_header_size = config.Optional(count, 64 * 1024),
+    max_body_size = config.Optional(count, 16 * 1024 * 1024),
+    header_timeout = config.Optional(duration, 10),
+    keepalive_timeout = config.Optional(duration, 75),
+    workers = config.Optional(count, 1),
+}
 
 local Server = {}
 Server.__index = Server
@@ -39,6 +80,29 @@ function Server:stop()
     end
 end
 
+local function start_shutdown(waiter, self)
+    self.waiter = waiter
+    return C.bp_http_server_shutdown(self.c, waiter)
+end
+
+--- Graceful shutdown: stop accepting, close idle connections, and wait (in
+--- the calling coroutine) until in-flight requests are answered or
+--- `timeout` seconds pass. Returns true when everything closed in time.
+function Server:shutdown(timeout)
+    if self.stopped then return true end
+    self.stopped = true
+    local done = false
+    runtime.spawn(function(me)
+        runtime.sleep(timeout)
+        if not done and me.waiter then
+            runtime.wake(me.waiter, core.ETIMEDOUT)
+        end
+    end, self)
+    local rc = runtime.await(start_shutdown, self)
+    done = true
+    return rc == core.OK
+end
+
 function Server:connections()
     return self.stopped and 0 or C.bp_http_server_connections(self.c)
 end
@@ -47,16 +111,53 @@ function Server:active_requests()
     return self.stopped and 0 or C.bp_http_server_active_requests(self.c)
 end
 
+local PROBES = { ["1"] = "readiness", ["2"] = "liveness", ["3"] = "startup",
+                 readiness = "readiness", liveness = "liveness", startup = "startup" }
+
+--- The runtime's /health endpoint (Baseplate.py's HTTP health check):
+--- GET /health?type=readiness|liveness|startup (or 1|2|3), default readiness.
+local function health_handler(app, state)
+    return function(request)
+        local q = request.query.type
+        local probe = PROBES[(q or "readiness"):lower()]
+        if not probe then
+            return 400, { error = 400, reason = "unknown probe type '" .. tostring(q) .. "'" }
+        end
+        if probe == "readiness" and state.shutting_down then
+            return 503, { status = "shutting down", probe = probe }
+        end
+        if app.is_healthy then
+            local ok, healthy = pcall(app.is_healthy, probe)
+            if not ok or not healthy then
+                return 503, { status = "unhealthy", probe = probe }
+            end
+        end
+        return { status = "healthy", probe = probe }
+    end
+end
+
 function M.make_server(server_config, listener, app, opts)
+    local cfg = config.parse_config(server_config, M.spec)
     local o = ffi.new("bp_http_server_options_t")
     C.bp_http_server_options_init(o)
+    o.max_header_size = cfg.max_header_size
+    o.max_body_size = cfg.max_body_size
+    o.header_timeout = cfg.header_timeout
+    o.keepalive_timeout = cfg.keepalive_timeout
+    o.max_concurrency = cfg.max_concurrency
     o.access_log = log.get_logger("baseplate.server.http"):is_enabled_for(log.DEBUG) and 1 or 0
+
+    local state = require("baseplate.server").SERVER_STATE
+    if not app:find_route("GET", "/health") then
+        app:get("health", "/health", health_handler(app, state))
+    end
+
     local c = C.bp_http_server_start(app.c, listener, o, core.errbuf, core.errbuf_size)
     if c == nil then
         error(core.errmsg(), 0)
     end
     -- The server frees itself when stopped and drained: no ffi.gc here.
-    return setmetatable({ c = c, app = app, config = server_config }, Server)
+    return setmetatable({ c = c, app = app, config = server_config, settings = cfg }, Server)
 end
 
 return M

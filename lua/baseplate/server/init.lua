@@ -29,6 +29,10 @@ local M = {}
 -- factories may keep pointers into the config file's strings).
 M.state = {}
 
+--- Baseplate.py's baseplate.server.SERVER_STATE: `shutting_down` turns true
+--- when a SIGTERM, SIGUSR2 or SIGINT starts the graceful shutdown.
+M.SERVER_STATE = { shutting_down = false }
+
 --- "file: [section] key: reason"
 local function config_error(file, section, key, reason)
     if key then
@@ -213,12 +217,39 @@ function M.serve(opts)
         config_error(file.path, server_section, key or "factory", first_line(reason))
     end
     M.state.server = server
-    runtime.add_signal_handler(function()
-        if server.stop then server:stop() end
+    runtime.add_signal_handler(function(signame)
+        M.shutdown(server, signame)
     end)
     log.get_logger("baseplate.server"):info("Listening on %s, PID:%d",
         ffi.string(C.bp_listener_describe(listener)), M.pid())
     return nil
+end
+
+--- The graceful shutdown (docs/serve.md): SERVER_STATE.shutting_down, wait
+--- drain_time while still serving, stop accepting, let in-flight requests
+--- finish up to stop_timeout, then end the loop — whatever else the
+--- application still has scheduled.
+function M.shutdown(server, signame)
+    local slog = log.get_logger("baseplate.server")
+    if M.SERVER_STATE.shutting_down then return end
+    M.SERVER_STATE.shutting_down = true
+    local settings = server.settings or {}
+    local drain, stop_timeout = settings.drain_time or 0, settings.stop_timeout or 10
+    slog:info("%s received: shutting down gracefully (drain_time %gs, stop_timeout %gs)",
+        signame or "signal", drain, stop_timeout)
+    runtime.spawn(function()
+        if drain > 0 then runtime.sleep(drain) end
+        local in_time = true
+        if server.shutdown then
+            in_time = server:shutdown(stop_timeout)
+        elseif server.stop then
+            server:stop()
+        end
+        if not in_time then
+            slog:warning("stop_timeout (%gs) reached with requests still in flight; exiting", stop_timeout)
+        end
+        C.bp_loop_stop()
+    end)
 end
 
 function M.pid()
