@@ -156,6 +156,7 @@ struct bp_http_server_s {
   bp_conn_t *conns; /* doubly linked */
   int nconns, active;
   int stopping;
+  int draining;
   int listener_closed;
   int accept_pending; /* a connection waits in the backlog (max_concurrency) */
   int closed_waiter;  /* Lua waiter to wake when the last connection closes */
@@ -707,7 +708,8 @@ static int respond(bp_conn_t *c, int status, const char *content_type, const cha
   size_t total;
   int send_body = !r->head && status != 204 && status != 304 && status >= 200;
 
-  if (c->server->stopping) c->keep_alive = 0; /* say so: the connection closes after this */
+  if (c->server->stopping || c->server->draining)
+    c->keep_alive = 0; /* say so: the connection closes after this */
   hn = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%sContent-Length: %zu\r\n%s%s%s%s", status,
                 bp_http_status_text(status), date_header(), body_len,
                 content_type ? "Content-Type: " : "", content_type ? content_type : "",
@@ -957,7 +959,7 @@ static void on_header_timeout(uv_timer_t *t) {
   if (c->in_request || c->writing || c->closing) return;
   stop_reading(c);
   c->rlen = 0;
-  if (c->parser.state != 0 && (c->alen > 0 || c->head_bytes > 0 || c->url_len > 0)) {
+  if (c->receiving) {
     c->keep_alive = 0;
     c->req.version = 11;
     c->req.head = 0;
@@ -994,6 +996,8 @@ static void listener_closed(uv_handle_t *h) {
   s->listener_closed = 1;
   if (s->nconns == 0 && !s->closed_waiter) free(s);
 }
+
+void bp_http_server_drain(bp_http_server_t *s) { s->draining = 1; }
 
 int bp_http_server_shutdown(bp_http_server_t *s, int waiter) {
   bp_http_server_stop(s);

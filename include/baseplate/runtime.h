@@ -101,6 +101,12 @@ BP_EXTERN bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l
                                                  char *err, size_t errlen);
 
 /**
+ * Start draining: keep accepting and serving, but answer with
+ * "Connection: close" so keep-alive clients reconnect (elsewhere).
+ */
+BP_EXTERN void bp_http_server_drain(bp_http_server_t *server);
+
+/**
  * Stop accepting, close idle connections, and let in-flight requests finish
  * (their connections close after the response); the server frees itself
  * once the last connection is closed.

@@ -24,6 +24,7 @@ bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *listener,
                                        char *err, size_t errlen);
 void bp_http_server_stop(bp_http_server_t *server);
 int bp_http_server_shutdown(bp_http_server_t *server, int waiter);
+void bp_http_server_drain(bp_http_server_t *server);
 int bp_http_server_connections(const bp_http_server_t *server);
 int bp_http_server_active_requests(const bp_http_server_t *server);
 ]])
@@ -78,6 +79,11 @@ function Server:stop()
         self.stopped = true
         C.bp_http_server_stop(self.c)
     end
+end
+
+--- Keep serving, but close connections after each response.
+function Server:drain()
+    if not self.stopped then C.bp_http_server_drain(self.c) end
 end
 
 local function start_shutdown(waiter, self)

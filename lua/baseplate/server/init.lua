@@ -237,6 +237,7 @@ function M.shutdown(server, signame)
     local drain, stop_timeout = settings.drain_time or 0, settings.stop_timeout or 10
     slog:info("%s received: shutting down gracefully (drain_time %gs, stop_timeout %gs)",
         signame or "signal", drain, stop_timeout)
+    if server.drain then server:drain() end
     runtime.spawn(function()
         if drain > 0 then runtime.sleep(drain) end
         local in_time = true

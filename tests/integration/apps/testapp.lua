@@ -47,6 +47,15 @@ function M.make_app(app_config)
     app:get("config", "/config/{key}", function(request)
         return { value = app_config[request.params.key] }
     end)
+    local sick = false
+    app:post("sick", "/sick", function() sick = true return { sick = true } end)
+    app:health_check(function(probe)
+        if probe == "liveness" then return true end
+        return not sick
+    end)
+    app:get("shutting_down", "/shutting_down", function()
+        return { shutting_down = require("baseplate.server").SERVER_STATE.shutting_down }
+    end)
     return app
 end
 
