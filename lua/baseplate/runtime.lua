@@ -161,17 +161,21 @@ function M.add_signal_handler(fn)
     signal_handlers[#signal_handlers + 1] = fn
 end
 
+--- Forget every signal handler (a new worker process starts afresh).
+function M.reset_signal_handlers()
+    signal_handlers = {}
+end
+
 function M.on_signal(signum, name)
     if name == "SIGUSR1" then
         local ok, err = pcall(M.dump_activity)
         if not ok then logger():error("SIGUSR1 dump failed: %s", tostring(err)) end
-        return true
     end
     for i = 1, #signal_handlers do
         local ok, err = pcall(signal_handlers[i], name, signum)
         if not ok then logger():error("signal handler failed: %s", tostring(err)) end
     end
-    return #signal_handlers > 0
+    return name == "SIGUSR1" or #signal_handlers > 0
 end
 
 -- The process's main function (baseplate-serve's start-up, a script...).

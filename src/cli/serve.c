@@ -12,16 +12,17 @@ int main(int argc, char **argv) {
       {"--app-name", "NAME", "name of app to load from config_file (default: main)", NULL},
       {"--server-name", "NAME", "name of server to load from config_file (default: main)", NULL},
       {"--bind", "ENDPOINT", "endpoint to bind to (default: 127.0.0.1:9090)", NULL},
+      {"--workers", "N", "number of worker processes (default: [server] workers, or 1)", NULL},
   };
   static const char *pos[] = {"config_file"};
   bp_cli_t cli = {
       .prog = "baseplate-serve",
       .usage = "baseplate-serve [-h] [--debug] [--reload] [--app-name NAME]\n"
                "                      [--server-name NAME] [--bind ENDPOINT]\n"
-               "                      config_file",
+               "                      [--workers N] config_file",
       .description = "Run a service.",
       .opts = opts,
-      .nopts = 5,
+      .nopts = 6,
       .positional_names = pos,
       .npositional = 1,
   };
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
   kv[n++] = "server_name";
   kv[n++] = opts[3].value ? opts[3].value : "main";
   if (opts[4].value) kv[n++] = "bind", kv[n++] = opts[4].value;
+  if (opts[5].value) kv[n++] = "workers", kv[n++] = opts[5].value;
   if (opts[0].value) kv[n++] = "debug", kv[n++] = "1";
   if (opts[1].value) kv[n++] = "reload", kv[n++] = "1";
   kv[n] = NULL;

@@ -18,6 +18,10 @@ void bp_listener_free(bp_listener_t *l);
 int bp_module_is_baseplate(const char *path);
 int bp_module_run_factory(const char *path, const char *symbol, bp_app_t *app,
                           const bp_section_t *config, char *err, size_t errlen);
+int bp_worker_fork(void);
+int bp_worker_wait(int waiter);
+int bp_worker_reap(int *status);
+int bp_process_signal(int pid, int signum);
 ]])
 
 local C = core.C
@@ -188,8 +192,92 @@ function M.bind(endpoint)
     return ffi.gc(l, C.bp_listener_free)
 end
 
+local SIGNALS = { SIGINT = 2, SIGUSR1 = 10, SIGUSR2 = 12, SIGTERM = 15 }
+local status_cell = ffi.new("int[1]")
+
+local function start_wait(waiter)
+    return C.bp_worker_wait(waiter)
+end
+
+--- Run `n` worker processes on the shared `listener` and supervise them:
+--- a worker that dies is replaced; SIGTERM/SIGUSR2/SIGINT go to every
+--- worker and the supervisor exits once they all have; SIGUSR1 is passed on.
+--- Returns "worker" in a new worker process, "supervisor" when done.
+function M.supervise(n, listener)
+    local slog = log.get_logger("baseplate.server")
+    local children, count = {}, 0
+    local fast_failures = 0
+    local stopping = false
+
+    local function fork()
+        local pid = C.bp_worker_fork()
+        if pid < 0 then
+            slog:error("cannot start a worker: %s", core.strerror(pid))
+            return false
+        end
+        if pid == 0 then
+            runtime.reset_signal_handlers()
+            return true
+        end
+        children[pid] = runtime.now()
+        count = count + 1
+        return false
+    end
+
+    for _ = 1, n do
+        if fork() then return "worker" end
+    end
+    slog:info("Supervising %d workers on %s, PID:%d", n,
+        ffi.string(C.bp_listener_describe(listener)), M.pid())
+
+    runtime.add_signal_handler(function(signame)
+        if signame ~= "SIGUSR1" then
+            if stopping then return end
+            stopping = true
+            M.SERVER_STATE.shutting_down = true
+            slog:info("%s received: stopping %d workers", signame, count)
+        end
+        for pid in pairs(children) do C.bp_process_signal(pid, SIGNALS[signame] or 15) end
+    end)
+
+    while true do
+        runtime.await(start_wait)
+        while true do
+            local pid = C.bp_worker_reap(status_cell)
+            if pid == 0 then break end
+            local started = children[pid]
+            if started then
+                children[pid] = nil
+                count = count - 1
+                local status = status_cell[0]
+                if not stopping then
+                    slog:warning("worker PID:%d exited with status %d; starting a new one", pid, status)
+                    if runtime.now() - started < 2 then
+                        fast_failures = fast_failures + 1
+                    else
+                        fast_failures = 0
+                    end
+                    if fast_failures >= 3 then
+                        slog:error("workers keep exiting at start-up; giving up")
+                        stopping = true
+                        for other in pairs(children) do C.bp_process_signal(other, 15) end
+                        M.supervisor_failed = true
+                    elseif fork() then
+                        return "worker"
+                    end
+                end
+            end
+        end
+        if stopping and count == 0 then
+            if M.supervisor_failed then fatal("workers keep exiting at start-up (see their errors above)") end
+            C.bp_loop_stop()
+            return "supervisor"
+        end
+    end
+end
+
 --- baseplate-serve's main (run by the core in a coroutine).
---- opts: config_file, app_name, server_name, bind, debug, reload
+--- opts: config_file, app_name, server_name, bind, workers, debug, reload
 function M.serve(opts)
     local ok, file = pcall(ini.load, opts.config_file)
     if not ok then fatal(runtime.message_of(file)) end
@@ -205,10 +293,20 @@ function M.serve(opts)
     if not file:section(server_section) then
         fatal(string.format("%s: no section [%s]", file.path, server_section))
     end
+    local workers = M.workers(file, server_section, opts.workers)
+    local listener
+    if workers > 1 then
+        -- The supervisor checks what it can without running the app, binds,
+        -- and forks; each worker then starts like a single process would.
+        M.section_factory(file, app_section, "make_app")
+        M.load_server(file, server_section)
+        listener = M.bind(opts.bind or "127.0.0.1:9090")
+        if M.supervise(workers, listener) == "supervisor" then return nil end
+    end
     local app = M.make_app(file, app_section)
     M.state.app = app
     local make_server, server_config = M.load_server(file, server_section)
-    local listener = M.bind(opts.bind or "127.0.0.1:9090")
+    listener = listener or M.bind(opts.bind or "127.0.0.1:9090")
     M.state.listener = listener
 
     local ok2, server = pcall(make_server, server_config, listener, app, opts)
@@ -218,7 +316,7 @@ function M.serve(opts)
     end
     M.state.server = server
     runtime.add_signal_handler(function(signame)
-        M.shutdown(server, signame)
+        if signame ~= "SIGUSR1" then M.shutdown(server, signame) end
     end)
     log.get_logger("baseplate.server"):info("Listening on %s, PID:%d",
         ffi.string(C.bp_listener_describe(listener)), M.pid())
@@ -251,6 +349,18 @@ function M.shutdown(server, signame)
         end
         C.bp_loop_stop()
     end)
+end
+
+--- The number of worker processes: --workers, else [server] workers, else 1.
+function M.workers(file, section, flag)
+    local text = flag or (file:section(section) or {}).workers
+    if text == nil or text == "" then return 1 end
+    local n = tonumber(text)
+    if not n or n < 1 or n ~= math.floor(n) or n > 1024 then
+        if flag then fatal("--workers: expected a whole number from 1 to 1024, got '" .. text .. "'") end
+        config_error(file.path, section, "workers", "expected a whole number from 1 to 1024, got '" .. text .. "'")
+    end
+    return n
 end
 
 function M.pid()

@@ -47,6 +47,9 @@ function M.make_app(app_config)
     app:get("config", "/config/{key}", function(request)
         return { value = app_config[request.params.key] }
     end)
+    local ffi = require("ffi")
+    pcall(ffi.cdef, "int getpid(void);")
+    app:get("pid", "/pid", function() return tostring(ffi.C.getpid()) .. "\n" end)
     local sick = false
     app:post("sick", "/sick", function() sick = true return { sick = true } end)
     app:health_check(function(probe)

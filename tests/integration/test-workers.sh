@@ -1,0 +1,59 @@
+# --workers N: a supervisor and N pre-forked workers on one listening socket.
+. "$(dirname "$0")/lib.sh"
+
+start_server "$APPS/testapp.ini" --workers 2 || { fail "server starts"; finish; }
+sleep 0.5
+check_contains "supervisor logs" "$(cat "$LOG")" "Supervising 2 workers on ('127.0.0.1', $PORT), PID:$SERVER_PID"
+workers=$(pgrep -P "$SERVER_PID" | sort)
+check_eq "two worker processes" "$(printf '%s\n' "$workers" | grep -c .)" 2
+
+# New connections are spread over both workers.
+urls=$(for i in $(seq 1 60); do printf '%s ' "$(url /pid)"; done)
+# shellcheck disable=SC2086
+pids=$(curl -s -H 'Connection: close' $urls | sort -u)
+check_eq "requests served by both workers" "$(printf '%s\n' "$pids" | grep -c .)" 2
+check_eq "served by the workers, not the supervisor" "$(printf '%s\n' "$pids" | tr '\n' ' ')" "$(printf '%s\n' "$workers" | tr '\n' ' ')"
+
+# Under load, both workers use CPU.
+if command -v wrk >/dev/null; then
+  wrk -t2 -c32 -d2s "$(url /)" > "$TMP/wrk.out" 2>&1
+  busy=0
+  for w in $workers; do
+    ticks=$(awk '{print $14 + $15}' "/proc/$w/stat")
+    [ "$ticks" -gt 20 ] && busy=$((busy + 1))
+  done
+  check_eq "both workers busy under wrk" "$busy" 2
+fi
+
+# A dead worker is replaced and service goes on.
+victim=$(printf '%s\n' "$workers" | head -n 1)
+kill -KILL "$victim"
+sleep 0.8
+check_contains "replacement logged" "$(cat "$LOG")" "worker PID:$victim exited with status 137; starting a new one"
+now=$(pgrep -P "$SERVER_PID" | sort)
+check_eq "still two workers" "$(printf '%s\n' "$now" | grep -c .)" 2
+if printf '%s\n' "$now" | grep -qx "$victim"; then fail "the dead worker is gone"; else pass "the dead worker is gone"; fi
+check_eq "still serving" "$(curl -s "$(url /)")" '{"Hello":"World"}'
+
+# SIGTERM to the supervisor stops everything gracefully.
+curl -s -w ' %{http_code}' "$(url /sleep/700)" -o /dev/null > "$TMP/inflight.code" &
+inflight=$!
+sleep 0.2
+stop_server TERM
+wait "$inflight"
+check_eq "in-flight request finished" "$(cat "$TMP/inflight.code")" " 200"
+check_eq "supervisor exit status 0" "$SERVER_RC" 0
+left=0
+for w in $now; do kill -0 "$w" 2>/dev/null && left=$((left + 1)); done
+check_eq "no worker left" "$left" 0
+
+# Workers that keep failing at start-up: the supervisor gives up (exit 1).
+printf 'local M = {}\nfunction M.make_app(cfg)\n  error("database unreachable")\nend\nreturn M\n' > "$TMP/failing.lua"
+printf '[app:main]\nfactory = failing:make_app\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/f.ini"
+out=$(cd "$TMP" && timeout 20 "$BIN/baseplate-serve" --workers 2 --bind "127.0.0.1:$PORT" f.ini 2>&1; echo "rc=$?")
+check_contains "each worker reports its error" "$out" "f.ini: [app:main] factory: failing:make_app failed: ./failing.lua:3: database unreachable"
+check_contains "the supervisor gives up" "$out" "baseplate-serve: error: workers keep exiting at start-up (see their errors above)"
+check_contains "exit status 1" "$out" "rc=1"
+out=$(cd "$TMP" && "$BIN/baseplate-serve" --workers two f.ini 2>&1)
+check_eq "bad --workers" "$out" "baseplate-serve: error: --workers: expected a whole number from 1 to 1024, got 'two'"
+finish
