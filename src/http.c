@@ -115,6 +115,74 @@ bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err, si
   return l;
 }
 
+bp_listener_t *bp_listener_from_fd(int fd, char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int type = 0, listening = 0;
+  socklen_t olen = sizeof type;
+  bp_listener_t *l;
+
+  if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+    snprintf(err, errlen, "fd %d: not a socket: %s", fd, strerror(errno));
+    return NULL;
+  }
+  getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen);
+  olen = sizeof listening;
+  getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &olen);
+  if (type != SOCK_STREAM || !listening) {
+    snprintf(err, errlen, "fd %d: not a listening stream socket", fd);
+    return NULL;
+  }
+  if (!(l = calloc(1, sizeof *l))) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  l->fd = fd;
+  l->family = ss.ss_family;
+  if (ss.ss_family == AF_UNIX) {
+    snprintf(l->describe, sizeof l->describe, "%s", ((struct sockaddr_un *)&ss)->sun_path);
+  } else {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port;
+    if (ss.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else {
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
+      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    snprintf(l->describe, sizeof l->describe, "('%s', %d)", ip, port);
+  }
+  return l;
+}
+
+int bp_einhorn_ack(const char *sock_path, int pid, char *err, size_t errlen) {
+  struct sockaddr_un un;
+  char msg[96];
+  int fd, n;
+  if (strlen(sock_path) >= sizeof un.sun_path) {
+    snprintf(err, errlen, "EINHORN_SOCK_PATH too long");
+    return BP_EINVAL;
+  }
+  memset(&un, 0, sizeof un);
+  un.sun_family = AF_UNIX;
+  strcpy(un.sun_path, sock_path);
+  if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+      connect(fd, (struct sockaddr *)&un, sizeof un) != 0) {
+    snprintf(err, errlen, "cannot reach the Einhorn master at %s: %s", sock_path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return BP_EIO;
+  }
+  n = snprintf(msg, sizeof msg, "{\"command\": \"worker:ack\", \"pid\": %d}\n", pid);
+  if (write(fd, msg, (size_t)n) != n) {
+    snprintf(err, errlen, "cannot send the ACK to %s: %s", sock_path, strerror(errno));
+    close(fd);
+    return BP_EIO;
+  }
+  close(fd);
+  return BP_OK;
+}
+
 const char *bp_listener_describe(const bp_listener_t *l) { return l->describe; }
 
 void bp_listener_free(bp_listener_t *l) {
@@ -989,6 +1057,7 @@ void bp_http_server_options_init(bp_http_server_options_t *o) {
   o->keepalive_timeout = 75.0;
   o->max_concurrency = 0;
   o->access_log = 0;
+  o->shared_socket = 0;
 }
 
 static void listener_closed(uv_handle_t *h) {
@@ -1046,6 +1115,9 @@ bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l,
   } else {
     uv_tcp_init(uv_default_loop(), &s->listener.tcp);
     rc = uv_tcp_open(&s->listener.tcp, l->fd);
+    /* Several processes on one socket: accept one connection per wake-up so
+     * that the others get theirs (else the first awake takes them all). */
+    if (rc == 0 && s->opts.shared_socket) uv_tcp_simultaneous_accepts(&s->listener.tcp, 0);
   }
   s->listener.stream.data = s;
   if (rc == 0) rc = uv_listen(&s->listener.stream, 511, on_connection);

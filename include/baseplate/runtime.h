@@ -54,6 +54,28 @@ BP_EXTERN int bp_runtime_main(const char *module, const char *fn, const char *co
 /** Close every loop handle, the loop and the Lua state. */
 BP_EXTERN void bp_runtime_close(void);
 
+/* --- worker processes ------------------------------------------------------ */
+
+/**
+ * Fork a worker process. In the child the loop is re-initialised
+ * (uv_loop_fork), the supervisor's child-watching handle is closed and the
+ * child asks to get SIGTERM when the parent dies. Returns the child's PID in
+ * the parent, 0 in the child, or -errno.
+ */
+BP_EXTERN int bp_worker_fork(void);
+
+/** Wake `waiter` when a child process exits (SIGCHLD). Returns BP_AGAIN. */
+BP_EXTERN int bp_worker_wait(int waiter);
+
+/**
+ * Reap one exited child without blocking: its PID (and *status, the exit
+ * status, or 128 + signal number), or 0 when none has exited.
+ */
+BP_EXTERN int bp_worker_reap(int *status);
+
+/** Send `signum` to process `pid`. BP_OK or -errno. */
+BP_EXTERN int bp_process_signal(int pid, int signum);
+
 /* --- listeners -------------------------------------------------------------- */
 
 typedef struct bp_listener_s bp_listener_t;
@@ -65,6 +87,20 @@ typedef struct bp_listener_s bp_listener_t;
  */
 BP_EXTERN bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err,
                                           size_t errlen);
+
+/**
+ * Adopt an inherited listening socket (Einhorn's EINHORN_FD_<n>): the
+ * family and address are read from the socket itself. NULL with a reason in
+ * err when `fd` is not a listening stream socket.
+ */
+BP_EXTERN bp_listener_t *bp_listener_from_fd(int fd, char *err, size_t errlen);
+
+/**
+ * Einhorn's manual ACK: connect to the UNIX socket `sock_path` and send
+ * {"command": "worker:ack", "pid": PID} and a newline. BP_OK, or an error
+ * with the reason in err.
+ */
+BP_EXTERN int bp_einhorn_ack(const char *sock_path, int pid, char *err, size_t errlen);
 
 /** The address as Baseplate.py logs it: "('127.0.0.1', 9090)" or "/path". */
 BP_EXTERN const char *bp_listener_describe(const bp_listener_t *l);
@@ -84,6 +120,7 @@ typedef struct {
   double keepalive_timeout;   /* s an idle keep-alive connection stays open */
   int max_concurrency;        /* connections served at once; 0: no limit */
   int access_log;             /* log one line per request at DEBUG */
+  int shared_socket;          /* other processes accept on it too: take turns */
 } bp_http_server_options_t;
 
 BP_EXTERN void bp_http_server_options_init(bp_http_server_options_t *o);

@@ -16,6 +16,7 @@ typedef struct {
   double keepalive_timeout;
   int max_concurrency;
   int access_log;
+  int shared_socket;
 } bp_http_server_options_t;
 void bp_http_server_options_init(bp_http_server_options_t *o);
 size_t bp_http_server_options_size(void);
@@ -152,6 +153,7 @@ function M.make_server(server_config, listener, app, opts)
     o.keepalive_timeout = cfg.keepalive_timeout
     o.max_concurrency = cfg.max_concurrency
     o.access_log = log.get_logger("baseplate.server.http"):is_enabled_for(log.DEBUG) and 1 or 0
+    o.shared_socket = (opts and opts.shared_socket) and 1 or 0
 
     local state = require("baseplate.server").SERVER_STATE
     if not app:find_route("GET", "/health") then

@@ -18,6 +18,9 @@ void bp_listener_free(bp_listener_t *l);
 int bp_module_is_baseplate(const char *path);
 int bp_module_run_factory(const char *path, const char *symbol, bp_app_t *app,
                           const bp_section_t *config, char *err, size_t errlen);
+bp_listener_t *bp_listener_from_fd(int fd, char *err, size_t errlen);
+int bp_einhorn_ack(const char *sock_path, int pid, char *err, size_t errlen);
+int getppid(void);
 int bp_worker_fork(void);
 int bp_worker_wait(int waiter);
 int bp_worker_reap(int *status);
@@ -293,8 +296,9 @@ function M.serve(opts)
     if not file:section(server_section) then
         fatal(string.format("%s: no section [%s]", file.path, server_section))
     end
-    local workers = M.workers(file, server_section, opts.workers)
-    local listener
+    local einhorn = M.einhorn_worker()
+    local workers = einhorn and 1 or M.workers(file, server_section, opts.workers)
+    local listener = einhorn and M.einhorn_listener() or nil
     if workers > 1 then
         -- The supervisor checks what it can without running the app, binds,
         -- and forks; each worker then starts like a single process would.
@@ -309,6 +313,8 @@ function M.serve(opts)
     listener = listener or M.bind(opts.bind or "127.0.0.1:9090")
     M.state.listener = listener
 
+    -- Workers and Einhorn share one socket between processes.
+    opts.shared_socket = workers > 1 or einhorn
     local ok2, server = pcall(make_server, server_config, listener, app, opts)
     if not ok2 then
         local key, reason = describe_error(server)
@@ -320,6 +326,7 @@ function M.serve(opts)
     end)
     log.get_logger("baseplate.server"):info("Listening on %s, PID:%d",
         ffi.string(C.bp_listener_describe(listener)), M.pid())
+    if einhorn then M.einhorn_ack() end
     return nil
 end
 
@@ -349,6 +356,36 @@ function M.shutdown(server, signame)
         end
         C.bp_loop_stop()
     end)
+end
+
+--- Einhorn (formats.md): a worker when getppid() is EINHORN_MASTER_PID.
+function M.einhorn_worker()
+    local master = tonumber(os.getenv("EINHORN_MASTER_PID") or "")
+    return master ~= nil and master == C.getppid()
+end
+
+--- The first socket Einhorn handed down (EINHORN_FD_0).
+function M.einhorn_listener()
+    local count = tonumber(os.getenv("EINHORN_FD_COUNT") or "")
+    local fd = tonumber(os.getenv("EINHORN_FD_0") or "")
+    if not count or count < 1 or not fd then
+        fatal("running under Einhorn, but EINHORN_FD_COUNT/EINHORN_FD_0 name no socket")
+    end
+    local l = C.bp_listener_from_fd(fd, core.errbuf, core.errbuf_size)
+    if l == nil then fatal("Einhorn socket: " .. core.errmsg()) end
+    return ffi.gc(l, C.bp_listener_free)
+end
+
+--- Tell the Einhorn master this worker is ready (the manual ACK).
+function M.einhorn_ack()
+    local path = os.getenv("EINHORN_SOCK_PATH")
+    if not path or path == "" then
+        log.get_logger("baseplate.server"):warning("EINHORN_SOCK_PATH is not set: cannot ACK")
+        return
+    end
+    if C.bp_einhorn_ack(path, M.pid(), core.errbuf, core.errbuf_size) ~= 0 then
+        log.get_logger("baseplate.server"):error("Einhorn ACK failed: %s", core.errmsg())
+    end
 end
 
 --- The number of worker processes: --workers, else [server] workers, else 1.
