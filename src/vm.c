@@ -239,12 +239,16 @@ int bp_runtime_main(const char *module, const char *fn, const char *const *opts,
 }
 
 void bp_runtime_close(void) {
-  /* The process is ending: a late signal must not change its exit status
-   * (closing the signal handles would restore the default dispositions). */
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGUSR1, SIG_IGN);
-  signal(SIGUSR2, SIG_IGN);
+  /* The process is ending: a late signal must not change its exit status.
+   * Block rather than ignore: closing the signal handles makes libuv restore
+   * the default dispositions. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
+  sigprocmask(SIG_BLOCK, &set, NULL);
   bp__loop_shutdown();
   bp__vm_close();
   ref_on_signal = LUA_NOREF;
