@@ -243,6 +243,8 @@ struct bp_conn_s {
   bp_http_server_t *server;
   bp_conn_t *prev, *next;
   uv_timer_t timer; /* header read timeout, or keep-alive idle timeout */
+  uint64_t deadline; /* loop time (ms) the current timeout expires at */
+  uv_timer_cb on_deadline; /* what to do then; NULL: no timeout */
   int handles_open; /* the stream and the timer: freed when both closed */
   http_parser parser;
   char *rbuf; /* bytes read, not yet parsed */
@@ -301,13 +303,32 @@ static int append(bp_conn_t *c, const char *at, size_t len) {
 static void on_header_timeout(uv_timer_t *t);
 static void on_idle_timeout(uv_timer_t *t);
 
-static void arm(bp_conn_t *c, uv_timer_cb cb, double seconds) {
-  if (seconds <= 0) {
-    uv_timer_stop(&c->timer);
+/* Timeouts are lazy: arming moves a deadline; the timer itself is only
+ * started when not running, and when it fires early it is re-armed for the
+ * rest. That keeps timer-heap operations off the per-request path. */
+static void on_timer(uv_timer_t *t) {
+  bp_conn_t *c = t->data;
+  uint64_t now = uv_now(uv_default_loop());
+  if (!c->on_deadline) return;
+  if (now < c->deadline) {
+    uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
     return;
   }
-  uv_timer_start(&c->timer, cb, (uint64_t)(seconds * 1000.0 + 0.5), 0);
+  c->on_deadline(t);
 }
+
+static void arm(bp_conn_t *c, uv_timer_cb cb, double seconds) {
+  if (seconds <= 0) {
+    c->on_deadline = NULL;
+    return;
+  }
+  uint64_t ms = (uint64_t)(seconds * 1000.0 + 0.5);
+  c->deadline = uv_now(uv_default_loop()) + ms;
+  c->on_deadline = cb;
+  if (!uv_is_active((uv_handle_t *)&c->timer)) uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void disarm(bp_conn_t *c) { c->on_deadline = NULL; }
 
 /* Waiting for (the rest of) a request from the client. */
 static void arm_read_timeout(bp_conn_t *c) {
@@ -459,7 +480,7 @@ static int on_message_complete(http_parser *p) {
   }
   c->in_request = 1;
   c->receiving = 0;
-  uv_timer_stop(&c->timer); /* the handler has all the time it needs */
+  disarm(c); /* the handler has all the time it needs */
   http_parser_pause(p, 1);
   return 0;
 }
@@ -768,35 +789,70 @@ static int conn_write(bp_conn_t *c, size_t len) {
   return BP_OK;
 }
 
+/* Append helpers for the response head (no printf on the hot path). */
+static char *put(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_uint(char *p, size_t v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
 static int respond(bp_conn_t *c, int status, const char *content_type, const char *extra,
                    size_t extra_len, const char *body, size_t body_len) {
   bp_request_t *r = &c->req;
-  char head[512];
-  int hn;
+  const char *reason, *date = date_header();
+  size_t rlen, dlen = strlen(date), ctlen = content_type ? strlen(content_type) : 0;
   size_t total;
-  int send_body = !r->head && status != 204 && status != 304 && status >= 200;
+  int send_body;
+  char *p;
 
+  if (status < 100 || status > 999) status = 500;
+  if (ctlen > 1024) return BP_EINVAL;
+  reason = bp_http_status_text(status);
+  rlen = strlen(reason);
+  send_body = !r->head && status != 204 && status != 304 && status >= 200;
   if (c->server->stopping || c->server->draining)
     c->keep_alive = 0; /* say so: the connection closes after this */
-  hn = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%sContent-Length: %zu\r\n%s%s%s%s", status,
-                bp_http_status_text(status), date_header(), body_len,
-                content_type ? "Content-Type: " : "", content_type ? content_type : "",
-                content_type ? "\r\n" : "",
-                !c->keep_alive ? "Connection: close\r\n"
-                : r->version < 11 ? "Connection: keep-alive\r\n" : "");
-  if (hn < 0 || (size_t)hn >= sizeof head) return BP_EINVAL;
-  total = (size_t)hn + extra_len + 2 + (send_body ? body_len : 0);
+  /* status line, Date, Content-Length, Content-Type, Connection, extra, blank line, body */
+  total = 13 + rlen + 2 + dlen + 16 + 20 + 2 + (ctlen ? 14 + ctlen + 2 : 0) + 24 + extra_len + 2 +
+          (send_body ? body_len : 0);
   if (grow(&c->wbuf, &c->wcap, total)) {
     conn_close(c);
     return BP_ENOMEM;
   }
-  memcpy(c->wbuf, head, (size_t)hn);
-  if (extra_len) memcpy(c->wbuf + hn, extra, extra_len);
-  memcpy(c->wbuf + hn + extra_len, "\r\n", 2);
-  if (send_body && body_len) memcpy(c->wbuf + hn + extra_len + 2, body, body_len);
+  p = c->wbuf;
+  p = PUT_LIT(p, "HTTP/1.1 ");
+  p = put_uint(p, (size_t)status);
+  *p++ = ' ';
+  p = put(p, reason, rlen);
+  p = PUT_LIT(p, "\r\n");
+  p = put(p, date, dlen);
+  p = PUT_LIT(p, "Content-Length: ");
+  p = put_uint(p, body_len);
+  p = PUT_LIT(p, "\r\n");
+  if (ctlen) {
+    p = PUT_LIT(p, "Content-Type: ");
+    p = put(p, content_type, ctlen);
+    p = PUT_LIT(p, "\r\n");
+  }
+  if (!c->keep_alive) p = PUT_LIT(p, "Connection: close\r\n");
+  else if (r->version < 11) p = PUT_LIT(p, "Connection: keep-alive\r\n");
+  if (extra_len) p = put(p, extra, extra_len);
+  p = PUT_LIT(p, "\r\n");
+  if (send_body && body_len) p = put(p, body, body_len);
   r->sent = 1;
   request_done(c, status, send_body ? body_len : 0);
-  return conn_write(c, total);
+  return conn_write(c, (size_t)(p - c->wbuf));
 }
 
 static void send_simple(bp_conn_t *c, int status, const char *extra_header) {
