@@ -1139,9 +1139,11 @@ void bp_http_server_stop(bp_http_server_t *s) {
   uv_close((uv_handle_t *)&s->listener, listener_closed);
   for (c = s->conns; c; c = next) {
     next = c->next;
-    /* Idle keep-alive connections go now; a request half received, being
-     * handled or being written finishes first (with Connection: close). */
-    if (!c->in_request && !c->writing && !c->receiving && c->rlen == 0) conn_close(c);
+    /* Idle keep-alive connections go after a short linger (a request may
+     * already be on the wire: it is answered, with Connection: close); a
+     * request half received, being handled or being written finishes first. */
+    if (!c->in_request && !c->writing && !c->receiving && c->rlen == 0)
+      arm(c, on_idle_timeout, 0.2);
   }
 }
 
