@@ -238,6 +238,12 @@ int bp_runtime_main(const char *module, const char *fn, const char *const *opts,
   return code;
 }
 
+static int restart_requested;
+
+void bp_runtime_request_restart(void) { restart_requested = 1; }
+
+int bp_runtime_restart_requested(void) { return restart_requested; }
+
 void bp_runtime_close(void) {
   /* The process is ending: a late signal must not change its exit status.
    * Block rather than ignore: closing the signal handles makes libuv restore

@@ -54,6 +54,21 @@ BP_EXTERN int bp_runtime_main(const char *module, const char *fn, const char *co
 /** Close every loop handle, the loop and the Lua state. */
 BP_EXTERN void bp_runtime_close(void);
 
+/** Ask the tool to start again (exec itself) once the loop ends (--reload). */
+BP_EXTERN void bp_runtime_request_restart(void);
+
+/** Whether a restart was requested. */
+BP_EXTERN int bp_runtime_restart_requested(void);
+
+/**
+ * The newest modification time (seconds) of files ending in `suffix` under
+ * `dir` (recursively, skipping hidden directories and build output), and
+ * that file's path. Returns the number of files seen (0: none), or -errno.
+ * Blocking: for development tools, not request paths.
+ */
+BP_EXTERN int bp_newest_mtime(const char *dir, const char *suffix, double *mtime, char *path,
+                              size_t pathlen);
+
 /* --- worker processes ------------------------------------------------------ */
 
 /**

@@ -5,6 +5,10 @@
 
 #include "args.h"
 
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
 int main(int argc, char **argv) {
   static bp_cli_opt_t opts[] = {
       {"--debug", NULL, "enable extra-verbose debug logging", NULL},
@@ -50,5 +54,12 @@ int main(int argc, char **argv) {
   code = bp_runtime_main("baseplate.server", "serve", kv, NULL, 0, err, sizeof err);
   if (code != 0 && err[0]) fprintf(stderr, "baseplate-serve: error: %s\n", err);
   bp_runtime_close();
+  if (bp_runtime_restart_requested()) {
+    /* --reload: start again with the same command line (same PID). */
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    fprintf(stderr, "baseplate-serve: error: cannot restart: %s\n", strerror(errno));
+    return 1;
+  }
   return code;
 }

@@ -22,6 +22,8 @@ bp_listener_t *bp_listener_from_fd(int fd, char *err, size_t errlen);
 int bp_einhorn_ack(const char *sock_path, int pid, char *err, size_t errlen);
 int getppid(void);
 int bp_worker_fork(void);
+void bp_runtime_request_restart(void);
+int bp_newest_mtime(const char *dir, const char *suffix, double *mtime, char *path, size_t pathlen);
 int bp_worker_wait(int waiter);
 int bp_worker_reap(int *status);
 int bp_process_signal(int pid, int signum);
@@ -286,10 +288,6 @@ function M.serve(opts)
     if not ok then fatal(runtime.message_of(file)) end
     M.state.file = file
     M.configure_logging(file, opts.debug)
-    if opts.reload then
-        log.get_logger("baseplate.server"):warning(
-            "--reload is not supported yet: the server will not restart when files change")
-    end
 
     local app_section = "app:" .. (opts.app_name or "main")
     local server_section = "server:" .. (opts.server_name or "main")
@@ -327,19 +325,50 @@ function M.serve(opts)
     log.get_logger("baseplate.server"):info("Listening on %s, PID:%d",
         ffi.string(C.bp_listener_describe(listener)), M.pid())
     if einhorn then M.einhorn_ack() end
+    if opts.reload then M.watch_for_changes(server) end
     return nil
+end
+
+local mtime_cell = ffi.new("double[1]")
+local path_buf = ffi.new("char[4096]")
+
+local function newest_lua_file()
+    C.bp_newest_mtime(".", ".lua", mtime_cell, path_buf, 4096)
+    return mtime_cell[0], ffi.string(path_buf)
+end
+
+--- --reload (development): once a second, look for a Lua file under the
+--- working directory newer than at start-up; on a change, shut down
+--- without drain_time and start again with the same command line.
+function M.watch_for_changes(server)
+    local slog = log.get_logger("baseplate.server")
+    local base = newest_lua_file()
+    slog:info("--reload: watching Lua files under %s", os.getenv("PWD") or ".")
+    runtime.spawn(function()
+        while not M.SERVER_STATE.shutting_down do
+            runtime.sleep(1)
+            local m, path = newest_lua_file()
+            if m > base and not M.SERVER_STATE.shutting_down then
+                slog:info("%s changed; reloading", path)
+                C.bp_runtime_request_restart()
+                M.shutdown(server, "reload", true)
+                return
+            end
+        end
+    end)
 end
 
 --- The graceful shutdown (docs/serve.md): SERVER_STATE.shutting_down, wait
 --- drain_time while still serving, stop accepting, let in-flight requests
 --- finish up to stop_timeout, then end the loop — whatever else the
 --- application still has scheduled.
-function M.shutdown(server, signame)
+function M.shutdown(server, signame, no_drain)
     local slog = log.get_logger("baseplate.server")
     if M.SERVER_STATE.shutting_down then return end
     M.SERVER_STATE.shutting_down = true
     local settings = server.settings or {}
     local drain, stop_timeout = settings.drain_time or 0, settings.stop_timeout or 10
+    if no_drain then drain = 0 end
     slog:info("%s received: shutting down gracefully (drain_time %gs, stop_timeout %gs)",
         signame or "signal", drain, stop_timeout)
     if server.drain then server:drain() end
