@@ -87,6 +87,15 @@ big=$(head -c 70000 /dev/zero | tr '\0' 'a')
 check_eq "oversized headers -> 431" "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $big" "$(url /)")" 431
 out=$(RAW_TIMEOUT=2 raw "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n" | tr -d '\r' | head -n 1)
 check_eq "1 GB Content-Length -> 413" "$out" "HTTP/1.1 413 Payload Too Large"
+# Random bytes, and random bytes after a valid request line, on many connections.
+for i in $(seq 1 40); do
+  if [ $((i % 2)) -eq 0 ]; then
+    head -c $((RANDOM % 4000 + 1)) /dev/urandom
+  else
+    printf 'POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n'
+    head -c $((RANDOM % 4000 + 1)) /dev/urandom
+  fi | timeout 3 nc -N 127.0.0.1 "$PORT" > /dev/null 2>&1
+done
 check_eq "still serving after bad input" "$(curl -s "$(url /)")" '{"Hello":"World"}'
 
 stop_server INT
