@@ -579,6 +579,21 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
 
 static void schedule_resume(bp_conn_t *c);
 
+/* Answer a request that never parsed (bad, too big, too slow) with `status`,
+ * then close: nothing after it on this connection can be trusted. */
+static void reject(bp_conn_t *c, int status) {
+  stop_reading(c);
+  c->keep_alive = 0;
+  c->rlen = 0;
+  c->req.version = 11;
+  c->req.head = 0;
+  c->req.method = NULL;
+  c->req.path = c->req.query = NULL;
+  c->req.path_len = c->req.query_len = 0;
+  c->req.start_ns = 0;
+  send_simple(c, status, NULL);
+}
+
 /* Parse what is buffered until a request is complete (then dispatch it) or
  * the buffer is empty (then read more). */
 static void conn_process(bp_conn_t *c) {
@@ -602,16 +617,7 @@ static void conn_process(bp_conn_t *c) {
     } else if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || c->parse_error) {
       int status = c->parse_error ? c->parse_error : 400;
       if (c->parser.upgrade && !c->parse_error) status = 501;
-      stop_reading(c);
-      c->keep_alive = 0;
-      c->rlen = 0;
-      c->req.version = 11;
-      c->req.head = 0;
-      c->req.method = NULL;
-      c->req.path = c->req.query = NULL;
-      c->req.path_len = c->req.query_len = 0;
-      c->req.start_ns = 0;
-      send_simple(c, status, NULL);
+      reject(c, status);
       return;
     }
     memmove(c->rbuf, c->rbuf + n, c->rlen - n);
@@ -1081,18 +1087,11 @@ static void on_connection(uv_stream_t *listener, int status) {
 static void on_header_timeout(uv_timer_t *t) {
   bp_conn_t *c = t->data;
   if (c->in_request || c->writing || c->closing) return;
-  stop_reading(c);
-  c->rlen = 0;
   if (c->receiving) {
-    c->keep_alive = 0;
-    c->req.version = 11;
-    c->req.head = 0;
-    c->req.method = NULL;
-    c->req.path = c->req.query = NULL;
-    c->req.path_len = c->req.query_len = 0;
-    c->req.start_ns = 0;
-    send_simple(c, 408, NULL);
+    reject(c, 408);
   } else {
+    stop_reading(c);
+    c->rlen = 0;
     conn_close(c);
   }
 }
