@@ -185,6 +185,8 @@ int bp_einhorn_ack(const char *sock_path, int pid, char *err, size_t errlen) {
 
 const char *bp_listener_describe(const bp_listener_t *l) { return l->describe; }
 
+int bp_listener_fd(const bp_listener_t *l) { return l->fd; }
+
 void bp_listener_free(bp_listener_t *l) {
   if (!l) return;
   if (l->fd >= 0) close(l->fd);

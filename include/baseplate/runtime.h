@@ -72,14 +72,23 @@ BP_EXTERN int bp_newest_mtime(const char *dir, const char *suffix, double *mtime
 /* --- worker processes ------------------------------------------------------ */
 
 /**
- * Fork a worker process. In the child the loop is re-initialised
- * (uv_loop_fork), the supervisor's child-watching handle is closed and the
- * child asks to get SIGTERM when the parent dies. Returns the child's PID in
- * the parent, 0 in the child, or -errno.
+ * Remember the tool's command line (argv stays valid for the process's
+ * life): bp_worker_spawn and --reload run it again.
  */
-BP_EXTERN int bp_worker_fork(void);
+BP_EXTERN void bp_runtime_set_argv(char **argv);
 
-/** Wake `waiter` when a child process exits (SIGCHLD). Returns BP_AGAIN. */
+/**
+ * Start a worker process: the same command line, run afresh (exec), with
+ * the listening socket `fd` inherited and named by BASEPLATE_WORKER_FD. The
+ * worker gets SIGTERM if the parent dies. Returns its PID, or -errno.
+ */
+BP_EXTERN int bp_worker_spawn(int fd);
+
+/**
+ * Wake `waiter` when a child process exits (SIGCHLD). Returns BP_AGAIN, or
+ * BP_OK when one exited since the last wait. Reap with bp_worker_reap
+ * before waiting.
+ */
 BP_EXTERN int bp_worker_wait(int waiter);
 
 /**
@@ -109,6 +118,9 @@ BP_EXTERN bp_listener_t *bp_listener_open(const char *endpoint, int backlog, cha
  * err when `fd` is not a listening stream socket.
  */
 BP_EXTERN bp_listener_t *bp_listener_from_fd(int fd, char *err, size_t errlen);
+
+/** The listener's socket descriptor (to hand to worker processes). */
+BP_EXTERN int bp_listener_fd(const bp_listener_t *l);
 
 /**
  * Einhorn's manual ACK: connect to the UNIX socket `sock_path` and send

@@ -161,11 +161,6 @@ function M.add_signal_handler(fn)
     signal_handlers[#signal_handlers + 1] = fn
 end
 
---- Forget every signal handler (a new worker process starts afresh).
-function M.reset_signal_handlers()
-    signal_handlers = {}
-end
-
 function M.on_signal(signum, name)
     if name == "SIGUSR1" then
         local ok, err = pcall(M.dump_activity)

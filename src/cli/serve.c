@@ -47,6 +47,7 @@ int main(int argc, char **argv) {
   if (opts[1].value) kv[n++] = "reload", kv[n++] = "1";
   kv[n] = NULL;
 
+  bp_runtime_set_argv(argv);
   if (bp_runtime_open(NULL, err, sizeof err) != BP_OK) {
     fprintf(stderr, "baseplate-serve: %s\n", err);
     return 1;

@@ -21,7 +21,8 @@ int bp_module_run_factory(const char *path, const char *symbol, bp_app_t *app,
 bp_listener_t *bp_listener_from_fd(int fd, char *err, size_t errlen);
 int bp_einhorn_ack(const char *sock_path, int pid, char *err, size_t errlen);
 int getppid(void);
-int bp_worker_fork(void);
+int bp_worker_spawn(int fd);
+int bp_listener_fd(const bp_listener_t *l);
 void bp_runtime_request_restart(void);
 int bp_newest_mtime(const char *dir, const char *suffix, double *mtime, char *path, size_t pathlen);
 int bp_worker_wait(int waiter);
@@ -207,31 +208,26 @@ end
 --- Run `n` worker processes on the shared `listener` and supervise them:
 --- a worker that dies is replaced; SIGTERM/SIGUSR2/SIGINT go to every
 --- worker and the supervisor exits once they all have; SIGUSR1 is passed on.
---- Returns "worker" in a new worker process, "supervisor" when done.
+--- Each worker is the same command line run afresh, with the socket named by
+--- BASEPLATE_WORKER_FD.
 function M.supervise(n, listener)
     local slog = log.get_logger("baseplate.server")
     local children, count = {}, 0
     local fast_failures = 0
     local stopping = false
 
-    local function fork()
-        local pid = C.bp_worker_fork()
+    local fd = C.bp_listener_fd(listener)
+    local function spawn_worker()
+        local pid = C.bp_worker_spawn(fd)
         if pid < 0 then
             slog:error("cannot start a worker: %s", core.strerror(pid))
-            return false
-        end
-        if pid == 0 then
-            runtime.reset_signal_handlers()
-            return true
+            return
         end
         children[pid] = runtime.now()
         count = count + 1
-        return false
     end
 
-    for _ = 1, n do
-        if fork() then return "worker" end
-    end
+    for _ = 1, n do spawn_worker() end
     slog:info("Supervising %d workers on %s, PID:%d", n,
         ffi.string(C.bp_listener_describe(listener)), M.pid())
 
@@ -246,7 +242,6 @@ function M.supervise(n, listener)
     end)
 
     while true do
-        runtime.await(start_wait)
         while true do
             local pid = C.bp_worker_reap(status_cell)
             if pid == 0 then break end
@@ -267,8 +262,8 @@ function M.supervise(n, listener)
                         stopping = true
                         for other in pairs(children) do C.bp_process_signal(other, 15) end
                         M.supervisor_failed = true
-                    elseif fork() then
-                        return "worker"
+                    else
+                        spawn_worker()
                     end
                 end
             end
@@ -276,8 +271,9 @@ function M.supervise(n, listener)
         if stopping and count == 0 then
             if M.supervisor_failed then fatal("workers keep exiting at start-up (see their errors above)") end
             C.bp_loop_stop()
-            return "supervisor"
+            return
         end
+        runtime.await(start_wait) -- reap first, then wait: no exit goes unseen
     end
 end
 
@@ -295,15 +291,23 @@ function M.serve(opts)
         fatal(string.format("%s: no section [%s]", file.path, server_section))
     end
     local einhorn = M.einhorn_worker()
-    local workers = einhorn and 1 or M.workers(file, server_section, opts.workers)
-    local listener = einhorn and M.einhorn_listener() or nil
+    local worker_fd = tonumber(os.getenv("BASEPLATE_WORKER_FD") or "")
+    local listener
+    if einhorn then
+        listener = M.einhorn_listener()
+    elseif worker_fd then
+        listener = M.inherited_listener(worker_fd)
+    end
+    local shared = einhorn or worker_fd ~= nil
+    local workers = shared and 1 or M.workers(file, server_section, opts.workers)
     if workers > 1 then
         -- The supervisor checks what it can without running the app, binds,
-        -- and forks; each worker then starts like a single process would.
+        -- and starts the workers; each starts like a single process would.
         M.section_factory(file, app_section, "make_app")
         M.load_server(file, server_section)
         listener = M.bind(opts.bind or "127.0.0.1:9090")
-        if M.supervise(workers, listener) == "supervisor" then return nil end
+        M.supervise(workers, listener)
+        return nil
     end
     local app = M.make_app(file, app_section)
     M.state.app = app
@@ -312,7 +316,7 @@ function M.serve(opts)
     M.state.listener = listener
 
     -- Workers and Einhorn share one socket between processes.
-    opts.shared_socket = workers > 1 or einhorn
+    opts.shared_socket = shared
     local ok2, server = pcall(make_server, server_config, listener, app, opts)
     if not ok2 then
         local key, reason = describe_error(server)
@@ -393,6 +397,13 @@ function M.einhorn_worker()
     return master ~= nil and master == C.getppid()
 end
 
+--- A listening socket handed down by a parent (Einhorn, or our supervisor).
+function M.inherited_listener(fd, what)
+    local l = C.bp_listener_from_fd(fd, core.errbuf, core.errbuf_size)
+    if l == nil then fatal((what or "inherited socket") .. ": " .. core.errmsg()) end
+    return ffi.gc(l, C.bp_listener_free)
+end
+
 --- The first socket Einhorn handed down (EINHORN_FD_0).
 function M.einhorn_listener()
     local count = tonumber(os.getenv("EINHORN_FD_COUNT") or "")
@@ -400,9 +411,7 @@ function M.einhorn_listener()
     if not count or count < 1 or not fd then
         fatal("running under Einhorn, but EINHORN_FD_COUNT/EINHORN_FD_0 name no socket")
     end
-    local l = C.bp_listener_from_fd(fd, core.errbuf, core.errbuf_size)
-    if l == nil then fatal("Einhorn socket: " .. core.errmsg()) end
-    return ffi.gc(l, C.bp_listener_free)
+    return M.inherited_listener(fd, "Einhorn socket")
 end
 
 --- Tell the Einhorn master this worker is ready (the manual ACK).
