@@ -81,7 +81,23 @@ static int parse_endpoint(const char *ep, struct sockaddr_storage *ss, socklen_t
   return BP_OK;
 }
 
+static bp_listener_t *listener_new(const char *endpoint, int do_listen, int backlog, char *err,
+                                   size_t errlen);
+
 bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err, size_t errlen) {
+  return listener_new(endpoint, 1, backlog, err, errlen);
+}
+
+bp_listener_t *bp_listener_reserve(const char *endpoint, char *err, size_t errlen) {
+  if (strchr(endpoint, '/')) {
+    snprintf(err, errlen, "%s: a UNIX socket cannot be reserved for workers", endpoint);
+    return NULL;
+  }
+  return listener_new(endpoint, 0, 0, err, errlen);
+}
+
+static bp_listener_t *listener_new(const char *endpoint, int do_listen, int backlog, char *err,
+                                   size_t errlen) {
   struct sockaddr_storage ss;
   socklen_t len;
   bp_listener_t *l = calloc(1, sizeof *l);
@@ -106,7 +122,8 @@ bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err, si
     setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   }
-  if (bind(l->fd, (struct sockaddr *)&ss, len) != 0 || listen(l->fd, backlog > 0 ? backlog : 128)) {
+  if (bind(l->fd, (struct sockaddr *)&ss, len) != 0 ||
+      (do_listen && listen(l->fd, backlog > 0 ? backlog : 511) != 0)) {
     snprintf(err, errlen, "%s: cannot listen: %s", endpoint, strerror(errno));
     close(l->fd);
     free(l);

@@ -66,9 +66,14 @@ int bp_worker_spawn(int fd) {
   /* the child: only async-signal-safe calls until exec */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != parent) _exit(0); /* the parent is already gone */
-  fcntl(fd, F_SETFD, 0);             /* keep the socket across exec */
-  snprintf(num, sizeof num, "%d", fd);
-  setenv("BASEPLATE_WORKER_FD", num, 1);
+  setenv("BASEPLATE_WORKER", "1", 1);
+  if (fd >= 0) {
+    fcntl(fd, F_SETFD, 0); /* keep the socket across exec */
+    snprintf(num, sizeof num, "%d", fd);
+    setenv("BASEPLATE_WORKER_FD", num, 1);
+  } else {
+    unsetenv("BASEPLATE_WORKER_FD");
+  }
   execv("/proc/self/exe", saved_argv);
   _exit(127);
 }

@@ -79,8 +79,9 @@ BP_EXTERN void bp_runtime_set_argv(char **argv);
 
 /**
  * Start a worker process: the same command line, run afresh (exec), with
- * the listening socket `fd` inherited and named by BASEPLATE_WORKER_FD. The
- * worker gets SIGTERM if the parent dies. Returns its PID, or -errno.
+ * BASEPLATE_WORKER=1 in its environment and, when `fd` >= 0, the listening
+ * socket `fd` inherited and named by BASEPLATE_WORKER_FD. The worker gets
+ * SIGTERM if the parent dies. Returns its PID, or -errno.
  */
 BP_EXTERN int bp_worker_spawn(int fd);
 
@@ -111,6 +112,14 @@ typedef struct bp_listener_s bp_listener_t;
  */
 BP_EXTERN bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err,
                                           size_t errlen);
+
+/**
+ * Reserve a TCP endpoint without listening: bound with SO_REUSEADDR and
+ * SO_REUSEPORT, so that worker processes can each listen on it with a
+ * socket of their own (the kernel spreads connections over them). NULL with
+ * a reason in err (also for UNIX socket paths, which cannot be shared so).
+ */
+BP_EXTERN bp_listener_t *bp_listener_reserve(const char *endpoint, char *err, size_t errlen);
 
 /**
  * Adopt an inherited listening socket (Einhorn's EINHORN_FD_<n>): the

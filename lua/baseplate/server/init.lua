@@ -23,6 +23,7 @@ int bp_einhorn_ack(const char *sock_path, int pid, char *err, size_t errlen);
 int getppid(void);
 int bp_worker_spawn(int fd);
 int bp_listener_fd(const bp_listener_t *l);
+bp_listener_t *bp_listener_reserve(const char *endpoint, char *err, size_t errlen);
 void bp_runtime_request_restart(void);
 int bp_newest_mtime(const char *dir, const char *suffix, double *mtime, char *path, size_t pathlen);
 int bp_worker_wait(int waiter);
@@ -216,7 +217,7 @@ function M.supervise(n, listener)
     local fast_failures = 0
     local stopping = false
 
-    local fd = C.bp_listener_fd(listener)
+    local fd = listener.shared_fd and C.bp_listener_fd(listener.c) or -1
     local function spawn_worker()
         local pid = C.bp_worker_spawn(fd)
         if pid < 0 then
@@ -229,7 +230,7 @@ function M.supervise(n, listener)
 
     for _ = 1, n do spawn_worker() end
     slog:info("Supervising %d workers on %s, PID:%d", n,
-        ffi.string(C.bp_listener_describe(listener)), M.pid())
+        ffi.string(C.bp_listener_describe(listener.c)), M.pid())
 
     runtime.add_signal_handler(function(signame)
         if signame ~= "SIGUSR1" then
@@ -291,7 +292,8 @@ function M.serve(opts)
         fatal(string.format("%s: no section [%s]", file.path, server_section))
     end
     local einhorn = M.einhorn_worker()
-    local worker_fd = tonumber(os.getenv("BASEPLATE_WORKER_FD") or "")
+    local is_worker = os.getenv("BASEPLATE_WORKER") == "1"
+    local worker_fd = is_worker and tonumber(os.getenv("BASEPLATE_WORKER_FD") or "") or nil
     local listener
     if einhorn then
         listener = M.einhorn_listener()
@@ -299,14 +301,25 @@ function M.serve(opts)
         listener = M.inherited_listener(worker_fd)
     end
     local shared = einhorn or worker_fd ~= nil
-    local workers = shared and 1 or M.workers(file, server_section, opts.workers)
+    local workers = (einhorn or is_worker) and 1 or M.workers(file, server_section, opts.workers)
     if workers > 1 then
-        -- The supervisor checks what it can without running the app, binds,
-        -- and starts the workers; each starts like a single process would.
+        -- The supervisor checks what it can without running the app,
+        -- reserves the address, and starts the workers; each starts like a
+        -- single process would, listening on its own SO_REUSEPORT socket
+        -- (the kernel spreads connections). A UNIX socket is shared instead.
         M.section_factory(file, app_section, "make_app")
         M.load_server(file, server_section)
-        listener = M.bind(opts.bind or "127.0.0.1:9090")
-        M.supervise(workers, listener)
+        local endpoint = opts.bind or "127.0.0.1:9090"
+        local reserved
+        if endpoint:find("/", 1, true) then
+            reserved = { c = M.bind(endpoint), shared_fd = true }
+        else
+            local l = C.bp_listener_reserve(endpoint, core.errbuf, core.errbuf_size)
+            if l == nil then fatal(core.errmsg()) end
+            reserved = { c = ffi.gc(l, C.bp_listener_free) }
+        end
+        M.state.reserved = reserved
+        M.supervise(workers, reserved)
         return nil
     end
     local app = M.make_app(file, app_section)
