@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,6 +122,17 @@ static bp_listener_t *listener_new(const char *endpoint, int do_listen, int back
   if (ss.ss_family != AF_UNIX) {
     setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  } else {
+    /* A socket file left by a previous run that nobody accepts on any more
+     * would make bind fail: remove it (never a live one, nor a non-socket). */
+    struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+    struct stat st;
+    if (stat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+      int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (probe >= 0 && connect(probe, (struct sockaddr *)un, len) != 0 && errno == ECONNREFUSED)
+        unlink(un->sun_path);
+      if (probe >= 0) close(probe);
+    }
   }
   if (bind(l->fd, (struct sockaddr *)&ss, len) != 0 ||
       (do_listen && listen(l->fd, backlog > 0 ? backlog : 511) != 0)) {

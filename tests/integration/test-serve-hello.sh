@@ -43,6 +43,14 @@ for _ in $(seq 1 100); do [ -S "$sock" ] && grep -q "Listening on $sock" "$TMP/u
 check_eq "serves on a UNIX socket" "$(curl -s --unix-socket "$sock" http://localhost/)" '{"Hello":"World"}'
 stop_server INT
 check_eq "UNIX socket server exits cleanly" "$SERVER_RC" 0
+# The socket file is left behind; a restart on the same path still works.
+(cd "$SOURCE_DIR/examples/helloworld" && exec "$BIN/baseplate-serve" --bind "$sock" helloworld.ini) >"$TMP/unix2.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do grep -q "Listening on $sock" "$TMP/unix2.log" && break; sleep 0.05; done
+check_eq "restarts on a stale UNIX socket file" "$(curl -s --unix-socket "$sock" http://localhost/)" '{"Hello":"World"}'
+out=$(cd "$SOURCE_DIR/examples/helloworld" && "$BIN/baseplate-serve" --bind "$sock" helloworld.ini 2>&1)
+check_contains "but never takes over a live one" "$out" "cannot listen: Address already in use"
+stop_server INT
 
 v6port=$((20000 + (RANDOM % 20000)))
 (cd "$SOURCE_DIR/examples/helloworld" && exec "$BIN/baseplate-serve" --bind "[::1]:$v6port" helloworld.ini) >"$TMP/v6.log" 2>&1 &
