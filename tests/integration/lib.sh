@@ -97,6 +97,13 @@ stop_server() {
 
 url() { echo "http://127.0.0.1:$PORT$1"; }
 
+# wait_for_log TEXT [SECONDS]: until the server's log contains TEXT.
+wait_for_log() {
+  local n=$(( ${2:-10} * 20 ))
+  for _ in $(seq 1 "$n"); do grep -qF -- "$1" "$LOG" 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}
+
 # raw REQUEST_BYTES: send bytes on a fresh connection, print the reply.
 raw() {
   local out

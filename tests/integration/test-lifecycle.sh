@@ -84,7 +84,7 @@ sleep 0.2
 # --- SIGUSR1: tracebacks of in-flight requests, server unharmed ----------------------------------
 curl -s "$(url /sleep/1500)" -o "$TMP/slow" &
 slow=$!
-sleep 0.3
+wait_for_log "sleeping 1500 ms"
 kill -USR1 "$SERVER_PID"
 sleep 0.3
 check_contains "SIGUSR1 names the in-flight request and route" "$(cat "$LOG")" "in flight: request GET /sleep/1500 (route sleep)"
@@ -97,7 +97,7 @@ check_contains "the request still completes" "$(cat "$TMP/slow")" '"slept":1.'
 # One request in flight (max_concurrency leaves the other slot for the checks).
 curl -s -w ' %{http_code}' "$(url /sleep/1800)" -o "$TMP/inflight" > "$TMP/inflight.code" &
 inflight=$!
-sleep 0.3
+wait_for_log "sleeping 1800 ms"
 t0=$(ms)
 kill -TERM "$SERVER_PID"
 sleep 0.1
@@ -121,7 +121,7 @@ if [ $((t1 - t0)) -lt 3500 ]; then pass "exited after drain_time, within stop_ti
 start_server "$APPS/lifecycle.ini" || { fail "server restarts"; finish; }
 curl -s --max-time 20 "$(url /sleep/15000)" -o /dev/null &
 longreq=$!
-sleep 0.3
+wait_for_log "sleeping 15000 ms"
 t0=$(ms)
 stop_server TERM
 t1=$(ms)

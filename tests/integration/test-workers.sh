@@ -46,7 +46,7 @@ check_eq "still serving" "$(curl -s "$(url /)")" '{"Hello":"World"}'
 # SIGTERM to the supervisor stops everything gracefully.
 curl -s -w ' %{http_code}' "$(url /sleep/700)" -o /dev/null > "$TMP/inflight.code" &
 inflight=$!
-sleep 0.2
+wait_for_log "sleeping 700 ms"
 stop_server TERM
 wait "$inflight"
 check_eq "in-flight request finished" "$(cat "$TMP/inflight.code")" " 200"

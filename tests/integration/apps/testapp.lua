@@ -39,6 +39,7 @@ function M.make_app(app_config)
         http.abort(403, { error = "forbidden here" })
     end)
     app:get("sleep", "/sleep/{ms}", function(request)
+        log:info("sleeping %s ms", request.params.ms)
         local t0 = baseplate.now()
         baseplate.sleep(tonumber(request.params.ms) / 1000)
         return { slept = baseplate.now() - t0 }
