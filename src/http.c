@@ -239,6 +239,10 @@ struct bp_request_s {
   int head;
   int sent;
   uint64_t start_ns; /* when the request was complete, for the access log */
+  int streaming;       /* bp_response_start was called */
+  int stream_status;
+  size_t head_pending; /* bytes of head in wbuf not yet written (streaming) */
+  size_t stream_bytes;
   bp__match_t match;
 };
 
@@ -483,6 +487,9 @@ static int on_message_complete(http_parser *p) {
   r->version = p->http_major * 10 + p->http_minor;
   r->head = p->method == HTTP_HEAD;
   r->sent = 0;
+  r->streaming = 0;
+  r->head_pending = 0;
+  r->stream_bytes = 0;
   r->start_ns = uv_hrtime();
   r->body = c->abuf + body_off;
   r->body_len = c->alen - body_off;
@@ -844,29 +851,24 @@ static char *put_uint(char *p, size_t v) {
   return p;
 }
 
-static int respond(bp_conn_t *c, int status, const char *content_type, const char *extra,
-                   size_t extra_len, const char *body, size_t body_len) {
+/* Write the status line and headers into wbuf (grown to hold `reserve` more
+ * bytes after them). content_length < 0: a streamed body (chunked for
+ * HTTP/1.1, delimited by the close for HTTP/1.0). Returns the length, or 0
+ * on ENOMEM. */
+static size_t build_head(bp_conn_t *c, int status, const char *content_type, const char *extra,
+                         size_t extra_len, long long content_length, size_t reserve) {
   bp_request_t *r = &c->req;
-  const char *reason, *date = date_header();
-  size_t rlen, dlen = strlen(date), ctlen = content_type ? strlen(content_type) : 0;
-  size_t total;
-  int send_body;
+  const char *reason = bp_http_status_text(status), *date = date_header();
+  size_t rlen = strlen(reason), dlen = strlen(date), ctlen = content_type ? strlen(content_type) : 0;
   char *p;
 
-  if (status < 100 || status > 999) status = 500;
-  if (ctlen > 1024) return BP_EINVAL;
-  reason = bp_http_status_text(status);
-  rlen = strlen(reason);
-  send_body = !r->head && status != 204 && status != 304 && status >= 200;
   if (c->server->stopping || c->server->draining)
     c->keep_alive = 0; /* say so: the connection closes after this */
-  /* status line, Date, Content-Length, Content-Type, Connection, extra, blank line, body */
-  total = 13 + rlen + 2 + dlen + 16 + 20 + 2 + (ctlen ? 14 + ctlen + 2 : 0) + 24 + extra_len + 2 +
-          (send_body ? body_len : 0);
-  if (grow(&c->wbuf, &c->wcap, total)) {
-    conn_close(c);
-    return BP_ENOMEM;
-  }
+  if (content_length < 0 && r->version < 11) c->keep_alive = 0;
+  /* status line, Date, Content-Length or Transfer-Encoding, Content-Type, Connection, extra */
+  if (grow(&c->wbuf, &c->wcap, 13 + rlen + 2 + dlen + 40 + (ctlen ? 14 + ctlen + 2 : 0) + 24 +
+                                   extra_len + 2 + reserve))
+    return 0;
   p = c->wbuf;
   p = PUT_LIT(p, "HTTP/1.1 ");
   p = put_uint(p, (size_t)status);
@@ -874,9 +876,13 @@ static int respond(bp_conn_t *c, int status, const char *content_type, const cha
   p = put(p, reason, rlen);
   p = PUT_LIT(p, "\r\n");
   p = put(p, date, dlen);
-  p = PUT_LIT(p, "Content-Length: ");
-  p = put_uint(p, body_len);
-  p = PUT_LIT(p, "\r\n");
+  if (content_length >= 0) {
+    p = PUT_LIT(p, "Content-Length: ");
+    p = put_uint(p, (size_t)content_length);
+    p = PUT_LIT(p, "\r\n");
+  } else if (r->version >= 11) {
+    p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+  }
   if (ctlen) {
     p = PUT_LIT(p, "Content-Type: ");
     p = put(p, content_type, ctlen);
@@ -886,10 +892,28 @@ static int respond(bp_conn_t *c, int status, const char *content_type, const cha
   else if (r->version < 11) p = PUT_LIT(p, "Connection: keep-alive\r\n");
   if (extra_len) p = put(p, extra, extra_len);
   p = PUT_LIT(p, "\r\n");
-  if (send_body && body_len) p = put(p, body, body_len);
+  return (size_t)(p - c->wbuf);
+}
+
+static int respond(bp_conn_t *c, int status, const char *content_type, const char *extra,
+                   size_t extra_len, const char *body, size_t body_len) {
+  bp_request_t *r = &c->req;
+  size_t n;
+  int send_body;
+
+  if (status < 100 || status > 999) status = 500;
+  if (content_type && strlen(content_type) > 1024) return BP_EINVAL;
+  send_body = !r->head && status != 204 && status != 304 && status >= 200;
+  n = build_head(c, status, content_type, extra, extra_len, (long long)body_len,
+                 send_body ? body_len : 0);
+  if (!n) {
+    conn_close(c);
+    return BP_ENOMEM;
+  }
+  if (send_body && body_len) memcpy(c->wbuf + n, body, body_len), n += body_len;
   r->sent = 1;
   request_done(c, status, send_body ? body_len : 0);
-  return conn_write(c, (size_t)(p - c->wbuf));
+  return conn_write(c, n);
 }
 
 static void send_simple(bp_conn_t *c, int status, const char *extra_header) {
@@ -990,7 +1014,7 @@ int bp_response_header(bp_request_t *r, const char *name, size_t name_len, const
 int bp_response_send(bp_request_t *r, int status, const char *content_type, const char *body,
                      size_t body_len) {
   bp_conn_t *c = r->conn;
-  if (r->sent) return BP_ECLOSED;
+  if (r->sent || r->streaming) return BP_ECLOSED;
   if (status < 100 || status > 999) status = 500;
   if (c->peer_gone || c->closing) {
     /* The client left while the handler ran: drop the answer, free the conn. */
@@ -1003,6 +1027,136 @@ int bp_response_send(bp_request_t *r, int status, const char *content_type, cons
 }
 
 int bp_response_sent(const bp_request_t *r) { return r->sent; }
+
+/* --- streamed responses -------------------------------------------------------- */
+
+typedef struct {
+  uv_write_t w;
+  bp_conn_t *c;
+  int waiter;
+  char data[];
+} bp_chunk_write_t;
+
+static void chunk_written(uv_write_t *w, int status) {
+  bp_chunk_write_t *cw = (bp_chunk_write_t *)w;
+  bp_conn_t *c = cw->c;
+  int waiter = cw->waiter;
+  c->writing = 0;
+  if (status < 0) c->peer_gone = 1;
+  free(cw);
+  bp__vm_wake(waiter, status < 0 ? BP_ECLOSED : BP_OK);
+}
+
+/* Write now if the socket takes it all, else copy the rest and wake
+ * `waiter` once it is written (the caller waits: one write at a time). */
+static int stream_send(bp_conn_t *c, const char *buf, size_t n, int waiter) {
+  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)n);
+  int k = uv_try_write(&c->h.stream, &b, 1);
+  bp_chunk_write_t *cw;
+  if (k == (int)n) return BP_OK;
+  if (k < 0 && k != UV_EAGAIN) {
+    c->peer_gone = 1;
+    return BP_ECLOSED;
+  }
+  if (k < 0) k = 0;
+  if (!(cw = malloc(sizeof *cw + n - (size_t)k))) return BP_ENOMEM;
+  memcpy(cw->data, buf + k, n - (size_t)k);
+  cw->c = c;
+  cw->waiter = waiter;
+  b = uv_buf_init(cw->data, (unsigned)(n - (size_t)k));
+  if (uv_write(&cw->w, &c->h.stream, &b, 1, chunk_written) != 0) {
+    free(cw);
+    c->peer_gone = 1;
+    return BP_ECLOSED;
+  }
+  c->writing = 1;
+  return BP_AGAIN;
+}
+
+static int stream_gone(bp_request_t *r) {
+  bp_conn_t *c = r->conn;
+  return r->sent || c->peer_gone || c->closing;
+}
+
+int bp_response_start(bp_request_t *r, int status, const char *content_type) {
+  bp_conn_t *c = r->conn;
+  size_t n;
+  if (r->sent || r->streaming) return BP_ECLOSED;
+  if (status < 200 || status > 999 || status == 204 || status == 304) return BP_EINVAL;
+  if (content_type && strlen(content_type) > 1024) return BP_EINVAL;
+  r->streaming = 1;
+  r->stream_status = status;
+  if (c->peer_gone || c->closing) return BP_ECLOSED;
+  n = build_head(c, status, content_type, c->hbuf, c->hlen, -1, 0);
+  if (!n) return BP_ENOMEM;
+  r->head_pending = n; /* goes out with the first chunk */
+  return BP_OK;
+}
+
+int bp_response_write(bp_request_t *r, const char *data, size_t len, int waiter) {
+  bp_conn_t *c = r->conn;
+  size_t n = r->head_pending, need;
+  char *p;
+  int chunked = r->version >= 11;
+  if (!r->streaming) return BP_EINVAL;
+  if (stream_gone(r)) return BP_ECLOSED;
+  if (r->head) len = 0; /* HEAD: the head only */
+  if (len == 0 && n == 0) return BP_OK;
+  need = n + (len ? 20 + len : 0);
+  if (grow(&c->wbuf, &c->wcap, need)) return BP_ENOMEM;
+  p = c->wbuf + n;
+  if (len) {
+    if (chunked) {
+      static const char hex[] = "0123456789abcdef";
+      char tmp[20];
+      int k = 0;
+      size_t v = len;
+      do {
+        tmp[k++] = hex[v & 15];
+        v >>= 4;
+      } while (v);
+      while (k) *p++ = tmp[--k];
+      p = PUT_LIT(p, "\r\n");
+    }
+    p = put(p, data, len);
+    if (chunked) p = PUT_LIT(p, "\r\n");
+  }
+  r->head_pending = 0;
+  r->stream_bytes += len;
+  return stream_send(c, c->wbuf, (size_t)(p - c->wbuf), waiter);
+}
+
+int bp_response_finish(bp_request_t *r) {
+  bp_conn_t *c = r->conn;
+  size_t n = r->head_pending;
+  if (!r->streaming || r->sent) return BP_EINVAL;
+  r->sent = 1;
+  request_done(c, r->stream_status, r->stream_bytes);
+  if (c->peer_gone || c->closing) {
+    conn_close(c);
+    return BP_ECLOSED;
+  }
+  if (grow(&c->wbuf, &c->wcap, n + 5)) {
+    conn_close(c);
+    return BP_ENOMEM;
+  }
+  if (r->version >= 11 && !r->head) memcpy(c->wbuf + n, "0\r\n\r\n", 5), n += 5;
+  if (n == 0) { /* HTTP/1.0: the close ends the body */
+    conn_close(c);
+    return BP_OK;
+  }
+  return conn_write(c, n);
+}
+
+int bp_response_abort(bp_request_t *r) {
+  bp_conn_t *c = r->conn;
+  if (r->sent) return BP_ECLOSED;
+  r->sent = 1;
+  request_done(c, r->streaming ? r->stream_status : 500, r->stream_bytes);
+  c->keep_alive = 0;
+  conn_close(c); /* an unfinished body tells the client something went wrong */
+  return BP_OK;
+}
 
 /* --- connection lifecycle ---------------------------------------------------------- */
 

@@ -110,6 +110,32 @@ BP_EXTERN int bp_response_header(bp_request_t *req, const char *name, size_t nam
 BP_EXTERN int bp_response_send(bp_request_t *req, int status, const char *content_type,
                                const char *body, size_t body_len);
 
+/**
+ * Start a streamed response: the body follows in bp_response_write calls
+ * (chunked for HTTP/1.1; for HTTP/1.0 the connection's close ends it) and
+ * bp_response_finish ends it. Headers added before are sent with the first
+ * chunk. BP_EINVAL for a status that has no body; BP_ECLOSED when the client
+ * is gone or a response was already started or sent.
+ */
+BP_EXTERN int bp_response_start(bp_request_t *req, int status, const char *content_type);
+
+/**
+ * Send one piece of a streamed body (copied). BP_OK when written; BP_AGAIN
+ * when the socket is full: `waiter` is woken (BP_OK, or BP_ECLOSED) once it
+ * is written, and nothing else may be written before. BP_ECLOSED when the
+ * client is gone.
+ */
+BP_EXTERN int bp_response_write(bp_request_t *req, const char *data, size_t len, int waiter);
+
+/** End a streamed response. The request is invalid afterwards. */
+BP_EXTERN int bp_response_finish(bp_request_t *req);
+
+/**
+ * Give up on a response (a streamed one failed half-way): the connection is
+ * closed, so the client sees an incomplete body rather than a complete one.
+ */
+BP_EXTERN int bp_response_abort(bp_request_t *req);
+
 /** Whether the response was sent (or the request abandoned). */
 BP_EXTERN int bp_response_sent(const bp_request_t *req);
 

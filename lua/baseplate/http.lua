@@ -51,6 +51,10 @@ int bp_response_header(bp_request_t *req, const char *name, size_t name_len,
 int bp_response_send(bp_request_t *req, int status, const char *content_type,
                      const char *body, size_t body_len);
 int bp_response_sent(const bp_request_t *req);
+int bp_response_start(bp_request_t *req, int status, const char *content_type);
+int bp_response_write(bp_request_t *req, const char *data, size_t len, int waiter);
+int bp_response_finish(bp_request_t *req);
+int bp_response_abort(bp_request_t *req);
 ]])
 
 local C = core.C
@@ -254,6 +258,19 @@ function M.response(t)
     return setmetatable(t or {}, Response)
 end
 
+local Stream = {}
+Stream.__index = Stream
+
+--- A streamed response: fn(write) is called with a function that sends one
+--- piece of the body (waiting while the client is slow to read); the body
+--- is chunked (HTTP/1.1). An error in fn closes the connection, so the
+--- client sees an incomplete body.
+function M.stream(fn, status, headers, content_type)
+    if type(fn) ~= "function" then error("stream: expected a function", 2) end
+    return setmetatable({ fn = fn, status = status or 200, headers = headers,
+                          content_type = content_type }, Stream)
+end
+
 local Abort = {}
 Abort.__index = Abort
 Abort.__tostring = function(self) return "HTTP " .. tostring(self.status) end
@@ -267,17 +284,10 @@ local JSON = "application/json"
 local TEXT = "text/plain; charset=utf-8"
 local INTERNAL_ERROR = '{"error": 500, "reason": "Internal Server Error"}'
 
+local apply_headers
+
 local function send(r, status, body, headers, content_type)
-    if headers then
-        for k, v in pairs(headers) do
-            k, v = tostring(k), tostring(v)
-            if lower(k) == "content-type" then
-                content_type = v
-            elseif C.bp_response_header(r, k, #k, v, #v) ~= 0 then
-                server_log:warning("dropping invalid response header %q", k)
-            end
-        end
-    end
+    content_type = apply_headers(r, headers, content_type)
     local tb = type(body)
     if tb == "table" then
         body = encode(body)
@@ -288,6 +298,43 @@ local function send(r, status, body, headers, content_type)
         body = tostring(body)
     end
     return C.bp_response_send(r, status, content_type or TEXT, body, #body)
+end
+
+local function start_write(waiter, r, data)
+    return C.bp_response_write(r, data, #data, waiter)
+end
+
+function apply_headers(r, headers, content_type)
+    if headers then
+        for k, v in pairs(headers) do
+            k, v = tostring(k), tostring(v)
+            if lower(k) == "content-type" then
+                content_type = v
+            elseif C.bp_response_header(r, k, #k, v, #v) ~= 0 then
+                server_log:warning("dropping invalid response header %q", k)
+            end
+        end
+    end
+    return content_type
+end
+
+local function stream_response(r, s)
+    local content_type = apply_headers(r, s.headers, s.content_type)
+    if C.bp_response_start(r, s.status, content_type or TEXT) ~= 0 then
+        return C.bp_response_abort(r)
+    end
+    local function write(data)
+        data = tostring(data)
+        local rc = runtime.await(start_write, r, data)
+        if rc ~= core.OK then error("the client went away", 2) end
+    end
+    local ok, err = xpcall(s.fn, traceback, write)
+    if not ok then
+        server_log:exception("streamed response failed in route " .. ffi_string(C.bp_request_route_name(r))
+            .. ": " .. tostring(err):match("^[^\n]*"), { traceback = err })
+        return C.bp_response_abort(r)
+    end
+    return C.bp_response_finish(r)
 end
 
 local function error_handler(err)
@@ -311,8 +358,11 @@ local function render(r, ok, a, b, c)
     end
     local ta = type(a)
     if ta == "table" then
-        if getmetatable(a) == response_marker then
+        local mt = getmetatable(a)
+        if mt == response_marker then
             return send(r, a.status or 200, a.body, a.headers, a.content_type)
+        elseif mt == Stream then
+            return stream_response(r, a)
         end
         return send(r, 200, a)
     elseif ta == "string" then

@@ -36,6 +36,26 @@ check_eq "HEAD on a GET route: no body" "$(curl -s -I "$(url /)" | tr -d '\r' | 
 Content-Length: 17"
 check_eq "abort(status, body)" "$(curl -s -w ' %{http_code}' "$(url /abort)")" '{"error":"forbidden here"} 403'
 
+# Streamed (chunked) responses, including a client slower than the server.
+out=$(curl -s -D "$TMP/sh" "$(url /stream/5/10)")
+check_eq "streamed body" "$out" "$(printf '000001xxx\n000002xxx\n000003xxx\n000004xxx\n000005xxx')"
+check_contains "chunked transfer encoding" "$(tr -d '\r' < "$TMP/sh")" "Transfer-Encoding: chunked"
+check_contains "headers of a streamed response" "$(tr -d '\r' < "$TMP/sh")" "X-Streamed: yes"
+curl -s --limit-rate 2M "$(url /stream/3000/1024)" -o "$TMP/big"
+check_eq "3 MB streamed to a slow reader: size" "$(wc -c < "$TMP/big")" 3072000
+check_eq "3 MB streamed to a slow reader: last piece" "$(tail -n 1 "$TMP/big" | cut -c1-6)" "003000"
+check_eq "keep-alive after a streamed response" "$(curl -s "$(url /stream/2/10)" "$(url /)" | tail -c 17)" '{"Hello":"World"}'
+out=$(RAW_TIMEOUT=3 raw "GET /stream/2/10 HTTP/1.0\r\n\r\n" | tr -d '\r')
+check_contains "HTTP/1.0: the close ends the body" "$out" "$(printf '000001xxx\n000002xxx')"
+curl -s "$(url /stream_error)" -o "$TMP/partial"
+rc=$?
+check_eq "a failing stream is cut, not completed" "$rc" 18
+check_eq "what was sent before the failure" "$(cat "$TMP/partial")" "partial"
+sleep 0.2
+check_contains "the failure is logged" "$(cat "$LOG")" "streamed response failed in route stream_error: ./testapp.lua"
+check_eq "HEAD on a streamed route" "$(curl -s -I "$(url /stream/2/10)" | tr -d '\r' | grep -E '^(HTTP|Transfer)')" "HTTP/1.1 200 OK
+Transfer-Encoding: chunked"
+
 # Config: DEFAULT inheritance, override, environment expansion, dotted keys.
 check_eq "DEFAULT inherited" "$(curl -s "$(url /config/shared)")" '{"value":"from-default"}'
 check_eq "DEFAULT overridden" "$(curl -s "$(url /config/overridden)")" '{"value":"from-app"}'

@@ -51,6 +51,21 @@ function M.make_app(app_config)
     local ffi = require("ffi")
     pcall(ffi.cdef, "int getpid(void);")
     app:get("pid", "/pid", function() return tostring(ffi.C.getpid()) .. "\n" end)
+    app:get("stream", "/stream/{n}/{size}", function(request)
+        local n, size = tonumber(request.params.n), tonumber(request.params.size)
+        return http.stream(function(write)
+            for i = 1, n do
+                write(string.format("%06d", i) .. string.rep("x", size - 7) .. "\n")
+                if i % 100 == 0 then baseplate.sleep(0) end
+            end
+        end, 200, { ["X-Streamed"] = "yes" })
+    end)
+    app:get("stream_error", "/stream_error", function()
+        return http.stream(function(write)
+            write("partial\n")
+            error("broke half-way")
+        end)
+    end)
     local sick = false
     app:post("sick", "/sick", function() sick = true return { sick = true } end)
     app:health_check(function(probe)
