@@ -62,6 +62,8 @@ out=$(cd "$TMP" && timeout 20 "$BIN/baseplate-serve" --workers 2 --bind "127.0.0
 check_contains "each worker reports its error" "$out" "f.ini: [app:main] factory: failing:make_app failed: ./failing.lua:3: database unreachable"
 check_contains "the supervisor gives up" "$out" "baseplate-serve: error: workers keep exiting at start-up (see their errors above)"
 check_contains "exit status 1" "$out" "rc=1"
+out=$(cd "$APPS" && "$BIN/baseplate-serve" --workers 2 --reload testapp.ini 2>&1)
+check_eq "--reload with workers" "$out" "baseplate-serve: error: --reload cannot be combined with more than one worker (it is for development)"
 out=$(cd "$TMP" && "$BIN/baseplate-serve" --workers two f.ini 2>&1)
 check_eq "bad --workers" "$out" "baseplate-serve: error: --workers: expected a whole number from 1 to 1024, got 'two'"
 finish

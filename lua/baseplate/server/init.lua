@@ -302,6 +302,9 @@ function M.serve(opts)
     end
     local shared = einhorn or worker_fd ~= nil
     local workers = (einhorn or is_worker) and 1 or M.workers(file, server_section, opts.workers)
+    if workers > 1 and opts.reload then
+        fatal("--reload cannot be combined with more than one worker (it is for development)")
+    end
     if workers > 1 then
         -- The supervisor checks what it can without running the app,
         -- reserves the address, and starts the workers; each starts like a
