@@ -36,6 +36,24 @@ struct bp_listener_s {
   char describe[160];
 };
 
+/* "('127.0.0.1', 9090)" as Baseplate.py logs an address, or the UNIX path. */
+static void describe_sockaddr(const struct sockaddr_storage *ss, char *desc, size_t desclen) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int port;
+  if (ss->ss_family == AF_UNIX) {
+    snprintf(desc, desclen, "%s", ((const struct sockaddr_un *)ss)->sun_path);
+    return;
+  }
+  if (ss->ss_family == AF_INET) {
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+  } else {
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+  }
+  snprintf(desc, desclen, "('%s', %d)", ip, port);
+}
+
 /* Turn an endpoint (bp_config_parse_endpoint's forms) into a socket address.
  * Host names are resolved here, once, at start-up. */
 static int parse_endpoint(const char *ep, struct sockaddr_storage *ss, socklen_t *len,
@@ -71,14 +89,7 @@ static int parse_endpoint(const char *ep, struct sockaddr_storage *ss, socklen_t
   memcpy(ss, res->ai_addr, res->ai_addrlen);
   *len = res->ai_addrlen;
   freeaddrinfo(res);
-  {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (ss->ss_family == AF_INET)
-      inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, ip, sizeof ip);
-    else
-      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof ip);
-    snprintf(desc, desclen, "('%s', %d)", ip, e.port);
-  }
+  describe_sockaddr(ss, desc, desclen);
   return BP_OK;
 }
 
@@ -168,20 +179,7 @@ bp_listener_t *bp_listener_from_fd(int fd, char *err, size_t errlen) {
   }
   l->fd = fd;
   l->family = ss.ss_family;
-  if (ss.ss_family == AF_UNIX) {
-    snprintf(l->describe, sizeof l->describe, "%s", ((struct sockaddr_un *)&ss)->sun_path);
-  } else {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port;
-    if (ss.ss_family == AF_INET) {
-      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    } else {
-      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    }
-    snprintf(l->describe, sizeof l->describe, "('%s', %d)", ip, port);
-  }
+  describe_sockaddr(&ss, l->describe, sizeof l->describe);
   return l;
 }
 
@@ -995,7 +993,7 @@ const char *bp_request_remote_addr(const bp_request_t *r) { return r->conn->remo
 int bp_response_header(bp_request_t *r, const char *name, size_t name_len, const char *value,
                        size_t value_len) {
   bp_conn_t *c = r->conn;
-  if (r->sent) return BP_ECLOSED;
+  if (r->sent || r->streaming) return BP_ECLOSED; /* the head is built already */
   if (memchr(name, '\r', name_len) || memchr(name, '\n', name_len) || memchr(name, ':', name_len) ||
       memchr(value, '\r', value_len) || memchr(value, '\n', value_len) || name_len == 0)
     return BP_EINVAL;

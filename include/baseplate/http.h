@@ -96,7 +96,7 @@ BP_EXTERN const char *bp_request_remote_addr(const bp_request_t *req);
 /**
  * Add a response header. Copied. Content-Length, Connection and Date are
  * set by the server. BP_EINVAL for CR/LF in name or value, BP_ECLOSED when
- * the response was already sent.
+ * the response was already sent or its stream started.
  */
 BP_EXTERN int bp_response_header(bp_request_t *req, const char *name, size_t name_len,
                                  const char *value, size_t value_len);

@@ -284,7 +284,19 @@ local JSON = "application/json"
 local TEXT = "text/plain; charset=utf-8"
 local INTERNAL_ERROR = '{"error": 500, "reason": "Internal Server Error"}'
 
-local apply_headers
+local function apply_headers(r, headers, content_type)
+    if headers then
+        for k, v in pairs(headers) do
+            k, v = tostring(k), tostring(v)
+            if lower(k) == "content-type" then
+                content_type = v
+            elseif C.bp_response_header(r, k, #k, v, #v) ~= 0 then
+                server_log:warning("dropping invalid response header %q", k)
+            end
+        end
+    end
+    return content_type
+end
 
 local function send(r, status, body, headers, content_type)
     content_type = apply_headers(r, headers, content_type)
@@ -304,19 +316,6 @@ local function start_write(waiter, r, data)
     return C.bp_response_write(r, data, #data, waiter)
 end
 
-function apply_headers(r, headers, content_type)
-    if headers then
-        for k, v in pairs(headers) do
-            k, v = tostring(k), tostring(v)
-            if lower(k) == "content-type" then
-                content_type = v
-            elseif C.bp_response_header(r, k, #k, v, #v) ~= 0 then
-                server_log:warning("dropping invalid response header %q", k)
-            end
-        end
-    end
-    return content_type
-end
 
 local function stream_response(r, s)
     local content_type = apply_headers(r, s.headers, s.content_type)

@@ -13,6 +13,10 @@ printf '[app:main]\nfactory = testapp:make_app\n[server:main]\nfactory = basepla
 check_contains "bad stop_timeout" "$(cd "$TMP" && "$BIN/baseplate-serve" t.ini 2>&1)" \
   't.ini: [server:main] stop_timeout: expected a timespan such as "30 seconds" or a number of seconds, got "soon"'
 
+printf '[app:main]\nfactory = testapp:make_app\n[server:main]\nfactory = baseplate.server.http\nmax_header_size = 0\n' > "$TMP/t.ini"
+check_eq "max_header_size too small" "$(cd "$TMP" && "$BIN/baseplate-serve" t.ini 2>&1)" \
+  "baseplate-serve: error: t.ini: [server:main] max_header_size: must be at least 1024 bytes"
+
 start_server "$APPS/lifecycle.ini" || { fail "server starts"; finish; }
 
 # --- health checks ----------------------------------------------------------------

@@ -59,12 +59,19 @@ local function count(text)
     return n
 end
 
+-- A request head smaller than this cannot hold a real request line.
+local function header_size(text)
+    local n = config.Integer(text)
+    if n < 1024 then error("must be at least 1024 bytes", 0) end
+    return n
+end
+
 -- The [server:…] keys of the HTTP server (docs/serve.md).
 M.spec = {
     max_concurrency = config.Optional(count, 0),
     stop_timeout = config.Optional(duration, 10),
     drain_time = config.Optional(duration, 0),
-    max_header_size = config.Optional(count, 64 * 1024),
+    max_header_size = config.Optional(header_size, 64 * 1024),
     max_body_size = config.Optional(count, 16 * 1024 * 1024),
     header_timeout = config.Optional(duration, 10),
     keepalive_timeout = config.Optional(duration, 75),

@@ -20,6 +20,7 @@ int bp_module_run_factory(const char *path, const char *symbol, bp_app_t *app,
                           const bp_section_t *config, char *err, size_t errlen);
 bp_listener_t *bp_listener_from_fd(int fd, char *err, size_t errlen);
 int bp_einhorn_ack(const char *sock_path, int pid, char *err, size_t errlen);
+int getpid(void);
 int getppid(void);
 int bp_worker_spawn(int fd);
 int bp_listener_fd(const bp_listener_t *l);
@@ -128,8 +129,10 @@ function M.load_factory(spec, default_name)
     return { kind = "lua", fn = fn, name = modname }
 end
 
+local is_configuration_error = require("baseplate.lib.config").is_configuration_error
+
 local function describe_error(err)
-    if type(err) == "table" and err.key and err.reason then
+    if is_configuration_error(err) then
         return err.key, tostring(err.reason)
     end
     return nil, runtime.message_of(err)
@@ -410,7 +413,7 @@ end
 --- Einhorn (formats.md): a worker when getppid() is EINHORN_MASTER_PID.
 function M.einhorn_worker()
     local master = tonumber(os.getenv("EINHORN_MASTER_PID") or "")
-    return master ~= nil and master == C.getppid()
+    return master ~= nil and master == ffi.C.getppid()
 end
 
 --- A listening socket handed down by a parent (Einhorn, or our supervisor).
@@ -455,8 +458,6 @@ function M.workers(file, section, flag)
 end
 
 function M.pid()
-    ffi.cdef("int getpid(void);")
-    M.pid = function() return ffi.C.getpid() end
     return ffi.C.getpid()
 end
 
