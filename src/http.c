@@ -6,6 +6,9 @@
  * Where a request enters: on_message_complete() -> dispatch(). Where it
  * leaves: bp_response_send() -> conn_write().
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4 */
+#endif
 #include "app.h"
 #include "baseplate/config.h"
 #include "internal.h"
@@ -13,6 +16,7 @@
 #include "baseplate/log.h"
 
 #include <http_parser.h>
+#include <linux/filter.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -358,7 +362,10 @@ static void arm(bp_conn_t *c, uv_timer_cb cb, double seconds) {
   uint64_t ms = (uint64_t)(seconds * 1000.0 + 0.5);
   c->deadline = uv_now(uv_default_loop()) + ms;
   c->on_deadline = cb;
-  if (!uv_is_active((uv_handle_t *)&c->timer)) uv_timer_start(&c->timer, on_timer, ms, 0);
+  /* A later deadline waits for the running timer (on_timer re-arms); an
+   * earlier one restarts it. */
+  if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > ms)
+    uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 static void disarm(bp_conn_t *c) { c->on_deadline = NULL; }
@@ -1223,21 +1230,22 @@ static void remote_name(bp_conn_t *c) {
     uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
 }
 
-/* Accept one connection from the backlog. */
-static void accept_one(bp_http_server_t *s) {
-  bp_conn_t *c;
-  s->accept_pending = 0;
-  if (!(c = calloc(1, sizeof *c))) return;
+/* A new connection: its handle is initialised by the caller, which then
+ * accepts or opens into it. */
+static bp_conn_t *conn_new(bp_http_server_t *s) {
+  bp_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
   c->closable.magic = BP_CLOSABLE_MAGIC;
   c->closable.close = conn_close_closable;
   c->server = s;
   if (s->family == AF_UNIX) uv_pipe_init(uv_default_loop(), &c->h.pipe, 0);
   else uv_tcp_init(uv_default_loop(), &c->h.tcp);
   c->h.handle.data = c;
-  if (uv_accept(&s->listener.stream, &c->h.stream) != 0) {
-    uv_close(&c->h.handle, (uv_close_cb)free);
-    return;
-  }
+  return c;
+}
+
+/* The handle is connected: register the connection and start reading. */
+static void conn_start(bp_http_server_t *s, bp_conn_t *c) {
   uv_timer_init(uv_default_loop(), &c->timer);
   c->timer.data = c;
   c->handles_open = 2;
@@ -1252,6 +1260,49 @@ static void accept_one(bp_http_server_t *s) {
   uv_read_start(&c->h.stream, on_alloc, on_read);
   c->reading = 1;
   arm_read_timeout(c);
+}
+
+/* Accept one connection from the backlog. */
+static void accept_one(bp_http_server_t *s) {
+  bp_conn_t *c;
+  s->accept_pending = 0;
+  if (!(c = conn_new(s))) return;
+  if (uv_accept(&s->listener.stream, &c->h.stream) != 0) {
+    uv_close(&c->h.handle, (uv_close_cb)free);
+    return;
+  }
+  conn_start(s, c);
+}
+
+/* Stopping: take every connection the kernel has completed but we have not
+ * accepted, so that closing the listener does not reset them; each is
+ * answered once, with Connection: close. A socket of our own first stops
+ * taking new connections (a filter that drops every packet: SYNs go
+ * unanswered, clients retry and then find the port closed). A socket shared
+ * with other processes is left alone: it stays open in them. */
+static void drain_backlog(bp_http_server_t *s) {
+  static struct sock_filter drop[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+  struct sock_fprog prog = {1, drop};
+  uv_os_fd_t lfd;
+  bp_conn_t *c;
+  int fd, n = 0;
+  if (s->opts.shared_socket || uv_fileno((uv_handle_t *)&s->listener, &lfd) != 0) return;
+  if (s->family != AF_UNIX) (void)setsockopt(lfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+  if (s->accept_pending) accept_one(s); /* the one libuv holds for us */
+  while (n++ < 4096 && (fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+    int rc;
+    if (!(c = conn_new(s))) {
+      close(fd);
+      continue;
+    }
+    rc = s->family == AF_UNIX ? uv_pipe_open(&c->h.pipe, fd) : uv_tcp_open(&c->h.tcp, fd);
+    if (rc != 0) {
+      close(fd);
+      uv_close(&c->h.handle, (uv_close_cb)free);
+      continue;
+    }
+    conn_start(s, c);
+  }
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -1317,6 +1368,7 @@ void bp_http_server_stop(bp_http_server_t *s) {
   bp_conn_t *c, *next;
   if (!s || s->stopping) return;
   s->stopping = 1;
+  drain_backlog(s);
   s->accept_pending = 0;
   uv_close((uv_handle_t *)&s->listener, listener_closed);
   for (c = s->conns; c; c = next) {

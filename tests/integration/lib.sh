@@ -50,6 +50,16 @@ finish() {
   exit $?
 }
 
+# A port below the kernel's ephemeral range: a client that reconnects to a
+# closed port in that range can be given it as its own source port and
+# connect to itself (TCP simultaneous open), which looks like a server.
+random_port() {
+  local low
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+  [ "${low:-0}" -gt 12000 ] || low=32768
+  echo $((10000 + (RANDOM % (low - 10000))))
+}
+
 # start_server CONFIG [ARGS...]: runs from the config file's directory.
 start_server() {
   local config=$1
@@ -58,7 +68,7 @@ start_server() {
   dir=$(dirname "$config")
   LOG=$TMP/server.log
   for attempt in 1 2 3 4 5 6 7 8; do
-    PORT=$((20000 + (RANDOM % 20000)))
+    PORT=$(random_port)
     (cd "$dir" && exec "$BIN/baseplate-serve" --bind "127.0.0.1:$PORT" "$@" "$(basename "$config")") \
       >"$LOG" 2>&1 &
     SERVER_PID=$!

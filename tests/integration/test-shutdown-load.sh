@@ -27,4 +27,36 @@ cut=$(grep 'Socket errors' "$TMP/wrk.out" | grep -o 'read [0-9][0-9]*')
 timeouts=$(grep 'Socket errors' "$TMP/wrk.out" | grep -o 'timeout [0-9][0-9]*')
 check_eq "no accepted request cut" "${cut:-read 0}" "read 0"
 check_eq "no request left unanswered" "${timeouts:-timeout 0}" "timeout 0"
+
+# --- an idle keep-alive connection does not hold the stop ---------------------------------
+# keepalive_timeout is 75 s and stop_timeout 10 s here; idle connections go
+# after a short linger.
+start_server "$APPS/testapp.ini" || { fail "server restarts"; finish; }
+exec 4<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'GET / HTTP/1.1\r\nHost: t\r\n\r\n' >&4
+read -r -t 2 status <&4
+check_eq "keep-alive request answered" "${status%$'\r'}" "HTTP/1.1 200 OK"
+t0=$(date +%s%3N)
+stop_server TERM
+t1=$(date +%s%3N)
+exec 4<&-
+if [ $((t1 - t0)) -lt 2000 ]; then pass "idle connection closed at the stop ($((t1 - t0)) ms)"; else fail "idle connection closed at the stop" "$((t1 - t0)) ms"; fi
+
+# --- connections waiting in the backlog at the stop are answered, not reset ------------------
+# max_concurrency = 2 with both slots busy: a third connection waits in the
+# kernel's backlog. Closing the listener would reset it; the stop accepts it.
+printf '[app:main]\nfactory = testapp:make_app\n[server:main]\nfactory = baseplate.server.http\nmax_concurrency = 2\n' > "$TMP/busy.ini"
+cp "$APPS/testapp.lua" "$TMP/"
+start_server "$TMP/busy.ini" || { fail "server restarts"; finish; }
+for i in 1 2; do curl -s -o /dev/null -w '%{http_code}' "$(url /sleep/800)" > "$TMP/busy$i" & done
+wait_for_log "sleeping 800 ms"
+sleep 0.2
+curl -s -o "$TMP/third" -w '%{http_code}' --max-time 5 "$(url /)" > "$TMP/third.code" &
+third=$!
+sleep 0.3
+stop_server TERM
+wait "$third"
+check_eq "the connection in the backlog is answered" "$(cat "$TMP/third.code") $(cat "$TMP/third")" '200 {"Hello":"World"}'
+wait
+check_eq "the busy requests complete" "$(cat "$TMP/busy1") $(cat "$TMP/busy2")" "200 200"
 finish
