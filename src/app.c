@@ -28,7 +28,19 @@ struct bp_route_s {
 struct bp_app_s {
   bp_route_t *routes;
   int count, cap;
+  bp_baseplate_t *baseplate; /* borrowed: spans for every routed request */
+  int trust_headers;
 };
+
+void bp_app_set_baseplate(bp_app_t *app, bp_baseplate_t *bp, int trust_trace_headers) {
+  app->baseplate = bp;
+  app->trust_headers = trust_trace_headers;
+}
+
+bp_baseplate_t *bp__app_baseplate(const bp_app_t *app, int *trust) {
+  if (trust) *trust = app->trust_headers;
+  return app->baseplate;
+}
 
 bp_app_t *bp_app_new(void) { return calloc(1, sizeof(bp_app_t)); }
 

@@ -3,6 +3,7 @@
 #define BASEPLATE_APP_H
 
 #include "baseplate/http.h"
+#include "baseplate/span.h"
 
 #define BP_MAX_PARAMS 16
 
@@ -28,5 +29,8 @@ int bp__app_match(const bp_app_t *app, const char *method, const char *path, siz
 const char *bp__route_name(const bp_route_t *r);
 bp_handler_fn bp__route_handler(const bp_route_t *r, void **data);
 int bp__route_lua_handler(const bp_route_t *r); /* -1 for C routes */
+
+/* The Baseplate set by bp_app_set_baseplate (NULL: no spans). */
+bp_baseplate_t *bp__app_baseplate(const bp_app_t *app, int *trust);
 
 #endif

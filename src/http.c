@@ -10,6 +10,7 @@
 #define _GNU_SOURCE /* accept4 */
 #endif
 #include "app.h"
+#include "baseplate/span.h"
 #include "baseplate/config.h"
 #include "internal.h"
 #include "runtime.h"
@@ -246,6 +247,8 @@ struct bp_request_s {
   size_t head_pending; /* bytes of head in wbuf not yet written (streaming) */
   size_t stream_bytes;
   bp__match_t match;
+  bp_span_t *span;   /* the server span, while the request is in flight */
+  char error[64];    /* the error class the span finishes with ("" for none) */
 };
 
 struct bp_http_server_s {
@@ -540,9 +543,56 @@ static const http_parser_settings settings = {
 
 /* --- dispatch ------------------------------------------------------------------ */
 
+/* Copy a header value into buf as a C string; NULL if absent or too long. */
+static const char *header_str(bp_request_t *r, const char *name, char *buf, size_t size) {
+  size_t len;
+  const char *v = bp_request_header(r, name, &len);
+  if (!v || len >= size) return v ? "" : NULL;
+  memcpy(buf, v, len);
+  buf[len] = '\0';
+  return buf;
+}
+
+/* Where a span is made for a request: named after the route, the child of
+ * the upstream span when the trace headers are trusted and valid. */
+static void start_span(bp_request_t *r, bp_baseplate_t *bp, int trust) {
+  bp_trace_info_t ti, *tip = NULL;
+  bp_span_t *span;
+  if (trust) {
+    char t[32], sp[32], pa[32], sa[8], fl[32];
+    const char *trace = header_str(r, "X-Trace", t, sizeof t);
+    const char *spid = header_str(r, "X-Span", sp, sizeof sp);
+    if (trace && spid &&
+        bp_trace_info_from_upstream(&ti, trace, header_str(r, "X-Parent", pa, sizeof pa), spid,
+                                    header_str(r, "X-Sampled", sa, sizeof sa),
+                                    header_str(r, "X-Flags", fl, sizeof fl), NULL, 0) == BP_OK)
+      tip = &ti;
+  }
+  span = bp_span_new_server(bp, bp__route_name(r->match.route), tip);
+  if (!span) return;
+  r->span = span;
+  r->error[0] = '\0';
+  if (trust) {
+    size_t len;
+    const char *edge = bp_request_header(r, "X-Edge-Request", &len);
+    if (edge) bp_span_set_edge_request(span, edge, len);
+  }
+  bp_span_set_tag(span, "http.method", r->method, BP_TAG_STRING);
+  bp_span_set_tag(span, "peer.ipv4", r->conn->remote, BP_TAG_STRING);
+  bp_span_start(span);
+}
+
+bp_span_t *bp_request_span(bp_request_t *r) { return r->span; }
+
+void bp_request_set_error(bp_request_t *r, const char *error_class) {
+  snprintf(r->error, sizeof r->error, "%s", error_class ? error_class : "");
+}
+
 static void dispatch(bp_conn_t *c) {
   bp_request_t *r = &c->req;
   bp_http_server_t *s = c->server;
+  bp_baseplate_t *bp;
+  int trust;
   int status = bp__app_match(s->app, r->method, r->path, r->path_len, &r->match);
   void *data;
   bp_handler_fn fn;
@@ -558,9 +608,14 @@ static void dispatch(bp_conn_t *c) {
     send_simple(c, 405, allow);
     return;
   }
+  if ((bp = bp__app_baseplate(s->app, &trust))) start_span(r, bp, trust);
   fn = bp__route_handler(r->match.route, &data);
   if (fn) {
-    int rc = fn(r, data);
+    int rc;
+    bp_span_t *span = r->span;
+    if (span) bp_span_enter(span);
+    rc = fn(r, data);
+    if (span && bp_span_current() == span) bp_span_enter(NULL);
     if (rc != BP_OK && rc != BP_AGAIN && !r->sent) {
       bp_log(BP_LOG_ERROR, "baseplate.server", "C handler for route %s failed: %s",
              bp__route_name(r->match.route), bp_strerror(rc));
@@ -771,11 +826,26 @@ const char *bp_http_status_text(int status) {
          : status < 500 ? "Client Error" : "Server Error";
 }
 
+/* The request's server span ends with its response. */
+static void span_finish(bp_request_t *r, int status) {
+  bp_span_t *span = r->span;
+  char num[16];
+  const char *error = r->error[0] ? r->error : NULL;
+  r->span = NULL;
+  snprintf(num, sizeof num, "%d", status);
+  bp_span_set_tag(span, "http.status_code", num, BP_TAG_NUMBER);
+  if (!error && status >= 500) error = "HTTPError";
+  bp_span_finish(span, error);
+  if (bp_span_current() == span) bp_span_enter(NULL);
+  bp_span_unref(span);
+}
+
 static void request_done(bp_conn_t *c, int status, size_t body_len) {
   bp_request_t *r = &c->req;
   bp_http_server_t *s = c->server;
   s->active--;
   c->in_request = 0;
+  if (r->span && !bp_span_current()) bp_span_enter(r->span); /* its trace ID on the access log */
   if (s->opts.access_log && bp_log_enabled("baseplate.server.http", BP_LOG_DEBUG)) {
     /* The reference's shape: 127.0.0.1 - - [time] "GET / HTTP/1.1" 200 18 0.000123 */
     char when[32];
@@ -789,6 +859,7 @@ static void request_done(bp_conn_t *c, int status, size_t body_len) {
            r->query_len ? "?" : "", (int)r->query_len, r->query ? r->query : "", r->version / 10,
            r->version % 10, status, body_len, secs);
   }
+  if (r->span) span_finish(r, status);
 }
 
 /* The response is out: close, or go on with the next request. Reading is
@@ -1171,6 +1242,10 @@ static void conn_closed(uv_handle_t *h) {
   bp_conn_t *c = h->data;
   bp_http_server_t *s = c->server;
   if (--c->handles_open > 0) return;
+  if (c->req.span) { /* abandoned: the client went away or the process stops */
+    bp_request_set_error(&c->req, "ConnectionClosed");
+    span_finish(&c->req, 499);
+  }
   free(c->rbuf);
   free(c->abuf);
   free(c->hdrs);

@@ -10,6 +10,8 @@ void bp_loop_stop(void) { uv_stop(uv_default_loop()); }
 
 double bp_now(void) { return (double)uv_now(uv_default_loop()) / 1000.0; }
 
+double bp_monotonic(void) { return (double)uv_hrtime() / 1e9; }
+
 typedef struct {
   bp__closable_t closable;
   uv_timer_t timer;

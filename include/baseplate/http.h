@@ -12,6 +12,7 @@
 #define BASEPLATE_HTTP_H
 
 #include "common.h"
+#include "span.h"
 
 typedef struct bp_app_s bp_app_t;
 typedef struct bp_request_s bp_request_t;
@@ -22,6 +23,23 @@ typedef struct bp_request_s bp_request_t;
  * it does). Any other return without an answer gives the client a 500.
  */
 typedef int (*bp_handler_fn)(bp_request_t *req, void *data);
+
+/**
+ * Give every routed request a server span of `bp` (named after its route),
+ * observed by bp's observers. With trust_trace_headers, X-Trace, X-Span,
+ * X-Parent, X-Sampled, X-Flags and X-Edge-Request are read from the
+ * request; else every request starts a new trace. `bp` is borrowed.
+ */
+BP_EXTERN void bp_app_set_baseplate(bp_app_t *app, bp_baseplate_t *bp, int trust_trace_headers);
+
+/** The request's server span (NULL without a Baseplate or once answered). */
+BP_EXTERN bp_span_t *bp_request_span(bp_request_t *req);
+
+/**
+ * Mark the request failed with an error class ("Error", …): its server span
+ * finishes as a failure when the response goes out.
+ */
+BP_EXTERN void bp_request_set_error(bp_request_t *req, const char *error_class);
 
 /** A new, empty application. Free with bp_app_free. NULL on ENOMEM. */
 BP_EXTERN bp_app_t *bp_app_new(void);

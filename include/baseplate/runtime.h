@@ -24,6 +24,9 @@ BP_EXTERN void bp_loop_stop(void);
 /** Loop time in seconds (monotonic, cached per iteration). */
 BP_EXTERN double bp_now(void);
 
+/** A monotonic clock in seconds with sub-microsecond resolution (timers). */
+BP_EXTERN double bp_monotonic(void);
+
 /**
  * Wake `waiter` with BP_OK after `seconds`. Returns BP_AGAIN (the caller
  * yields), or BP_ENOMEM. Timers still pending at shutdown are cancelled.

@@ -55,6 +55,9 @@ int bp_response_start(bp_request_t *req, int status, const char *content_type);
 int bp_response_write(bp_request_t *req, const char *data, size_t len, int waiter);
 int bp_response_finish(bp_request_t *req);
 int bp_response_abort(bp_request_t *req);
+void bp_app_set_baseplate(bp_app_t *app, struct bp_baseplate_s *bp, int trust_trace_headers);
+struct bp_span_s *bp_request_span(bp_request_t *req);
+void bp_request_set_error(bp_request_t *req, const char *error_class);
 ]])
 
 local C = core.C
@@ -77,6 +80,7 @@ local req_ptr_t = ffi.typeof("bp_request_t *")
 
 -- Lua handlers by id; the C router knows routes by these ids.
 local handlers = {}
+local handler_apps = {} -- id -> the App (for its Baseplate)
 
 ----------------------------------------------------------------------------
 -- Applications
@@ -85,10 +89,34 @@ local App = {}
 App.__index = App
 
 --- A new application. `app_config` (optional) is kept as app.config.
-function M.app(app_config)
+--- opts.baseplate: a Baseplate whose server span each request gets (with
+--- its observers and context: request.span, request.<name>);
+--- opts.trust_trace_headers: read X-Trace & co. from requests (default:
+--- the app config's baseplate.trust_trace_headers, else false).
+function M.app(app_config, opts)
     local c = C.bp_app_new()
     if c == nil then error("out of memory", 2) end
-    return setmetatable({ c = ffi.gc(c, C.bp_app_free), config = app_config, routes = {} }, App)
+    local app = setmetatable({ c = ffi.gc(c, C.bp_app_free), config = app_config, routes = {} }, App)
+    if opts and opts.baseplate then
+        local trust = opts.trust_trace_headers
+        if trust == nil and app_config then
+            local cfg = require("baseplate.lib.config").parse_config(app_config, {
+                baseplate = { trust_trace_headers = require("baseplate.lib.config").Optional(
+                    require("baseplate.lib.config").Boolean, false) },
+            })
+            trust = cfg.baseplate.trust_trace_headers
+        end
+        app:set_baseplate(opts.baseplate, trust)
+    end
+    return app
+end
+
+--- Give every request of this app a server span of `bp` (a Baseplate).
+function App:set_baseplate(bp, trust_trace_headers)
+    if type(bp) ~= "table" or bp.c == nil then error("set_baseplate: expected a Baseplate", 2) end
+    self.baseplate = bp
+    C.bp_app_set_baseplate(self.c, bp.c, trust_trace_headers and 1 or 0)
+    return self
 end
 
 --- Add a route. `method` is "GET", "POST", … or "*" for any; `pattern` is a
@@ -100,6 +128,7 @@ function App:route(name, method, pattern, handler)
     if self.routes[name] then error("route " .. name .. ": a route with this name already exists", 2) end
     local id = #handlers + 1
     handlers[id] = handler
+    handler_apps[id] = self
     local rc = C.bp_app_add_lua_route(self.c, name, method and method:upper() or "*", pattern, id,
         core.errbuf, core.errbuf_size)
     if rc ~= 0 then
@@ -159,6 +188,12 @@ function M.parse_query(q)
         if list then list[#list + 1] = v else multi[k] = { v } end
     end
     return args, multi
+end
+
+local span_module
+local function span_mod()
+    if not span_module then span_module = require("baseplate.span") end
+    return span_module
 end
 
 local getters = {}
@@ -233,6 +268,14 @@ function Request:json()
     return v
 end
 
+--- The request's server span (a baseplate.span Span), or nil without a
+--- Baseplate.
+function getters.span(self)
+    local c = rawget(self, "_span")
+    if c == nil then return nil end
+    return span_mod().wrap(c, self)
+end
+
 local request_mt = {
     __index = function(self, k)
         local g = getters[k]
@@ -241,7 +284,12 @@ local request_mt = {
             rawset(self, k, v)
             return v
         end
-        return Request[k]
+        local m = Request[k]
+        if m ~= nil then return m end
+        -- the context: clients and values from configure_context
+        local bp = rawget(self, "_bp")
+        if bp then return bp:context_value(self, k, self.span) end
+        return nil
     end,
 }
 M.Request = Request
@@ -376,13 +424,38 @@ end
 
 -- Runs in a worker coroutine for each request of a Lua route.
 local set_activity = runtime.set_activity
+local set_span = runtime.set_span
 
 local function request_job(req, handler_id)
     local r = ffi_cast(req_ptr_t, req)
     local request = setmetatable({ _r = r }, request_mt)
+    local sp = C.bp_request_span(r)
+    local bp
+    if sp ~= nil then
+        bp = handler_apps[handler_id].baseplate
+        request._span = sp
+        request._bp = bp
+        set_span(sp)
+        if bp._observers[1] then
+            local span = request.span
+            bp:notify_server_span_created(request, span)
+            span_mod().notify(span, "on_start")
+        end
+    end
     set_activity(request)
-    render(r, xpcall(handlers[handler_id], error_handler, request))
+    local ok, a, b, c = xpcall(handlers[handler_id], error_handler, request)
+    if not ok and sp ~= nil and getmetatable(a) ~= Abort then
+        C.bp_request_set_error(r, span_mod().error_class(a))
+    end
+    render(r, ok, a, b, c)
     set_activity(nil)
+    if sp ~= nil then
+        local span = rawget(request, "span")
+        if span and span._observers then
+            span_mod().notify(span, "on_finish", not ok and getmetatable(a) ~= Abort and a or nil)
+        end
+        set_span(nil)
+    end
 end
 
 -- How a request appears in the SIGUSR1 dump.

@@ -4,6 +4,7 @@
 --   baseplate.sleep(0.1)          -- yields the current request; the loop goes on
 --   baseplate.spawn(fn, a, b)     -- run fn(a, b) concurrently, in its own coroutine
 --   baseplate.version             -- the core's version
+--   baseplate.Baseplate(app_config) -- spans, observers, the request context
 local core = require("baseplate.core")
 local runtime = require("baseplate.runtime")
 
@@ -13,5 +14,21 @@ local M = {
     now = runtime.now,
     spawn = runtime.spawn,
 }
+
+-- The observability framework (docs/observers.md), loaded on first use.
+local lazy = {
+    Baseplate = function() return require("baseplate.baseplate").new end,
+    TraceInfo = function() return require("baseplate.span").TraceInfo end,
+    Span = function() return require("baseplate.span").Span end,
+}
+setmetatable(M, {
+    __index = function(t, k)
+        local f = lazy[k]
+        if not f then return nil end
+        local v = f()
+        rawset(t, k, v)
+        return v
+    end,
+})
 
 return M

@@ -9,6 +9,9 @@ ffi.cdef([[
 int bp_sleep(double seconds, int waiter);
 void bp_loop_stop(void);
 double bp_now(void);
+double bp_monotonic(void);
+void bp_span_enter(struct bp_span_s *span);
+struct bp_span_s *bp_span_current(void);
 ]])
 
 local C = core.C
@@ -87,7 +90,19 @@ local function worker(fn, a, b)
     end
 end
 
-local function after_resume(co, ok, what)
+-- The span each coroutine works for: entered (its trace ID on log lines)
+-- while the coroutine runs.
+local co_span = setmetatable({}, { __mode = "k" })
+
+--- Note that the running coroutine works for span `c` (a bp_span_t*, or nil).
+function M.set_span(c)
+    local co = co_running()
+    if co then co_span[co] = c end
+    C.bp_span_enter(c)
+end
+
+local function after_resume(co, ok, what, prev)
+    C.bp_span_enter(prev) -- the span of whoever resumed (nil at the top)
     if not ok then
         -- Jobs catch their own errors; this is a bug in baseplate itself.
         logger():error("coroutine died: %s", traceback(co, tostring(what)))
@@ -108,7 +123,9 @@ local function spawn(fn, a, b)
         co = co_create(worker)
         workers[co] = true
     end
-    return after_resume(co, co_resume(co, fn, a, b))
+    local prev = C.bp_span_current()
+    local ok, what = co_resume(co, fn, a, b)
+    return after_resume(co, ok, what, prev)
 end
 M.spawn = spawn
 
@@ -118,7 +135,10 @@ function M.on_wake(waiter, status)
     local co = waiting[waiter]
     if not co then return end
     waiting[waiter] = nil
-    return after_resume(co, co_resume(co, status))
+    local prev = C.bp_span_current()
+    C.bp_span_enter(co_span[co])
+    local ok, what = co_resume(co, status)
+    return after_resume(co, ok, what, prev)
 end
 M.wake = M.on_wake
 

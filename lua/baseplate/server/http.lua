@@ -76,6 +76,17 @@ M.spec = {
     header_timeout = config.Optional(duration, 10),
     keepalive_timeout = config.Optional(duration, 75),
     workers = config.Optional(count, 1),
+    monitoring = {
+        concurrency = config.Optional(config.Boolean, true),
+        connection_pool = config.Optional(config.Boolean, false),
+        gc = { stats = config.Optional(config.Boolean, true) },
+        blocked_hub = config.Optional(config.Timespan, nil),
+        interval = config.Optional(function(text)
+            local v = duration(text)
+            if v <= 0 then error("must be more than 0 seconds", 0) end
+            return v
+        end, 10),
+    },
 }
 
 local Server = {}
@@ -172,7 +183,9 @@ function M.make_server(server_config, listener, app, opts)
         error(core.errmsg(), 0)
     end
     -- The server frees itself when stopped and drained: no ffi.gc here.
-    return setmetatable({ c = c, app = app, config = server_config, settings = cfg }, Server)
+    local server = setmetatable({ c = c, app = app, config = server_config, settings = cfg }, Server)
+    require("baseplate.server.monitoring").start(server, app, cfg)
+    return server
 end
 
 return M

@@ -1,0 +1,160 @@
+/*
+ * Spans and observers (docs/observers.md).
+ *
+ * A server span is the time spent on one request this process serves; a
+ * child span is an outbound call (client span) or a piece of local work
+ * (local span). Observers watch spans: a bp_observer_t registered on the
+ * bp_baseplate_t sees every new server span and registers bp_span_observer_t
+ * entries on it, which see its events (start, tags, logs, finish, children).
+ * The built-in observers (metrics, logging) are C observers: no Lua runs on
+ * their path. Lua observers are dispatched by the Lua span API
+ * (baseplate.span), after the C observers, each under its own pcall.
+ *
+ * Spans are reference counted: whoever creates one holds a reference, and
+ * bp_span_ref/bp_span_unref add and drop more; a child holds its root.
+ */
+#ifndef BASEPLATE_SPAN_H
+#define BASEPLATE_SPAN_H
+
+#include "common.h"
+#include "metrics.h"
+#include <stdint.h>
+
+typedef struct bp_span_s bp_span_t;
+typedef struct bp_baseplate_s bp_baseplate_t;
+
+#define BP_SPAN_SERVER 0
+#define BP_SPAN_CLIENT 1
+#define BP_SPAN_LOCAL 2
+
+#define BP_TAG_STRING 0
+#define BP_TAG_NUMBER 1
+#define BP_TAG_BOOL 2
+
+/* Trace context (formats.md): IDs are unsigned 64-bit, 0 = absent. */
+typedef struct {
+  uint64_t trace_id;
+  uint64_t parent_id; /* 0: a root span */
+  uint64_t span_id;
+  int sampled;        /* -1 undecided, 0 no, 1 yes */
+  uint64_t flags;
+} bp_trace_info_t;
+
+/** A new root: random trace ID, span ID = trace ID, no parent, undecided. */
+BP_EXTERN void bp_trace_info_new(bp_trace_info_t *ti);
+
+/**
+ * From upstream strings (any may be NULL). trace_id and span_id are
+ * required decimal u64s, parent_id optional; sampled "1" means sampled and
+ * anything else not, NULL undecided; flags a decimal integer. BP_EINVAL with
+ * the reason in err ("invalid sampled value", "invalid flags value",
+ * "invalid trace_id value"…) when a value is inappropriate.
+ */
+BP_EXTERN int bp_trace_info_from_upstream(bp_trace_info_t *ti, const char *trace_id,
+                                          const char *parent_id, const char *span_id,
+                                          const char *sampled, const char *flags, char *err,
+                                          size_t errlen);
+
+/** A random 64-bit ID, never 0. */
+BP_EXTERN uint64_t bp_random_id(void);
+
+/* Events a span observer receives. Any member may be NULL. `error` is NULL
+ * for a normal finish, else the error's class name ("Error", "HTTPError"…).
+ * `release` is called once when the span is freed (or the registration
+ * fails): the place to free per-span state. */
+typedef struct {
+  void (*on_start)(void *ud, bp_span_t *span);
+  void (*on_set_tag)(void *ud, bp_span_t *span, const char *key, const char *value, int type);
+  void (*on_incr_tag)(void *ud, bp_span_t *span, const char *key, double delta);
+  void (*on_log)(void *ud, bp_span_t *span, const char *name, const char *payload);
+  void (*on_finish)(void *ud, bp_span_t *span, const char *error);
+  void (*on_child_span_created)(void *ud, bp_span_t *span, bp_span_t *child);
+  void (*release)(void *ud);
+} bp_span_observer_t;
+
+/* Sees every server span as it is created (before it starts). */
+typedef struct {
+  void (*on_server_span_created)(void *ud, bp_span_t *span);
+} bp_observer_t;
+
+/* --- the Baseplate object ---------------------------------------------------- */
+
+BP_EXTERN bp_baseplate_t *bp_baseplate_new(const char *service_name);
+BP_EXTERN void bp_baseplate_free(bp_baseplate_t *bp);
+BP_EXTERN const char *bp_baseplate_service_name(const bp_baseplate_t *bp);
+
+/** Register an observer; it stays for the object's life. */
+BP_EXTERN int bp_baseplate_register(bp_baseplate_t *bp, const bp_observer_t *obs, void *ud);
+
+/* The metrics observers (docs/observers.md). namespace_ non-empty: the
+ * untagged observer; tagging: the tagged one (not both). allowlist: tag
+ * keys passed on by the tagged observer (comma separated, may be NULL).
+ * sample_rate in (0, 1]. The transport is borrowed: it must outlive bp. */
+typedef struct {
+  const char *namespace_;
+  int tagging;
+  const char *allowlist;
+  double sample_rate;
+} bp_metrics_observer_options_t;
+
+BP_EXTERN int bp_baseplate_add_metrics_observer(bp_baseplate_t *bp, bp_metrics_t *transport,
+                                                const bp_metrics_observer_options_t *o,
+                                                char *err, size_t errlen);
+
+/** The transport set by the metrics observer, or NULL. */
+BP_EXTERN bp_metrics_t *bp_baseplate_metrics(const bp_baseplate_t *bp);
+
+/* --- spans ------------------------------------------------------------------ */
+
+/**
+ * A server span for `name` (a route or method) with the given trace context
+ * (NULL: a new trace). Observers' on_server_span_created run now.
+ */
+BP_EXTERN bp_span_t *bp_span_new_server(bp_baseplate_t *bp, const char *name,
+                                        const bp_trace_info_t *ti);
+
+/** BP_EINVAL ("Cannot make child span of parent that already finished"). */
+BP_EXTERN bp_span_t *bp_span_make_child(bp_span_t *parent, const char *name, int local,
+                                        const char *component_name, int *status);
+
+BP_EXTERN bp_span_t *bp_span_ref(bp_span_t *span);
+BP_EXTERN void bp_span_unref(bp_span_t *span);
+
+BP_EXTERN int bp_span_register(bp_span_t *span, const bp_span_observer_t *vt, void *ud);
+BP_EXTERN int bp_span_start(bp_span_t *span);
+BP_EXTERN int bp_span_set_tag(bp_span_t *span, const char *key, const char *value, int type);
+BP_EXTERN int bp_span_incr_tag(bp_span_t *span, const char *key, double delta);
+BP_EXTERN int bp_span_log(bp_span_t *span, const char *name, const char *payload);
+/** Finish (error NULL: success). A second finish is ignored (BP_DECLINED). */
+BP_EXTERN int bp_span_finish(bp_span_t *span, const char *error);
+
+/* Accessors. */
+BP_EXTERN const bp_trace_info_t *bp_span_trace(const bp_span_t *span);
+BP_EXTERN const char *bp_span_name(const bp_span_t *span);
+BP_EXTERN const char *bp_span_component(const bp_span_t *span);
+BP_EXTERN int bp_span_kind(const bp_span_t *span);
+/** 0 created, 1 started, 2 finished. */
+BP_EXTERN int bp_span_state(const bp_span_t *span);
+/** The decimal trace ID (valid while the span lives). */
+BP_EXTERN const char *bp_span_trace_id_string(bp_span_t *span);
+/** Seconds from start to finish (or to now while running). */
+BP_EXTERN double bp_span_duration(const bp_span_t *span);
+/** The span's tag `key` (NULL if unset) and its BP_TAG_* type. */
+BP_EXTERN const char *bp_span_get_tag(const bp_span_t *span, const char *key, int *type);
+/** The server span at the root of this one's tree. */
+BP_EXTERN bp_span_t *bp_span_root(bp_span_t *span);
+/** The root's metrics batch (made by the metrics observer), or NULL. */
+BP_EXTERN bp_metrics_batch_t *bp_span_metrics(bp_span_t *span);
+BP_EXTERN bp_baseplate_t *bp_span_baseplate(const bp_span_t *span);
+/** The edge-request bytes carried along (root only; may be NULL). */
+BP_EXTERN int bp_span_set_edge_request(bp_span_t *span, const char *data, size_t len);
+BP_EXTERN const char *bp_span_edge_request(const bp_span_t *span, size_t *len);
+
+/**
+ * The span whose code runs now (its trace ID goes on log lines), or NULL.
+ * The runtime sets it when a request's coroutine resumes.
+ */
+BP_EXTERN void bp_span_enter(bp_span_t *span);
+BP_EXTERN bp_span_t *bp_span_current(void);
+
+#endif

@@ -1,0 +1,309 @@
+-- The Baseplate object: observers, the request context, server spans.
+--
+--   local baseplate = require("baseplate")
+--   function M.make_app(app_config)
+--       local bp = baseplate.Baseplate(app_config)
+--       bp:configure_observers()
+--       bp:configure_context({ cfg = { doggo_is_good = config.Boolean } })
+--       local app = http.app(app_config, { baseplate = bp })
+--       ...
+--
+-- The C core makes a server span for every request of an app that has a
+-- Baseplate (src/http.c start_span) and runs the C observers; this module
+-- adds what Lua brings: context objects built by factories, Lua observers,
+-- and server spans for scripts.
+local ffi = require("ffi")
+local core = require("baseplate.core")
+local runtime = require("baseplate.runtime")
+local span_mod = require("baseplate.span")
+local config = require("baseplate.lib.config")
+local metrics = require("baseplate.lib.metrics")
+local log = require("baseplate.log")
+
+ffi.cdef([[
+typedef struct bp_baseplate_s bp_baseplate_t;
+typedef struct {
+  const char *namespace_;
+  int tagging;
+  const char *allowlist;
+  double sample_rate;
+} bp_metrics_observer_options_t;
+bp_baseplate_t *bp_baseplate_new(const char *service_name);
+void bp_baseplate_free(bp_baseplate_t *bp);
+int bp_baseplate_add_metrics_observer(bp_baseplate_t *bp, bp_metrics_t *transport,
+                                      const bp_metrics_observer_options_t *o, char *err,
+                                      size_t errlen);
+bp_metrics_t *bp_baseplate_metrics(const bp_baseplate_t *bp);
+bp_span_t *bp_span_new_server(bp_baseplate_t *bp, const char *name, const bp_trace_info_t *ti);
+bp_metrics_batch_t *bp_span_metrics(bp_span_t *span);
+]])
+
+local C = core.C
+local Span = span_mod.Span
+local type, pairs, rawget, rawset, setmetatable, getmetatable, pcall, tostring =
+    type, pairs, rawget, rawset, setmetatable, getmetatable, pcall, tostring
+
+local M = {}
+local obs_log = log.get_logger("baseplate")
+
+local Baseplate = {}
+Baseplate.__index = Baseplate
+M.Baseplate = Baseplate
+
+-- A nested group of context attributes (configure_context with a table).
+local Nested = {}
+
+-- The module that called Baseplate(): the default service name.
+local function caller_module()
+    local info = debug.getinfo(3, "S")
+    local src = info and info.short_src or ""
+    return src:match("([^/]+)%.lua$") or "baseplate"
+end
+
+--- Baseplate(app_config): the core of the observability framework.
+function M.new(app_config)
+    app_config = app_config or {}
+    if type(app_config) ~= "table" then error("Baseplate: expected the app config table", 2) end
+    local name = app_config["baseplate.service_name"]
+    if name == nil or name == "" then name = caller_module() end
+    local c = C.bp_baseplate_new(name)
+    if c == nil then error("out of memory", 2) end
+    return setmetatable({
+        app_config = app_config,
+        service_name = name,
+        c = ffi.gc(c, C.bp_baseplate_free),
+        _observers = {},
+        _context = {},
+    }, Baseplate)
+end
+
+--- Register a Lua observer: a table with on_server_span_created(context, span).
+function Baseplate:register(observer)
+    if type(observer) ~= "table" or type(observer.on_server_span_created) ~= "function" then
+        error("register: expected an observer with on_server_span_created(context, span)", 2)
+    end
+    self._observers[#self._observers + 1] = observer
+end
+
+--- Whether Lua observers watch this Baseplate's server spans.
+function Baseplate:has_lua_observers()
+    return self._observers[1] ~= nil
+end
+
+--- Install the observers the configuration asks for (docs/observers.md).
+function Baseplate:configure_observers()
+    local raw = self.app_config
+    local skipped = {}
+    local cfg = config.parse_config(raw, {
+        metrics = {
+            namespace = config.Optional(config.String, ""),
+            tagging = config.Optional(config.Boolean, false),
+            allowlist = config.Optional(config.TupleOf(config.String), {}),
+        },
+        metrics_observer = { sample_rate = config.Optional(config.Percent, 1.0) },
+    })
+    local m = cfg.metrics
+    if m.tagging or m.namespace ~= "" then
+        if m.tagging and m.namespace ~= "" then
+            error(config.ConfigurationError("metrics.namespace", "cannot be combined with metrics.tagging"), 0)
+        end
+        if cfg.metrics_observer.sample_rate <= 0 then
+            error(config.ConfigurationError("metrics_observer.sample_rate", "must be above 0%"), 0)
+        end
+        local transport = metrics.transport_from_config(raw)
+        local o = ffi.new("bp_metrics_observer_options_t")
+        o.namespace_ = m.namespace
+        o.tagging = m.tagging and 1 or 0
+        local allow = table.concat(m.allowlist, ",")
+        o.allowlist = allow
+        o.sample_rate = cfg.metrics_observer.sample_rate
+        if C.bp_baseplate_add_metrics_observer(self.c, transport, o, core.errbuf, core.errbuf_size) ~= 0 then
+            error(core.errmsg(), 2)
+        end
+        self.metrics_transport = transport
+        self.metrics_client = metrics.client(transport, m.namespace)
+    else
+        skipped[#skipped + 1] = "metrics"
+    end
+    if (raw["tracing.service_name"] or "") ~= "" then
+        obs_log:warning("tracing.service_name is set but this version has no tracing observer yet")
+    end
+    skipped[#skipped + 1] = "tracing"
+    if (raw["sentry.dsn"] or "") ~= "" then
+        obs_log:warning("sentry.dsn is set but this version has no Sentry observer yet")
+    end
+    skipped[#skipped + 1] = "sentry"
+    if #skipped > 0 then
+        obs_log:info("The following observers are unconfigured and won't run: %s", table.concat(skipped, ", "))
+    end
+end
+
+-- How an attribute config becomes a context item.
+local function item_of(name, v)
+    if type(v) == "table" and getmetatable(v) == nil and type(v.make_object_for_context) ~= "function" then
+        local items = {}
+        for k, sub in pairs(v) do
+            if type(k) ~= "string" then error("add_to_context " .. name .. ": keys must be strings", 3) end
+            items[k] = item_of(name .. "." .. k, sub)
+        end
+        return setmetatable({ items = items, prefix = name }, Nested)
+    end
+    return v
+end
+
+local RESERVED = { span = true, trace = true, _bp = true }
+
+--- Add an attribute (an object, a factory with make_object_for_context, or
+--- a table of those) to every request's context.
+function Baseplate:add_to_context(name, attribute_config)
+    if type(name) ~= "string" or name == "" or RESERVED[name] then
+        error("add_to_context: invalid attribute name " .. tostring(name), 2)
+    end
+    self._context[name] = item_of(name, attribute_config)
+end
+
+local function is_parser(v)
+    if type(v) == "function" then return true end
+    local mt = getmetatable(v)
+    if type(v) == "table" and mt ~= nil then
+        return type(v.parse) == "function" or (type(mt) == "table" and mt.__call ~= nil)
+    end
+    return false
+end
+
+-- Split a spec into the parsers (parsed from the config) and the objects.
+local function split(spec)
+    local parsers, objects, np, no = {}, {}, 0, 0
+    for k, v in pairs(spec) do
+        if is_parser(v) then
+            parsers[k] = v
+            np = np + 1
+        elseif type(v) == "table" and getmetatable(v) == nil
+            and type(v.make_object_for_context) ~= "function" then
+            local p, o = split(v)
+            if next(p) then parsers[k] = p; np = np + 1 end
+            if next(o) then objects[k] = o; no = no + 1 end
+        else
+            objects[k] = v
+            no = no + 1
+        end
+    end
+    return parsers, objects
+end
+
+local function merge(a, b)
+    for k, v in pairs(b) do
+        if type(a[k]) == "table" and getmetatable(a[k]) == nil and type(v) == "table" and getmetatable(v) == nil then
+            merge(a[k], v)
+        else
+            a[k] = v
+        end
+    end
+    return a
+end
+
+--- Attach a whole spec to the context: parsers in it (config types, client
+--- parsers returning factories) are parsed from the app config.
+function Baseplate:configure_context(context_spec)
+    if type(context_spec) ~= "table" then error("configure_context: expected a spec table", 2) end
+    local parsers, objects = split(context_spec)
+    local parsed = config.parse_config(self.app_config, parsers)
+    for name, v in pairs(merge(parsed, objects)) do
+        self:add_to_context(name, v)
+    end
+end
+
+-- Build context attribute `name` of ctx (nil if there is none).
+local function make_item(item, name, span, bp)
+    if type(item) == "table" then
+        if getmetatable(item) == Nested then
+            return setmetatable({ _items = item.items, _prefix = item.prefix, _bp = bp, span = span },
+                M.NestedContext)
+        elseif type(item.make_object_for_context) == "function" then
+            return item:make_object_for_context(name, span)
+        end
+    end
+    return item
+end
+
+--- The context attribute `name` for ctx, built on first use and kept.
+function Baseplate:context_value(ctx, name, span)
+    local item = self._context[name]
+    local v
+    if item ~= nil then
+        v = make_item(item, name, span, self)
+    elseif name == "metrics" and self.metrics_client and span then
+        local b = C.bp_span_metrics(span.c)
+        v = b ~= nil and metrics.wrap_batch(b) or self.metrics_client
+    else
+        return nil
+    end
+    rawset(ctx, name, v)
+    return v
+end
+
+local NestedContext = {}
+NestedContext.__index = function(self, k)
+    local item = rawget(self, "_items")[k]
+    if item == nil then return nil end
+    local v = make_item(item, rawget(self, "_prefix") .. "." .. k, rawget(self, "span"), rawget(self, "_bp"))
+    rawset(self, k, v)
+    return v
+end
+M.NestedContext = NestedContext
+
+local RequestContext = {}
+RequestContext.__index = function(self, k)
+    local bp = rawget(self, "_bp")
+    return bp:context_value(self, k, rawget(self, "span"))
+end
+M.RequestContext = RequestContext
+
+--- A new context object (for make_server_span).
+function Baseplate:make_context_object()
+    return setmetatable({ _bp = self }, RequestContext)
+end
+
+--- Tell the Lua observers about a new server span (pcall each).
+function Baseplate:notify_server_span_created(context, span)
+    local obs = self._observers
+    for i = 1, #obs do
+        local ok, err = pcall(obs[i].on_server_span_created, obs[i], context, span)
+        if not ok then
+            obs_log:error("observer on_server_span_created failed: %s", tostring(err))
+        end
+    end
+end
+
+--- A server span for `name` on `context` (a new trace unless trace_info,
+--- a TraceInfo, says otherwise). Raises "Context objects cannot be re-used"
+--- for a context that already has a span.
+function Baseplate:make_server_span(context, name, trace_info)
+    if type(context) ~= "table" then error("make_server_span: expected a context object", 2) end
+    if rawget(context, "span") ~= nil then error("Context objects cannot be re-used", 2) end
+    local c = C.bp_span_new_server(self.c, tostring(name), span_mod.trace_info_c(trace_info))
+    if c == nil then error("out of memory", 2) end
+    local span = setmetatable({ c = ffi.gc(c, span_mod.C.bp_span_unref), context = context }, Span)
+    rawset(context, "span", span)
+    self:notify_server_span_created(context, span)
+    return span
+end
+
+--- Run fn(context) in a new server span named `name` (scripts, crons):
+--- the span finishes when fn returns or raises; log lines carry its trace.
+function Baseplate:server_context(name, fn)
+    if type(fn) ~= "function" then error("server_context: expected a function", 2) end
+    local context = self:make_context_object()
+    local span = self:make_server_span(context, name)
+    return span:with(function()
+        runtime.set_span(span.c)
+        local res = { pcall(fn, context) }
+        runtime.set_span(nil)
+        if not res[1] then error(res[2], 0) end
+        return unpack(res, 2, table.maxn(res))
+    end)
+end
+
+setmetatable(M, { __call = function(_, app_config) return M.new(app_config) end })
+
+return M

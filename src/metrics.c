@@ -1,0 +1,759 @@
+/*
+ * StatsD metrics: the UDP transport and per-request batches. See
+ * include/baseplate/metrics.h; the wire format is Baseplate.py's.
+ *
+ * Ownership: a batch keeps a pointer to its transport, which must outlive
+ * it. The transport's flush timer lives in its own small block (a closable,
+ * so that bp__loop_shutdown() sends what is pending and closes it); the
+ * block is freed by the timer's close callback, so bp_metrics_free() can
+ * free the transport at once and the loop reclaims the block on its next
+ * turn.
+ *
+ * Memory on the request path: a batch owns three growable buffers (other
+ * lines, counter keys, a hash index) that are kept across flushes, so a
+ * reused batch records and flushes without malloc once it has warmed up.
+ * The transport's datagram buffer is allocated once, datagram_size bytes.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* qsort_r */
+#endif
+#include "baseplate/metrics.h"
+#include "baseplate/config.h"
+#include "baseplate/log.h"
+#include "internal.h"
+#include "runtime.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <netdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define LOGGER "baseplate.lib.metrics"
+#define NUM_SIZE 32               /* a "%g" number and its NUL ("-1.79769e+308" is 13) */
+#define NAME_BAD ":|\n"           /* bytes a name cannot hold */
+#define TAG_BAD ":|\n,="          /* bytes a tag key or value cannot hold */
+#define DEFAULT_DATAGRAM_SIZE 1400
+#define DEFAULT_FLUSH_INTERVAL 0.005
+#define ERROR_LOG_INTERVAL_NS 1000000000u /* send errors are logged at most once a second */
+#define QUOTE_MAX 64                      /* endpoint bytes shown in an error */
+
+/* --- small helpers ------------------------------------------------------------ */
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+} buf_t;
+
+/* Room for `extra` more bytes. */
+static int buf_reserve(buf_t *b, size_t extra) {
+  size_t need, cap;
+  char *p;
+  if (extra <= b->cap - b->len) return BP_OK;
+  if (extra > SIZE_MAX - b->len) return BP_ENOMEM;
+  need = b->len + extra;
+  cap = b->cap ? b->cap : 256;
+  while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  if (!(p = realloc(b->p, cap))) return BP_ENOMEM;
+  b->p = p;
+  b->cap = cap;
+  return BP_OK;
+}
+
+/* After buf_reserve. */
+static void buf_put(buf_t *b, const void *s, size_t n) {
+  if (n == 0) return;
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+}
+
+static int buf_append(buf_t *b, const void *s, size_t n) {
+  if (buf_reserve(b, n) != BP_OK) return BP_ENOMEM;
+  buf_put(b, s, n);
+  return BP_OK;
+}
+
+static void buf_free(buf_t *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+/* `v` as "%g" into dst (NUM_SIZE bytes); returns the length. StatsD wants a
+ * '.' whatever LC_NUMERIC someone set. */
+static size_t fmt_g(char *dst, double v) {
+  int n = snprintf(dst, NUM_SIZE, "%g", v);
+  if (n < 0) n = 0;
+  for (int i = 0; i < n; i++)
+    if (dst[i] == ',') dst[i] = '.';
+  return (size_t)n;
+}
+
+static void strip_dots(const char **p, size_t *n) {
+  while (*n > 0 && (*p)[0] == '.') {
+    (*p)++;
+    (*n)--;
+  }
+  while (*n > 0 && (*p)[*n - 1] == '.') (*n)--;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  if (!err || errlen == 0) return;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* `s` double-quoted, escaped and shortened into buf (at least QUOTE_MAX * 4 + 8). */
+static const char *quote(const char *s, char *buf) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i, o = 0;
+  buf[o++] = '"';
+  for (i = 0; s[i] && i < QUOTE_MAX; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      buf[o++] = '\\';
+      buf[o++] = (char)c;
+    } else if (c < 0x20 || c == 0x7f) {
+      buf[o++] = '\\';
+      buf[o++] = 'x';
+      buf[o++] = hex[c >> 4];
+      buf[o++] = hex[c & 15];
+    } else {
+      buf[o++] = (char)c;
+    }
+  }
+  if (s[i]) {
+    memcpy(buf + o, "...", 3);
+    o += 3;
+  }
+  buf[o++] = '"';
+  buf[o] = '\0';
+  return buf;
+}
+
+/* --- the transport ------------------------------------------------------------ */
+
+typedef struct metrics_timer_s {
+  bp__closable_t closable; /* first: bp__loop_shutdown() finds it through handle.data */
+  uv_timer_t handle;
+  bp_metrics_t *owner; /* NULL once the transport let go of it */
+} metrics_timer_t;
+
+struct bp_metrics_s {
+  int fd; /* connected UDP socket, or -1: no endpoint */
+  int log_if_unconfigured;
+  int swallow_network_errors;
+  size_t datagram_size;
+  uint64_t interval_ms;
+  char *pending; /* datagram_size bytes: lines waiting, joined by "\n" */
+  size_t pending_len;
+  unsigned long long pending_lines;
+  metrics_timer_t *timer; /* NULL without an endpoint and after loop shutdown */
+  int timer_armed;
+  unsigned long long datagrams, lines;
+  uint64_t last_error_ns;
+  int error_logged;
+};
+
+void bp_metrics_options_init(bp_metrics_options_t *o) {
+  memset(o, 0, sizeof *o);
+  o->datagram_size = DEFAULT_DATAGRAM_SIZE;
+  o->flush_interval = DEFAULT_FLUSH_INTERVAL;
+}
+
+static void report_send_error(bp_metrics_t *m, int err) {
+  uint64_t now = uv_hrtime();
+  if (m->error_logged && now - m->last_error_ns < ERROR_LOG_INTERVAL_NS) return;
+  m->error_logged = 1;
+  m->last_error_ns = now;
+  bp_log(m->swallow_network_errors ? BP_LOG_DEBUG : BP_LOG_ERROR, LOGGER,
+         "Failed to send metrics: %s", strerror(err));
+}
+
+/* One datagram of the bytes in iov; on failure it is dropped (never blocks). */
+static void send_datagram(bp_metrics_t *m, struct iovec *iov, int iovcnt,
+                          unsigned long long nlines) {
+  struct msghdr msg;
+  ssize_t r;
+  int err = 0;
+
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = iov;
+  msg.msg_iovlen = (size_t)iovcnt;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    do r = sendmsg(m->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r >= 0) {
+      m->datagrams++;
+      m->lines += nlines;
+      break;
+    }
+    err = errno;
+    /* ECONNREFUSED is an ICMP error left by an earlier datagram: this one
+     * was not sent yet, so it gets a second chance. */
+    if (err != ECONNREFUSED) break;
+  }
+  if (err) report_send_error(m, err);
+}
+
+static void send_pending(bp_metrics_t *m) {
+  struct iovec iov;
+  if (m->timer_armed) {
+    uv_timer_stop(&m->timer->handle);
+    m->timer_armed = 0;
+  }
+  if (m->pending_len == 0) return;
+  iov.iov_base = m->pending;
+  iov.iov_len = m->pending_len;
+  send_datagram(m, &iov, 1, m->pending_lines);
+  m->pending_len = 0;
+  m->pending_lines = 0;
+}
+
+/* Python's repr() of the line's bytes, after "Would send metric ". */
+static void log_unsent(const struct iovec *iov, int iovcnt) {
+  static const char prefix[] = "Would send metric b";
+  static const char hex[] = "0123456789abcdef";
+  char stack[512], *msg = stack, q = '\'';
+  size_t need = sizeof prefix + 2, o = 0;
+  int has_single = 0, has_double = 0;
+
+  for (int k = 0; k < iovcnt; k++) {
+    const char *p = iov[k].iov_base;
+    need += iov[k].iov_len * 4;
+    has_single |= memchr(p, '\'', iov[k].iov_len) != NULL;
+    has_double |= memchr(p, '"', iov[k].iov_len) != NULL;
+  }
+  if (has_single && !has_double) q = '"';
+  if (need > sizeof stack && !(msg = malloc(need))) return;
+  memcpy(msg, prefix, sizeof prefix - 1);
+  o = sizeof prefix - 1;
+  msg[o++] = q;
+  for (int k = 0; k < iovcnt; k++) {
+    const unsigned char *p = iov[k].iov_base;
+    for (size_t i = 0; i < iov[k].iov_len; i++) {
+      unsigned char c = p[i];
+      if (c == '\\' || c == (unsigned char)q) {
+        msg[o++] = '\\';
+        msg[o++] = (char)c;
+      } else if (c == '\t' || c == '\n' || c == '\r') {
+        msg[o++] = '\\';
+        msg[o++] = c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
+      } else if (c < 0x20 || c >= 0x7f) {
+        msg[o++] = '\\';
+        msg[o++] = 'x';
+        msg[o++] = hex[c >> 4];
+        msg[o++] = hex[c & 15];
+      } else {
+        msg[o++] = (char)c;
+      }
+    }
+  }
+  msg[o++] = q;
+  bp_log_write(BP_LOG_DEBUG, LOGGER, sizeof LOGGER - 1, msg, o, NULL, 0, NULL, NULL);
+  if (msg != stack) free(msg);
+}
+
+static void timer_fired(uv_timer_t *t);
+
+/* One line, given in one or two parts. Lines are never split: a line longer
+ * than a datagram goes alone. */
+static void put_line(bp_metrics_t *m, const char *a, size_t an, const char *b, size_t bn) {
+  struct iovec iov[2] = {{(void *)a, an}, {(void *)b, bn}};
+  int iovcnt = bn ? 2 : 1;
+  size_t n = an + bn;
+
+  if (m->fd < 0) {
+    m->lines++;
+    if (m->log_if_unconfigured && bp_log_enabled(LOGGER, BP_LOG_DEBUG)) log_unsent(iov, iovcnt);
+    return;
+  }
+  if (n > m->datagram_size) {
+    send_pending(m);
+    send_datagram(m, iov, iovcnt, 1);
+    return;
+  }
+  if (m->pending_len > 0 && m->pending_len + 1 + n > m->datagram_size) send_pending(m);
+  if (m->pending_len > 0) m->pending[m->pending_len++] = '\n';
+  memcpy(m->pending + m->pending_len, a, an);
+  if (bn) memcpy(m->pending + m->pending_len + an, b, bn);
+  m->pending_len += n;
+  m->pending_lines++;
+  if (m->pending_len + 2 > m->datagram_size) {
+    send_pending(m); /* not even "\n" and one byte fit any more */
+  } else if (m->timer && !m->timer_armed) {
+    uv_timer_start(&m->timer->handle, timer_fired, m->interval_ms, 0);
+    m->timer_armed = 1;
+  }
+}
+
+static void timer_fired(uv_timer_t *t) {
+  metrics_timer_t *tb = t->data;
+  if (!tb->owner) return;
+  tb->owner->timer_armed = 0;
+  send_pending(tb->owner);
+}
+
+static void timer_closed(uv_handle_t *h) { free(h->data); }
+
+/* At loop shutdown (through the closable) and from bp_metrics_free(): send
+ * what waits, then close the timer. The transport stays usable: without a
+ * timer, each batch is sent as soon as it is flushed. */
+static void timer_close(bp__closable_t *c) {
+  metrics_timer_t *tb = (metrics_timer_t *)c;
+  bp_metrics_t *m = tb->owner;
+  if (m) {
+    send_pending(m);
+    m->timer = NULL;
+    tb->owner = NULL;
+  }
+  uv_close((uv_handle_t *)&tb->handle, timer_closed);
+}
+
+static int open_socket(bp_metrics_t *m, const char *endpoint, char *err, size_t errlen) {
+  bp_endpoint_t e;
+  struct addrinfo hints, *res = NULL;
+  char port[16], q[QUOTE_MAX * 4 + 8];
+  int rc, fd;
+
+  if (bp_config_parse_endpoint(endpoint, strlen(endpoint), &e, NULL, 0) != BP_OK ||
+      e.family == BP_AF_UNIX || e.port == 0) {
+    set_err(err, errlen, "metrics.endpoint: expected host:port, got %s", quote(endpoint, q));
+    return BP_EINVAL;
+  }
+  /* As Baseplate.py: "host:port" is IPv4, "[v6]:port" IPv6. */
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = e.family == BP_AF_INET6 ? AF_INET6 : AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  snprintf(port, sizeof port, "%d", e.port);
+  if ((rc = getaddrinfo(e.host, port, &hints, &res)) != 0) {
+    set_err(err, errlen, "metrics.endpoint: cannot resolve %s: %s", quote(e.host, q),
+            rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    return BP_EINVAL;
+  }
+  fd = socket(res->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+    set_err(err, errlen, "metrics.endpoint: cannot connect to %s: %s", quote(endpoint, q),
+            strerror(errno));
+    if (fd >= 0) close(fd);
+    freeaddrinfo(res);
+    return BP_EIO;
+  }
+  freeaddrinfo(res);
+  m->fd = fd;
+  return BP_OK;
+}
+
+bp_metrics_t *bp_metrics_new(const bp_metrics_options_t *o, char *err, size_t errlen) {
+  bp_metrics_options_t defaults;
+  bp_metrics_t *m;
+  double interval;
+
+  if (!o) {
+    bp_metrics_options_init(&defaults);
+    o = &defaults;
+  }
+  if (!(m = calloc(1, sizeof *m))) {
+    set_err(err, errlen, "out of memory");
+    return NULL;
+  }
+  m->fd = -1;
+  m->log_if_unconfigured = o->log_if_unconfigured;
+  m->swallow_network_errors = o->swallow_network_errors;
+  /* A datagram can never carry more than a batch may hold. */
+  m->datagram_size = o->datagram_size > BP_METRICS_MAX_BATCH ? BP_METRICS_MAX_BATCH
+                                                             : o->datagram_size;
+  interval = o->flush_interval;
+  if (!(interval > 0)) interval = 0; /* and NaN */
+  if (interval > 86400) interval = 86400;
+  m->interval_ms = (uint64_t)(interval * 1000.0 + 0.5);
+
+  if (!o->endpoint || !*o->endpoint) return m;
+
+  if (open_socket(m, o->endpoint, err, errlen) != BP_OK) {
+    free(m);
+    return NULL;
+  }
+  m->pending = malloc(m->datagram_size + 1);
+  m->timer = malloc(sizeof *m->timer);
+  if (!m->pending || !m->timer) {
+    set_err(err, errlen, "out of memory");
+    close(m->fd);
+    free(m->pending);
+    free(m->timer);
+    free(m);
+    return NULL;
+  }
+  m->timer->closable.magic = BP_CLOSABLE_MAGIC;
+  m->timer->closable.close = timer_close;
+  m->timer->owner = m;
+  uv_timer_init(uv_default_loop(), &m->timer->handle);
+  m->timer->handle.data = m->timer;
+  /* Waiting metrics never keep the process alive; shutdown flushes them. */
+  uv_unref((uv_handle_t *)&m->timer->handle);
+  return m;
+}
+
+void bp_metrics_flush(bp_metrics_t *m) {
+  if (m && m->fd >= 0) send_pending(m);
+}
+
+void bp_metrics_free(bp_metrics_t *m) {
+  if (!m) return;
+  if (m->fd >= 0) {
+    send_pending(m);
+    if (m->timer) timer_close(&m->timer->closable);
+    close(m->fd);
+  }
+  free(m->pending);
+  free(m);
+}
+
+int bp_metrics_configured(const bp_metrics_t *m) { return m && m->fd >= 0; }
+
+void bp_metrics_stats(const bp_metrics_t *m, unsigned long long *datagrams,
+                      unsigned long long *lines) {
+  if (datagrams) *datagrams = m ? m->datagrams : 0;
+  if (lines) *lines = m ? m->lines : 0;
+}
+
+/* --- batches --------------------------------------------------------------------- */
+
+typedef struct {
+  size_t key_off, key_len; /* "name,k=v..." in the batch's keys buffer */
+  size_t name_len;         /* the name part of the key */
+  double rate, total;
+  uint32_t hash, slot;
+  size_t order; /* used while reporting a batch too large */
+} counter_t;
+
+struct bp_metrics_batch_s {
+  bp_metrics_t *m;
+  char *ns; /* the namespace without its end dots, or NULL */
+  size_t ns_len;
+  int ns_invalid; /* every record is refused */
+  buf_t lines;    /* lines other than counters, each followed by "\n" */
+  buf_t keys;     /* counter keys, back to back */
+  counter_t *counters;
+  size_t ncounters, counters_cap;
+  uint32_t *slots; /* open addressing over counters: index + 1, 0 = free */
+  size_t nslots;   /* a power of two, at least twice ncounters */
+};
+
+bp_metrics_batch_t *bp_metrics_batch_new(bp_metrics_t *m, const char *namespace_) {
+  bp_metrics_batch_t *b = calloc(1, sizeof *b);
+  if (!b) return NULL;
+  b->m = m;
+  if (namespace_ && *namespace_) {
+    const char *p = namespace_;
+    size_t n = strcspn(p, NAME_BAD);
+    if (p[n]) {
+      b->ns_invalid = 1;
+      return b;
+    }
+    strip_dots(&p, &n);
+    if (n > 0) {
+      if (!(b->ns = malloc(n))) {
+        free(b);
+        return NULL;
+      }
+      memcpy(b->ns, p, n);
+      b->ns_len = n;
+    }
+  }
+  return b;
+}
+
+void bp_metrics_batch_free(bp_metrics_batch_t *b) {
+  if (!b) return;
+  free(b->ns);
+  buf_free(&b->lines);
+  buf_free(&b->keys);
+  free(b->counters);
+  free(b->slots);
+  free(b);
+}
+
+static void batch_clear(bp_metrics_batch_t *b) {
+  for (size_t i = 0; i < b->ncounters; i++) b->slots[b->counters[i].slot] = 0;
+  b->ncounters = 0;
+  b->keys.len = 0;
+  b->lines.len = 0;
+}
+
+/* Append "namespace.name,k=v..." to out. On error out is as it was. */
+static int put_key(const bp_metrics_batch_t *b, buf_t *out, const char *name,
+                   const bp_metric_tag_t *tags, size_t ntags, size_t *name_len) {
+  size_t start = out->len, n;
+  const char *p = name;
+
+  if (b->ns_invalid || !name || (ntags > 0 && !tags)) return BP_EINVAL;
+  n = strcspn(name, NAME_BAD);
+  if (name[n]) return BP_EINVAL;
+  strip_dots(&p, &n);
+  if (b->ns_len == 0 && n == 0) return BP_EINVAL;
+  if (buf_reserve(out, b->ns_len + 1 + n) != BP_OK) return BP_ENOMEM;
+  buf_put(out, b->ns, b->ns_len);
+  if (b->ns_len > 0 && n > 0) out->p[out->len++] = '.';
+  buf_put(out, p, n);
+  *name_len = out->len - start;
+
+  for (size_t i = 0; i < ntags; i++) {
+    const char *k = tags[i].key, *v = tags[i].value;
+    size_t kl, vl;
+    if (!k || !v) goto invalid;
+    kl = strcspn(k, TAG_BAD);
+    vl = strcspn(v, TAG_BAD);
+    if (kl == 0 || k[kl] || v[vl]) goto invalid;
+    if (buf_reserve(out, kl + vl + 2) != BP_OK) {
+      out->len = start;
+      return BP_ENOMEM;
+    }
+    out->p[out->len++] = ',';
+    buf_put(out, k, kl);
+    out->p[out->len++] = '=';
+    buf_put(out, v, vl);
+  }
+  return BP_OK;
+invalid:
+  out->len = start;
+  return BP_EINVAL;
+}
+
+/* ":value|type[|@rate]" into dst (at least 2 * NUM_SIZE + 8 bytes). */
+static size_t put_value(char *dst, double value, const char *type, double rate) {
+  size_t o = 0, tl = strlen(type);
+  dst[o++] = ':';
+  o += fmt_g(dst + o, value);
+  dst[o++] = '|';
+  memcpy(dst + o, type, tl);
+  o += tl;
+  if (rate < 1) {
+    dst[o++] = '|';
+    dst[o++] = '@';
+    o += fmt_g(dst + o, rate);
+  }
+  return o;
+}
+
+#define VALUE_SIZE (2 * NUM_SIZE + 8)
+
+static int record(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
+                  size_t ntags, double value, const char *type, double rate) {
+  size_t start, name_len;
+  int rc;
+
+  if (!b || !isfinite(value) || !(rate > 0 && rate <= 1)) return BP_EINVAL;
+  start = b->lines.len;
+  if ((rc = put_key(b, &b->lines, name, tags, ntags, &name_len)) != BP_OK) return rc;
+  if (buf_reserve(&b->lines, VALUE_SIZE + 1) != BP_OK) {
+    b->lines.len = start;
+    return BP_ENOMEM;
+  }
+  b->lines.len += put_value(b->lines.p + b->lines.len, value, type, rate);
+  b->lines.p[b->lines.len++] = '\n';
+  return BP_OK;
+}
+
+int bp_metrics_timer(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
+                     size_t ntags, double ms, double rate) {
+  return record(b, name, tags, ntags, ms, "ms", rate);
+}
+
+int bp_metrics_gauge(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
+                     size_t ntags, double value) {
+  /* StatsD reads a leading '-' as a decrement of the gauge. */
+  if (value < 0) return BP_EINVAL;
+  return record(b, name, tags, ntags, value, "g", 1);
+}
+
+int bp_metrics_histogram(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
+                         size_t ntags, double value) {
+  return record(b, name, tags, ntags, value, "h", 1);
+}
+
+static uint32_t hash_key(const char *p, size_t n, double rate) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  uint64_t bits;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 16777619u;
+  memcpy(&bits, &rate, sizeof bits);
+  h = (h ^ (uint32_t)(bits ^ (bits >> 32))) * 16777619u;
+  return h;
+}
+
+static int grow_index(bp_metrics_batch_t *b) {
+  size_t n = b->nslots ? b->nslots * 2 : 32;
+  uint32_t *s;
+  if (n > SIZE_MAX / sizeof *s || !(s = calloc(n, sizeof *s))) return BP_ENOMEM;
+  for (size_t j = 0; j < b->ncounters; j++) {
+    size_t i = b->counters[j].hash & (n - 1);
+    while (s[i]) i = (i + 1) & (n - 1);
+    s[i] = (uint32_t)(j + 1);
+    b->counters[j].slot = (uint32_t)i;
+  }
+  free(b->slots);
+  b->slots = s;
+  b->nslots = n;
+  return BP_OK;
+}
+
+int bp_metrics_counter(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
+                       size_t ntags, double delta, double rate) {
+  size_t start, key_len, name_len, i;
+  const char *key;
+  uint32_t h;
+  counter_t *c;
+  int rc;
+
+  if (!b || !isfinite(delta) || !(rate > 0 && rate <= 1)) return BP_EINVAL;
+  /* The key is written where it would stay, and taken back if it is known. */
+  start = b->keys.len;
+  if ((rc = put_key(b, &b->keys, name, tags, ntags, &name_len)) != BP_OK) return rc;
+  key = b->keys.p + start;
+  key_len = b->keys.len - start;
+  h = hash_key(key, key_len, rate);
+
+  if (b->ncounters == b->counters_cap || (b->ncounters + 1) * 2 > b->nslots) {
+    if (b->ncounters == b->counters_cap) {
+      size_t cap = b->counters_cap ? b->counters_cap * 2 : 16;
+      counter_t *nc;
+      if (cap >= UINT32_MAX / 2 || !(nc = realloc(b->counters, cap * sizeof *nc))) goto nomem;
+      b->counters = nc;
+      b->counters_cap = cap;
+    }
+    if ((b->ncounters + 1) * 2 > b->nslots && grow_index(b) != BP_OK) goto nomem;
+  }
+
+  for (i = h & (b->nslots - 1); b->slots[i]; i = (i + 1) & (b->nslots - 1)) {
+    c = &b->counters[b->slots[i] - 1];
+    if (c->hash == h && c->rate == rate && c->key_len == key_len &&
+        memcmp(b->keys.p + c->key_off, key, key_len) == 0) {
+      c->total += delta;
+      b->keys.len = start;
+      return BP_OK;
+    }
+  }
+  c = &b->counters[b->ncounters];
+  c->key_off = start;
+  c->key_len = key_len;
+  c->name_len = name_len;
+  c->rate = rate;
+  c->total = delta;
+  c->hash = h;
+  c->slot = (uint32_t)i;
+  b->slots[i] = (uint32_t)(++b->ncounters);
+  return BP_OK;
+nomem:
+  b->keys.len = start;
+  return BP_ENOMEM;
+}
+
+size_t bp_metrics_batch_size(const bp_metrics_batch_t *b) {
+  char value[VALUE_SIZE];
+  size_t n;
+  if (!b) return 0;
+  n = b->lines.len; /* each line and its "\n" */
+  for (size_t i = 0; i < b->ncounters; i++) {
+    const counter_t *c = &b->counters[i];
+    n += c->key_len + put_value(value, c->total, "c", c->rate) + 1;
+  }
+  return n > 0 ? n - 1 : 0;
+}
+
+/* Top counters by name (all tags and rates summed, as Baseplate.py counts
+ * them), largest total first, then first seen. */
+static int by_name(const void *x, const void *y, void *keys) {
+  const counter_t *a = x, *b = y;
+  size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+  int r = memcmp((const char *)keys + a->key_off, (const char *)keys + b->key_off, n);
+  if (r) return r;
+  if (a->name_len != b->name_len) return a->name_len < b->name_len ? -1 : 1;
+  return a->order < b->order ? -1 : a->order > b->order;
+}
+
+static int by_total(const void *x, const void *y) {
+  const counter_t *a = x, *b = y;
+  if (a->total != b->total) return a->total > b->total ? -1 : 1;
+  return a->order < b->order ? -1 : a->order > b->order;
+}
+
+static void warn_too_big(const bp_metrics_batch_t *b, size_t size) {
+  static const char head[] = "Metrics batch of %zu bytes is too large to send, flush more often "
+                             "or reduce amount done in this request. Top counters: ";
+  char num[NUM_SIZE + 320];
+  counter_t *v = NULL;
+  size_t k = 0;
+  buf_t msg = {0};
+  int n;
+
+  if (!bp_log_enabled(LOGGER, BP_LOG_WARNING)) return;
+  if (b->ncounters > 0 && (v = malloc(b->ncounters * sizeof *v))) {
+    memcpy(v, b->counters, b->ncounters * sizeof *v);
+    for (size_t i = 0; i < b->ncounters; i++) v[i].order = i;
+    qsort_r(v, b->ncounters, sizeof *v, by_name, b->keys.p);
+    for (size_t i = 0; i < b->ncounters; i++) {
+      if (k > 0 && v[k - 1].name_len == v[i].name_len &&
+          memcmp(b->keys.p + v[k - 1].key_off, b->keys.p + v[i].key_off, v[i].name_len) == 0)
+        v[k - 1].total += v[i].total; /* v[k - 1] was seen first */
+      else
+        v[k++] = v[i];
+    }
+    qsort(v, k, sizeof *v, by_total);
+  }
+  n = snprintf(num, sizeof num, head, size);
+  if (buf_append(&msg, num, (size_t)n) != BP_OK) goto out;
+  for (size_t i = 0; i < k && i < 10; i++) {
+    if (i > 0 && buf_append(&msg, ", ", 2) != BP_OK) goto out;
+    if (buf_append(&msg, b->keys.p + v[i].key_off, v[i].name_len) != BP_OK) goto out;
+    n = snprintf(num, sizeof num, "=%.0f", v[i].total);
+    if (n < 0 || (size_t)n >= sizeof num || buf_append(&msg, num, (size_t)n) != BP_OK) goto out;
+  }
+  bp_log_write(BP_LOG_WARNING, LOGGER, sizeof LOGGER - 1, msg.p, msg.len, NULL, 0, NULL, NULL);
+out:
+  buf_free(&msg);
+  free(v);
+}
+
+int bp_metrics_batch_flush(bp_metrics_batch_t *b) {
+  bp_metrics_t *m;
+  size_t size;
+
+  if (!b) return BP_EINVAL;
+  size = bp_metrics_batch_size(b);
+  if (size > BP_METRICS_MAX_BATCH) {
+    warn_too_big(b, size);
+    batch_clear(b);
+    return BP_ETOOBIG;
+  }
+  if ((m = b->m) != NULL && size > 0) {
+    const char *p = b->lines.p, *end = p + b->lines.len;
+    char value[VALUE_SIZE];
+    while (p < end) {
+      const char *nl = memchr(p, '\n', (size_t)(end - p));
+      put_line(m, p, (size_t)(nl - p), NULL, 0);
+      p = nl + 1;
+    }
+    for (size_t i = 0; i < b->ncounters; i++) {
+      const counter_t *c = &b->counters[i];
+      put_line(m, b->keys.p + c->key_off, c->key_len, value,
+               put_value(value, c->total, "c", c->rate));
+    }
+    /* After loop shutdown there is no timer to wait for. */
+    if (m->fd >= 0 && !m->timer) send_pending(m);
+  }
+  batch_clear(b);
+  return BP_OK;
+}

@@ -1,0 +1,444 @@
+/*
+ * Spans: trace context, the span tree, and dispatch of span events to C
+ * observers. Where a span is made: bp_span_new_server() (the HTTP server
+ * calls it for every request, baseplate.Baseplate:make_server_span for
+ * scripts) and bp_span_make_child() (clients, local spans).
+ *
+ * Span structs are recycled through a small free list, so that a request's
+ * span, its tag storage and its observer array cost no allocation once the
+ * process is warm.
+ */
+#include "span_internal.h"
+#include "internal.h"
+#include "baseplate/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* --- IDs ----------------------------------------------------------------------- */
+
+static uint64_t rng_state;
+static pid_t rng_pid;
+
+static void rng_seed(void) {
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid();
+  }
+  rng_state = seed;
+  rng_pid = getpid();
+}
+
+/* splitmix64: fast, full period, good enough for span IDs (not secrets). */
+uint64_t bp_random_id(void) {
+  uint64_t z;
+  if (rng_pid != getpid()) rng_seed();
+  do {
+    z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+  } while (z == 0);
+  return z;
+}
+
+/* A random number in [0, 1) for sampling decisions. */
+double bp__random_unit(void) { return (double)(bp_random_id() >> 11) * (1.0 / 9007199254740992.0); }
+
+void bp_trace_info_new(bp_trace_info_t *ti) {
+  ti->trace_id = ti->span_id = bp_random_id();
+  ti->parent_id = 0;
+  ti->sampled = -1;
+  ti->flags = 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+  uint64_t v = 0;
+  if (!s || !*s) return -1;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return -1;
+    if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return -1;
+    v = v * 10 + (uint64_t)(*s - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+int bp_trace_info_from_upstream(bp_trace_info_t *ti, const char *trace_id, const char *parent_id,
+                                const char *span_id, const char *sampled, const char *flags,
+                                char *err, size_t errlen) {
+  const char *why = NULL;
+  memset(ti, 0, sizeof *ti);
+  ti->sampled = -1;
+  if (!trace_id || parse_u64(trace_id, &ti->trace_id)) why = "invalid trace_id value";
+  else if (!span_id || parse_u64(span_id, &ti->span_id)) why = "invalid span_id value";
+  else if (parent_id && *parent_id && parse_u64(parent_id, &ti->parent_id))
+    why = "invalid parent_id value";
+  else if (flags && *flags && parse_u64(flags, &ti->flags)) why = "invalid flags value";
+  if (!why && sampled) ti->sampled = strcmp(sampled, "1") == 0;
+  if (why) {
+    if (err && errlen) snprintf(err, errlen, "%s", why);
+    return BP_EINVAL;
+  }
+  return BP_OK;
+}
+
+/* --- the span struct ------------------------------------------------------------- */
+
+#define POOL_MAX 64
+static bp_span_t *pool;
+static int pool_n;
+
+static bp_span_t *current;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Copy a string into the span's arena; returns its offset or (size_t)-1. */
+static size_t arena_put(bp_span_t *s, const char *str, size_t len) {
+  size_t off = s->alen;
+  if (s->alen + len + 1 > s->acap) {
+    size_t cap = s->acap ? s->acap * 2 : 256;
+    char *p;
+    while (cap < s->alen + len + 1) cap *= 2;
+    if (!(p = realloc(s->arena, cap))) return (size_t)-1;
+    s->arena = p;
+    s->acap = cap;
+  }
+  memcpy(s->arena + off, str, len);
+  s->arena[off + len] = '\0';
+  s->alen += len + 1;
+  return off;
+}
+
+#define STR(s, off) ((s)->arena + (off))
+
+static bp_span_t *span_alloc(void) {
+  bp_span_t *s;
+  if (pool) {
+    s = pool;
+    pool = s->next_free;
+    pool_n--;
+  } else if (!(s = calloc(1, sizeof *s))) {
+    return NULL;
+  }
+  s->next_free = NULL;
+  s->refs = 1;
+  s->state = 0;
+  s->alen = 0;
+  s->nobs = s->ntags = s->nctrs = 0;
+  s->root = NULL;
+  s->batch = NULL;
+  s->edge = (size_t)-1;
+  s->edge_len = 0;
+  s->idstr[0] = '\0';
+  s->start_ns = s->end_ns = 0;
+  s->start_us = 0;
+  s->component = (size_t)-1;
+  return s;
+}
+
+static void span_release(bp_span_t *s) {
+  int i;
+  for (i = 0; i < s->nobs; i++)
+    if (s->obs[i].vt->release) s->obs[i].vt->release(s->obs[i].ud);
+  s->nobs = 0;
+  if (s->batch && s->batch_release) s->batch_release(s->batch_ud, s->batch);
+  s->batch = NULL;
+  if (s->root) bp_span_unref(s->root);
+  s->root = NULL;
+  if (current == s) bp_span_enter(NULL);
+  if (pool_n < POOL_MAX && s->acap <= 4096) {
+    s->next_free = pool;
+    pool = s;
+    pool_n++;
+    return;
+  }
+  free(s->arena);
+  free(s->obs);
+  free(s->tags);
+  free(s->ctrs);
+  free(s);
+}
+
+bp_span_t *bp_span_ref(bp_span_t *s) {
+  if (s) s->refs++;
+  return s;
+}
+
+void bp_span_unref(bp_span_t *s) {
+  if (s && --s->refs == 0) span_release(s);
+}
+
+static int span_init(bp_span_t *s, bp_baseplate_t *bp, int kind, const char *name,
+                     const char *component) {
+  s->bp = bp;
+  s->kind = kind;
+  s->name = arena_put(s, name ? name : "", name ? strlen(name) : 0);
+  if (s->name == (size_t)-1) return BP_ENOMEM;
+  if (component) {
+    s->component = arena_put(s, component, strlen(component));
+    if (s->component == (size_t)-1) return BP_ENOMEM;
+  }
+  return BP_OK;
+}
+
+bp_span_t *bp_span_new_server(bp_baseplate_t *bp, const char *name, const bp_trace_info_t *ti) {
+  bp_span_t *s = span_alloc();
+  if (!s) return NULL;
+  if (span_init(s, bp, BP_SPAN_SERVER, name, NULL) != BP_OK) {
+    span_release(s);
+    return NULL;
+  }
+  if (ti) s->ti = *ti;
+  else bp_trace_info_new(&s->ti);
+  if (bp) bp__baseplate_server_span_created(bp, s);
+  return s;
+}
+
+bp_span_t *bp_span_make_child(bp_span_t *parent, const char *name, int local,
+                              const char *component, int *status) {
+  bp_span_t *s;
+  int i;
+  if (status) *status = BP_OK;
+  if (!parent || parent->state == 2) {
+    if (status) *status = BP_EINVAL;
+    return NULL;
+  }
+  if (!(s = span_alloc())) {
+    if (status) *status = BP_ENOMEM;
+    return NULL;
+  }
+  if (span_init(s, parent->bp, local ? BP_SPAN_LOCAL : BP_SPAN_CLIENT, name,
+                local ? (component ? component : "") : NULL) != BP_OK) {
+    span_release(s);
+    if (status) *status = BP_ENOMEM;
+    return NULL;
+  }
+  s->ti.trace_id = parent->ti.trace_id;
+  s->ti.parent_id = parent->ti.span_id;
+  s->ti.span_id = bp_random_id();
+  s->ti.sampled = parent->ti.sampled;
+  s->ti.flags = parent->ti.flags;
+  s->root = bp_span_ref(bp_span_root(parent));
+  for (i = 0; i < parent->nobs; i++)
+    if (parent->obs[i].vt->on_child_span_created)
+      parent->obs[i].vt->on_child_span_created(parent->obs[i].ud, parent, s);
+  return s;
+}
+
+int bp_span_register(bp_span_t *s, const bp_span_observer_t *vt, void *ud) {
+  if (s->nobs == s->cap_obs) {
+    int cap = s->cap_obs ? s->cap_obs * 2 : 4;
+    void *p = realloc(s->obs, (size_t)cap * sizeof *s->obs);
+    if (!p) {
+      if (vt->release) vt->release(ud);
+      return BP_ENOMEM;
+    }
+    s->obs = p;
+    s->cap_obs = cap;
+  }
+  s->obs[s->nobs].vt = vt;
+  s->obs[s->nobs].ud = ud;
+  s->nobs++;
+  return BP_OK;
+}
+
+int bp_span_start(bp_span_t *s) {
+  int i;
+  if (s->state != 0) return BP_DECLINED;
+  s->state = 1;
+  s->start_ns = now_ns();
+  s->start_us = wall_us();
+  for (i = 0; i < s->nobs; i++)
+    if (s->obs[i].vt->on_start) s->obs[i].vt->on_start(s->obs[i].ud, s);
+  return BP_OK;
+}
+
+int bp_span_set_tag(bp_span_t *s, const char *key, const char *value, int type) {
+  int i;
+  size_t k, v;
+  if (!key || !value) return BP_EINVAL;
+  for (i = 0; i < s->ntags; i++)
+    if (strcmp(STR(s, s->tags[i].key), key) == 0) break;
+  if (i == s->ntags) {
+    if (s->ntags == s->cap_tags) {
+      int cap = s->cap_tags ? s->cap_tags * 2 : 8;
+      void *p = realloc(s->tags, (size_t)cap * sizeof *s->tags);
+      if (!p) return BP_ENOMEM;
+      s->tags = p;
+      s->cap_tags = cap;
+    }
+    if ((k = arena_put(s, key, strlen(key))) == (size_t)-1) return BP_ENOMEM;
+    s->tags[i].key = k;
+    s->ntags++;
+  }
+  if ((v = arena_put(s, value, strlen(value))) == (size_t)-1) return BP_ENOMEM;
+  s->tags[i].value = v;
+  s->tags[i].type = type;
+  for (i = 0; i < s->nobs; i++)
+    if (s->obs[i].vt->on_set_tag) s->obs[i].vt->on_set_tag(s->obs[i].ud, s, key, value, type);
+  return BP_OK;
+}
+
+int bp_span_incr_tag(bp_span_t *s, const char *key, double delta) {
+  int i;
+  if (!key) return BP_EINVAL;
+  for (i = 0; i < s->nctrs; i++)
+    if (strcmp(STR(s, s->ctrs[i].key), key) == 0) break;
+  if (i == s->nctrs) {
+    size_t k;
+    if (s->nctrs == s->cap_ctrs) {
+      int cap = s->cap_ctrs ? s->cap_ctrs * 2 : 4;
+      void *p = realloc(s->ctrs, (size_t)cap * sizeof *s->ctrs);
+      if (!p) return BP_ENOMEM;
+      s->ctrs = p;
+      s->cap_ctrs = cap;
+    }
+    if ((k = arena_put(s, key, strlen(key))) == (size_t)-1) return BP_ENOMEM;
+    s->ctrs[i].key = k;
+    s->ctrs[i].total = 0;
+    s->nctrs++;
+  }
+  s->ctrs[i].total += delta;
+  for (i = 0; i < s->nobs; i++)
+    if (s->obs[i].vt->on_incr_tag) s->obs[i].vt->on_incr_tag(s->obs[i].ud, s, key, delta);
+  return BP_OK;
+}
+
+int bp_span_log(bp_span_t *s, const char *name, const char *payload) {
+  int i;
+  if (!name) return BP_EINVAL;
+  for (i = 0; i < s->nobs; i++)
+    if (s->obs[i].vt->on_log) s->obs[i].vt->on_log(s->obs[i].ud, s, name, payload);
+  return BP_OK;
+}
+
+int bp_span_finish(bp_span_t *s, const char *error) {
+  int i;
+  if (s->state == 2) return BP_DECLINED;
+  if (s->state == 0) {
+    s->start_ns = now_ns();
+    s->start_us = wall_us();
+  }
+  s->state = 2;
+  s->end_ns = now_ns();
+  for (i = 0; i < s->nobs; i++)
+    if (s->obs[i].vt->on_finish) s->obs[i].vt->on_finish(s->obs[i].ud, s, error);
+  return BP_OK;
+}
+
+/* --- accessors ------------------------------------------------------------------- */
+
+const bp_trace_info_t *bp_span_trace(const bp_span_t *s) { return &s->ti; }
+const char *bp_span_name(const bp_span_t *s) { return STR(s, s->name); }
+const char *bp_span_component(const bp_span_t *s) {
+  return s->component == (size_t)-1 ? NULL : STR(s, s->component);
+}
+int bp_span_kind(const bp_span_t *s) { return s->kind; }
+int bp_span_state(const bp_span_t *s) { return s->state; }
+bp_span_t *bp_span_root(bp_span_t *s) { return s->root ? s->root : s; }
+bp_baseplate_t *bp_span_baseplate(const bp_span_t *s) { return s->bp; }
+bp_metrics_batch_t *bp_span_metrics(bp_span_t *s) { return bp_span_root(s)->batch; }
+
+const char *bp_span_trace_id_string(bp_span_t *s) {
+  if (!s->idstr[0]) snprintf(s->idstr, sizeof s->idstr, "%llu", (unsigned long long)s->ti.trace_id);
+  return s->idstr;
+}
+
+double bp_span_duration(const bp_span_t *s) {
+  uint64_t end = s->state == 2 ? s->end_ns : now_ns();
+  if (s->state == 0) return 0;
+  return (double)(end - s->start_ns) / 1e9;
+}
+
+uint64_t bp__span_start_us(const bp_span_t *s) { return s->start_us; }
+
+const char *bp_span_get_tag(const bp_span_t *s, const char *key, int *type) {
+  int i;
+  for (i = 0; i < s->ntags; i++)
+    if (strcmp(STR(s, s->tags[i].key), key) == 0) {
+      if (type) *type = s->tags[i].type;
+      return STR(s, s->tags[i].value);
+    }
+  return NULL;
+}
+
+int bp__span_tag_count(const bp_span_t *s) { return s->ntags; }
+
+const char *bp__span_tag_at(const bp_span_t *s, int i, const char **value, int *type) {
+  if (i < 0 || i >= s->ntags) return NULL;
+  if (value) *value = STR(s, s->tags[i].value);
+  if (type) *type = s->tags[i].type;
+  return STR(s, s->tags[i].key);
+}
+
+int bp__span_counter_count(const bp_span_t *s) { return s->nctrs; }
+
+const char *bp__span_counter_at(const bp_span_t *s, int i, double *total) {
+  if (i < 0 || i >= s->nctrs) return NULL;
+  if (total) *total = s->ctrs[i].total;
+  return STR(s, s->ctrs[i].key);
+}
+
+void bp__span_attach_batch(bp_span_t *s, bp_metrics_batch_t *b,
+                           void (*release)(void *, bp_metrics_batch_t *), void *ud) {
+  s->batch = b;
+  s->batch_release = release;
+  s->batch_ud = ud;
+}
+
+int bp_span_set_edge_request(bp_span_t *s, const char *data, size_t len) {
+  size_t off = arena_put(s, data, len);
+  if (off == (size_t)-1) return BP_ENOMEM;
+  s->edge = off;
+  s->edge_len = len;
+  return BP_OK;
+}
+
+const char *bp_span_edge_request(const bp_span_t *s, size_t *len) {
+  if (s->edge == (size_t)-1) {
+    if (len) *len = 0;
+    return NULL;
+  }
+  if (len) *len = s->edge_len;
+  return STR(s, s->edge);
+}
+
+/* --- the span running now ------------------------------------------------------------- */
+
+void bp_span_enter(bp_span_t *s) {
+  current = s;
+  bp_log_set_trace_id(s ? bp_span_trace_id_string(s) : NULL);
+}
+
+bp_span_t *bp_span_current(void) { return current; }
+
+void bp__span_pool_drain(void) {
+  while (pool) {
+    bp_span_t *s = pool;
+    pool = s->next_free;
+    free(s->arena);
+    free(s->obs);
+    free(s->tags);
+    free(s->ctrs);
+    free(s);
+  }
+  pool_n = 0;
+}

@@ -1,0 +1,57 @@
+/* The span struct and the core's private span helpers. Never installed. */
+#ifndef BASEPLATE_SPAN_INTERNAL_H
+#define BASEPLATE_SPAN_INTERNAL_H
+
+#include "baseplate/span.h"
+#include <stddef.h>
+#include <stdint.h>
+
+struct bp_span_s {
+  int refs;
+  int kind;
+  int state; /* 0 created, 1 started, 2 finished */
+  bp_trace_info_t ti;
+  bp_baseplate_t *bp;
+  bp_span_t *root; /* NULL for a server span; a reference otherwise */
+  uint64_t start_ns, end_ns, start_us;
+  size_t name, component, edge; /* arena offsets; (size_t)-1 for none */
+  size_t edge_len;
+  struct {
+    const bp_span_observer_t *vt;
+    void *ud;
+  } *obs;
+  int nobs, cap_obs;
+  struct {
+    size_t key, value;
+    int type;
+  } *tags;
+  int ntags, cap_tags;
+  struct {
+    size_t key;
+    double total;
+  } *ctrs;
+  int nctrs, cap_ctrs;
+  char *arena; /* the span's strings */
+  size_t alen, acap;
+  char idstr[24];
+  bp_metrics_batch_t *batch; /* server spans: the metrics observer's batch */
+  void (*batch_release)(void *ud, bp_metrics_batch_t *b);
+  void *batch_ud;
+  bp_span_t *next_free;
+};
+
+/* observer.c: run the Baseplate's observers for a new server span. */
+void bp__baseplate_server_span_created(bp_baseplate_t *bp, bp_span_t *span);
+
+double bp__random_unit(void);
+uint64_t bp__span_start_us(const bp_span_t *s);
+int bp__span_tag_count(const bp_span_t *s);
+const char *bp__span_tag_at(const bp_span_t *s, int i, const char **value, int *type);
+int bp__span_counter_count(const bp_span_t *s);
+const char *bp__span_counter_at(const bp_span_t *s, int i, double *total);
+void bp__span_attach_batch(bp_span_t *s, bp_metrics_batch_t *b,
+                           void (*release)(void *, bp_metrics_batch_t *), void *ud);
+/* Free the recycled spans (end of process, tests under LeakSanitizer). */
+void bp__span_pool_drain(void);
+
+#endif

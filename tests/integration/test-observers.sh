@@ -1,0 +1,224 @@
+# Spans and observers end to end: a running server, real requests (curl),
+# and the StatsD datagrams it sends, captured from a real UDP socket.
+. "$(dirname "$0")/lib.sh"
+
+CAPTURE=$BUILD_DIR/tests/udp-capture
+cp "$APPS/obsapp.lua" "$TMP/"
+
+# start_capture: a fresh UDP listener; sets UDP_PORT, DGRAMS (its output file)
+start_capture() {
+  [ -n "${CAPTURE_PID:-}" ] && kill "$CAPTURE_PID" 2>/dev/null
+  DGRAMS=$TMP/dgrams.$RANDOM
+  : > "$DGRAMS"
+  rm -f "$TMP/udp.port"
+  "$CAPTURE" "$TMP/udp.port" "$DGRAMS" &
+  CAPTURE_PID=$!
+  for _ in $(seq 1 100); do [ -s "$TMP/udp.port" ] && break; sleep 0.02; done
+  UDP_PORT=$(cat "$TMP/udp.port")
+}
+trap 'cleanup; [ -n "${CAPTURE_PID:-}" ] && kill "$CAPTURE_PID" 2>/dev/null' EXIT
+
+# serve_with "app lines" ["server lines"]: obsapp with these [app:main] keys
+serve_with() {
+  printf '[app:main]\nfactory = obsapp:make_app\n%b\n[server:main]\nfactory = baseplate.server.http\n%b\n' \
+    "$1" "${2:-}" > "$TMP/obs.ini"
+  start_server "$TMP/obs.ini" "${@:3}"
+}
+
+# lines: the captured lines (timer values as N), without the datagram marks
+lines() { sleep 0.1; grep -v '^--$' "$DGRAMS" | sed -E 's/:[0-9.e+-]+\|ms/:N|ms/'; }
+reset() { sleep 0.1; : > "$DGRAMS"; }
+datagrams() { grep -c '^--$' "$DGRAMS"; }
+
+start_capture
+
+# --- the tagged metrics observer -------------------------------------------------------
+serve_with "metrics.tagging = true\nmetrics.allowlist = foo, color\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" \
+  || { fail "server starts (tagged)"; finish; }
+check_contains "unconfigured observers named" "$(cat "$LOG")" "The following observers are unconfigured and won't run: tracing, sentry"
+
+curl -s "$(url /ok)" > /dev/null
+check_eq "a successful request" "$(lines)" "baseplate.server.latency,endpoint=ok:N|ms
+baseplate.server.rate,endpoint=ok,success=True:1|c"
+check_eq "one datagram for it" "$(datagrams)" 1
+reset
+
+curl -s "$(url /fail)" > /dev/null
+check_eq "a failing request" "$(lines)" "baseplate.server.latency,endpoint=fail:N|ms
+baseplate.server.rate,endpoint=fail,success=False:1|c"
+reset
+
+curl -s "$(url /teapot)" > /dev/null
+check_eq "an HTTP 4xx answer is not a failure" "$(lines)" "baseplate.server.latency,endpoint=teapot:N|ms
+baseplate.server.rate,endpoint=teapot,success=True:1|c"
+reset
+
+check_eq "child spans run" "$(curl -s "$(url /child)")" '{"ok":true}'
+# One batch per request: timers as they finish, then the counters.
+check_eq "client and local child spans" "$(lines)" "baseplate.client.latency,client=redis,endpoint=get:N|ms
+baseplate.local.latency,endpoint=geocode:N|ms
+baseplate.client.latency,client=payments,endpoint=charge:N|ms
+baseplate.server.latency,endpoint=child:N|ms
+baseplate.client.rate,client=redis,endpoint=get,success=True:1|c
+baseplate.local.rate,endpoint=geocode,success=True:1|c
+baseplate.client.rate,client=payments,endpoint=charge,success=False:1|c
+baseplate.server.rate,endpoint=child,success=True:1|c"
+reset
+
+curl -s "$(url /incr)" > /dev/null
+check_eq "incr_tag" "$(lines)" "baseplate.server.latency,endpoint=incr:N|ms
+baseplate.server.rate,endpoint=incr,success=True:1|c
+things.done,endpoint=incr:3|c"
+reset
+
+curl -s "$(url /tags)" > /dev/null
+check_eq "the allowlist passes foo, not baz" "$(lines)" "baseplate.server.latency,endpoint=tags,foo=bar:N|ms
+baseplate.server.rate,endpoint=tags,foo=bar,success=True:1|c"
+reset
+
+curl -s "$(url /direct)" > /dev/null
+check_eq "request.metrics (direct use)" "$(lines)" "direct.level,shard=2:7|g
+baseplate.server.latency,endpoint=direct:N|ms
+direct.hits:1|c
+baseplate.server.rate,endpoint=direct,success=True:1|c"
+reset
+
+# Many requests in a row: their lines share datagrams, and none is lost.
+urls=()
+for _ in $(seq 1 40); do urls+=("$(url /ok)"); done
+curl -s "${urls[@]}" > /dev/null
+n=$(lines | wc -l)
+d=$(datagrams)
+check_eq "40 requests: every line arrives" "$n" 80
+if [ "$d" -lt 40 ] && [ "$d" -ge 3 ]; then pass "lines packed into datagrams ($d datagrams for 40 requests)"; else fail "lines packed into datagrams" "$d datagrams"; fi
+if awk 'BEGIN{m=0} /^--$/ {if (sz>m) m=sz; sz=0; next} {sz+=length($0)+1} END{exit !(m <= 1401)}' "$DGRAMS"; then
+  pass "no datagram over 1,400 bytes"; else fail "no datagram over 1,400 bytes"; fi
+reset
+
+curl -s "$(url /big)" > /dev/null
+sleep 0.1
+check_contains "an oversized batch is refused" "$(cat "$LOG")" "is too large to send"
+check_contains "the warning names the top counter" "$(grep 'too large' "$LOG")" "Top counters: loop.hot=9001"
+check_eq "an oversized batch sends nothing" "$(lines)" ""
+curl -s "$(url /ok)" > /dev/null
+check_eq "the next request is reported again" "$(lines | head -1)" "baseplate.server.latency,endpoint=ok:N|ms"
+reset
+
+# Lua observers: one raises in on_server_span_created, a span observer raises
+# in on_set_tag; the others still see every event.
+curl -s "$(url /observed)" > /dev/null
+check_eq "Lua observers see the span's events" "$(curl -s "$(url /events)")" \
+  '{"events":"created observed;start;tag color=blue;child inner.call;finish nil"}'
+check_contains "a failing observer is logged" "$(cat "$LOG")" "observer on_server_span_created failed"
+check_contains "C observers unaffected" "$(lines)" "baseplate.server.rate,endpoint=observed,color=blue,success=True:1|c"
+stop_server TERM
+check_eq "clean exit" "$SERVER_RC" 0
+
+# --- the untagged observer --------------------------------------------------------------
+start_capture
+serve_with "metrics.namespace = myservice\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" || { fail "server starts (untagged)"; finish; }
+curl -s "$(url /ok)" > /dev/null
+check_eq "untagged: success" "$(lines)" "myservice.server.ok:N|ms
+myservice.server.ok.success:1|c"
+reset
+curl -s "$(url /fail)" > /dev/null
+check_eq "untagged: failure" "$(lines)" "myservice.server.fail:N|ms
+myservice.server.fail.failure:1|c
+myservice.errors.Error:1|c"
+reset
+curl -s "$(url /child)" > /dev/null
+check_eq "untagged: child spans" "$(lines)" "myservice.clients.redis.get:N|ms
+myservice.maps.geocode:N|ms
+myservice.clients.payments.charge:N|ms
+myservice.server.child:N|ms
+myservice.clients.redis.get.success:1|c
+myservice.clients.payments.charge.failure:1|c
+myservice.server.child.success:1|c"
+reset
+curl -s "$(url /incr)" > /dev/null
+check_eq "untagged: incr_tag" "$(lines)" "myservice.server.incr:N|ms
+myservice.server.incr.success:1|c
+myservice.things.done:3|c"
+reset
+curl -s "$(url /direct)" > /dev/null
+check_contains "untagged: request.metrics is namespaced" "$(lines)" "myservice.direct.hits:1|c"
+stop_server TERM
+
+# --- sampling -------------------------------------------------------------------------
+start_capture
+serve_with "metrics.tagging = true\nmetrics_observer.sample_rate = 50%\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" \
+  || { fail "server starts (sampled)"; finish; }
+urls=()
+for _ in $(seq 1 60); do urls+=("$(url /ok)"); done
+curl -s "${urls[@]}" > /dev/null
+sampled=$(lines | grep -c 'rate,endpoint=ok,success=True:1|c|@0.5$')
+check_eq "sampled lines carry the rate" "$(lines | grep -vc '|@0.5$')" 0
+if [ "$sampled" -gt 5 ] && [ "$sampled" -lt 55 ]; then pass "about half the requests reported ($sampled of 60)"; else fail "about half the requests reported" "$sampled of 60"; fi
+stop_server TERM
+
+# --- configuration errors name the key ---------------------------------------------------
+printf '[app:main]\nfactory = obsapp:make_app\nmetrics.tagging = true\nmetrics.namespace = x\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/bad.ini"
+check_contains "tagging with a namespace" "$(cd "$TMP" && "$BIN/baseplate-serve" bad.ini 2>&1)" \
+  "metrics.namespace: cannot be combined with metrics.tagging"
+printf '[app:main]\nfactory = obsapp:make_app\nmetrics.tagging = true\nmetrics.endpoint = nowhere\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/bad.ini"
+check_contains "an endpoint without a port" "$(cd "$TMP" && "$BIN/baseplate-serve" bad.ini 2>&1)" "metrics.endpoint:"
+printf '[app:main]\nfactory = obsapp:make_app\nmetrics.namespace = x\nmetrics_observer.sample_rate = 150%%\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/bad.ini"
+check_contains "a sample rate over 100%" "$(cd "$TMP" && "$BIN/baseplate-serve" bad.ini 2>&1)" "metrics_observer.sample_rate:"
+
+# --- trace headers and trace IDs in logs ----------------------------------------------
+start_capture
+serve_with "metrics.tagging = true\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" || { fail "server starts (untrusted)"; finish; }
+out=$(curl -s -H 'X-Trace: 1234' -H 'X-Span: 5678' -H 'X-Parent: 999' "$(url /trace)")
+check_contains "untrusted headers are ignored" "$out" '"parent_id":"none"'
+case "$out" in *'"trace_id":"1234"'*) fail "untrusted trace ID ignored" "$out" ;; *) pass "untrusted trace ID ignored" ;; esac
+tid=$(printf '%s' "$out" | sed -E 's/.*"trace_id":"([0-9]+)".*/\1/')
+check_contains "a new trace is a root: span ID = trace ID" "$out" "\"id\":\"$tid\""
+check_contains "the handler's log lines carry the trace ID" "$(grep 'in the handler' "$LOG")" "\"traceID\": \"$tid\""
+check_contains "also after a wait" "$(grep 'after a wait' "$LOG")" "\"traceID\": \"$tid\""
+check_contains "context values from configure_context" "$out" '"context":"hello 42"'
+stop_server TERM
+
+serve_with "baseplate.trust_trace_headers = true\nmetrics.tagging = true\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" "" --debug \
+  || { fail "server starts (trusted)"; finish; }
+out=$(curl -s -H 'X-Trace: 1234' -H 'X-Span: 5678' -H 'X-Parent: 999' -H 'X-Sampled: 1' -H 'X-Flags: 1' \
+  -H 'X-Edge-Request: ZWRnZQ==' "$(url /trace)")
+check_contains "trusted: the upstream trace ID" "$out" '"trace_id":"1234"'
+check_contains "trusted: the span is the upstream's child span" "$out" '"id":"5678"'
+check_contains "trusted: its parent is the upstream span" "$out" '"parent_id":"999"'
+check_contains "trusted: sampled" "$out" '"sampled":true'
+check_contains "trusted: flags" "$out" '"flags":1'
+check_contains "trusted: X-Edge-Request carried along" "$out" '"edge":"ZWRnZQ=="'
+check_contains "trusted: handler logs carry it" "$(grep 'in the handler' "$LOG" | tail -1)" '"traceID": "1234"'
+check_contains "trusted: the access log line too" "$(grep 'GET /trace' "$LOG" | tail -1)" '"traceID": "1234"'
+out=$(curl -s -w ' %{http_code}' -H 'X-Trace: 1234' -H 'X-Span: 5678' -H 'X-Flags: lots' "$(url /trace)")
+check_contains "invalid headers: served" "$out" "} 200"
+case "$out" in *'"trace_id":"1234"'*) fail "invalid headers: a new trace" "$out" ;; *) pass "invalid headers: a new trace" ;; esac
+out=$(curl -s -H 'X-Trace: 1234' "$(url /trace)")
+case "$out" in *'"trace_id":"1234"'*) fail "missing X-Span: a new trace" "$out" ;; *) pass "missing X-Span: a new trace" ;; esac
+stop_server TERM
+
+# --- runtime metrics -------------------------------------------------------------------
+start_capture
+serve_with "metrics.tagging = true\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" "monitoring.interval = 200 milliseconds" \
+  || { fail "server starts (runtime metrics)"; finish; }
+exec 4<>"/dev/tcp/127.0.0.1/$PORT"
+sleep 0.7
+host=$(cat /proc/sys/kernel/hostname)
+pid=$SERVER_PID
+check_contains "runtime.open_connections" "$(lines)" "runtime.open_connections,hostname=$host,PID=$pid:1|g"
+check_contains "runtime.active_requests" "$(lines)" "runtime.active_requests,hostname=$host,PID=$pid:0|g"
+check_contains "runtime.lua.memory_bytes" "$(lines)" "runtime.lua.memory_bytes,hostname=$host,PID=$pid:"
+exec 4<&-
+stop_server TERM
+
+# --- the hello-world example ------------------------------------------------------------
+start_capture
+cp "$SOURCE_DIR/examples/helloworld/helloworld.lua" "$TMP/"
+sed "s/^metrics.log_if_unconfigured = true/metrics.endpoint = 127.0.0.1:$UDP_PORT/" \
+  "$SOURCE_DIR/examples/helloworld/helloworld.ini" > "$TMP/helloworld.ini"
+start_server "$TMP/helloworld.ini" || { fail "helloworld starts"; finish; }
+check_eq "helloworld answers" "$(curl -s "$(url /)")" '{"Hello":"World"}'
+check_eq "helloworld sends its metrics" "$(lines)" "baseplate.server.latency,endpoint=hello_world:N|ms
+baseplate.server.rate,endpoint=hello_world,success=True:1|c"
+stop_server TERM
+finish
