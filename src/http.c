@@ -11,6 +11,7 @@
 #endif
 #include "app.h"
 #include "baseplate/span.h"
+#include "span_internal.h"
 #include "baseplate/config.h"
 #include "internal.h"
 #include "runtime.h"
@@ -829,10 +830,10 @@ const char *bp_http_status_text(int status) {
 /* The request's server span ends with its response. */
 static void span_finish(bp_request_t *r, int status) {
   bp_span_t *span = r->span;
-  char num[16];
+  char num[24];
   const char *error = r->error[0] ? r->error : NULL;
   r->span = NULL;
-  snprintf(num, sizeof num, "%d", status);
+  bp__u64_to_dec((uint64_t)status, num);
   bp_span_set_tag(span, "http.status_code", num, BP_TAG_NUMBER);
   if (!error && status >= 500) error = "HTTPError";
   bp_span_finish(span, error);

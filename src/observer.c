@@ -22,6 +22,7 @@ typedef struct {
 typedef struct metrics_observer_s metrics_observer_t;
 
 struct bp_baseplate_s {
+  int refs; /* the owner's, and one per live span (spans use its observers) */
   char *service_name;
   observer_entry *obs;
   int nobs, cap_obs;
@@ -36,13 +37,17 @@ bp_baseplate_t *bp_baseplate_new(const char *service_name) {
     free(bp);
     return NULL;
   }
+  bp->refs = 1;
   return bp;
 }
 
+void bp__baseplate_ref(bp_baseplate_t *bp) { bp->refs++; }
+
 static void metrics_observer_free(metrics_observer_t *m);
 
+/* The owner lets go; the object goes once no span needs it. */
 void bp_baseplate_free(bp_baseplate_t *bp) {
-  if (!bp) return;
+  if (!bp || --bp->refs > 0) return;
   metrics_observer_free(bp->mobs);
   free(bp->obs);
   free(bp->service_name);
@@ -175,20 +180,22 @@ static void tagged_finish(void *ud, bp_span_t *s, const char *error) {
   bp_metrics_batch_t *b = bp_span_metrics(s);
   bp_metric_tag_t tags[MAX_TAGS];
   size_t nt = 0, base;
-  char client[256], name[128];
-  const char *sname = bp_span_name(s), *prefix, *key, *value;
+  char client[256];
+  const char *sname = bp_span_name(s), *latency, *rate, *key, *value;
   const char *dot;
   int i, n, type;
   double total;
   if (!b) return;
   switch (s->kind) {
   case BP_SPAN_SERVER:
-    prefix = "baseplate.server";
+    latency = "baseplate.server.latency";
+    rate = "baseplate.server.rate";
     tags[nt].key = "endpoint";
     tags[nt++].value = sname;
     break;
   case BP_SPAN_CLIENT:
-    prefix = "baseplate.client";
+    latency = "baseplate.client.latency";
+    rate = "baseplate.client.rate";
     dot = strchr(sname, '.');
     if (dot && (size_t)(dot - sname) < sizeof client) {
       memcpy(client, sname, (size_t)(dot - sname));
@@ -203,7 +210,8 @@ static void tagged_finish(void *ud, bp_span_t *s, const char *error) {
     }
     break;
   default:
-    prefix = "baseplate.local";
+    latency = "baseplate.local.latency";
+    rate = "baseplate.local.rate";
     tags[nt].key = "endpoint";
     tags[nt++].value = sname;
     break;
@@ -218,12 +226,10 @@ static void tagged_finish(void *ud, bp_span_t *s, const char *error) {
     tags[nt++].value = value;
   }
   base = nt;
-  snprintf(name, sizeof name, "%s.latency", prefix);
-  bp_metrics_timer(b, name, tags, base, span_ms(s), m->rate);
-  snprintf(name, sizeof name, "%s.rate", prefix);
+  bp_metrics_timer(b, latency, tags, base, span_ms(s), m->rate);
   tags[nt].key = "success";
   tags[nt++].value = error ? "False" : "True";
-  bp_metrics_counter(b, name, tags, nt, 1, m->rate);
+  bp_metrics_counter(b, rate, tags, nt, 1, m->rate);
   n = bp__span_counter_count(s);
   for (i = 0; i < n; i++) {
     key = bp__span_counter_at(s, i, &total);

@@ -144,6 +144,7 @@ static bp_span_t *span_alloc(void) {
   s->alen = 0;
   s->nobs = s->ntags = s->nctrs = 0;
   s->root = NULL;
+  s->bp = NULL;
   s->batch = NULL;
   s->edge = (size_t)-1;
   s->edge_len = 0;
@@ -163,6 +164,8 @@ static void span_release(bp_span_t *s) {
   s->batch = NULL;
   if (s->root) bp_span_unref(s->root);
   s->root = NULL;
+  if (s->bp) bp_baseplate_free(s->bp);
+  s->bp = NULL;
   if (current == s) bp_span_enter(NULL);
   if (pool_n < POOL_MAX && s->acap <= 4096) {
     s->next_free = pool;
@@ -189,6 +192,7 @@ void bp_span_unref(bp_span_t *s) {
 static int span_init(bp_span_t *s, bp_baseplate_t *bp, int kind, const char *name,
                      const char *component) {
   s->bp = bp;
+  if (bp) bp__baseplate_ref(bp);
   s->kind = kind;
   s->name = arena_put(s, name ? name : "", name ? strlen(name) : 0);
   if (s->name == (size_t)-1) return BP_ENOMEM;
@@ -357,8 +361,21 @@ bp_span_t *bp_span_root(bp_span_t *s) { return s->root ? s->root : s; }
 bp_baseplate_t *bp_span_baseplate(const bp_span_t *s) { return s->bp; }
 bp_metrics_batch_t *bp_span_metrics(bp_span_t *s) { return bp_span_root(s)->batch; }
 
+/* Decimal digits of v into buf (at least 21 bytes), NUL-terminated. */
+size_t bp__u64_to_dec(uint64_t v, char *buf) {
+  char tmp[20];
+  size_t n = 0, i;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+  buf[n] = '\0';
+  return n;
+}
+
 const char *bp_span_trace_id_string(bp_span_t *s) {
-  if (!s->idstr[0]) snprintf(s->idstr, sizeof s->idstr, "%llu", (unsigned long long)s->ti.trace_id);
+  if (!s->idstr[0]) bp__u64_to_dec(s->ti.trace_id, s->idstr);
   return s->idstr;
 }
 

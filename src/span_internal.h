@@ -42,8 +42,11 @@ struct bp_span_s {
 
 /* observer.c: run the Baseplate's observers for a new server span. */
 void bp__baseplate_server_span_created(bp_baseplate_t *bp, bp_span_t *span);
+/* Spans hold their Baseplate: bp__baseplate_ref, and bp_baseplate_free to let go. */
+void bp__baseplate_ref(bp_baseplate_t *bp);
 
 double bp__random_unit(void);
+size_t bp__u64_to_dec(uint64_t v, char *buf);
 uint64_t bp__span_start_us(const bp_span_t *s);
 int bp__span_tag_count(const bp_span_t *s);
 const char *bp__span_tag_at(const bp_span_t *s, int i, const char **value, int *type);

@@ -80,6 +80,7 @@ typedef struct {
 /* --- the Baseplate object ---------------------------------------------------- */
 
 BP_EXTERN bp_baseplate_t *bp_baseplate_new(const char *service_name);
+/** Drop the owner's reference: freed once no span uses it any more. */
 BP_EXTERN void bp_baseplate_free(bp_baseplate_t *bp);
 BP_EXTERN const char *bp_baseplate_service_name(const bp_baseplate_t *bp);
 
