@@ -11,13 +11,18 @@ local vmdef = require("jit.vmdef")
 local funcinfo = require("jit.util").funcinfo
 
 local served = 0
-local app = http.app()
+-- With a Baseplate and the tagged metrics observer: the span path too.
+local app_config = { ["metrics.tagging"] = "true" }
+local bp = baseplate.Baseplate(app_config)
+bp:configure_observers()
+local app = http.app(app_config, { baseplate = bp })
 app:get("hello_world", "/", function(request)
     served = served + 1
     return { Hello = "World" }
 end)
 app:get("user", "/users/{id}", function(request)
     served = served + 1
+    request.span:incr_tag("users")
     return { id = request.params.id, ua = request.headers["user-agent"] }
 end)
 

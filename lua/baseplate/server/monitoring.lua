@@ -93,9 +93,14 @@ function M.start(server, app, settings)
     local interval = settings.monitoring.interval
     runtime.spawn(function()
         while not server.stopped do
-            local now = os.time()
-            local delay = interval >= 1 and (interval - now % interval) or interval
-            runtime.sleep(delay)
+            local delay = interval >= 1 and (interval - os.time() % interval) or interval
+            -- in steps, so that a stopped server does not wait for the report
+            local until_t = C_monotonic() + delay
+            while not server.stopped do
+                local left = until_t - C_monotonic()
+                if left <= 0 then break end
+                runtime.sleep(math.min(left, 0.25))
+            end
             if server.stopped then break end
             local ok, err = pcall(report, server, bp, client, settings, base)
             if not ok then mlog:error("runtime metrics failed: %s", tostring(err)) end
