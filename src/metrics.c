@@ -44,6 +44,8 @@
 #define DEFAULT_FLUSH_INTERVAL 0.005
 #define ERROR_LOG_INTERVAL_NS 1000000000u /* send errors are logged at most once a second */
 #define QUOTE_MAX 64                      /* endpoint bytes shown in an error */
+#define KEEP_BYTES 65536   /* a batch's buffers above this are freed when it is emptied */
+#define KEEP_COUNTERS 1024 /* and its counters above this */
 
 /* --- small helpers ------------------------------------------------------------ */
 
@@ -86,14 +88,70 @@ static void buf_free(buf_t *b) {
   b->len = b->cap = 0;
 }
 
-/* `v` as "%g" into dst (NUM_SIZE bytes); returns the length. StatsD wants a
- * '.' whatever LC_NUMERIC someone set. */
-static size_t fmt_g(char *dst, double v) {
+/* `v` as "%g" into dst (NUM_SIZE bytes) with snprintf; returns the length.
+ * StatsD wants a '.' whatever LC_NUMERIC someone set. */
+static size_t fmt_g_slow(char *dst, double v) {
   int n = snprintf(dst, NUM_SIZE, "%g", v);
   if (n < 0) n = 0;
   for (int i = 0; i < n; i++)
     if (dst[i] == ',') dst[i] = '.';
   return (size_t)n;
+}
+
+static const double pow10_tab[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+
+/* `v` as "%g" into dst, without printf for what metrics carry on every
+ * request (counts, and times from 0.0001 up to 999999.5): the value is
+ * scaled to 6 significant digits and rounded; near a rounding tie, or out of
+ * that range, snprintf decides. Same output as "%g" either way. */
+static size_t fmt_g(char *dst, double v) {
+  double a = v < 0 ? -v : v, scaled, frac;
+  char digits[8];
+  size_t o = 0;
+  int x, decimals, i, nd;
+  uint64_t r;
+  if (!(a >= 1e-4 && a < 999999.5)) {
+    if (a == 0 && !signbit(v)) {
+      dst[0] = '0';
+      return 1;
+    }
+    return fmt_g_slow(dst, v);
+  }
+  /* x: the decimal exponent, 10^x <= a < 10^(x+1), from -4 to 5 */
+  if (a >= 1) {
+    for (x = 5; a < pow10_tab[x]; x--) {}
+  } else {
+    x = a >= 1e-1 ? -1 : a >= 1e-2 ? -2 : a >= 1e-3 ? -3 : -4;
+  }
+  decimals = 5 - x; /* 0 .. 9 */
+  scaled = a * pow10_tab[decimals];
+  frac = scaled - floor(scaled);
+  if (fabs(frac - 0.5) < 1e-7) return fmt_g_slow(dst, v);
+  r = (uint64_t)(scaled + 0.5);
+  if (r >= 1000000 || r < 100000) return fmt_g_slow(dst, v); /* rounds into another decade */
+  for (i = 5; i >= 0; i--) {
+    digits[i] = (char)('0' + r % 10);
+    r /= 10;
+  }
+  nd = 6;
+  if (v < 0) dst[o++] = '-';
+  if (x >= 0) {
+    memcpy(dst + o, digits, (size_t)x + 1);
+    o += (size_t)x + 1;
+    i = x + 1; /* digits left are decimals */
+  } else {
+    dst[o++] = '0';
+    dst[o++] = '.';
+    for (int z = 0; z < -x - 1; z++) dst[o++] = '0';
+    i = 0;
+  }
+  while (nd > i && digits[nd - 1] == '0') nd--; /* %g drops trailing zeros */
+  if (nd > i) { /* (for x < 0 the first digit is never 0: always true) */
+    if (x >= 0) dst[o++] = '.';
+    memcpy(dst + o, digits + i, (size_t)(nd - i));
+    o += (size_t)(nd - i);
+  }
+  return o;
 }
 
 static void strip_dots(const char **p, size_t *n) {
@@ -487,11 +545,22 @@ void bp_metrics_batch_free(bp_metrics_batch_t *b) {
   free(b);
 }
 
+/* Empty the batch, keeping its memory for the next request unless an
+ * unusual one made it large. */
 static void batch_clear(bp_metrics_batch_t *b) {
   for (size_t i = 0; i < b->ncounters; i++) b->slots[b->counters[i].slot] = 0;
   b->ncounters = 0;
   b->keys.len = 0;
   b->lines.len = 0;
+  if (b->lines.cap > KEEP_BYTES) buf_free(&b->lines);
+  if (b->keys.cap > KEEP_BYTES) buf_free(&b->keys);
+  if (b->counters_cap > KEEP_COUNTERS) {
+    free(b->counters);
+    free(b->slots);
+    b->counters = NULL;
+    b->slots = NULL;
+    b->counters_cap = b->nslots = 0;
+  }
 }
 
 /* Append "namespace.name,k=v..." to out. On error out is as it was. */
@@ -732,13 +801,16 @@ int bp_metrics_batch_flush(bp_metrics_batch_t *b) {
   size_t size;
 
   if (!b) return BP_EINVAL;
-  size = bp_metrics_batch_size(b);
+  /* Formatting every counter's total to learn the exact size is only
+   * needed when a quick upper bound is too large. */
+  size = b->lines.len + b->keys.len + b->ncounters * (VALUE_SIZE + 1);
+  if (size > BP_METRICS_MAX_BATCH) size = bp_metrics_batch_size(b);
   if (size > BP_METRICS_MAX_BATCH) {
     warn_too_big(b, size);
     batch_clear(b);
     return BP_ETOOBIG;
   }
-  if ((m = b->m) != NULL && size > 0) {
+  if ((m = b->m) != NULL && size > 0) { /* size: the exact size, or a bound */
     const char *p = b->lines.p, *end = p + b->lines.len;
     char value[VALUE_SIZE];
     while (p < end) {
