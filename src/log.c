@@ -1,6 +1,7 @@
 /* Logging. See include/baseplate/log.h. Single-threaded by design: one
  * process, one loop; every write is one write(2) of a whole line. */
 #include "baseplate/log.h"
+#include "baseplate/span.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -203,9 +204,14 @@ void bp_log_write(int level, const char *logger, size_t logger_len, const char *
     lb_json_str(&b, logger_len ? logger : "root", logger_len ? logger_len : 4);
     snprintf(num, sizeof num, ", \"process\": %ld", (long)getpid());
     lb_puts(&b, num);
-    if (current_trace_id) {
-      lb_puts(&b, ", \"traceID\": ");
-      lb_json_str(&b, current_trace_id, strlen(current_trace_id));
+    {
+      /* set explicitly, else the span whose code runs now (made lazily) */
+      const char *tid = current_trace_id;
+      if (!tid && bp_span_current()) tid = bp_span_trace_id_string(bp_span_current());
+      if (tid) {
+        lb_puts(&b, ", \"traceID\": ");
+        lb_json_str(&b, tid, strlen(tid));
+      }
     }
     if (module) {
       lb_puts(&b, ", \"module\": ");

@@ -13,6 +13,7 @@
 #include "baseplate/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@
 /* --- IDs ----------------------------------------------------------------------- */
 
 static uint64_t rng_state;
-static pid_t rng_pid;
+static int rng_seeded;
 
 static void rng_seed(void) {
   uint64_t seed = 0;
@@ -33,13 +34,19 @@ static void rng_seed(void) {
     seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid();
   }
   rng_state = seed;
-  rng_pid = getpid();
 }
+
+/* A forked child must not repeat its parent's IDs. */
+static void rng_reseed_child(void) { rng_seed(); }
 
 /* splitmix64: fast, full period, good enough for span IDs (not secrets). */
 uint64_t bp_random_id(void) {
   uint64_t z;
-  if (rng_pid != getpid()) rng_seed();
+  if (!rng_seeded) {
+    rng_seeded = 1;
+    rng_seed();
+    pthread_atfork(NULL, NULL, rng_reseed_child);
+  }
   do {
     z = (rng_state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -104,10 +111,17 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t wall_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+/* Wall-clock microseconds for a monotonic reading (Zipkin timestamps): the
+ * offset between the clocks is read again at most once a second. */
+static uint64_t wall_us(uint64_t mono_ns) {
+  static uint64_t offset_us, checked_ns;
+  if (checked_ns == 0 || mono_ns - checked_ns > 1000000000ULL) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    offset_us = (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000 - mono_ns / 1000;
+    checked_ns = mono_ns;
+  }
+  return mono_ns / 1000 + offset_us;
 }
 
 /* Copy a string into the span's arena; returns its offset or (size_t)-1. */
@@ -166,7 +180,7 @@ static void span_release(bp_span_t *s) {
   s->root = NULL;
   if (s->bp) bp_baseplate_free(s->bp);
   s->bp = NULL;
-  if (current == s) bp_span_enter(NULL);
+  if (current == s) current = NULL;
   if (pool_n < POOL_MAX && s->acap <= 4096) {
     s->next_free = pool;
     pool = s;
@@ -269,7 +283,7 @@ int bp_span_start(bp_span_t *s) {
   if (s->state != 0) return BP_DECLINED;
   s->state = 1;
   s->start_ns = now_ns();
-  s->start_us = wall_us();
+  s->start_us = wall_us(s->start_ns);
   for (i = 0; i < s->nobs; i++)
     if (s->obs[i].vt->on_start) s->obs[i].vt->on_start(s->obs[i].ud, s);
   return BP_OK;
@@ -337,12 +351,12 @@ int bp_span_log(bp_span_t *s, const char *name, const char *payload) {
 int bp_span_finish(bp_span_t *s, const char *error) {
   int i;
   if (s->state == 2) return BP_DECLINED;
+  s->end_ns = now_ns();
   if (s->state == 0) {
-    s->start_ns = now_ns();
-    s->start_us = wall_us();
+    s->start_ns = s->end_ns;
+    s->start_us = wall_us(s->start_ns);
   }
   s->state = 2;
-  s->end_ns = now_ns();
   for (i = 0; i < s->nobs; i++)
     if (s->obs[i].vt->on_finish) s->obs[i].vt->on_finish(s->obs[i].ud, s, error);
   return BP_OK;
@@ -440,10 +454,8 @@ const char *bp_span_edge_request(const bp_span_t *s, size_t *len) {
 
 /* --- the span running now ------------------------------------------------------------- */
 
-void bp_span_enter(bp_span_t *s) {
-  current = s;
-  bp_log_set_trace_id(s ? bp_span_trace_id_string(s) : NULL);
-}
+/* Log lines ask for the current span's trace ID when they are written. */
+void bp_span_enter(bp_span_t *s) { current = s; }
 
 bp_span_t *bp_span_current(void) { return current; }
 

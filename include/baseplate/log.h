@@ -55,9 +55,9 @@ BP_EXTERN const char *bp_log_level_name(int level);
 BP_EXTERN void bp_log_set_format(int format);
 
 /**
- * The trace ID stamped on lines written now (decimal string), or NULL for
- * none. The runtime sets it while a request's code runs; the string must
- * stay valid until replaced.
+ * A trace ID (decimal string) to stamp on lines written now, or NULL. Without
+ * one, lines carry the trace ID of the span whose code runs now
+ * (bp_span_enter), if any. The string must stay valid until replaced.
  */
 BP_EXTERN void bp_log_set_trace_id(const char *trace_id);
 
