@@ -223,7 +223,13 @@ struct bp_metrics_s {
   unsigned long long datagrams, lines;
   uint64_t last_error_ns;
   int error_logged;
+  /* Counters of the batches flushed since the last send, summed across
+   * batches (timers, gauges and histograms never are) and written when the
+   * flush timer fires: one line per counter, not one per request. */
+  bp_metrics_batch_t *window;
 };
+
+static void flush_window(bp_metrics_t *m);
 
 void bp_metrics_options_init(bp_metrics_options_t *o) {
   memset(o, 0, sizeof *o);
@@ -266,9 +272,11 @@ static void send_datagram(bp_metrics_t *m, struct iovec *iov, int iovcnt,
   if (err) report_send_error(m, err);
 }
 
+static size_t window_count(const bp_metrics_t *m);
+
 static void send_pending(bp_metrics_t *m) {
   struct iovec iov;
-  if (m->timer_armed) {
+  if (m->timer_armed && window_count(m) == 0) { /* counters still wait for it */
     uv_timer_stop(&m->timer->handle);
     m->timer_armed = 0;
   }
@@ -361,6 +369,7 @@ static void timer_fired(uv_timer_t *t) {
   metrics_timer_t *tb = t->data;
   if (!tb->owner) return;
   tb->owner->timer_armed = 0;
+  flush_window(tb->owner);
   send_pending(tb->owner);
 }
 
@@ -373,6 +382,7 @@ static void timer_close(bp__closable_t *c) {
   metrics_timer_t *tb = (metrics_timer_t *)c;
   bp_metrics_t *m = tb->owner;
   if (m) {
+    flush_window(m);
     send_pending(m);
     m->timer = NULL;
     tb->owner = NULL;
@@ -466,16 +476,21 @@ bp_metrics_t *bp_metrics_new(const bp_metrics_options_t *o, char *err, size_t er
 }
 
 void bp_metrics_flush(bp_metrics_t *m) {
-  if (m && m->fd >= 0) send_pending(m);
+  if (m && m->fd >= 0) {
+    flush_window(m);
+    send_pending(m);
+  }
 }
 
 void bp_metrics_free(bp_metrics_t *m) {
   if (!m) return;
   if (m->fd >= 0) {
+    flush_window(m);
     send_pending(m);
     if (m->timer) timer_close(&m->timer->closable);
     close(m->fd);
   }
+  bp_metrics_batch_free(m->window);
   free(m->pending);
   free(m);
 }
@@ -679,21 +694,14 @@ static int grow_index(bp_metrics_batch_t *b) {
   return BP_OK;
 }
 
-int bp_metrics_counter(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
-                       size_t ntags, double delta, double rate) {
-  size_t start, key_len, name_len, i;
-  const char *key;
-  uint32_t h;
+/* Count `delta` for the key just written at b->keys.p + start (taken back
+ * if the counter exists). */
+static int counter_add(bp_metrics_batch_t *b, size_t start, size_t name_len, double delta,
+                       double rate) {
+  const char *key = b->keys.p + start;
+  size_t key_len = b->keys.len - start, i;
+  uint32_t h = hash_key(key, key_len, rate);
   counter_t *c;
-  int rc;
-
-  if (!b || !isfinite(delta) || !(rate > 0 && rate <= 1)) return BP_EINVAL;
-  /* The key is written where it would stay, and taken back if it is known. */
-  start = b->keys.len;
-  if ((rc = put_key(b, &b->keys, name, tags, ntags, &name_len)) != BP_OK) return rc;
-  key = b->keys.p + start;
-  key_len = b->keys.len - start;
-  h = hash_key(key, key_len, rate);
 
   if (b->ncounters == b->counters_cap || (b->ncounters + 1) * 2 > b->nslots) {
     if (b->ncounters == b->counters_cap) {
@@ -728,6 +736,40 @@ int bp_metrics_counter(bp_metrics_batch_t *b, const char *name, const bp_metric_
 nomem:
   b->keys.len = start;
   return BP_ENOMEM;
+}
+
+int bp_metrics_counter(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
+                       size_t ntags, double delta, double rate) {
+  size_t start, name_len;
+  int rc;
+
+  if (!b || !isfinite(delta) || !(rate > 0 && rate <= 1)) return BP_EINVAL;
+  /* The key is written where it would stay, and taken back if it is known. */
+  start = b->keys.len;
+  if ((rc = put_key(b, &b->keys, name, tags, ntags, &name_len)) != BP_OK) return rc;
+  return counter_add(b, start, name_len, delta, rate);
+}
+
+static size_t window_count(const bp_metrics_t *m) { return m->window ? m->window->ncounters : 0; }
+
+/* Into the transport's window; BP_ENOMEM leaves the caller to send it. */
+static int window_add(bp_metrics_t *m, const bp_metrics_batch_t *b, const counter_t *c) {
+  size_t start;
+  if (!m->window && !(m->window = bp_metrics_batch_new(NULL, NULL))) return BP_ENOMEM;
+  start = m->window->keys.len;
+  if (buf_append(&m->window->keys, b->keys.p + c->key_off, c->key_len) != BP_OK) return BP_ENOMEM;
+  return counter_add(m->window, start, c->name_len, c->total, c->rate);
+}
+
+static void flush_window(bp_metrics_t *m) {
+  bp_metrics_batch_t *w = m->window;
+  char value[VALUE_SIZE];
+  if (!w || w->ncounters == 0) return;
+  for (size_t i = 0; i < w->ncounters; i++) {
+    const counter_t *c = &w->counters[i];
+    put_line(m, w->keys.p + c->key_off, c->key_len, value, put_value(value, c->total, "c", c->rate));
+  }
+  batch_clear(w);
 }
 
 size_t bp_metrics_batch_size(const bp_metrics_batch_t *b) {
@@ -820,8 +862,13 @@ int bp_metrics_batch_flush(bp_metrics_batch_t *b) {
     }
     for (size_t i = 0; i < b->ncounters; i++) {
       const counter_t *c = &b->counters[i];
+      if (m->fd >= 0 && m->timer && window_add(m, b, c) == BP_OK) continue;
       put_line(m, b->keys.p + c->key_off, c->key_len, value,
                put_value(value, c->total, "c", c->rate));
+    }
+    if (window_count(m) > 0 && !m->timer_armed) {
+      uv_timer_start(&m->timer->handle, timer_fired, m->interval_ms, 0);
+      m->timer_armed = 1;
     }
     /* After loop shutdown there is no timer to wait for. */
     if (m->fd >= 0 && !m->timer) send_pending(m);

@@ -359,6 +359,41 @@ static void add_gauges(bp_metrics_batch_t *b, int from, int to) {
   }
 }
 
+/* Counters of several batches are summed until the flush timer sends them;
+ * timers are not. */
+static void test_counters_summed_across_batches(void) {
+  bp_metrics_t *m = transport(BP_METRICS_MAX_BATCH, 60);
+  bp_metrics_batch_t *b = bp_metrics_batch_new(m, "svc");
+  bp_metric_tag_t ok[] = {{"endpoint", "x"}, {"success", "True"}};
+  drain();
+  for (int i = 0; i < 3; i++) {
+    CHECK_INT(bp_metrics_timer(b, "latency", NULL, 0, 1 + i, 1), BP_OK);
+    CHECK_INT(bp_metrics_counter(b, "rate", ok, 2, 1, 1), BP_OK);
+    CHECK_INT(bp_metrics_counter(b, "sampled", NULL, 0, 1, 0.5), BP_OK);
+    CHECK_INT(bp_metrics_batch_flush(b), BP_OK);
+  }
+  CHECK_INT(recv_dgram(20), -1); /* waiting for the timer (60 s) or a flush */
+  bp_metrics_flush(m);
+  CHECK(recv_dgram(1000) > 0);
+  CHECK_STR(dgram, "svc.latency:1|ms\nsvc.latency:2|ms\nsvc.latency:3|ms\n"
+                   "svc.rate,endpoint=x,success=True:3|c\nsvc.sampled:3|c|@0.5");
+  CHECK_INT(stat_lines(m), 5);
+  /* and the flush timer sends the summed counters on its own */
+  bp_metrics_free(m);
+  m = transport(BP_METRICS_MAX_BATCH, 0.01);
+  bp_metrics_batch_free(b);
+  b = bp_metrics_batch_new(m, NULL);
+  CHECK_INT(bp_metrics_counter(b, "c", NULL, 0, 2, 1), BP_OK);
+  CHECK_INT(bp_metrics_batch_flush(b), BP_OK);
+  CHECK_INT(bp_metrics_counter(b, "c", NULL, 0, 5, 1), BP_OK);
+  CHECK_INT(bp_metrics_batch_flush(b), BP_OK);
+  run_loop_for(100);
+  CHECK(recv_dgram(1000) > 0);
+  CHECK_STR(dgram, "c:7|c");
+  bp_metrics_batch_free(b);
+  bp_metrics_free(m);
+}
+
 static void test_packing(void) {
   /* 4 lines of 10 bytes and 3 "\n" fit in 45 bytes, 5 do not */
   bp_metrics_t *m = transport(45, 60);
@@ -772,6 +807,7 @@ int main(void) {
   RUN(test_value_format);
   RUN(test_counter_aggregation);
   RUN(test_validation);
+  RUN(test_counters_summed_across_batches);
   RUN(test_packing);
   RUN(test_flush_timer);
   RUN(test_flush_on_free);
