@@ -578,8 +578,8 @@ static void start_span(bp_request_t *r, bp_baseplate_t *bp, int trust) {
     const char *edge = bp_request_header(r, "X-Edge-Request", &len);
     if (edge) bp_span_set_edge_request(span, edge, len);
   }
-  bp_span_set_tag(span, "http.method", r->method, BP_TAG_STRING);
-  bp_span_set_tag(span, "peer.ipv4", r->conn->remote, BP_TAG_STRING);
+  bp__span_tag_static(span, "http.method", r->method, strlen(r->method), BP_TAG_STRING);
+  bp__span_tag_static(span, "peer.ipv4", r->conn->remote, strlen(r->conn->remote), BP_TAG_STRING);
   bp_span_start(span);
 }
 
@@ -628,7 +628,14 @@ static void dispatch(bp_conn_t *c) {
     }
     return;
   }
-  bp__vm_dispatch_request(r, bp__route_lua_handler(r->match.route));
+  {
+    /* The span runs with the handler's coroutine (its trace ID on log lines);
+     * the scheduler re-enters it each time the coroutine resumes. */
+    bp_span_t *span = r->span;
+    if (span) bp_span_enter(span);
+    bp__vm_dispatch_request(r, bp__route_lua_handler(r->match.route));
+    if (span) bp_span_enter(NULL);
+  }
 }
 
 /* --- reading ------------------------------------------------------------------- */
@@ -833,8 +840,9 @@ static void span_finish(bp_request_t *r, int status) {
   char num[24];
   const char *error = r->error[0] ? r->error : NULL;
   r->span = NULL;
-  bp__u64_to_dec((uint64_t)status, num);
-  bp_span_set_tag(span, "http.status_code", num, BP_TAG_NUMBER);
+  if (!bp_span_get_tag(span, "http.status_code", NULL))
+    bp__span_tag_static(span, "http.status_code", num, bp__u64_to_dec((uint64_t)status, num),
+                        BP_TAG_NUMBER);
   if (!error && status >= 500) error = "HTTPError";
   bp_span_finish(span, error);
   if (bp_span_current() == span) bp_span_enter(NULL);

@@ -142,6 +142,7 @@ static size_t arena_put(bp_span_t *s, const char *str, size_t len) {
 }
 
 #define STR(s, off) ((s)->arena + (off))
+#define TAG_KEY(s, i) ((s)->tags[i].skey ? (s)->tags[i].skey : STR(s, (s)->tags[i].key))
 
 static bp_span_t *span_alloc(void) {
   bp_span_t *s;
@@ -294,7 +295,7 @@ int bp_span_set_tag(bp_span_t *s, const char *key, const char *value, int type) 
   size_t k, v;
   if (!key || !value) return BP_EINVAL;
   for (i = 0; i < s->ntags; i++)
-    if (strcmp(STR(s, s->tags[i].key), key) == 0) break;
+    if (strcmp(TAG_KEY(s, i), key) == 0) break;
   if (i == s->ntags) {
     if (s->ntags == s->cap_tags) {
       int cap = s->cap_tags ? s->cap_tags * 2 : 8;
@@ -304,6 +305,7 @@ int bp_span_set_tag(bp_span_t *s, const char *key, const char *value, int type) 
       s->cap_tags = cap;
     }
     if ((k = arena_put(s, key, strlen(key))) == (size_t)-1) return BP_ENOMEM;
+    s->tags[i].skey = NULL;
     s->tags[i].key = k;
     s->ntags++;
   }
@@ -312,6 +314,27 @@ int bp_span_set_tag(bp_span_t *s, const char *key, const char *value, int type) 
   s->tags[i].type = type;
   for (i = 0; i < s->nobs; i++)
     if (s->obs[i].vt->on_set_tag) s->obs[i].vt->on_set_tag(s->obs[i].ud, s, key, value, type);
+  return BP_OK;
+}
+
+int bp__span_tag_static(bp_span_t *s, const char *key, const char *value, size_t len, int type) {
+  size_t v;
+  int i = s->ntags;
+  if (s->ntags == s->cap_tags) {
+    int cap = s->cap_tags ? s->cap_tags * 2 : 8;
+    void *p = realloc(s->tags, (size_t)cap * sizeof *s->tags);
+    if (!p) return BP_ENOMEM;
+    s->tags = p;
+    s->cap_tags = cap;
+  }
+  if ((v = arena_put(s, value, len)) == (size_t)-1) return BP_ENOMEM;
+  s->tags[i].skey = key;
+  s->tags[i].value = v;
+  s->tags[i].type = type;
+  s->ntags++;
+  for (i = 0; i < s->nobs; i++)
+    if (s->obs[i].vt->on_set_tag)
+      s->obs[i].vt->on_set_tag(s->obs[i].ud, s, key, STR(s, v), type);
   return BP_OK;
 }
 
@@ -404,7 +427,7 @@ uint64_t bp__span_start_us(const bp_span_t *s) { return s->start_us; }
 const char *bp_span_get_tag(const bp_span_t *s, const char *key, int *type) {
   int i;
   for (i = 0; i < s->ntags; i++)
-    if (strcmp(STR(s, s->tags[i].key), key) == 0) {
+    if (strcmp(TAG_KEY(s, i), key) == 0) {
       if (type) *type = s->tags[i].type;
       return STR(s, s->tags[i].value);
     }
@@ -417,7 +440,7 @@ const char *bp__span_tag_at(const bp_span_t *s, int i, const char **value, int *
   if (i < 0 || i >= s->ntags) return NULL;
   if (value) *value = STR(s, s->tags[i].value);
   if (type) *type = s->tags[i].type;
-  return STR(s, s->tags[i].key);
+  return TAG_KEY(s, i);
 }
 
 int bp__span_counter_count(const bp_span_t *s) { return s->nctrs; }

@@ -22,6 +22,7 @@ struct bp_span_s {
   } *obs;
   int nobs, cap_obs;
   struct {
+    const char *skey; /* a static key (the core's own tags), else NULL */
     size_t key, value;
     int type;
   } *tags;
@@ -56,5 +57,9 @@ void bp__span_attach_batch(bp_span_t *s, bp_metrics_batch_t *b,
                            void (*release)(void *, bp_metrics_batch_t *), void *ud);
 /* Free the recycled spans (end of process, tests under LeakSanitizer). */
 void bp__span_pool_drain(void);
+
+/* The core's own tags (http.method…): `key` is a string literal not yet set
+ * on the span; `value` has `len` bytes. No copy of the key, no search. */
+int bp__span_tag_static(bp_span_t *s, const char *key, const char *value, size_t len, int type);
 
 #endif

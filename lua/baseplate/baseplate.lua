@@ -296,9 +296,10 @@ function Baseplate:server_context(name, fn)
     local context = self:make_context_object()
     local span = self:make_server_span(context, name)
     return span:with(function()
+        local prev = C.bp_span_current()
         runtime.set_span(span.c)
         local res = { pcall(fn, context) }
-        runtime.set_span(nil)
+        runtime.set_span(prev)
         if not res[1] then error(res[2], 0) end
         return unpack(res, 2, table.maxn(res))
     end)

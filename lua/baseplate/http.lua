@@ -424,7 +424,6 @@ end
 
 -- Runs in a worker coroutine for each request of a Lua route.
 local set_activity = runtime.set_activity
-local set_span = runtime.set_span
 
 local function request_job(req, handler_id)
     local r = ffi_cast(req_ptr_t, req)
@@ -435,7 +434,6 @@ local function request_job(req, handler_id)
         bp = handler_apps[handler_id].baseplate
         request._span = sp
         request._bp = bp
-        set_span(sp)
         if bp._observers[1] then
             local span = request.span
             bp:notify_server_span_created(request, span)
@@ -454,7 +452,6 @@ local function request_job(req, handler_id)
         if span and span._observers then
             span_mod().notify(span, "on_finish", not ok and getmetatable(a) ~= Abort and a or nil)
         end
-        set_span(nil)
     end
 end
 

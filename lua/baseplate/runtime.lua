@@ -12,6 +12,8 @@ double bp_now(void);
 double bp_monotonic(void);
 void bp_span_enter(struct bp_span_s *span);
 struct bp_span_s *bp_span_current(void);
+struct bp_span_s *bp_span_ref(struct bp_span_s *span);
+void bp_span_unref(struct bp_span_s *span);
 ]])
 
 local C = core.C
@@ -40,6 +42,16 @@ local function logger()
     return log
 end
 
+-- The span each parked coroutine works for (recorded by await): entered
+-- while the coroutine runs again, so its log lines carry the trace ID.
+local co_span = setmetatable({}, { __mode = "k" })
+
+--- Enter span `c` (a bp_span_t*, or nil) for the running code: for code
+--- that makes its own server span (scripts); requests are entered by the core.
+function M.set_span(c)
+    C.bp_span_enter(c)
+end
+
 --- Park the running coroutine until the core wakes `waiter`; returns the
 --- status (and results) the core woke it with. `start` is called with the
 --- waiter id and must return core.AGAIN, or another status to fail at once.
@@ -59,6 +71,10 @@ function M.await(start, a, b, c)
         return rc
     end
     waiting[id] = co
+    local sp = C.bp_span_current()
+    if sp ~= nil then -- re-entered when it resumes (held until then)
+        co_span[co] = ffi.gc(C.bp_span_ref(sp), C.bp_span_unref)
+    end
     return co_yield(WAIT)
 end
 
@@ -90,19 +106,20 @@ local function worker(fn, a, b)
     end
 end
 
--- The span each coroutine works for: entered (its trace ID on log lines)
--- while the coroutine runs.
-local co_span = setmetatable({}, { __mode = "k" })
-
---- Note that the running coroutine works for span `c` (a bp_span_t*, or nil).
-function M.set_span(c)
-    local co = co_running()
-    if co then co_span[co] = c end
-    C.bp_span_enter(c)
+-- An idle worker coroutine, or a new one.
+local function take_worker()
+    if pool_n > 0 then
+        local co = pool[pool_n]
+        pool[pool_n] = nil
+        pool_n = pool_n - 1
+        return co
+    end
+    local co = co_create(worker)
+    workers[co] = true
+    return co
 end
 
-local function after_resume(co, ok, what, prev)
-    C.bp_span_enter(prev) -- the span of whoever resumed (nil at the top)
+local function finish_resume(co, ok, what)
     if not ok then
         -- Jobs catch their own errors; this is a bug in baseplate itself.
         logger():error("coroutine died: %s", traceback(co, tostring(what)))
@@ -114,18 +131,11 @@ end
 
 --- Run fn(a, b) in a coroutine now (reusing an idle one); it may wait.
 local function spawn(fn, a, b)
-    local co
-    if pool_n > 0 then
-        co = pool[pool_n]
-        pool[pool_n] = nil
-        pool_n = pool_n - 1
-    else
-        co = co_create(worker)
-        workers[co] = true
-    end
+    local co = take_worker()
     local prev = C.bp_span_current()
     local ok, what = co_resume(co, fn, a, b)
-    return after_resume(co, ok, what, prev)
+    C.bp_span_enter(prev) -- the span of whoever spawned it
+    return finish_resume(co, ok, what)
 end
 M.spawn = spawn
 
@@ -136,9 +146,15 @@ function M.on_wake(waiter, status)
     if not co then return end
     waiting[waiter] = nil
     local prev = C.bp_span_current()
-    C.bp_span_enter(co_span[co])
+    local sp = co_span[co]
+    if sp then
+        co_span[co] = nil
+        C.bp_span_enter(sp)
+    end
     local ok, what = co_resume(co, status)
-    return after_resume(co, ok, what, prev)
+    C.bp_span_enter(prev)
+    if sp then C.bp_span_unref(ffi.gc(sp, nil)) end
+    return finish_resume(co, ok, what)
 end
 M.wake = M.on_wake
 
@@ -148,8 +164,11 @@ function M.set_request_job(fn)
     request_job = fn
 end
 
+-- The core entered the request's span and leaves it when this returns.
 function M.on_request(req, handler)
-    return spawn(request_job, req, handler)
+    local co = take_worker()
+    local ok, what = co_resume(co, request_job, req, handler)
+    return finish_resume(co, ok, what)
 end
 
 -- What each running request coroutine serves, for the SIGUSR1 dump.

@@ -27,8 +27,6 @@ int bp_trace_info_from_upstream(bp_trace_info_t *ti, const char *trace_id, const
 uint64_t bp_random_id(void);
 bp_span_t *bp_span_make_child(bp_span_t *parent, const char *name, int local,
                               const char *component_name, int *status);
-bp_span_t *bp_span_ref(bp_span_t *span);
-void bp_span_unref(bp_span_t *span);
 int bp_span_start(bp_span_t *span);
 int bp_span_set_tag(bp_span_t *span, const char *key, const char *value, int type);
 int bp_span_incr_tag(bp_span_t *span, const char *key, double delta);
@@ -44,7 +42,6 @@ double bp_span_duration(const bp_span_t *span);
 const char *bp_span_get_tag(const bp_span_t *span, const char *key, int *type);
 int bp_span_set_edge_request(bp_span_t *span, const char *data, size_t len);
 const char *bp_span_edge_request(const bp_span_t *span, size_t *len);
-bp_span_t *bp_span_current(void);
 ]])
 
 local C = core.C
