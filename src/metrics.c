@@ -18,6 +18,7 @@
 #define _GNU_SOURCE /* qsort_r */
 #endif
 #include "baseplate/metrics.h"
+#include "metrics_internal.h"
 #include "baseplate/config.h"
 #include "baseplate/log.h"
 #include "internal.h"
@@ -617,6 +618,19 @@ invalid:
   return BP_EINVAL;
 }
 
+/* A key known to be valid ("name,k=v…", dots stripped) after the namespace. */
+static int put_key_prepared(const bp_metrics_batch_t *b, buf_t *out, const char *key,
+                            size_t key_len, size_t name_len, size_t *full_name_len) {
+  size_t start = out->len;
+  if (b->ns_invalid) return BP_EINVAL;
+  if (buf_reserve(out, b->ns_len + 1 + key_len) != BP_OK) return BP_ENOMEM;
+  buf_put(out, b->ns, b->ns_len);
+  if (b->ns_len > 0 && name_len > 0) out->p[out->len++] = '.';
+  *full_name_len = out->len - start + name_len;
+  buf_put(out, key, key_len);
+  return BP_OK;
+}
+
 /* ":value|type[|@rate]" into dst (at least 2 * NUM_SIZE + 8 bytes). */
 static size_t put_value(char *dst, double value, const char *type, double rate) {
   size_t o = 0, tl = strlen(type);
@@ -655,6 +669,23 @@ static int record(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t
 int bp_metrics_timer(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
                      size_t ntags, double ms, double rate) {
   return record(b, name, tags, ntags, ms, "ms", rate);
+}
+
+int bp__metrics_timer_prepared(bp_metrics_batch_t *b, const bp__metric_key_t *k, double ms,
+                               double rate) {
+  size_t start, name_len;
+  int rc;
+  if (!b || !isfinite(ms) || !(rate > 0 && rate <= 1)) return BP_EINVAL;
+  start = b->lines.len;
+  rc = put_key_prepared(b, &b->lines, k->key, k->key_len, k->name_len, &name_len);
+  if (rc != BP_OK) return rc;
+  if (buf_reserve(&b->lines, VALUE_SIZE + 1) != BP_OK) {
+    b->lines.len = start;
+    return BP_ENOMEM;
+  }
+  b->lines.len += put_value(b->lines.p + b->lines.len, ms, "ms", rate);
+  b->lines.p[b->lines.len++] = '\n';
+  return BP_OK;
 }
 
 int bp_metrics_gauge(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
@@ -748,6 +779,33 @@ int bp_metrics_counter(bp_metrics_batch_t *b, const char *name, const bp_metric_
   start = b->keys.len;
   if ((rc = put_key(b, &b->keys, name, tags, ntags, &name_len)) != BP_OK) return rc;
   return counter_add(b, start, name_len, delta, rate);
+}
+
+int bp__metrics_counter_prepared(bp_metrics_batch_t *b, const bp__metric_key_t *k,
+                                 double delta, double rate) {
+  size_t start, name_len;
+  int rc;
+  if (!b || !isfinite(delta) || !(rate > 0 && rate <= 1)) return BP_EINVAL;
+  start = b->keys.len;
+  rc = put_key_prepared(b, &b->keys, k->key, k->key_len, k->name_len, &name_len);
+  if (rc != BP_OK) return rc;
+  return counter_add(b, start, name_len, delta, rate);
+}
+
+int bp__metric_key_prepare(bp__metric_key_t *k, const char *name, const bp_metric_tag_t *tags,
+                           size_t ntags) {
+  static const bp_metrics_batch_t plain; /* no namespace */
+  buf_t out = {k->key, 0, sizeof k->key};
+  size_t name_len;
+  /* put_key validates; it must not grow the fixed buffer */
+  size_t need = strlen(name) + 1;
+  for (size_t i = 0; i < ntags; i++)
+    need += (tags[i].key ? strlen(tags[i].key) : 0) + (tags[i].value ? strlen(tags[i].value) : 0) + 2;
+  if (need > sizeof k->key) return BP_ETOOBIG;
+  if (put_key(&plain, &out, name, tags, ntags, &name_len) != BP_OK) return BP_EINVAL;
+  k->key_len = out.len;
+  k->name_len = name_len;
+  return BP_OK;
 }
 
 static size_t window_count(const bp_metrics_t *m) { return m->window ? m->window->ncounters : 0; }

@@ -8,6 +8,7 @@
  */
 #include "span_internal.h"
 #include "internal.h"
+#include "metrics_internal.h"
 #include "baseplate/log.h"
 
 #include <stdio.h>
@@ -84,7 +85,18 @@ void bp__baseplate_server_span_created(bp_baseplate_t *bp, bp_span_t *span) {
 #define MAX_ALLOW 32
 #define MAX_TAGS (MAX_ALLOW + 3)
 
+/* The keys of one span name's lines, checked and formatted once: a request
+ * whose span has no allowlisted tags reuses them. */
+#define KEY_CACHE 64
+typedef struct {
+  char name[128]; /* "" for an empty slot */
+  int kind;
+  int ok;           /* the keys could be prepared */
+  bp__metric_key_t timer, success, failure;
+} key_set_t;
+
 struct metrics_observer_s {
+  key_set_t cache[KEY_CACHE];
   bp_metrics_t *transport;
   char *namespace_;
   int tagging;
@@ -119,6 +131,26 @@ static void flush_if_done(bp_span_t *span) {
   if (root->state == 2 && root->batch) bp_metrics_batch_flush(root->batch);
 }
 
+static int build_keys(const metrics_observer_t *m, key_set_t *k, const bp_span_t *s);
+
+/* The key set for span s, from the cache (built on a miss); NULL if its
+ * lines need the general path. */
+static const key_set_t *cached_keys(metrics_observer_t *m, const bp_span_t *s) {
+  const char *name = bp_span_name(s);
+  uint32_t h = 2166136261u;
+  size_t len = strlen(name);
+  key_set_t *k;
+  if (len >= sizeof m->cache[0].name || s->kind == BP_SPAN_LOCAL) return NULL;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
+  k = &m->cache[(h ^ (uint32_t)s->kind) % KEY_CACHE];
+  if (k->kind != s->kind || strcmp(k->name, name) != 0) {
+    memcpy(k->name, name, len + 1);
+    k->kind = s->kind;
+    k->ok = build_keys(m, k, s) == BP_OK;
+  }
+  return k->ok ? k : NULL;
+}
+
 static void untagged_finish(void *ud, bp_span_t *s, const char *error) {
   metrics_observer_t *m = ud;
   bp_metrics_batch_t *b = bp_span_metrics(s);
@@ -127,7 +159,16 @@ static void untagged_finish(void *ud, bp_span_t *s, const char *error) {
   int i, n;
   double total;
   const char *key;
+  const key_set_t *k;
   if (!b) return;
+  if (s->nctrs == 0 && !(s->kind == BP_SPAN_SERVER && (error || bp_span_get_tag(s, "timed_out", NULL))) &&
+      (k = cached_keys(m, s))) {
+    bp__metrics_timer_prepared(b, &k->timer, span_ms(s), m->rate);
+    bp__metrics_counter_prepared(b, error ? &k->failure : &k->success, 1, m->rate);
+    if (s->kind == BP_SPAN_SERVER) bp_metrics_batch_flush(b);
+    else flush_if_done(s);
+    return;
+  }
   switch (s->kind) {
   case BP_SPAN_SERVER:
     snprintf(name, sizeof name, "server.%s", sname);
@@ -175,29 +216,24 @@ static int allowed(const metrics_observer_t *m, const char *key) {
 
 static int tag_value_ok(const char *v) { return v[0] && !strpbrk(v, ",=:|\n"); }
 
-static void tagged_finish(void *ud, bp_span_t *s, const char *error) {
-  metrics_observer_t *m = ud;
-  bp_metrics_batch_t *b = bp_span_metrics(s);
-  bp_metric_tag_t tags[MAX_TAGS];
-  size_t nt = 0, base;
-  char client[256];
-  const char *sname = bp_span_name(s), *latency, *rate, *key, *value;
-  const char *dot;
-  int i, n, type;
-  double total;
-  if (!b) return;
+/* The tags every line of span s carries in tagged mode (endpoint, or client
+ * and endpoint), and its metric names. `client` holds the client part. */
+static size_t base_tags(const bp_span_t *s, bp_metric_tag_t *tags, char *client, size_t csize,
+                        const char **latency, const char **rate) {
+  const char *sname = bp_span_name(s), *dot;
+  size_t nt = 0;
   switch (s->kind) {
   case BP_SPAN_SERVER:
-    latency = "baseplate.server.latency";
-    rate = "baseplate.server.rate";
+    *latency = "baseplate.server.latency";
+    *rate = "baseplate.server.rate";
     tags[nt].key = "endpoint";
     tags[nt++].value = sname;
     break;
   case BP_SPAN_CLIENT:
-    latency = "baseplate.client.latency";
-    rate = "baseplate.client.rate";
+    *latency = "baseplate.client.latency";
+    *rate = "baseplate.client.rate";
     dot = strchr(sname, '.');
-    if (dot && (size_t)(dot - sname) < sizeof client) {
+    if (dot && (size_t)(dot - sname) < csize) {
       memcpy(client, sname, (size_t)(dot - sname));
       client[dot - sname] = '\0';
       tags[nt].key = "client";
@@ -210,12 +246,67 @@ static void tagged_finish(void *ud, bp_span_t *s, const char *error) {
     }
     break;
   default:
-    latency = "baseplate.local.latency";
-    rate = "baseplate.local.rate";
+    *latency = "baseplate.local.latency";
+    *rate = "baseplate.local.rate";
     tags[nt].key = "endpoint";
     tags[nt++].value = sname;
     break;
   }
+  return nt;
+}
+
+static int build_keys(const metrics_observer_t *m, key_set_t *k, const bp_span_t *s) {
+  char client[128], name[300];
+  const char *sname = bp_span_name(s), *latency, *rate;
+  bp_metric_tag_t tags[4];
+  size_t nt;
+  int rc;
+  if (m->tagging) {
+    nt = base_tags(s, tags, client, sizeof client, &latency, &rate);
+    if ((rc = bp__metric_key_prepare(&k->timer, latency, tags, nt)) != BP_OK) return rc;
+    tags[nt].key = "success";
+    tags[nt].value = "True";
+    if ((rc = bp__metric_key_prepare(&k->success, rate, tags, nt + 1)) != BP_OK) return rc;
+    tags[nt].value = "False";
+    return bp__metric_key_prepare(&k->failure, rate, tags, nt + 1);
+  }
+  snprintf(name, sizeof name, "%s.%s", s->kind == BP_SPAN_SERVER ? "server" : "clients", sname);
+  if ((rc = bp__metric_key_prepare(&k->timer, name, NULL, 0)) != BP_OK) return rc;
+  snprintf(name, sizeof name, "%s.%s.success", s->kind == BP_SPAN_SERVER ? "server" : "clients", sname);
+  if ((rc = bp__metric_key_prepare(&k->success, name, NULL, 0)) != BP_OK) return rc;
+  snprintf(name, sizeof name, "%s.%s.failure", s->kind == BP_SPAN_SERVER ? "server" : "clients", sname);
+  return bp__metric_key_prepare(&k->failure, name, NULL, 0);
+}
+
+/* Whether span s has a tag the allowlist passes (the general path then). */
+static int has_allowed_tag(const metrics_observer_t *m, const bp_span_t *s) {
+  int i, n = m->nallow ? bp__span_tag_count(s) : 0;
+  for (i = 0; i < n; i++) {
+    const char *key = bp__span_tag_at(s, i, NULL, NULL);
+    if (allowed(m, key)) return 1;
+  }
+  return 0;
+}
+
+static void tagged_finish(void *ud, bp_span_t *s, const char *error) {
+  metrics_observer_t *m = ud;
+  bp_metrics_batch_t *b = bp_span_metrics(s);
+  bp_metric_tag_t tags[MAX_TAGS];
+  size_t nt, base;
+  char client[256];
+  const char *latency, *rate, *key, *value;
+  const key_set_t *k;
+  int i, n, type;
+  double total;
+  if (!b) return;
+  if (s->nctrs == 0 && !has_allowed_tag(m, s) && (k = cached_keys(m, s))) {
+    bp__metrics_timer_prepared(b, &k->timer, span_ms(s), m->rate);
+    bp__metrics_counter_prepared(b, error ? &k->failure : &k->success, 1, m->rate);
+    if (s->kind == BP_SPAN_SERVER) bp_metrics_batch_flush(b);
+    else flush_if_done(s);
+    return;
+  }
+  nt = base_tags(s, tags, client, sizeof client, &latency, &rate);
   n = bp__span_tag_count(s);
   for (i = 0; i < n && nt < MAX_TAGS - 1; i++) {
     key = bp__span_tag_at(s, i, &value, &type);

@@ -1,0 +1,24 @@
+/* The core's private metrics entry points: lines whose key (name and tags)
+ * was checked and formatted once, for the observers' per-request lines. */
+#ifndef BASEPLATE_METRICS_INTERNAL_H
+#define BASEPLATE_METRICS_INTERNAL_H
+
+#include "baseplate/metrics.h"
+#include <stddef.h>
+
+typedef struct {
+  char key[256];   /* "name,k=v,…" without the namespace */
+  size_t key_len;
+  size_t name_len; /* the name part of key */
+} bp__metric_key_t;
+
+/* Check and format a key once: BP_EINVAL as bp_metrics_* would refuse it,
+ * BP_ETOOBIG when it does not fit. */
+int bp__metric_key_prepare(bp__metric_key_t *k, const char *name, const bp_metric_tag_t *tags,
+                           size_t ntags);
+int bp__metrics_timer_prepared(bp_metrics_batch_t *b, const bp__metric_key_t *k, double ms,
+                               double rate);
+int bp__metrics_counter_prepared(bp_metrics_batch_t *b, const bp__metric_key_t *k, double delta,
+                                 double rate);
+
+#endif
