@@ -727,11 +727,10 @@ static int grow_index(bp_metrics_batch_t *b) {
 
 /* Count `delta` for the key just written at b->keys.p + start (taken back
  * if the counter exists). */
-static int counter_add(bp_metrics_batch_t *b, size_t start, size_t name_len, double delta,
-                       double rate) {
+static int counter_add_hashed(bp_metrics_batch_t *b, size_t start, size_t name_len, double delta,
+                              double rate, uint32_t h) {
   const char *key = b->keys.p + start;
   size_t key_len = b->keys.len - start, i;
-  uint32_t h = hash_key(key, key_len, rate);
   counter_t *c;
 
   if (b->ncounters == b->counters_cap || (b->ncounters + 1) * 2 > b->nslots) {
@@ -769,6 +768,12 @@ nomem:
   return BP_ENOMEM;
 }
 
+static int counter_add(bp_metrics_batch_t *b, size_t start, size_t name_len, double delta,
+                       double rate) {
+  return counter_add_hashed(b, start, name_len, delta, rate,
+                            hash_key(b->keys.p + start, b->keys.len - start, rate));
+}
+
 int bp_metrics_counter(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
                        size_t ntags, double delta, double rate) {
   size_t start, name_len;
@@ -781,7 +786,7 @@ int bp_metrics_counter(bp_metrics_batch_t *b, const char *name, const bp_metric_
   return counter_add(b, start, name_len, delta, rate);
 }
 
-int bp__metrics_counter_prepared(bp_metrics_batch_t *b, const bp__metric_key_t *k,
+int bp__metrics_counter_prepared(bp_metrics_batch_t *b, bp__metric_key_t *k,
                                  double delta, double rate) {
   size_t start, name_len;
   int rc;
@@ -789,7 +794,17 @@ int bp__metrics_counter_prepared(bp_metrics_batch_t *b, const bp__metric_key_t *
   start = b->keys.len;
   rc = put_key_prepared(b, &b->keys, k->key, k->key_len, k->name_len, &name_len);
   if (rc != BP_OK) return rc;
-  return counter_add(b, start, name_len, delta, rate);
+  /* the hash depends on the namespace and the rate only: kept in the key */
+  if (!k->hashed || k->hash_rate != rate || k->hash_ns_len != b->ns_len ||
+      (b->ns_len && memcmp(k->hash_ns, b->ns, b->ns_len < sizeof k->hash_ns ? b->ns_len : sizeof k->hash_ns))) {
+    if (b->ns_len > sizeof k->hash_ns) return counter_add(b, start, name_len, delta, rate);
+    k->hash = hash_key(b->keys.p + start, b->keys.len - start, rate);
+    k->hash_rate = rate;
+    k->hash_ns_len = b->ns_len;
+    memcpy(k->hash_ns, b->ns, b->ns_len);
+    k->hashed = 1;
+  }
+  return counter_add_hashed(b, start, name_len, delta, rate, k->hash);
 }
 
 int bp__metric_key_prepare(bp__metric_key_t *k, const char *name, const bp_metric_tag_t *tags,
@@ -803,6 +818,7 @@ int bp__metric_key_prepare(bp__metric_key_t *k, const char *name, const bp_metri
     need += (tags[i].key ? strlen(tags[i].key) : 0) + (tags[i].value ? strlen(tags[i].value) : 0) + 2;
   if (need > sizeof k->key) return BP_ETOOBIG;
   if (put_key(&plain, &out, name, tags, ntags, &name_len) != BP_OK) return BP_EINVAL;
+  k->hashed = 0;
   k->key_len = out.len;
   k->name_len = name_len;
   return BP_OK;
@@ -816,7 +832,8 @@ static int window_add(bp_metrics_t *m, const bp_metrics_batch_t *b, const counte
   if (!m->window && !(m->window = bp_metrics_batch_new(NULL, NULL))) return BP_ENOMEM;
   start = m->window->keys.len;
   if (buf_append(&m->window->keys, b->keys.p + c->key_off, c->key_len) != BP_OK) return BP_ENOMEM;
-  return counter_add(m->window, start, c->name_len, c->total, c->rate);
+  /* the same key bytes and rate: the same hash */
+  return counter_add_hashed(m->window, start, c->name_len, c->total, c->rate, c->hash);
 }
 
 static void flush_window(bp_metrics_t *m) {

@@ -5,11 +5,18 @@
 
 #include "baseplate/metrics.h"
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
   char key[256];   /* "name,k=v,…" without the namespace */
   size_t key_len;
   size_t name_len; /* the name part of key */
+  /* the counter hash for one namespace and rate, computed on first use */
+  int hashed;
+  uint32_t hash;
+  double hash_rate;
+  size_t hash_ns_len;
+  char hash_ns[64];
 } bp__metric_key_t;
 
 /* Check and format a key once: BP_EINVAL as bp_metrics_* would refuse it,
@@ -18,7 +25,7 @@ int bp__metric_key_prepare(bp__metric_key_t *k, const char *name, const bp_metri
                            size_t ntags);
 int bp__metrics_timer_prepared(bp_metrics_batch_t *b, const bp__metric_key_t *k, double ms,
                                double rate);
-int bp__metrics_counter_prepared(bp_metrics_batch_t *b, const bp__metric_key_t *k, double delta,
+int bp__metrics_counter_prepared(bp_metrics_batch_t *b, bp__metric_key_t *k, double delta,
                                  double rate);
 
 #endif

@@ -135,7 +135,7 @@ static int build_keys(const metrics_observer_t *m, key_set_t *k, const bp_span_t
 
 /* The key set for span s, from the cache (built on a miss); NULL if its
  * lines need the general path. */
-static const key_set_t *cached_keys(metrics_observer_t *m, const bp_span_t *s) {
+static key_set_t *cached_keys(metrics_observer_t *m, const bp_span_t *s) {
   const char *name = bp_span_name(s);
   uint32_t h = 2166136261u;
   size_t len = strlen(name);
@@ -159,7 +159,7 @@ static void untagged_finish(void *ud, bp_span_t *s, const char *error) {
   int i, n;
   double total;
   const char *key;
-  const key_set_t *k;
+  key_set_t *k;
   if (!b) return;
   if (s->nctrs == 0 && !(s->kind == BP_SPAN_SERVER && (error || bp_span_get_tag(s, "timed_out", NULL))) &&
       (k = cached_keys(m, s))) {
@@ -295,7 +295,7 @@ static void tagged_finish(void *ud, bp_span_t *s, const char *error) {
   size_t nt, base;
   char client[256];
   const char *latency, *rate, *key, *value;
-  const key_set_t *k;
+  key_set_t *k;
   int i, n, type;
   double total;
   if (!b) return;
