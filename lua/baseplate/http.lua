@@ -271,7 +271,7 @@ end
 --- The request's server span (a baseplate.span Span), or nil without a
 --- Baseplate.
 function getters.span(self)
-    local c = rawget(self, "_span")
+    local c = C.bp_request_span(self._r)
     if c == nil then return nil end
     return span_mod().wrap(c, self)
 end
@@ -427,13 +427,10 @@ local set_activity = runtime.set_activity
 
 local function request_job(req, handler_id)
     local r = ffi_cast(req_ptr_t, req)
-    local request = setmetatable({ _r = r }, request_mt)
-    local sp = C.bp_request_span(r)
-    local bp
-    if sp ~= nil then
-        bp = handler_apps[handler_id].baseplate
-        request._span = sp
-        request._bp = bp
+    local sp = C.bp_request_span(r) ~= nil
+    local bp = sp and handler_apps[handler_id].baseplate or nil
+    local request = setmetatable({ _r = r, _bp = bp }, request_mt)
+    if sp then
         if bp._observers[1] then
             local span = request.span
             bp:notify_server_span_created(request, span)
@@ -442,12 +439,12 @@ local function request_job(req, handler_id)
     end
     set_activity(request)
     local ok, a, b, c = xpcall(handlers[handler_id], error_handler, request)
-    if not ok and sp ~= nil and getmetatable(a) ~= Abort then
+    if not ok and sp and getmetatable(a) ~= Abort then
         C.bp_request_set_error(r, span_mod().error_class(a))
     end
     render(r, ok, a, b, c)
     set_activity(nil)
-    if sp ~= nil then
+    if sp then
         local span = rawget(request, "span")
         if span and span._observers then
             span_mod().notify(span, "on_finish", not ok and getmetatable(a) ~= Abort and a or nil)
