@@ -544,11 +544,13 @@ static const http_parser_settings settings = {
 
 /* --- dispatch ------------------------------------------------------------------ */
 
-/* Copy a header value into buf as a C string; NULL if absent or too long. */
+/* Copy a header value into buf as a C string; NULL if absent, and a value
+ * that cannot parse if too long (the trace is then not trusted). */
 static const char *header_str(bp_request_t *r, const char *name, char *buf, size_t size) {
   size_t len;
   const char *v = bp_request_header(r, name, &len);
-  if (!v || len >= size) return v ? "" : NULL;
+  if (!v) return NULL;
+  if (len >= size) return "invalid";
   memcpy(buf, v, len);
   buf[len] = '\0';
   return buf;

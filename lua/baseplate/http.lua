@@ -430,7 +430,7 @@ local function request_job(req, handler_id)
     local sp = C.bp_request_span(r) ~= nil
     local bp = sp and handler_apps[handler_id].baseplate or nil
     local request = setmetatable({ _r = r, _bp = bp }, request_mt)
-    if sp then
+    if bp then -- (an app whose Baseplate was set from C has spans, no Lua side)
         if bp._observers[1] then
             local span = request.span
             bp:notify_server_span_created(request, span)

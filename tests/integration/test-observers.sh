@@ -204,8 +204,13 @@ stop_server TERM
 
 # --- runtime metrics -------------------------------------------------------------------
 start_capture
-serve_with "metrics.tagging = true\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" "monitoring.interval = 200 milliseconds" \
+serve_with "metrics.tagging = true\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" \
+  "monitoring.interval = 200 milliseconds\nmonitoring.blocked_hub = 50 milliseconds" \
   || { fail "server starts (runtime metrics)"; finish; }
+curl -s "$(url /block)" > /dev/null
+check_contains "a blocked loop is logged" "$(cat "$LOG")" "event loop blocked for"
+check_contains "and timed" "$(all_lines)" "runtime.blocked_hub,hostname=$(cat /proc/sys/kernel/hostname),PID=$SERVER_PID:N|ms"
+reset
 exec 4<>"/dev/tcp/127.0.0.1/$PORT"
 sleep 0.7
 host=$(cat /proc/sys/kernel/hostname)
@@ -215,6 +220,18 @@ check_contains "runtime.active_requests" "$(all_lines)" "runtime.active_requests
 check_contains "runtime.lua.memory_bytes" "$(all_lines)" "runtime.lua.memory_bytes,hostname=$host,PID=$pid:"
 exec 4<&-
 stop_server TERM
+
+# --- a Baseplate set through the C API (as a C module does) ---------------------------------
+start_capture
+OBS_C_BASEPLATE=1 serve_with "metrics.tagging = true\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" \
+  || { fail "server starts (C API baseplate)"; finish; }
+check_eq "C-set Baseplate: /health answers" "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(url /health)")" 200
+check_eq "C-set Baseplate: a route answers" "$(curl -s --max-time 5 "$(url /ok)")" '{"ok":true}'
+check_contains "C-set Baseplate: its spans are measured" "$(lines)" "baseplate.server.rate,endpoint=ok,success=True:1|c"
+t0=$(date +%s%3N)
+stop_server TERM
+t1=$(date +%s%3N)
+if [ $((t1 - t0)) -lt 3000 ]; then pass "C-set Baseplate: prompt shutdown"; else fail "C-set Baseplate: prompt shutdown" "$((t1 - t0)) ms"; fi
 
 # --- the hello-world example ------------------------------------------------------------
 start_capture

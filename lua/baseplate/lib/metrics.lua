@@ -111,18 +111,22 @@ local function done(self)
     if o.immediate then C.bp_metrics_batch_flush(o.b) end
 end
 
+local function send_counter(self, delta, sample_rate, level)
+    check(C.bp_metrics_counter(self.owner.b, self.name, self.tags, self.ntags, delta, sample_rate or 1),
+        "counter " .. self.name, level + 1)
+    done(self)
+end
+
 function Counter:increment(delta, sample_rate)
-    self:send(delta or 1, sample_rate or 1)
+    send_counter(self, delta or 1, sample_rate or 1, 2)
 end
 
 function Counter:decrement(delta, sample_rate)
-    self:send(-(delta or 1), sample_rate or 1)
+    send_counter(self, -(delta or 1), sample_rate or 1, 2)
 end
 
 function Counter:send(delta, sample_rate)
-    check(C.bp_metrics_counter(self.owner.b, self.name, self.tags, self.ntags, delta, sample_rate or 1),
-        "counter " .. self.name, 2)
-    done(self)
+    send_counter(self, delta, sample_rate, 2)
 end
 
 function Timer:start(sample_rate)
@@ -206,12 +210,14 @@ end
 --- A client over a C transport (kept alive by the client).
 function M.client(transport, namespace)
     local self = setmetatable({ transport = transport, namespace = namespace or "" }, Client)
-    self._direct = setmetatable({ b = new_batch(transport, namespace or ""), immediate = true }, Batch)
+    self._direct = setmetatable({ b = new_batch(transport, namespace or ""), immediate = true,
+                                  transport = transport }, Batch)
     return self
 end
 
 function Client:batch()
-    return setmetatable({ b = new_batch(self.transport, self.namespace) }, Batch)
+    -- the batch keeps the transport alive (its C batch points to it)
+    return setmetatable({ b = new_batch(self.transport, self.namespace), transport = self.transport }, Batch)
 end
 function Client:counter(name, tags) return metric(Counter, self._direct, name, tags) end
 function Client:timer(name, tags) return metric(Timer, self._direct, name, tags) end

@@ -68,7 +68,8 @@ local function report(server, bp, client, settings, base)
 end
 
 -- Time stalls of the loop: a timer that should fire every `tick` seconds.
-local function watch_loop(server, client, threshold, base)
+local function watch_loop(server, w)
+    local client, threshold, base = w.client, w.threshold, w.base
     local tick = math.min(threshold / 2, 0.05)
     local timer = client:timer("blocked_hub", base)
     while not server.stopped do
@@ -107,7 +108,8 @@ function M.start(server, app, settings)
         end
     end)
     if settings.monitoring.blocked_hub then
-        runtime.spawn(watch_loop, server, client, settings.monitoring.blocked_hub, base)
+        runtime.spawn(watch_loop, server,
+            { client = client, threshold = settings.monitoring.blocked_hub, base = base })
     end
 end
 

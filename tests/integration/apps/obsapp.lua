@@ -37,7 +37,14 @@ function M.make_app(app_config)
     bp:register(Recorder)
     bp:configure_context({ greeting = "hello", nested = { answer = 42 } })
 
-    local app = http.app(app_config, { baseplate = bp })
+    local app
+    if os.getenv("OBS_C_BASEPLATE") then
+        -- as a C module would: the Baseplate set through the C API only
+        app = http.app(app_config)
+        require("ffi").C.bp_app_set_baseplate(app.c, bp.c, 0)
+    else
+        app = http.app(app_config, { baseplate = bp })
+    end
     app:get("ok", "/ok", function(request)
         log:info("handling ok")
         return { ok = true }
@@ -85,6 +92,11 @@ function M.make_app(app_config)
     app:get("observed", "/observed", function(request)
         request.span:set_tag("color", "blue")
         request.span:make_child("inner.call"):with(function() end)
+        return {}
+    end)
+    app:get("block", "/block", function(request)
+        local t0 = os.clock()
+        while os.clock() - t0 < 0.2 do end -- holds the event loop
         return {}
     end)
     app:get("events", "/events", function(request)

@@ -1,0 +1,52 @@
+-- baseplate.lib.metrics from Lua: clients, batches, errors.
+local t = require("testlib")
+local metrics = require("baseplate.lib.metrics")
+local config = require("baseplate.lib.config")
+
+t.test("a batch keeps its client's transport alive", function()
+    -- 127.0.0.1:9 (discard): nothing listens, sends are fire-and-forget
+    local batch = metrics.metrics_client_from_config({ ["metrics.endpoint"] = "127.0.0.1:9",
+                                                       ["metrics.namespace"] = "ns" }):batch()
+    collectgarbage()
+    collectgarbage()
+    batch:counter("after.gc"):increment()
+    batch:timer("t"):send(0.5)
+    t.eq(batch:size(), #"ns.t:500|ms\nns.after.gc:1|c")
+    batch:flush()
+    t.eq(batch:size(), 0)
+end)
+
+t.test("a client's metrics send at once; stats count them", function()
+    local client = metrics.metrics_client_from_config({ ["metrics.endpoint"] = "127.0.0.1:9" })
+    client:counter("c"):increment()
+    client:gauge("g", { shard = 1 }):replace(3)
+    client:histogram("h"):add_sample(7)
+    local n = 0
+    client:timer("work"):with(function() n = n + 1 end)
+    t.eq(n, 1)
+    client:flush()
+    local datagrams, lines = client:stats()
+    t.ok(datagrams >= 1, "sent")
+    t.eq(lines, 4)
+end)
+
+t.test("errors name the metric and point at the caller", function()
+    local client = metrics.metrics_client_from_config({})
+    local err = t.raises("gauge g: invalid name, tag or value", function() client:gauge("g"):replace(-1) end)
+    t.ok(tostring(err):find("test-metrics.lua", 1, true), "points at the caller: " .. tostring(err))
+    err = t.raises("counter c: invalid", function() client:counter("c"):increment(1, 2) end)
+    t.ok(tostring(err):find("test-metrics.lua", 1, true), "points at the caller: " .. tostring(err))
+    t.raises("metric name must be a non-empty string", function() client:counter("") end)
+end)
+
+t.test("bad transport keys are configuration errors", function()
+    local ok, err = pcall(metrics.transport_from_config, { ["metrics.endpoint"] = "nowhere" })
+    t.ok(not ok)
+    t.ok(config.is_configuration_error(err), tostring(err))
+    t.eq(err.key, "metrics.endpoint")
+    ok, err = pcall(metrics.transport_from_config, { ["metrics.log_if_unconfigured"] = "perhaps" })
+    t.ok(not ok)
+    t.eq(err.key, "metrics.log_if_unconfigured")
+end)
+
+t.done()
