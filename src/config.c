@@ -63,14 +63,15 @@ static int span_ieq(span_t s, const char *word) {
   return 1;
 }
 
-/* `s` as a double-quoted, escaped, possibly shortened string in buf. */
-static const char *quote(span_t s, char *buf, size_t cap) {
+/* `p` (n bytes) double-quoted, escaped and shortened to `max` input bytes
+ * into buf (cap bytes: max * 4 + 8 is always enough). */
+const char *bp__quote(const char *p, size_t n, size_t max, char *buf, size_t cap) {
   static const char hex[] = "0123456789abcdef";
-  size_t i, o = 0, n = s.n > QUOTE_MAX ? QUOTE_MAX : s.n;
+  size_t i, o = 0, shown = n > max ? max : n;
 
   buf[o++] = '"';
-  for (i = 0; i < n && o + 8 < cap; i++) {
-    unsigned char c = (unsigned char)s.p[i];
+  for (i = 0; i < shown && o + 8 < cap; i++) {
+    unsigned char c = (unsigned char)p[i];
     if (c == '"' || c == '\\') {
       buf[o++] = '\\';
       buf[o++] = (char)c;
@@ -83,7 +84,7 @@ static const char *quote(span_t s, char *buf, size_t cap) {
       buf[o++] = (char)c;
     }
   }
-  if (i < s.n) {
+  if (i < n) {
     memcpy(buf + o, "...", 3);
     o += 3;
   }
@@ -91,6 +92,8 @@ static const char *quote(span_t s, char *buf, size_t cap) {
   buf[o] = '\0';
   return buf;
 }
+
+static const char *quote(span_t s, char *buf, size_t cap) { return bp__quote(s.p, s.n, QUOTE_MAX, buf, cap); }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -11,6 +11,10 @@
  * set, or BP_ETOOBIG when larger than max. */
 int bp__read_file(const char *path, char **out, size_t *len, size_t max);
 
+/* `p` (n bytes) double-quoted and escaped (\" \\ \xNN), cut after `max` input
+ * bytes with "...", into buf of cap bytes (max * 4 + 8 is enough). */
+const char *bp__quote(const char *p, size_t n, size_t max, char *buf, size_t cap);
+
 /* Forget per-logger levels (tests, and the end of a process). */
 void bp__log_reset(void);
 

@@ -174,32 +174,9 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* `s` double-quoted, escaped and shortened into buf (at least QUOTE_MAX * 4 + 8). */
+/* `s` double-quoted, escaped and shortened into buf (QUOTE_MAX * 4 + 8 bytes). */
 static const char *quote(const char *s, char *buf) {
-  static const char hex[] = "0123456789abcdef";
-  size_t i, o = 0;
-  buf[o++] = '"';
-  for (i = 0; s[i] && i < QUOTE_MAX; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') {
-      buf[o++] = '\\';
-      buf[o++] = (char)c;
-    } else if (c < 0x20 || c == 0x7f) {
-      buf[o++] = '\\';
-      buf[o++] = 'x';
-      buf[o++] = hex[c >> 4];
-      buf[o++] = hex[c & 15];
-    } else {
-      buf[o++] = (char)c;
-    }
-  }
-  if (s[i]) {
-    memcpy(buf + o, "...", 3);
-    o += 3;
-  }
-  buf[o++] = '"';
-  buf[o] = '\0';
-  return buf;
+  return bp__quote(s, strlen(s), QUOTE_MAX, buf, QUOTE_MAX * 4 + 8);
 }
 
 /* --- the transport ------------------------------------------------------------ */

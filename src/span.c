@@ -141,6 +141,19 @@ static size_t arena_put(bp_span_t *s, const char *str, size_t len) {
   return off;
 }
 
+/* Room for one more of the *n elements at *arr (capacity *cap). */
+static int grow_array(void **arr, int n, int *cap, size_t size, int first) {
+  int c;
+  void *p;
+  if (n < *cap) return BP_OK;
+  c = *cap ? *cap * 2 : first;
+  if (!(p = realloc(*arr, (size_t)c * size))) return BP_ENOMEM;
+  *arr = p;
+  *cap = c;
+  return BP_OK;
+}
+#define GROW(arr, n, cap, first) grow_array((void **)&(arr), (n), &(cap), sizeof *(arr), (first))
+
 #define STR(s, off) ((s)->arena + (off))
 #define TAG_KEY(s, i) ((s)->tags[i].skey ? (s)->tags[i].skey : STR(s, (s)->tags[i].key))
 
@@ -263,15 +276,9 @@ bp_span_t *bp_span_make_child(bp_span_t *parent, const char *name, int local,
 }
 
 int bp_span_register(bp_span_t *s, const bp_span_observer_t *vt, void *ud) {
-  if (s->nobs == s->cap_obs) {
-    int cap = s->cap_obs ? s->cap_obs * 2 : 4;
-    void *p = realloc(s->obs, (size_t)cap * sizeof *s->obs);
-    if (!p) {
-      if (vt->release) vt->release(ud);
-      return BP_ENOMEM;
-    }
-    s->obs = p;
-    s->cap_obs = cap;
+  if (GROW(s->obs, s->nobs, s->cap_obs, 4) != BP_OK) {
+    if (vt->release) vt->release(ud);
+    return BP_ENOMEM;
   }
   s->obs[s->nobs].vt = vt;
   s->obs[s->nobs].ud = ud;
@@ -297,13 +304,7 @@ int bp_span_set_tag(bp_span_t *s, const char *key, const char *value, int type) 
   for (i = 0; i < s->ntags; i++)
     if (strcmp(TAG_KEY(s, i), key) == 0) break;
   if (i == s->ntags) {
-    if (s->ntags == s->cap_tags) {
-      int cap = s->cap_tags ? s->cap_tags * 2 : 8;
-      void *p = realloc(s->tags, (size_t)cap * sizeof *s->tags);
-      if (!p) return BP_ENOMEM;
-      s->tags = p;
-      s->cap_tags = cap;
-    }
+    if (GROW(s->tags, s->ntags, s->cap_tags, 8) != BP_OK) return BP_ENOMEM;
     if ((k = arena_put(s, key, strlen(key))) == (size_t)-1) return BP_ENOMEM;
     s->tags[i].skey = NULL;
     s->tags[i].key = k;
@@ -320,13 +321,7 @@ int bp_span_set_tag(bp_span_t *s, const char *key, const char *value, int type) 
 int bp__span_tag_static(bp_span_t *s, const char *key, const char *value, size_t len, int type) {
   size_t v;
   int i = s->ntags;
-  if (s->ntags == s->cap_tags) {
-    int cap = s->cap_tags ? s->cap_tags * 2 : 8;
-    void *p = realloc(s->tags, (size_t)cap * sizeof *s->tags);
-    if (!p) return BP_ENOMEM;
-    s->tags = p;
-    s->cap_tags = cap;
-  }
+  if (GROW(s->tags, s->ntags, s->cap_tags, 8) != BP_OK) return BP_ENOMEM;
   if ((v = arena_put(s, value, len)) == (size_t)-1) return BP_ENOMEM;
   s->tags[i].skey = key;
   s->tags[i].value = v;
@@ -345,13 +340,7 @@ int bp_span_incr_tag(bp_span_t *s, const char *key, double delta) {
     if (strcmp(STR(s, s->ctrs[i].key), key) == 0) break;
   if (i == s->nctrs) {
     size_t k;
-    if (s->nctrs == s->cap_ctrs) {
-      int cap = s->cap_ctrs ? s->cap_ctrs * 2 : 4;
-      void *p = realloc(s->ctrs, (size_t)cap * sizeof *s->ctrs);
-      if (!p) return BP_ENOMEM;
-      s->ctrs = p;
-      s->cap_ctrs = cap;
-    }
+    if (GROW(s->ctrs, s->nctrs, s->cap_ctrs, 4) != BP_OK) return BP_ENOMEM;
     if ((k = arena_put(s, key, strlen(key))) == (size_t)-1) return BP_ENOMEM;
     s->ctrs[i].key = k;
     s->ctrs[i].total = 0;

@@ -7,6 +7,8 @@
 #define BP_TEST_H
 
 #include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -83,6 +85,23 @@ static int bp_test_cur_failed;
       printf("ok     %s\n", #fn);                                                   \
     }                                                                               \
   } while (0)
+
+/* Run fn with stdout (where log lines go) redirected into out. */
+static inline void bp_test_capture(void (*fn)(void), char *out, size_t size) {
+  int fds[2], saved;
+  ssize_t n;
+  fflush(stdout);
+  if (pipe(fds) != 0) abort();
+  saved = dup(1);
+  dup2(fds[1], 1);
+  close(fds[1]);
+  fn();
+  dup2(saved, 1);
+  close(saved);
+  n = read(fds[0], out, size - 1);
+  out[n > 0 ? n : 0] = '\0';
+  close(fds[0]);
+}
 
 static inline int bp_test_summary(void) {
   printf("%d passed, %d failed\n", bp_test_passed, bp_test_failed);

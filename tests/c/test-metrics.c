@@ -98,21 +98,7 @@ static const char *sent(bp_metrics_t *m, bp_metrics_batch_t *b) {
 }
 
 /* Run fn with stdout redirected into `out`. */
-static void capture(void (*fn)(void)) {
-  int fds[2], saved;
-  ssize_t n;
-  fflush(stdout);
-  if (pipe(fds) != 0) abort();
-  saved = dup(1);
-  dup2(fds[1], 1);
-  close(fds[1]);
-  fn();
-  dup2(saved, 1);
-  close(saved);
-  n = read(fds[0], out, sizeof out - 1);
-  out[n > 0 ? n : 0] = '\0';
-  close(fds[0]);
-}
+static void capture(void (*fn)(void)) { bp_test_capture(fn, out, sizeof out); }
 
 static void on_tick(uv_timer_t *t) { uv_close((uv_handle_t *)t, NULL); }
 
