@@ -778,7 +778,7 @@ int bp__metrics_counter_prepared(bp_metrics_batch_t *b, bp__metric_key_t *k,
     k->hash = hash_key(b->keys.p + start, b->keys.len - start, rate);
     k->hash_rate = rate;
     k->hash_ns_len = b->ns_len;
-    memcpy(k->hash_ns, b->ns, b->ns_len);
+    if (b->ns_len) memcpy(k->hash_ns, b->ns, b->ns_len);
     k->hashed = 1;
   }
   return counter_add_hashed(b, start, name_len, delta, rate, k->hash);
