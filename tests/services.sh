@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The servers the client tests talk to: a real redis-server and a real
+# PostgreSQL, on loopback, on their own ports, with their data under the
+# build directory. ctest runs `services.sh start` before the tests that need
+# them and `services.sh stop` after (a fixture), so a fresh machine with
+# nothing running works, and nothing is left behind.
+#
+#   tests/services.sh start|stop BUILD_DIR
+#
+# Ports: BP_TEST_REDIS_PORT (16379) and BP_TEST_PG_PORT (15432). The tests
+# find them as BP_TEST_REDIS_URL and BP_TEST_PG_URL (set by tests/CMakeLists.txt).
+set -euo pipefail
+action=${1:?start or stop}
+BUILD=${2:?build directory}
+REDIS_PORT=${BP_TEST_REDIS_PORT:-16379}
+PG_PORT=${BP_TEST_PG_PORT:-15432}
+DIR=$BUILD/test-services
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+
+# PostgreSQL refuses to run as root: its files belong to a plain user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u "$PG_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+PG_USER=postgres
+id -u postgres >/dev/null 2>&1 || PG_USER=nobody
+
+wait_port() { # PORT SECONDS
+  for _ in $(seq 1 $(($2 * 20))); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}
+
+start() {
+  command -v redis-server >/dev/null || { echo "services: redis-server is missing (scripts/install-deps)" >&2; exit 1; }
+  [ -x "$PGBIN/initdb" ] || { echo "services: PostgreSQL is missing (scripts/install-deps)" >&2; exit 1; }
+  stop quiet
+  mkdir -p "$DIR/redis"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DIR/redis" --save "" --appendonly no \
+    --daemonize yes --pidfile "$DIR/redis/redis.pid" --logfile "$DIR/redis/redis.log"
+  wait_port "$REDIS_PORT" 10 || { echo "services: redis-server did not start" >&2; cat "$DIR/redis/redis.log" >&2; exit 1; }
+
+  mkdir -p "$DIR/pg"
+  chmod 755 "$DIR" "$DIR/pg"
+  if [ "$(id -u)" = 0 ]; then chown "$PG_USER" "$DIR/pg"; fi
+  as_pg "$PGBIN/initdb" -D "$DIR/pg/data" -U baseplate --auth=trust -E UTF8 >"$DIR/pg/initdb.log" 2>&1 \
+    || { echo "services: initdb failed" >&2; cat "$DIR/pg/initdb.log" >&2; exit 1; }
+  as_pg "$PGBIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/postgres.log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$DIR/pg -c max_connections=200 -c fsync=off" \
+    start >/dev/null || { echo "services: PostgreSQL did not start" >&2; cat "$DIR/pg/postgres.log" >&2; exit 1; }
+  as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U baseplate -d postgres -qc "CREATE DATABASE baseplate" >/dev/null
+  echo "services: redis on 127.0.0.1:$REDIS_PORT, postgresql on 127.0.0.1:$PG_PORT"
+}
+
+stop() {
+  if [ -f "$DIR/redis/redis.pid" ]; then
+    kill "$(cat "$DIR/redis/redis.pid")" 2>/dev/null || true
+    rm -f "$DIR/redis/redis.pid"
+  fi
+  if [ -f "$DIR/pg/data/postmaster.pid" ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$DIR/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$DIR"
+  [ "${1:-}" = quiet ] || echo "services: stopped"
+}
+
+case "$action" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: services.sh start|stop BUILD_DIR" >&2; exit 2 ;;
+esac
