@@ -1,0 +1,442 @@
+-- Redis: non-blocking (hiredis on the event loop), pooled and instrumented.
+--
+--   bp:configure_context({ foo = redis.RedisClient() })
+--   -- [app:main] foo.url = redis://localhost:6379/0
+--   request.foo:set("k", "v")
+--   request.foo:get("k")                   --> "v"
+--   local p = request.foo:pipeline("warm")  -- MULTI/EXEC by default
+--   p:incr("a"); p:expire("a", 60)
+--   p:execute()                             --> { 1, 1 }
+--
+-- Every command is a child span "{name}.{COMMAND}" of the request's span;
+-- a pipeline is "{name}.pipeline_{pipeline name}". Replies become Lua
+-- values: nil, numbers, strings, arrays (tables with n), and a Redis error
+-- reply raises a RedisError the handler can catch.
+local ffi = require("ffi")
+local core = require("baseplate.core")
+local runtime = require("baseplate.runtime")
+local config = require("baseplate.lib.config")
+local Pool = require("baseplate.clients.pool")
+
+ffi.cdef([[
+typedef struct bp_redis_conn_s bp_redis_conn_t;
+typedef struct bp_redis_reply_s bp_redis_reply_t;
+int bp_redis_connect(const char *host, int port, double connect_timeout, int waiter,
+                     bp_redis_conn_t **out, char *err, size_t errlen);
+int bp_redis_send(bp_redis_conn_t *c, int ncmds, const int *argcs, const char *const *argv,
+                  const size_t *argvlen, double timeout, int waiter);
+int bp_redis_reply_count(const bp_redis_conn_t *c);
+const bp_redis_reply_t *bp_redis_reply(const bp_redis_conn_t *c, int i);
+int bp_redis_reply_type(const bp_redis_reply_t *r);
+long long bp_redis_reply_integer(const bp_redis_reply_t *r);
+const char *bp_redis_reply_string(const bp_redis_reply_t *r, size_t *len);
+size_t bp_redis_reply_elements(const bp_redis_reply_t *r);
+const bp_redis_reply_t *bp_redis_reply_element(const bp_redis_reply_t *r, size_t i);
+const char *bp_redis_error(const bp_redis_conn_t *c);
+int bp_redis_broken(const bp_redis_conn_t *c);
+int bp_redis_busy(const bp_redis_conn_t *c);
+void bp_redis_close(bp_redis_conn_t *c);
+]])
+
+local C = core.C
+local ffi_string = ffi.string
+local type, tostring, tonumber, select, setmetatable, error, pcall = type, tostring, tonumber, select, setmetatable, error, pcall
+local upper, format = string.upper, string.format
+
+local M = {}
+
+local STRING, ARRAY, INTEGER, NIL, STATUS, ERROR = 1, 2, 3, 4, 5, 6
+
+--------------------------------------------------------------------------------
+-- Errors
+
+local RedisError = {}
+RedisError.__index = RedisError
+RedisError.__tostring = function(e) return e.message end
+M.RedisError = RedisError
+
+-- A Redis error reply: the connection is fine (the pool keeps it).
+local function reply_error(msg)
+    return setmetatable({ class = "RedisError", message = msg, connection_ok = true }, RedisError)
+end
+
+-- A failure of the connection itself (it is discarded).
+local function connection_error(class, msg)
+    return setmetatable({ class = class, message = msg }, RedisError)
+end
+
+--------------------------------------------------------------------------------
+-- Connections
+
+local len_cell = ffi.new("size_t[1]")
+
+local function convert(r)
+    local t = C.bp_redis_reply_type(r)
+    if t == STRING or t == STATUS then
+        local p = C.bp_redis_reply_string(r, len_cell)
+        return ffi_string(p, len_cell[0])
+    elseif t == INTEGER then
+        return tonumber(C.bp_redis_reply_integer(r))
+    elseif t == NIL then
+        return nil
+    elseif t == ERROR then
+        local p = C.bp_redis_reply_string(r, len_cell)
+        return reply_error(ffi_string(p, len_cell[0]))
+    elseif t == ARRAY then
+        local n = tonumber(C.bp_redis_reply_elements(r))
+        local out = { n = n }
+        for i = 1, n do
+            out[i] = convert(C.bp_redis_reply_element(r, i - 1))
+        end
+        return out
+    end
+    return nil
+end
+
+local function start_connect(waiter, cfg, out)
+    return C.bp_redis_connect(cfg.host, cfg.port, cfg.connect_timeout, waiter, out,
+        core.errbuf, core.errbuf_size)
+end
+
+local function start_send(waiter, conn, req)
+    return C.bp_redis_send(conn.c, req.ncmds, req.argcs, req.argv, req.argvlen, req.timeout, waiter)
+end
+
+local function status_error(conn, rc, what, timeout)
+    if rc == core.ETIMEDOUT then
+        return connection_error("TimeoutError",
+            format("redis %s: %s timed out after %gs", conn.where, what, timeout or conn.timeout))
+    end
+    local detail = conn.c ~= nil and ffi_string(C.bp_redis_error(conn.c)) or core.strerror(rc)
+    if detail == "" then detail = core.strerror(rc) end
+    return connection_error("ConnectionError", format("redis %s: %s failed: %s", conn.where, what, detail))
+end
+
+-- Send commands (a list of argument lists) in one round trip; returns the
+-- list of converted replies. `timeout` overrides the socket timeout.
+local function send(conn, cmds, what, timeout)
+    local ncmds, total = #cmds, 0
+    for i = 1, ncmds do total = total + #cmds[i] end
+    local req = {
+        ncmds = ncmds,
+        argcs = ffi.new("int[?]", ncmds),
+        argv = ffi.new("const char *[?]", total),
+        argvlen = ffi.new("size_t[?]", total),
+        keep = {},
+        timeout = timeout or conn.timeout,
+    }
+    local k = 0
+    for i = 1, ncmds do
+        local cmd = cmds[i]
+        req.argcs[i - 1] = #cmd
+        for j = 1, #cmd do
+            local s = cmd[j]
+            if type(s) ~= "string" then s = tostring(s) end
+            req.keep[k + 1] = s -- the C side points into these strings until the replies are in
+            req.argv[k] = s
+            req.argvlen[k] = #s
+            k = k + 1
+        end
+    end
+    local rc = runtime.await(start_send, conn, req)
+    if rc ~= core.OK then error(status_error(conn, rc, what, req.timeout), 0) end
+    local replies = {}
+    for i = 1, C.bp_redis_reply_count(conn.c) do
+        replies[i] = convert(C.bp_redis_reply(conn.c, i - 1))
+    end
+    req.keep = nil
+    return replies
+end
+
+local function open(cfg)
+    local out = ffi.new("bp_redis_conn_t *[1]")
+    local rc = runtime.await(start_connect, cfg, out)
+    local conn = { c = out[0], timeout = cfg.timeout or 0, where = cfg.where }
+    if conn.c == nil then
+        error(connection_error("ConnectionError", format("redis %s: %s", cfg.where, core.errmsg())), 0)
+    end
+    ffi.gc(conn.c, C.bp_redis_close)
+    if rc ~= core.OK then
+        local err = status_error(conn, rc, "connect")
+        C.bp_redis_close(ffi.gc(conn.c, nil))
+        conn.c = nil
+        error(err, 0)
+    end
+    local setup = {}
+    if cfg.password then setup[#setup + 1] = { "AUTH", cfg.password } end
+    if cfg.db and cfg.db ~= 0 then setup[#setup + 1] = { "SELECT", tostring(cfg.db) } end
+    if #setup > 0 then
+        local replies = send(conn, setup, "connection setup")
+        for i = 1, #setup do
+            if type(replies[i]) == "table" and getmetatable(replies[i]) == RedisError then
+                M.close_conn(conn)
+                error(connection_error("ConnectionError",
+                    format("redis %s: %s failed: %s", cfg.where, setup[i][1], replies[i].message)), 0)
+            end
+        end
+    end
+    return conn
+end
+
+function M.close_conn(conn)
+    if conn.c ~= nil then
+        C.bp_redis_close(ffi.gc(conn.c, nil))
+        conn.c = nil
+    end
+end
+
+local function usable(conn)
+    return conn.c ~= nil and C.bp_redis_broken(conn.c) == 0
+end
+
+--------------------------------------------------------------------------------
+-- Configuration
+
+--- Parse a redis:// URL: host, port, db, password.
+function M.parse_url(url)
+    local scheme, rest = url:match("^(%a+)://(.*)$")
+    if not scheme then error("expected a URL like redis://localhost:6379/0", 0) end
+    if scheme == "rediss" then
+        error("rediss:// needs TLS, which the hiredis this build uses (0.14) does not have", 0)
+    elseif scheme ~= "redis" then
+        error("unknown scheme " .. scheme .. "://, expected redis://", 0)
+    end
+    local userinfo, hostpart = rest:match("^([^@]*)@(.*)$")
+    hostpart = hostpart or rest
+    local password
+    if userinfo then password = userinfo:match(":(.*)$") or userinfo end
+    if password == "" then password = nil end
+    local hostport, path = hostpart:match("^([^/]*)(.*)$")
+    local host, port
+    if hostport:sub(1, 1) == "[" then
+        host, port = hostport:match("^%[([^%]]+)%]:?(%d*)$")
+    else
+        host, port = hostport:match("^([^:]*):?(%d*)$")
+    end
+    if not host or host == "" then error("no host in " .. url, 0) end
+    if host == "localhost" then host = "127.0.0.1" end
+    port = tonumber(port ~= "" and port or "6379")
+    if port < 1 or port > 65535 then error("invalid port in " .. url, 0) end
+    local db = 0
+    if path ~= "" and path ~= "/" then
+        db = tonumber(path:match("^/(%d+)$") or "")
+        if not db then error("invalid database number in " .. url, 0) end
+    end
+    return { host = host, port = port, db = db, password = password }
+end
+
+local spec = {
+    url = config.String,
+    max_connections = config.Optional(config.Integer, 50),
+    socket_connect_timeout = config.Optional(config.Timespan, 5),
+    socket_timeout = config.Optional(config.Timespan, nil),
+    pool_timeout = config.Optional(config.Timespan, 5),
+}
+
+--- A connection pool from the keys under `prefix` ("redis." by default):
+--- url, max_connections, socket_connect_timeout, socket_timeout, pool_timeout.
+function M.pool_from_config(app_config, prefix, name)
+    prefix = prefix or "redis."
+    local sub = {}
+    for k, v in pairs(app_config) do
+        if type(k) == "string" and k:sub(1, #prefix) == prefix then sub[k:sub(#prefix + 1)] = v end
+    end
+    local key_base = prefix:gsub("%.$", "")
+    local cfg = config.parse_config(sub, spec)
+    local ok, target = pcall(M.parse_url, cfg.url)
+    if not ok then error(config.ConfigurationError(key_base .. ".url", target), 0) end
+    if cfg.max_connections < 1 then
+        error(config.ConfigurationError(key_base .. ".max_connections", "must be at least 1"), 0)
+    end
+    target.connect_timeout = cfg.socket_connect_timeout
+    target.timeout = cfg.socket_timeout or 0
+    target.where = target.host .. ":" .. target.port
+    return Pool.new({
+        name = name or key_base,
+        size = cfg.max_connections,
+        timeout = cfg.pool_timeout,
+        connect = function() return open(target) end,
+        close = M.close_conn,
+        usable = usable,
+    })
+end
+
+--------------------------------------------------------------------------------
+-- The context object
+
+local function run(conn, cmds, what, timeout)
+    return send(conn, cmds, what, timeout)
+end
+
+-- Run `cmds` on a pooled connection inside a child span of `span`.
+local function traced(pool, span, trace_name, cmds, what)
+    local function go()
+        return pool:with(run, cmds, what)
+    end
+    if span == nil then return go() end
+    return span:make_child(trace_name):with(go)
+end
+
+local Monitored = {}
+M.MonitoredRedisConnection = Monitored
+
+local function monitored_index(self, k)
+    local m = Monitored[k]
+    if m ~= nil then return m end
+    if type(k) ~= "string" or k:sub(1, 1) == "_" then return nil end
+    local cmd = upper(k)
+    local f = function(this, ...) return this:execute_command(cmd, ...) end
+    Monitored[k] = f
+    return f
+end
+
+local monitored_mt = { __index = monitored_index }
+
+function M.monitored(name, span, pool)
+    return setmetatable({ _name = name, _span = span, _pool = pool }, monitored_mt)
+end
+
+--- Run any command: execute_command("HSET", "h", "f", "v").
+function Monitored:execute_command(...)
+    local n = select("#", ...)
+    if n == 0 then error("execute_command: no command", 2) end
+    local cmd = { ... }
+    cmd[1] = upper(tostring(cmd[1]))
+    local replies = traced(self._pool, self._span, self._name .. "." .. cmd[1], { cmd }, cmd[1])
+    local r = replies[1]
+    if type(r) == "table" and getmetatable(r) == RedisError then error(r, 2) end
+    return r
+end
+
+local Pipeline = {}
+local function pipeline_index(self, k)
+    local m = Pipeline[k]
+    if m ~= nil then return m end
+    if type(k) ~= "string" or k:sub(1, 1) == "_" then return nil end
+    local cmd = upper(k)
+    local f = function(this, ...)
+        local args = { cmd, ... }
+        this._cmds[#this._cmds + 1] = args
+        return this
+    end
+    Pipeline[k] = f
+    return f
+end
+local pipeline_mt = { __index = pipeline_index }
+
+--- A pipeline: commands called on it are queued, execute() sends them in
+--- one round trip (inside MULTI/EXEC unless transaction is false) and
+--- returns their replies in order.
+function Monitored:pipeline(name, transaction)
+    if type(name) ~= "string" or name == "" then error("pipeline: a name is required", 2) end
+    return setmetatable({ _conn = self, _name = name, _cmds = {}, _transaction = transaction ~= false },
+        pipeline_mt)
+end
+
+function Pipeline:execute_command(...)
+    local args = { ... }
+    args[1] = upper(tostring(args[1]))
+    self._cmds[#self._cmds + 1] = args
+    return self
+end
+
+function Pipeline:execute()
+    local cmds = self._cmds
+    self._cmds = {}
+    if #cmds == 0 then return { n = 0 } end
+    local conn = self._conn
+    local send_cmds = cmds
+    if self._transaction then
+        send_cmds = { { "MULTI" } }
+        for i = 1, #cmds do send_cmds[i + 1] = cmds[i] end
+        send_cmds[#send_cmds + 1] = { "EXEC" }
+    end
+    local replies = traced(conn._pool, conn._span, conn._name .. ".pipeline_" .. self._name, send_cmds,
+        "pipeline " .. self._name)
+    local results
+    if self._transaction then
+        for i = 1, #replies - 1 do -- MULTI and the QUEUED replies: an error here aborted the EXEC
+            local r = replies[i]
+            if type(r) == "table" and getmetatable(r) == RedisError then error(r, 2) end
+        end
+        results = replies[#replies]
+        if results == nil then error(reply_error("EXECABORT transaction discarded"), 2) end
+    else
+        results = { n = #cmds }
+        for i = 1, #cmds do results[i] = replies[i] end
+    end
+    for i = 1, results.n or #results do
+        local r = results[i]
+        if type(r) == "table" and getmetatable(r) == RedisError then error(r, 2) end
+    end
+    return results
+end
+
+--------------------------------------------------------------------------------
+-- The context factory and its config parser
+
+local Factory = {}
+Factory.__index = Factory
+M.RedisContextFactory = Factory
+
+function M.context_factory(pool)
+    return setmetatable({ pool = pool }, Factory)
+end
+
+function Factory:make_object_for_context(name, span)
+    return M.monitored(name, span, self.pool)
+end
+
+function Factory:report_runtime_metrics(batch)
+    local s = self.pool:stats()
+    batch:gauge("pool.size"):replace(s.size)
+    batch:gauge("pool.in_use"):replace(s.in_use)
+end
+
+local Parser = setmetatable({}, { __index = config.Parser })
+Parser.__index = Parser
+
+--- For configure_context: { foo = RedisClient() } reads foo.url and the
+--- other keys, and puts a MonitoredRedisConnection on each request as foo.
+function M.RedisClient()
+    return setmetatable({}, Parser)
+end
+
+function Parser:parse(key_path, raw)
+    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path))
+end
+
+--------------------------------------------------------------------------------
+-- MessageQueue
+
+local Queue = {}
+Queue.__index = Queue
+
+--- A Redis list used as a queue: put(message), get(timeout), close().
+function M.MessageQueue(name, pool)
+    return setmetatable({ name = name, pool = pool }, Queue)
+end
+
+function Queue:put(message)
+    self.pool:with(run, { { "RPUSH", self.name, tostring(message) } }, "put")
+end
+
+--- Wait up to `timeout` seconds (rounded up; nil: forever) for a message;
+--- raises TimeoutError when none came.
+function Queue:get(timeout)
+    local t = timeout and math.ceil(timeout) or 0
+    -- the server answers after t seconds: wait a little longer than that
+    local replies = self.pool:with(run, { { "BLPOP", self.name, tostring(t) } }, "get", t > 0 and t + 5 or 0)
+    local r = replies[1]
+    if r == nil then
+        error(setmetatable({ class = "TimeoutError", message = "queue " .. self.name .. ": no message within "
+            .. t .. "s", connection_ok = true }, RedisError), 2)
+    end
+    return r[2]
+end
+
+function Queue:close()
+    self.pool:with(run, { { "DEL", self.name } }, "close")
+end
+
+return M
