@@ -22,5 +22,6 @@
 #include "baseplate/http.h"
 #include "baseplate/module.h"
 #include "baseplate/runtime.h"
+#include "baseplate/redis.h"
 
 #endif

@@ -1,24 +1,24 @@
 /*
- * Redis connections (docs/redis.md): hiredis's asynchronous client on the
- * process's libuv loop. The loop is never blocked: names are resolved with
- * uv_getaddrinfo, connecting, writing and reading wait for the socket, and
- * the connect and command time limits are loop timers.
+ * Redis connections (docs/redis.md): commands written in RESP on a libuv
+ * TCP stream of the process's loop, replies parsed by hiredis's reader. The
+ * loop is never blocked: names are resolved with uv_getaddrinfo, connecting,
+ * writing and reading wait for the socket, and the connect and command time
+ * limits are loop timers. Sockets get TCP_NODELAY.
  *
  * One connection runs one operation at a time (a connect, then sends); the
  * pooling, spans and waiting are the Lua side's (baseplate.clients.redis).
  * Operations follow the core's async convention: the function returns
  * BP_AGAIN and the coroutine waiting as `waiter` is woken exactly once, from
  * the loop, with the operation's status; when a function returns anything
- * else, nobody is woken.
+ * else, nobody is woken. An idle connection does not keep the loop alive.
  *
  * A connection that lost its server, timed out or failed to connect is
  * broken: it cannot send again, bp_redis_error() says why, and the only
  * thing left to do is bp_redis_close().
  *
- * Replies are copied out of hiredis into the connection (one arena per
- * send, so a reply of any size costs a few allocations), and stay readable
+ * Replies are hiredis's reply objects, kept by the connection and readable
  * until the next send or the close. Commands that make the server answer
- * more or less than once per command (SUBSCRIBE and friends, MONITOR,
+ * more or less than once per command (SUBSCRIBE and friends, MONITOR, SYNC,
  * CLIENT REPLY) are refused: they need a different kind of client.
  */
 #ifndef BASEPLATE_REDIS_H
@@ -70,7 +70,7 @@ BP_EXTERN int bp_redis_connect(const char *host, int port, double connect_timeou
  * BP_EIO when the connection was lost (it is then broken), BP_ETIMEDOUT
  * when `timeout` seconds (0 = none) passed first (the connection is then
  * dropped and broken: what the server did is unknown), or BP_ENOMEM when a
- * reply could not be copied (the connection stays usable).
+ * reply could not be kept (the connection is then broken too).
  *
  * At once, nobody woken: BP_EINVAL when the connection is busy or broken,
  * ncmds < 1, an argc < 1, a NULL argument with a length, a negative

@@ -214,7 +214,6 @@ function M.parse_url(url)
         host, port = hostport:match("^([^:]*):?(%d*)$")
     end
     if not host or host == "" then error("no host in " .. url, 0) end
-    if host == "localhost" then host = "127.0.0.1" end
     port = tonumber(port ~= "" and port or "6379")
     if port < 1 or port > 65535 then error("invalid port in " .. url, 0) end
     local db = 0
@@ -237,12 +236,8 @@ local spec = {
 --- url, max_connections, socket_connect_timeout, socket_timeout, pool_timeout.
 function M.pool_from_config(app_config, prefix, name)
     prefix = prefix or "redis."
-    local sub = {}
-    for k, v in pairs(app_config) do
-        if type(k) == "string" and k:sub(1, #prefix) == prefix then sub[k:sub(#prefix + 1)] = v end
-    end
     local key_base = prefix:gsub("%.$", "")
-    local cfg = config.parse_config(sub, spec)
+    local cfg = config.parse_config_at(app_config, prefix, spec)
     local ok, target = pcall(M.parse_url, cfg.url)
     if not ok then error(config.ConfigurationError(key_base .. ".url", target), 0) end
     if cfg.max_connections < 1 then
@@ -268,13 +263,20 @@ local function run(conn, cmds, what, timeout)
     return send(conn, cmds, what, timeout)
 end
 
--- Run `cmds` on a pooled connection inside a child span of `span`.
-local function traced(pool, span, trace_name, cmds, what)
-    local function go()
-        return pool:with(run, cmds, what)
-    end
-    if span == nil then return go() end
-    return span:make_child(trace_name):with(go)
+-- One command: its reply, an error reply raised (the connection is kept).
+local function run_one(conn, cmds, what)
+    local r = send(conn, cmds, what)[1]
+    if type(r) == "table" and getmetatable(r) == RedisError then error(r, 0) end
+    return r
+end
+
+-- Run `fn(conn, cmds, what)` on a pooled connection inside a child span of
+-- `span`, so that an error (a Redis error reply too) fails the span.
+local function traced(pool, span, trace_name, fn, cmds, what)
+    if span == nil then return pool:with(fn, cmds, what) end
+    return span:make_child(trace_name):with(function()
+        return pool:with(fn, cmds, what)
+    end)
 end
 
 local Monitored = {}
@@ -302,10 +304,7 @@ function Monitored:execute_command(...)
     if n == 0 then error("execute_command: no command", 2) end
     local cmd = { ... }
     cmd[1] = upper(tostring(cmd[1]))
-    local replies = traced(self._pool, self._span, self._name .. "." .. cmd[1], { cmd }, cmd[1])
-    local r = replies[1]
-    if type(r) == "table" and getmetatable(r) == RedisError then error(r, 2) end
-    return r
+    return traced(self._pool, self._span, self._name .. "." .. cmd[1], run_one, { cmd }, cmd[1])
 end
 
 local Pipeline = {}
@@ -340,6 +339,30 @@ function Pipeline:execute_command(...)
     return self
 end
 
+local function is_error(r)
+    return type(r) == "table" and getmetatable(r) == RedisError
+end
+
+-- Send a pipeline's commands and check its replies (inside its span).
+local function run_pipeline(conn, p, what)
+    local replies = send(conn, p.cmds, what)
+    local results
+    if p.transaction then
+        for i = 1, #replies - 1 do -- MULTI and the QUEUED replies: an error here aborted the EXEC
+            if is_error(replies[i]) then error(replies[i], 0) end
+        end
+        results = replies[#replies]
+        if results == nil then error(reply_error("EXECABORT transaction discarded"), 0) end
+    else
+        results = { n = p.n }
+        for i = 1, p.n do results[i] = replies[i] end
+    end
+    for i = 1, results.n or #results do
+        if is_error(results[i]) then error(results[i], 0) end
+    end
+    return results
+end
+
 function Pipeline:execute()
     local cmds = self._cmds
     self._cmds = {}
@@ -351,25 +374,8 @@ function Pipeline:execute()
         for i = 1, #cmds do send_cmds[i + 1] = cmds[i] end
         send_cmds[#send_cmds + 1] = { "EXEC" }
     end
-    local replies = traced(conn._pool, conn._span, conn._name .. ".pipeline_" .. self._name, send_cmds,
-        "pipeline " .. self._name)
-    local results
-    if self._transaction then
-        for i = 1, #replies - 1 do -- MULTI and the QUEUED replies: an error here aborted the EXEC
-            local r = replies[i]
-            if type(r) == "table" and getmetatable(r) == RedisError then error(r, 2) end
-        end
-        results = replies[#replies]
-        if results == nil then error(reply_error("EXECABORT transaction discarded"), 2) end
-    else
-        results = { n = #cmds }
-        for i = 1, #cmds do results[i] = replies[i] end
-    end
-    for i = 1, results.n or #results do
-        local r = results[i]
-        if type(r) == "table" and getmetatable(r) == RedisError then error(r, 2) end
-    end
-    return results
+    return traced(conn._pool, conn._span, conn._name .. ".pipeline_" .. self._name, run_pipeline,
+        { cmds = send_cmds, transaction = self._transaction, n = #cmds }, "pipeline " .. self._name)
 end
 
 --------------------------------------------------------------------------------

@@ -558,4 +558,19 @@ function M.parse_config(raw, spec)
     return parse_item(spec, "", raw)
 end
 
+--- Parse the keys of `raw` that start with `prefix` ("db." for db.url,
+--- db.pool_size…) against `spec`, which names them without the prefix.
+--- Errors name the whole key ("db.url: no value specified").
+function M.parse_config_at(raw, prefix, spec)
+    if type(raw) ~= "table" then
+        error("config.parse_config_at: expected a table of raw values, got " .. type(raw), 2)
+    end
+    local problem = spec_problem(spec, "")
+    if problem then
+        error("config.parse_config_at: " .. problem, 2)
+    end
+    local path = prefix:gsub("%.$", "")
+    return parse_item({ [path] = spec }, "", raw)[path]
+end
+
 return M

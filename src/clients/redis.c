@@ -1,0 +1,588 @@
+/* Redis connections (include/baseplate/redis.h, docs/redis.md): commands in
+ * RESP written on a libuv TCP stream, replies parsed by hiredis's reader.
+ *
+ * A connection is driven by three loop events: the connect (after an
+ * asynchronous name lookup), reads, and one timer that bounds whatever is in
+ * flight. The waiter of the operation in flight is woken exactly once, as
+ * the last thing a loop callback does (finish()): the woken coroutine may
+ * send again or close at once.
+ *
+ * Memory: the connection counts its references (the caller's, the TCP
+ * handle, the timer handle, the name lookup, the connect and write
+ * requests) and is freed when the last goes, so bp_redis_close() is safe at
+ * any time, and after the loop itself is gone. */
+#include "baseplate/redis.h"
+#include "internal.h"
+#include "runtime.h"
+
+#include <hiredis/hiredis.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* hiredis's reply types are ours. */
+_Static_assert(REDIS_REPLY_STRING == BP_REDIS_STRING && REDIS_REPLY_ARRAY == BP_REDIS_ARRAY &&
+                   REDIS_REPLY_INTEGER == BP_REDIS_INTEGER && REDIS_REPLY_NIL == BP_REDIS_NIL &&
+                   REDIS_REPLY_STATUS == BP_REDIS_STATUS && REDIS_REPLY_ERROR == BP_REDIS_ERROR,
+               "reply types");
+
+enum { ST_RESOLVING, ST_CONNECTING, ST_READY, ST_BROKEN };
+
+typedef struct {
+  uv_tcp_t handle;
+  struct bp_redis_conn_s *conn;
+} redis_tcp_t;
+
+typedef struct {
+  uv_write_t req;
+  struct bp_redis_conn_s *conn;
+  char *buf;
+} redis_write_t;
+
+struct bp_redis_conn_s {
+  bp__closable_t closable; /* first: loop handles point here */
+  uv_timer_t timer;
+  uv_getaddrinfo_t gai;
+  uv_connect_t connect_req;
+  redis_tcp_t *tcp; /* the current socket, NULL when none */
+  struct addrinfo *addrs, *next_addr;
+  struct sockaddr_storage numeric; /* the address when host was one */
+  int have_numeric;
+  int state;
+  int refs;
+  int busy;               /* an operation's waiter has yet to be woken */
+  int waiter;
+  int timer_status;       /* what the timer wakes with: BP_ETIMEDOUT, or a deferred failure */
+  int quiet;              /* the loop is shutting down: wake nobody */
+  int user_closed;
+  int port;
+  double timeout;         /* of the operation in flight */
+  redisReader *reader;
+  redisReply **replies;
+  int nreplies, expected, cap;
+  char *out;              /* formatting buffer, reused */
+  size_t outcap;
+  char host[64];
+  char err[256];
+};
+
+static void conn_free(bp_redis_conn_t *c) {
+  int i;
+  for (i = 0; i < c->nreplies; i++) freeReplyObject(c->replies[i]);
+  free(c->replies);
+  if (c->reader) redisReaderFree(c->reader);
+  if (c->addrs) uv_freeaddrinfo(c->addrs);
+  free(c->out);
+  free(c);
+}
+
+static void unref(bp_redis_conn_t *c) {
+  if (--c->refs == 0) conn_free(c);
+}
+
+/* Wake the waiter of the operation in flight with `status`. Call last: the
+ * woken coroutine may send again or close. */
+static void finish(bp_redis_conn_t *c, int status) {
+  int waiter = c->waiter;
+  if (!c->busy) return;
+  c->busy = 0;
+  c->waiter = 0;
+  uv_timer_stop(&c->timer);
+  /* An idle connection does not keep the process alive (a script ends). */
+  if (c->tcp) uv_unref((uv_handle_t *)&c->tcp->handle);
+  if (!c->quiet) bp__vm_wake(waiter, status);
+}
+
+static void tcp_closed(uv_handle_t *h) {
+  redis_tcp_t *t = (redis_tcp_t *)h;
+  bp_redis_conn_t *c = t->conn;
+  free(t);
+  unref(c);
+}
+
+static void close_tcp(bp_redis_conn_t *c) {
+  if (!c->tcp) return;
+  uv_close((uv_handle_t *)&c->tcp->handle, tcp_closed);
+  c->tcp = NULL;
+}
+
+/* The connection can no longer be used; `why` (printf) says why. */
+static void set_err(bp_redis_conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(bp_redis_conn_t *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->err, sizeof c->err, fmt, ap);
+  va_end(ap);
+}
+
+static void break_conn(bp_redis_conn_t *c) {
+  if (c->state == ST_RESOLVING) uv_cancel((uv_req_t *)&c->gai); /* on_resolved frees the rest */
+  c->state = ST_BROKEN;
+  close_tcp(c);
+}
+
+/* Fail the operation in flight from the loop, not from inside the call
+ * that found the failure. */
+static void on_timer(uv_timer_t *t);
+static void fail_later(bp_redis_conn_t *c, int status) {
+  c->timer_status = status;
+  uv_timer_start(&c->timer, on_timer, 0, 0);
+}
+
+/* --- reading replies ------------------------------------------------------ */
+
+static char read_buf[64 * 1024]; /* one loop thread: every read is consumed at once */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  buf->base = read_buf;
+  buf->len = sizeof read_buf;
+}
+
+static int keep_reply(bp_redis_conn_t *c, redisReply *r) {
+  if (c->nreplies == c->cap) {
+    int cap = c->cap ? c->cap * 2 : 4;
+    redisReply **n = realloc(c->replies, (size_t)cap * sizeof *n);
+    if (!n) return BP_ENOMEM;
+    c->replies = n;
+    c->cap = cap;
+  }
+  c->replies[c->nreplies++] = r;
+  return BP_OK;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  bp_redis_conn_t *c = ((redis_tcp_t *)s)->conn;
+  void *reply;
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (nread == UV_EOF)
+      set_err(c, "%s:%d: Server closed the connection", c->host, c->port);
+    else
+      set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror((int)nread));
+    break_conn(c);
+    finish(c, BP_EIO);
+    return;
+  }
+  if (redisReaderFeed(c->reader, buf->base, (size_t)nread) != REDIS_OK) goto protocol;
+  for (;;) {
+    if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) goto protocol;
+    if (!reply) return;
+    if (!c->busy) {
+      /* A reply nobody asked for: the stream is out of step. */
+      freeReplyObject(reply);
+      set_err(c, "%s:%d: unexpected reply from the server", c->host, c->port);
+      break_conn(c);
+      return;
+    }
+    if (keep_reply(c, reply) != BP_OK) {
+      freeReplyObject(reply);
+      set_err(c, "out of memory");
+      break_conn(c);
+      finish(c, BP_ENOMEM);
+      return;
+    }
+    if (c->nreplies == c->expected) {
+      finish(c, BP_OK);
+      return;
+    }
+  }
+protocol:
+  set_err(c, "%s:%d: protocol error: %s", c->host, c->port, c->reader->errstr);
+  break_conn(c);
+  finish(c, BP_EIO);
+}
+
+/* --- connecting ----------------------------------------------------------- */
+
+static void try_next_address(bp_redis_conn_t *c);
+
+static void on_connect(uv_connect_t *req, int status) {
+  bp_redis_conn_t *c = req->data;
+  int rc;
+  if (c->state != ST_CONNECTING) { /* timed out or closed meanwhile */
+    unref(c);
+    return;
+  }
+  c->refs--; /* the request; the caller's reference still holds */
+  if (status < 0) {
+    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(status));
+    close_tcp(c);
+    try_next_address(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp->handle, 1);
+  rc = uv_read_start((uv_stream_t *)&c->tcp->handle, on_alloc, on_read);
+  if (rc < 0) {
+    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
+    break_conn(c);
+    finish(c, BP_EIO);
+    return;
+  }
+  c->state = ST_READY;
+  c->err[0] = '\0';
+  finish(c, BP_OK);
+}
+
+/* Connect to the next address of the lookup (or the numeric one); once
+ * none is left, fail with the last error. */
+static void try_next_address(bp_redis_conn_t *c) {
+  const struct sockaddr *addr = NULL;
+  int rc;
+  for (;;) {
+    if (c->have_numeric) {
+      addr = (const struct sockaddr *)&c->numeric;
+      c->have_numeric = 0;
+    } else {
+      while (c->next_addr && c->next_addr->ai_family != AF_INET && c->next_addr->ai_family != AF_INET6)
+        c->next_addr = c->next_addr->ai_next;
+      if (!c->next_addr) break;
+      addr = c->next_addr->ai_addr;
+      c->next_addr = c->next_addr->ai_next;
+    }
+    c->tcp = malloc(sizeof *c->tcp);
+    if (!c->tcp) {
+      set_err(c, "out of memory");
+      break;
+    }
+    c->tcp->conn = c;
+    uv_tcp_init(bp_loop(), &c->tcp->handle);
+    c->tcp->handle.data = c;
+    c->refs++;
+    c->connect_req.data = c;
+    rc = uv_tcp_connect(&c->connect_req, &c->tcp->handle, addr, on_connect);
+    if (rc == 0) {
+      c->refs++;
+      c->state = ST_CONNECTING;
+      return;
+    }
+    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
+    close_tcp(c);
+  }
+  c->state = ST_BROKEN;
+  if (!c->err[0]) set_err(c, "%s:%d: no address to connect to", c->host, c->port);
+  fail_later(c, BP_EIO);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  bp_redis_conn_t *c = req->data;
+  if (c->state != ST_RESOLVING) { /* timed out or closed meanwhile */
+    if (res) uv_freeaddrinfo(res);
+    unref(c);
+    return;
+  }
+  c->refs--;
+  if (status < 0) {
+    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(status));
+    c->state = ST_BROKEN;
+    finish(c, BP_EIO);
+    return;
+  }
+  c->addrs = c->next_addr = res;
+  try_next_address(c);
+}
+
+static void on_timer(uv_timer_t *t) {
+  bp_redis_conn_t *c = t->data;
+  int status = c->timer_status;
+  if (status == BP_ETIMEDOUT) {
+    if (c->state == ST_RESOLVING || c->state == ST_CONNECTING)
+      set_err(c, "%s:%d: timed out connecting after %gs", c->host, c->port, c->timeout);
+    else
+      set_err(c, "%s:%d: timed out after %gs waiting for %d of %d replies", c->host, c->port,
+              c->timeout, c->expected - c->nreplies, c->expected);
+    break_conn(c);
+  }
+  finish(c, status);
+}
+
+static void timer_closed(uv_handle_t *h) {
+  bp_redis_conn_t *c = h->data;
+  /* A close while an operation was in flight wakes its waiter now. */
+  finish(c, BP_ECLOSED);
+  unref(c);
+}
+
+/* Loop shutdown: close the handles, wake nobody. */
+static void conn_shutdown(bp__closable_t *self) {
+  bp_redis_conn_t *c = (bp_redis_conn_t *)self;
+  c->quiet = 1;
+  break_conn(c);
+  if (!uv_is_closing((uv_handle_t *)&c->timer)) uv_close((uv_handle_t *)&c->timer, timer_closed);
+}
+
+static void arm_timer(bp_redis_conn_t *c, double seconds) {
+  c->timeout = seconds;
+  c->timer_status = BP_ETIMEDOUT;
+  if (seconds > 0) uv_timer_start(&c->timer, on_timer, (uint64_t)(seconds * 1000.0 + 0.5), 0);
+}
+
+int bp_redis_connect(const char *host, int port, double connect_timeout, int waiter,
+                     bp_redis_conn_t **out, char *err, size_t errlen) {
+  bp_redis_conn_t *c;
+  struct addrinfo hints;
+  char portstr[16];
+  size_t hl;
+  int rc;
+
+  *out = NULL;
+  if (!host || !*host || port < 1 || port > 65535 || !(connect_timeout >= 0)) {
+    snprintf(err, errlen, "redis: invalid address or timeout (host %s, port %d)", host ? host : "(null)",
+             port);
+    return BP_EINVAL;
+  }
+  if (host[0] == '[') host++;
+  hl = strlen(host);
+  if (hl && host[hl - 1] == ']') hl--;
+  if (hl == 0 || hl >= sizeof c->host) {
+    snprintf(err, errlen, "redis: invalid host name");
+    return BP_EINVAL;
+  }
+  c = calloc(1, sizeof *c);
+  if (!c || !(c->reader = redisReaderCreate())) {
+    free(c);
+    snprintf(err, errlen, "redis: out of memory");
+    return BP_ENOMEM;
+  }
+  memcpy(c->host, host, hl);
+  c->port = port;
+  c->closable.magic = BP_CLOSABLE_MAGIC;
+  c->closable.close = conn_shutdown;
+  c->refs = 2; /* the caller's and the timer's */
+  uv_timer_init(bp_loop(), &c->timer);
+  c->timer.data = c;
+  c->busy = 1;
+  c->waiter = waiter;
+  *out = c;
+  arm_timer(c, connect_timeout);
+
+  if (uv_ip4_addr(c->host, port, (struct sockaddr_in *)&c->numeric) == 0 ||
+      uv_ip6_addr(c->host, port, (struct sockaddr_in6 *)&c->numeric) == 0) {
+    c->have_numeric = 1;
+    try_next_address(c);
+    return BP_AGAIN;
+  }
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(portstr, sizeof portstr, "%d", port);
+  c->gai.data = c;
+  c->state = ST_RESOLVING;
+  rc = uv_getaddrinfo(bp_loop(), &c->gai, on_resolved, c->host, portstr, &hints);
+  if (rc < 0) {
+    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
+    c->state = ST_BROKEN;
+    fail_later(c, BP_EIO);
+  } else {
+    c->refs++;
+  }
+  return BP_AGAIN;
+}
+
+/* --- sending -------------------------------------------------------------- */
+
+/* Commands whose replies do not come once per command. */
+static const char *refused_command(const char *name, size_t len, const char *next, size_t nextlen) {
+  static const char *const refused[] = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE",
+                                        "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR", "SYNC", "PSYNC"};
+  size_t i;
+  for (i = 0; i < BP_ARRAY_SIZE(refused); i++)
+    if (strlen(refused[i]) == len && strncasecmp(name, refused[i], len) == 0) return refused[i];
+  if (len == 6 && strncasecmp(name, "CLIENT", 6) == 0 && nextlen == 5 && next &&
+      strncasecmp(next, "REPLY", 5) == 0)
+    return "CLIENT REPLY";
+  return NULL;
+}
+
+static size_t digits(size_t n) {
+  size_t d = 1;
+  while (n >= 10) n /= 10, d++;
+  return d;
+}
+
+static char *put_header(char *p, char kind, size_t n) {
+  char tmp[24];
+  size_t i = 0;
+  *p++ = kind;
+  do tmp[i++] = (char)('0' + n % 10); while ((n /= 10) > 0);
+  while (i > 0) *p++ = tmp[--i];
+  *p++ = '\r';
+  *p++ = '\n';
+  return p;
+}
+
+static void write_done(uv_write_t *req, int status) {
+  redis_write_t *w = (redis_write_t *)req;
+  bp_redis_conn_t *c = w->conn;
+  free(w->buf);
+  free(w);
+  if (status < 0 && c->state == ST_READY) {
+    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(status));
+    break_conn(c);
+    finish(c, BP_EIO);
+  }
+  unref(c);
+}
+
+/* Writing failed (uv error `rc`): the connection breaks, and the waiter
+ * learns it from the loop. */
+static int send_failed(bp_redis_conn_t *c, int rc, int waiter) {
+  set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
+  break_conn(c);
+  c->busy = 1;
+  c->waiter = waiter;
+  fail_later(c, BP_EIO);
+  return BP_AGAIN;
+}
+
+int bp_redis_send(bp_redis_conn_t *c, int ncmds, const int *argcs, const char *const *argv,
+                  const size_t *argvlen, double timeout, int waiter) {
+  size_t total = 0, k = 0, written = 0;
+  int i, j, rc;
+  char *p;
+  uv_buf_t b;
+
+  if (!c || c->busy || c->state != ST_READY || c->user_closed) {
+    if (c && c->busy) set_err(c, "busy: an operation is in flight");
+    return BP_EINVAL;
+  }
+  if (ncmds < 1 || !argcs || !argv || !argvlen || !(timeout >= 0)) {
+    set_err(c, "invalid arguments");
+    return BP_EINVAL;
+  }
+  for (i = 0; i < ncmds; i++) {
+    const char *refused;
+    if (argcs[i] < 1) {
+      set_err(c, "command %d has no name", i + 1);
+      return BP_EINVAL;
+    }
+    refused = refused_command(argv[k], argvlen[k], argcs[i] > 1 ? argv[k + 1] : NULL,
+                              argcs[i] > 1 ? argvlen[k + 1] : 0);
+    if (refused) {
+      set_err(c, "%s is not supported: its replies do not come one per command", refused);
+      return BP_EINVAL;
+    }
+    total += 1 + digits((size_t)argcs[i]) + 2;
+    for (j = 0; j < argcs[i]; j++, k++) {
+      if (!argv[k] && argvlen[k]) {
+        set_err(c, "argument %zu is NULL", k + 1);
+        return BP_EINVAL;
+      }
+      total += 1 + digits(argvlen[k]) + 2 + argvlen[k] + 2;
+    }
+  }
+  if (total > c->outcap) {
+    char *n = malloc(total);
+    if (!n) {
+      set_err(c, "out of memory");
+      return BP_ENOMEM;
+    }
+    free(c->out);
+    c->out = n;
+    c->outcap = total;
+  }
+  p = c->out;
+  for (i = 0, k = 0; i < ncmds; i++) {
+    p = put_header(p, '*', (size_t)argcs[i]);
+    for (j = 0; j < argcs[i]; j++, k++) {
+      p = put_header(p, '$', argvlen[k]);
+      if (argvlen[k]) memcpy(p, argv[k], argvlen[k]);
+      p += argvlen[k];
+      *p++ = '\r';
+      *p++ = '\n';
+    }
+  }
+
+  for (i = 0; i < c->nreplies; i++) freeReplyObject(c->replies[i]);
+  c->nreplies = 0;
+  c->expected = ncmds;
+  c->err[0] = '\0';
+
+  uv_ref((uv_handle_t *)&c->tcp->handle);
+  b = uv_buf_init(c->out, (unsigned)total);
+  rc = uv_try_write((uv_stream_t *)&c->tcp->handle, &b, 1);
+  if (rc > 0) written = (size_t)rc;
+  if (rc < 0 && rc != UV_EAGAIN) return send_failed(c, rc, waiter);
+  if (written < total) {
+    /* The rest goes when the socket takes it; the write owns the buffer. */
+    redis_write_t *w = malloc(sizeof *w);
+    if (!w) {
+      set_err(c, "out of memory");
+      if (written > 0) break_conn(c); /* half a command was sent */
+      return BP_ENOMEM;
+    }
+    w->conn = c;
+    w->buf = c->out;
+    c->out = NULL;
+    c->outcap = 0;
+    b = uv_buf_init(w->buf + written, (unsigned)(total - written));
+    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp->handle, &b, 1, write_done);
+    if (rc < 0) {
+      free(w->buf);
+      free(w);
+      return send_failed(c, rc, waiter);
+    }
+    c->refs++;
+  }
+  c->busy = 1;
+  c->waiter = waiter;
+  arm_timer(c, timeout);
+  return BP_AGAIN;
+}
+
+/* --- replies and state ------------------------------------------------------ */
+
+int bp_redis_reply_count(const bp_redis_conn_t *c) { return c ? c->nreplies : 0; }
+
+const bp_redis_reply_t *bp_redis_reply(const bp_redis_conn_t *c, int i) {
+  if (!c || i < 0 || i >= c->nreplies) return NULL;
+  return (const bp_redis_reply_t *)c->replies[i];
+}
+
+int bp_redis_reply_type(const bp_redis_reply_t *r) { return r ? ((const redisReply *)r)->type : 0; }
+
+long long bp_redis_reply_integer(const bp_redis_reply_t *r) {
+  const redisReply *x = (const redisReply *)r;
+  return x && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
+}
+
+const char *bp_redis_reply_string(const bp_redis_reply_t *r, size_t *len) {
+  const redisReply *x = (const redisReply *)r;
+  if (!x || (x->type != REDIS_REPLY_STRING && x->type != REDIS_REPLY_STATUS &&
+             x->type != REDIS_REPLY_ERROR)) {
+    if (len) *len = 0;
+    return NULL;
+  }
+  if (len) *len = x->len;
+  return x->str;
+}
+
+size_t bp_redis_reply_elements(const bp_redis_reply_t *r) {
+  const redisReply *x = (const redisReply *)r;
+  return x && x->type == REDIS_REPLY_ARRAY ? x->elements : 0;
+}
+
+const bp_redis_reply_t *bp_redis_reply_element(const bp_redis_reply_t *r, size_t i) {
+  const redisReply *x = (const redisReply *)r;
+  if (!x || x->type != REDIS_REPLY_ARRAY || i >= x->elements) return NULL;
+  return (const bp_redis_reply_t *)x->element[i];
+}
+
+const char *bp_redis_error(const bp_redis_conn_t *c) { return c ? c->err : "closed"; }
+
+int bp_redis_broken(const bp_redis_conn_t *c) { return !c || c->state == ST_BROKEN || c->user_closed; }
+
+int bp_redis_busy(const bp_redis_conn_t *c) { return c ? c->busy : 0; }
+
+void bp_redis_close(bp_redis_conn_t *c) {
+  if (!c || c->user_closed) return;
+  c->user_closed = 1;
+  if (!uv_is_closing((uv_handle_t *)&c->timer)) {
+    if (c->busy) set_err(c, "closed");
+    break_conn(c);
+    uv_close((uv_handle_t *)&c->timer, timer_closed); /* wakes a waiter with BP_ECLOSED */
+  }
+  unref(c);
+}
