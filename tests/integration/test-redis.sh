@@ -72,6 +72,15 @@ check_eq "and the client works after them" "$(curl -s "$(url /get/greeting)")" '
 stop_server TERM
 check_eq "clean exit" "$SERVER_RC" 0
 
+# The pool's runtime metrics, tagged with the client's name.
+serve "$REDIS_URL" "" "monitoring.interval = 200 milliseconds\nmonitoring.connection_pool = true" || fail "server starts"
+curl -s "$(url /get/greeting)" > /dev/null
+: > "$TMP/dgrams"
+sleep 0.5
+check_contains "runtime.pool.size, tagged with the client" "$(grep runtime.pool.size "$TMP/dgrams")" ",client=cache:50|g"
+check_contains "runtime.pool.in_use" "$(cat "$TMP/dgrams")" "runtime.pool.in_use,hostname="
+stop_server TERM
+
 # A server that is not there at start-up, dies under load, and comes back.
 port=$((20000 + RANDOM % 10000))
 serve "redis://127.0.0.1:$port/0" || { fail "server starts without redis"; finish; }
