@@ -1,6 +1,7 @@
 /*
  * Redis connections (docs/redis.md): commands written in RESP on a libuv
- * TCP stream of the process's loop, replies parsed by hiredis's reader. The
+ * TCP stream of the process's loop (optionally TLS, through OpenSSL),
+ * replies parsed by hiredis's reader. The
  * loop is never blocked: names are resolved with uv_getaddrinfo, connecting,
  * writing and reading wait for the socket, and the connect and command time
  * limits are loop timers. Sockets get TCP_NODELAY.
@@ -57,6 +58,23 @@ typedef struct bp_redis_reply_s bp_redis_reply_t;
  */
 BP_EXTERN int bp_redis_connect(const char *host, int port, double connect_timeout, int waiter,
                                bp_redis_conn_t **out, char *err, size_t errlen);
+
+/** TLS settings for bp_redis_connect_tls (rediss://). */
+typedef struct {
+  const char *ca_file; /* PEM CA certificates to trust; NULL: the system's */
+  int verify;          /* check the server's certificate and name (or IP address) */
+} bp_redis_tls_t;
+
+/**
+ * bp_redis_connect over TLS (`tls` NULL: plain TCP, as bp_redis_connect).
+ * The handshake is part of connecting (and of connect_timeout); a failed
+ * one wakes with BP_EIO and bp_redis_error() says why ("TLS handshake
+ * failed: certificate verify failed"…). SNI carries `host` when it is a
+ * name. BP_EINVAL at once when the CA file cannot be loaded.
+ */
+BP_EXTERN int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
+                                   const bp_redis_tls_t *tls, int waiter, bp_redis_conn_t **out,
+                                   char *err, size_t errlen);
 
 /**
  * Send ncmds commands in one write (a pipeline). Command i has argcs[i] >= 1

@@ -16,7 +16,11 @@
 #include "runtime.h"
 
 #include <hiredis/hiredis.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +33,7 @@ _Static_assert(REDIS_REPLY_STRING == BP_REDIS_STRING && REDIS_REPLY_ARRAY == BP_
                    REDIS_REPLY_STATUS == BP_REDIS_STATUS && REDIS_REPLY_ERROR == BP_REDIS_ERROR,
                "reply types");
 
-enum { ST_RESOLVING, ST_CONNECTING, ST_READY, ST_BROKEN };
+enum { ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_READY, ST_BROKEN };
 
 typedef struct {
   uv_tcp_t handle;
@@ -57,10 +61,14 @@ struct bp_redis_conn_s {
   int waiter;
   int timer_status;       /* what the timer wakes with: BP_ETIMEDOUT, or a deferred failure */
   int quiet;              /* the loop is shutting down: wake nobody */
+  unsigned wakes;         /* operations finished so far */
   int user_closed;
   int port;
   double timeout;         /* of the operation in flight */
   redisReader *reader;
+  SSL_CTX *tls_ctx;       /* rediss://: TLS through memory BIOs, NULL for plain TCP */
+  SSL *ssl;
+  BIO *rbio, *wbio;       /* what came from the socket / what goes to it */
   redisReply **replies;
   int nreplies, expected, cap;
   char *out;              /* formatting buffer, reused */
@@ -75,6 +83,7 @@ static void conn_free(bp_redis_conn_t *c) {
   free(c->replies);
   if (c->reader) redisReaderFree(c->reader);
   if (c->addrs) uv_freeaddrinfo(c->addrs);
+  if (c->ssl) SSL_free(c->ssl); /* and its BIOs */
   free(c->out);
   free(c);
 }
@@ -90,6 +99,7 @@ static void finish(bp_redis_conn_t *c, int status) {
   if (!c->busy) return;
   c->busy = 0;
   c->waiter = 0;
+  c->wakes++;
   uv_timer_stop(&c->timer);
   /* An idle connection does not keep the process alive (a script ends). */
   if (c->tcp) uv_unref((uv_handle_t *)&c->tcp->handle);
@@ -153,9 +163,11 @@ static int keep_reply(bp_redis_conn_t *c, redisReply *r) {
   return BP_OK;
 }
 
+static void feed(bp_redis_conn_t *c, const char *data, size_t len);
+static void tls_read(bp_redis_conn_t *c, const char *data, size_t len);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   bp_redis_conn_t *c = ((redis_tcp_t *)s)->conn;
-  void *reply;
   if (nread == 0) return;
   if (nread < 0) {
     if (nread == UV_EOF)
@@ -166,7 +178,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     finish(c, BP_EIO);
     return;
   }
-  if (redisReaderFeed(c->reader, buf->base, (size_t)nread) != REDIS_OK) goto protocol;
+  if (c->ssl)
+    tls_read(c, buf->base, (size_t)nread);
+  else
+    feed(c, buf->base, (size_t)nread);
+}
+
+/* Parse what came from the server; the last expected reply wakes the
+ * waiter. */
+static void feed(bp_redis_conn_t *c, const char *data, size_t len) {
+  void *reply;
+  if (redisReaderFeed(c->reader, data, len) != REDIS_OK) goto protocol;
   for (;;) {
     if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) goto protocol;
     if (!reply) return;
@@ -195,6 +217,209 @@ protocol:
   finish(c, BP_EIO);
 }
 
+/* --- writing --------------------------------------------------------------- */
+
+static void write_done(uv_write_t *req, int status) {
+  redis_write_t *w = (redis_write_t *)req;
+  bp_redis_conn_t *c = w->conn;
+  free(w->buf);
+  free(w);
+  if (status < 0 && c->state != ST_BROKEN) {
+    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(status));
+    break_conn(c);
+    finish(c, BP_EIO);
+  }
+  unref(c);
+}
+
+/* Write buf[0..len) to the socket: at once if it takes it, else from the
+ * loop. `owned` buffers are the write's (freed when done); others are
+ * copied when they cannot go at once. A uv error code, or 0. */
+static int write_out(bp_redis_conn_t *c, char *buf, size_t len, int owned) {
+  uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+  size_t written = 0;
+  redis_write_t *w;
+  int rc = uv_try_write((uv_stream_t *)&c->tcp->handle, &b, 1);
+  if (rc > 0) written = (size_t)rc;
+  if (rc < 0 && rc != UV_EAGAIN) goto fail;
+  if (written == len) {
+    if (owned) free(buf);
+    return 0;
+  }
+  rc = UV_ENOMEM;
+  if (!(w = malloc(sizeof *w))) goto fail;
+  w->conn = c;
+  w->buf = owned ? buf : malloc(len - written);
+  if (!w->buf) {
+    free(w);
+    goto fail;
+  }
+  if (owned) {
+    b = uv_buf_init(buf + written, (unsigned)(len - written));
+  } else {
+    memcpy(w->buf, buf + written, len - written);
+    b = uv_buf_init(w->buf, (unsigned)(len - written));
+  }
+  rc = uv_write(&w->req, (uv_stream_t *)&c->tcp->handle, &b, 1, write_done);
+  if (rc < 0) {
+    free(w->buf);
+    free(w);
+    return rc;
+  }
+  c->refs++;
+  return 0;
+fail:
+  if (owned) free(buf);
+  return rc;
+}
+
+/* --- TLS (rediss://) ---------------------------------------------------------
+ * OpenSSL works on memory BIOs: bytes from the socket go into rbio, what
+ * OpenSSL wants sent comes out of wbio and is written like plain data. */
+
+static int tls_failed(bp_redis_conn_t *c, const char *what) {
+  unsigned long e = ERR_get_error();
+  char detail[160] = "";
+  long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+  if (v != X509_V_OK)
+    snprintf(detail, sizeof detail, "certificate verify failed: %s", X509_verify_cert_error_string(v));
+  else if (e)
+    ERR_error_string_n(e, detail, sizeof detail);
+  else
+    snprintf(detail, sizeof detail, "connection closed");
+  ERR_clear_error();
+  set_err(c, "%s:%d: TLS %s failed: %s", c->host, c->port, what, detail);
+  break_conn(c);
+  return BP_EIO;
+}
+
+/* Send what OpenSSL has for the socket. */
+static int tls_flush(bp_redis_conn_t *c) {
+  size_t n = BIO_ctrl_pending(c->wbio);
+  char *buf;
+  int rc;
+  if (n == 0) return BP_OK;
+  if (!(buf = malloc(n))) return BP_ENOMEM;
+  BIO_read(c->wbio, buf, (int)n);
+  rc = write_out(c, buf, n, 1);
+  if (rc < 0) {
+    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
+    break_conn(c);
+    return BP_EIO;
+  }
+  return BP_OK;
+}
+
+static void tls_handshake(bp_redis_conn_t *c) {
+  int r = SSL_do_handshake(c->ssl);
+  if (tls_flush(c) != BP_OK) {
+    finish(c, BP_EIO);
+    return;
+  }
+  if (r == 1) {
+    c->state = ST_READY;
+    c->err[0] = '\0';
+    finish(c, BP_OK);
+  } else if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+    finish(c, tls_failed(c, "handshake"));
+  }
+}
+
+static void tls_read(bp_redis_conn_t *c, const char *data, size_t len) {
+  static char plain[16 * 1024];
+  int n;
+  BIO_write(c->rbio, data, (int)len);
+  if (c->state == ST_HANDSHAKE) {
+    tls_handshake(c);
+    return;
+  }
+  for (;;) {
+    n = SSL_read(c->ssl, plain, sizeof plain);
+    if (n <= 0) {
+      int e = SSL_get_error(c->ssl, n);
+      if (e == SSL_ERROR_WANT_READ) break;
+      if (e == SSL_ERROR_ZERO_RETURN) {
+        set_err(c, "%s:%d: Server closed the connection", c->host, c->port);
+        break_conn(c);
+        finish(c, BP_EIO);
+      } else {
+        finish(c, tls_failed(c, "read"));
+      }
+      return;
+    }
+    /* A reply can wake the waiter, who may send or close at once. */
+    unsigned wakes = c->wakes;
+    feed(c, plain, (size_t)n);
+    if (c->state != ST_READY || c->wakes != wakes) return;
+  }
+  if (tls_flush(c) != BP_OK) finish(c, BP_EIO);
+}
+
+/* One client context per CA file and verification mode, kept for the
+ * process's life. */
+static SSL_CTX *tls_context(const char *ca_file, int verify, char *err, size_t errlen) {
+  static struct {
+    char *ca_file;
+    int verify;
+    SSL_CTX *ctx;
+  } cache[8];
+  static int ncache;
+  SSL_CTX *ctx;
+  int i;
+  for (i = 0; i < ncache; i++)
+    if (cache[i].verify == verify && ((!ca_file && !cache[i].ca_file) ||
+                                      (ca_file && cache[i].ca_file && !strcmp(ca_file, cache[i].ca_file))))
+      return cache[i].ctx;
+  if (!(ctx = SSL_CTX_new(TLS_client_method()))) {
+    snprintf(err, errlen, "redis: cannot create a TLS context");
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (verify) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if ((ca_file && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) ||
+        (!ca_file && SSL_CTX_set_default_verify_paths(ctx) != 1)) {
+      unsigned long e = ERR_get_error();
+      snprintf(err, errlen, "redis: cannot load the CA certificates %s: %s", ca_file ? ca_file : "(system)",
+               e ? ERR_reason_error_string(e) : "unknown error");
+      ERR_clear_error();
+      SSL_CTX_free(ctx);
+      return NULL;
+    }
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+  }
+  if (ncache == (int)BP_ARRAY_SIZE(cache)) return ctx; /* not cached: leaks, but only past 8 kinds */
+  cache[ncache].ca_file = ca_file ? strdup(ca_file) : NULL;
+  cache[ncache].verify = verify;
+  cache[ncache].ctx = ctx;
+  ncache++;
+  return ctx;
+}
+
+static int tls_start(bp_redis_conn_t *c) {
+  struct in6_addr a6;
+  struct in_addr a4;
+  int is_ip = inet_pton(AF_INET, c->host, &a4) == 1 || inet_pton(AF_INET6, c->host, &a6) == 1;
+  if (!(c->ssl = SSL_new(c->tls_ctx)) || !(c->rbio = BIO_new(BIO_s_mem())) ||
+      !(c->wbio = BIO_new(BIO_s_mem()))) {
+    BIO_free(c->rbio);
+    c->rbio = NULL;
+    return tls_failed(c, "set-up");
+  }
+  SSL_set_bio(c->ssl, c->rbio, c->wbio);
+  SSL_set_connect_state(c->ssl);
+  if (!is_ip) SSL_set_tlsext_host_name(c->ssl, c->host);
+  if (SSL_CTX_get_verify_mode(c->tls_ctx) & SSL_VERIFY_PEER) {
+    if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host)
+               : SSL_set1_host(c->ssl, c->host)) != 1)
+      return tls_failed(c, "set-up");
+  }
+  c->state = ST_HANDSHAKE;
+  tls_handshake(c);
+  return BP_OK;
+}
+
 /* --- connecting ----------------------------------------------------------- */
 
 static void try_next_address(bp_redis_conn_t *c);
@@ -219,6 +444,10 @@ static void on_connect(uv_connect_t *req, int status) {
     set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
     break_conn(c);
     finish(c, BP_EIO);
+    return;
+  }
+  if (c->tls_ctx) {
+    if (tls_start(c) != BP_OK) finish(c, BP_EIO);
     return;
   }
   c->state = ST_READY;
@@ -288,7 +517,7 @@ static void on_timer(uv_timer_t *t) {
   bp_redis_conn_t *c = t->data;
   int status = c->timer_status;
   if (status == BP_ETIMEDOUT) {
-    if (c->state == ST_RESOLVING || c->state == ST_CONNECTING)
+    if (c->state == ST_RESOLVING || c->state == ST_CONNECTING || c->state == ST_HANDSHAKE)
       set_err(c, "%s:%d: timed out connecting after %gs", c->host, c->port, c->timeout);
     else
       set_err(c, "%s:%d: timed out after %gs waiting for %d of %d replies", c->host, c->port,
@@ -321,6 +550,13 @@ static void arm_timer(bp_redis_conn_t *c, double seconds) {
 
 int bp_redis_connect(const char *host, int port, double connect_timeout, int waiter,
                      bp_redis_conn_t **out, char *err, size_t errlen) {
+  return bp_redis_connect_tls(host, port, connect_timeout, NULL, waiter, out, err, errlen);
+}
+
+int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
+                         const bp_redis_tls_t *tls, int waiter, bp_redis_conn_t **out, char *err,
+                         size_t errlen) {
+  SSL_CTX *tls_ctx = NULL;
   bp_redis_conn_t *c;
   struct addrinfo hints;
   char portstr[16];
@@ -340,6 +576,7 @@ int bp_redis_connect(const char *host, int port, double connect_timeout, int wai
     snprintf(err, errlen, "redis: invalid host name");
     return BP_EINVAL;
   }
+  if (tls && !(tls_ctx = tls_context(tls->ca_file, tls->verify, err, errlen))) return BP_EINVAL;
   c = calloc(1, sizeof *c);
   if (!c || !(c->reader = redisReaderCreate())) {
     free(c);
@@ -348,6 +585,7 @@ int bp_redis_connect(const char *host, int port, double connect_timeout, int wai
   }
   memcpy(c->host, host, hl);
   c->port = port;
+  c->tls_ctx = tls_ctx;
   c->closable.magic = BP_CLOSABLE_MAGIC;
   c->closable.close = conn_shutdown;
   c->refs = 2; /* the caller's and the timer's */
@@ -413,24 +651,14 @@ static char *put_header(char *p, char kind, size_t n) {
   return p;
 }
 
-static void write_done(uv_write_t *req, int status) {
-  redis_write_t *w = (redis_write_t *)req;
-  bp_redis_conn_t *c = w->conn;
-  free(w->buf);
-  free(w);
-  if (status < 0 && c->state == ST_READY) {
-    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(status));
-    break_conn(c);
-    finish(c, BP_EIO);
-  }
-  unref(c);
-}
 
 /* Writing failed (uv error `rc`): the connection breaks, and the waiter
  * learns it from the loop. */
 static int send_failed(bp_redis_conn_t *c, int rc, int waiter) {
-  set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
-  break_conn(c);
+  if (c->state != ST_BROKEN) {
+    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
+    break_conn(c);
+  }
   c->busy = 1;
   c->waiter = waiter;
   fail_later(c, BP_EIO);
@@ -439,10 +667,9 @@ static int send_failed(bp_redis_conn_t *c, int rc, int waiter) {
 
 int bp_redis_send(bp_redis_conn_t *c, int ncmds, const int *argcs, const char *const *argv,
                   const size_t *argvlen, double timeout, int waiter) {
-  size_t total = 0, k = 0, written = 0;
+  size_t total = 0, k = 0;
   int i, j, rc;
   char *p;
-  uv_buf_t b;
 
   if (!c || c->busy || c->state != ST_READY || c->user_closed) {
     if (c && c->busy) set_err(c, "busy: an operation is in flight");
@@ -501,31 +728,17 @@ int bp_redis_send(bp_redis_conn_t *c, int ncmds, const int *argcs, const char *c
   c->err[0] = '\0';
 
   uv_ref((uv_handle_t *)&c->tcp->handle);
-  b = uv_buf_init(c->out, (unsigned)total);
-  rc = uv_try_write((uv_stream_t *)&c->tcp->handle, &b, 1);
-  if (rc > 0) written = (size_t)rc;
-  if (rc < 0 && rc != UV_EAGAIN) return send_failed(c, rc, waiter);
-  if (written < total) {
-    /* The rest goes when the socket takes it; the write owns the buffer. */
-    redis_write_t *w = malloc(sizeof *w);
-    if (!w) {
-      set_err(c, "out of memory");
-      if (written > 0) break_conn(c); /* half a command was sent */
-      return BP_ENOMEM;
+  if (c->ssl) {
+    /* Memory BIOs take everything: SSL_write completes at once. */
+    if (SSL_write(c->ssl, c->out, (int)total) != (int)total) {
+      tls_failed(c, "write");
+      return send_failed(c, 0, waiter);
     }
-    w->conn = c;
-    w->buf = c->out;
-    c->out = NULL;
-    c->outcap = 0;
-    b = uv_buf_init(w->buf + written, (unsigned)(total - written));
-    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp->handle, &b, 1, write_done);
-    if (rc < 0) {
-      free(w->buf);
-      free(w);
-      return send_failed(c, rc, waiter);
-    }
-    c->refs++;
+    rc = tls_flush(c) == BP_OK ? 0 : UV_EIO;
+  } else {
+    rc = write_out(c, c->out, total, 0);
   }
+  if (rc < 0) return send_failed(c, rc, waiter);
   c->busy = 1;
   c->waiter = waiter;
   arm_timer(c, timeout);

@@ -102,8 +102,8 @@ stop_server TERM
 check_eq "clean exit" "$SERVER_RC" 0
 
 # Configuration errors name the key.
-printf '[app:main]\nfactory = redisapp:make_app\ncache.url = rediss://localhost\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/bad.ini"
-check_contains "rediss:// is refused with the reason" "$(cd "$TMP" && "$BIN/baseplate-serve" bad.ini 2>&1)" "cache.url: rediss:// needs TLS"
+printf '[app:main]\nfactory = redisapp:make_app\ncache.url = rediss://localhost?ssl_cert_reqs=maybe\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/bad.ini"
+check_contains "a bad URL parameter names the key" "$(cd "$TMP" && "$BIN/baseplate-serve" bad.ini 2>&1)" "cache.url: ssl_cert_reqs must be required, optional or none"
 printf '[app:main]\nfactory = redisapp:make_app\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/bad.ini"
 check_contains "a missing url" "$(cd "$TMP" && "$BIN/baseplate-serve" bad.ini 2>&1)" "cache.url:"
 finish

@@ -22,6 +22,10 @@ t.test("URLs", function()
     t.eq(redis.parse_url("redis://[::1]:7000/0"), { host = "::1", port = 7000, db = 0 })
     t.raises("invalid database number", redis.parse_url, "redis://localhost/x")
     t.raises("unknown scheme", redis.parse_url, "http://localhost")
+    t.eq(redis.parse_url("rediss://h/1?ssl_cert_reqs=none"), { host = "h", port = 6379, db = 1, tls = { verify = false } })
+    t.eq(redis.parse_url("rediss://h?ssl_ca_certs=%2Fca.pem"), { host = "h", port = 6379, db = 0,
+        tls = { verify = true, ca_file = "/ca.pem" } })
+    t.raises("need a rediss:// URL", redis.parse_url, "redis://h?ssl_ca_certs=/x")
     t.raises("r.url: ", redis.pool_from_config, { ["r.url"] = "nope" }, "r.")
     t.raises("r.max_connections: ", redis.pool_from_config, { ["r.url"] = url, ["r.max_connections"] = "x" }, "r.")
 end)
@@ -108,6 +112,52 @@ t.test("db number and AUTH at connect", function()
     raw = { ["d.url"] = "redis://:wrong@127.0.0.1:" .. target.port .. "/0" }
     local auth = redis.monitored("d", nil, redis.pool_from_config(raw, "d."))
     t.raises("AUTH failed", auth.ping, auth)
+end)
+
+t.test("rediss://: TLS, the certificate checked", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    local function sh(cmd) assert(os.execute(cmd .. " >" .. dir .. "/sh.log 2>&1") == 0, cmd) end
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost"
+        .. " -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
+        .. " -keyout " .. dir .. "/key.pem -out " .. dir .. "/cert.pem")
+    local port = target.port + 100
+    sh("redis-server --port 0 --tls-port " .. port .. " --bind 127.0.0.1 --save '' --appendonly no"
+        .. " --tls-cert-file " .. dir .. "/cert.pem --tls-key-file " .. dir .. "/key.pem"
+        .. " --tls-ca-cert-file " .. dir .. "/cert.pem --tls-auth-clients no"
+        .. " --daemonize yes --pidfile " .. dir .. "/redis.pid --logfile " .. dir .. "/redis.log")
+    local ok, err = pcall(function()
+        local function tls_client(u)
+            return redis.monitored("s", nil, redis.pool_from_config({ ["s.url"] = u }, "s."))
+        end
+        local base = "rediss://127.0.0.1:" .. port .. "/0"
+        local c
+        for _ = 1, 100 do -- until the server listens
+            c = tls_client(base .. "?ssl_ca_certs=" .. dir .. "/cert.pem")
+            if pcall(c.ping, c) then break end
+            baseplate.sleep(0.05)
+        end
+        t.eq(c:ping(), "PONG", "trusted CA")
+        t.eq(c:set("t:tls", string.rep("y", 100000)), "OK")
+        t.eq(#c:get("t:tls"), 100000, "a value larger than a TLS record")
+        local res = c:pipeline("tls"):incr("t:tlsn"):incr("t:tlsn"):execute()
+        t.eq(#res, 2)
+        local named = tls_client("rediss://localhost:" .. port .. "/0?ssl_ca_certs=" .. dir .. "/cert.pem")
+        t.eq(named:ping(), "PONG", "by name (SNI, name checked)")
+        local untrusted = tls_client(base)
+        local e = t.raises("certificate verify failed", untrusted.ping, untrusted)
+        t.eq(e.class, "ConnectionError")
+        t.raises("self-signed", untrusted.ping, untrusted)
+        local unchecked = tls_client(base .. "?ssl_cert_reqs=none")
+        t.eq(unchecked:ping(), "PONG", "ssl_cert_reqs=none")
+        local plain = redis.monitored("p", nil, redis.pool_from_config({ ["p.url"] = "redis://127.0.0.1:" .. port }, "p."))
+        t.eq(t.raises("PING failed", plain.ping, plain).class, "ConnectionError", "plain TCP to a TLS port")
+        t.raises("cannot load the CA certificates", tls_client(base .. "?ssl_ca_certs=/nonexistent").ping,
+            tls_client(base .. "?ssl_ca_certs=/nonexistent"))
+    end)
+    os.execute("kill $(cat " .. dir .. "/redis.pid) 2>/dev/null; rm -rf " .. dir)
+    if not ok then error(err, 0) end
 end)
 
 t.test("the pool: bounded, waits, then a clear error", function()

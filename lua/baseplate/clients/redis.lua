@@ -21,8 +21,10 @@ local Pool = require("baseplate.clients.pool")
 ffi.cdef([[
 typedef struct bp_redis_conn_s bp_redis_conn_t;
 typedef struct bp_redis_reply_s bp_redis_reply_t;
-int bp_redis_connect(const char *host, int port, double connect_timeout, int waiter,
-                     bp_redis_conn_t **out, char *err, size_t errlen);
+typedef struct { const char *ca_file; int verify; } bp_redis_tls_t;
+int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
+                         const bp_redis_tls_t *tls, int waiter, bp_redis_conn_t **out,
+                         char *err, size_t errlen);
 int bp_redis_send(bp_redis_conn_t *c, int ncmds, const int *argcs, const char *const *argv,
                   const size_t *argvlen, double timeout, int waiter);
 int bp_redis_reply_count(const bp_redis_conn_t *c);
@@ -94,7 +96,7 @@ local function convert(r)
 end
 
 local function start_connect(waiter, cfg, out)
-    return C.bp_redis_connect(cfg.host, cfg.port, cfg.connect_timeout, waiter, out,
+    return C.bp_redis_connect_tls(cfg.host, cfg.port, cfg.connect_timeout, cfg.tls_c, waiter, out,
         core.errbuf, core.errbuf_size)
 end
 
@@ -109,6 +111,7 @@ local function status_error(conn, rc, what, timeout)
     end
     local detail = conn.c ~= nil and ffi_string(C.bp_redis_error(conn.c)) or core.strerror(rc)
     if detail == "" then detail = core.strerror(rc) end
+    if detail:sub(1, #conn.where + 2) == conn.where .. ": " then detail = detail:sub(#conn.where + 3) end
     return connection_error("ConnectionError", format("redis %s: %s failed: %s", conn.where, what, detail))
 end
 
@@ -192,19 +195,26 @@ end
 --------------------------------------------------------------------------------
 -- Configuration
 
---- Parse a redis:// URL: host, port, db, password.
+local function unescape(v)
+    return (v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- Parse a redis:// or rediss:// URL: host, port, db, password, and for
+--- rediss:// tls = { verify = bool, ca_file = path or nil } from the query
+--- parameters ssl_cert_reqs (required, the default; optional; none) and
+--- ssl_ca_certs, as redis-py reads them.
 function M.parse_url(url)
     local scheme, rest = url:match("^(%a+)://(.*)$")
     if not scheme then error("expected a URL like redis://localhost:6379/0", 0) end
-    if scheme == "rediss" then
-        error("rediss:// needs TLS, which the hiredis this build uses (0.14) does not have", 0)
-    elseif scheme ~= "redis" then
-        error("unknown scheme " .. scheme .. "://, expected redis://", 0)
+    if scheme ~= "redis" and scheme ~= "rediss" then
+        error("unknown scheme " .. scheme .. "://, expected redis:// or rediss://", 0)
     end
+    local query
+    rest, query = rest:match("^([^?]*)%??(.*)$")
     local userinfo, hostpart = rest:match("^([^@]*)@(.*)$")
     hostpart = hostpart or rest
     local password
-    if userinfo then password = userinfo:match(":(.*)$") or userinfo end
+    if userinfo then password = unescape(userinfo:match(":(.*)$") or userinfo) end
     if password == "" then password = nil end
     local hostport, path = hostpart:match("^([^/]*)(.*)$")
     local host, port
@@ -221,7 +231,19 @@ function M.parse_url(url)
         db = tonumber(path:match("^/(%d+)$") or "")
         if not db then error("invalid database number in " .. url, 0) end
     end
-    return { host = host, port = port, db = db, password = password }
+    local target = { host = host, port = port, db = db, password = password }
+    local params = {}
+    for k, v in query:gmatch("([^&=]+)=?([^&]*)") do params[unescape(k)] = unescape(v) end
+    if scheme == "rediss" then
+        local reqs = params.ssl_cert_reqs or "required"
+        if reqs ~= "required" and reqs ~= "optional" and reqs ~= "none" then
+            error("ssl_cert_reqs must be required, optional or none, not " .. reqs, 0)
+        end
+        target.tls = { verify = reqs ~= "none", ca_file = params.ssl_ca_certs }
+    elseif params.ssl_cert_reqs or params.ssl_ca_certs then
+        error("ssl_cert_reqs and ssl_ca_certs need a rediss:// URL", 0)
+    end
+    return target
 end
 
 local spec = {
@@ -242,6 +264,15 @@ function M.pool_from_config(app_config, prefix, name)
     if not ok then error(config.ConfigurationError(key_base .. ".url", target), 0) end
     if cfg.max_connections < 1 then
         error(config.ConfigurationError(key_base .. ".max_connections", "must be at least 1"), 0)
+    end
+    if target.tls then
+        local tls = ffi.new("bp_redis_tls_t")
+        tls.verify = target.tls.verify and 1 or 0
+        if target.tls.ca_file then
+            target.tls_ca_file = target.tls.ca_file -- keeps the string alive for tls.ca_file
+            tls.ca_file = target.tls_ca_file
+        end
+        target.tls_c = tls
     end
     target.connect_timeout = cfg.socket_connect_timeout
     target.timeout = cfg.socket_timeout or 0
