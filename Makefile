@@ -1,5 +1,6 @@
 # A thin layer over CMake. The two commands of the README:
 #   make serve   install what is missing, build, serve examples/helloworld on 127.0.0.1:9090
+#                (with a private PostgreSQL and redis-server for its /time and /visits)
 #   make test    install what is missing, build, run every test (plain and ASan+UBSan builds)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -20,7 +21,7 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 serve: build
-	cd examples/helloworld && ../../$(BUILD)/bin/baseplate-serve --debug helloworld.ini
+	BUILD=$(BUILD) bash scripts/serve-example
 
 $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DBP_SANITIZE=ON $(CMAKE_FLAGS)

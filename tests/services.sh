@@ -9,12 +9,15 @@
 #
 # Ports: BP_TEST_REDIS_PORT (16379) and BP_TEST_PG_PORT (15432). The tests
 # find them as BP_TEST_REDIS_URL and BP_TEST_PG_URL (set by tests/CMakeLists.txt).
+# BP_SERVICES ("redis postgres") picks which to start (scripts/serve-example
+# starts only those whose port is free).
 set -euo pipefail
 action=${1:?start or stop}
 BUILD=${2:?build directory}
 REDIS_PORT=${BP_TEST_REDIS_PORT:-16379}
 PG_PORT=${BP_TEST_PG_PORT:-15432}
 DIR=$BUILD/test-services
+SERVICES=" ${BP_SERVICES:-redis postgres} "
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 
 # PostgreSQL refuses to run as root: its files belong to a plain user.
@@ -34,14 +37,22 @@ wait_port() { # PORT SECONDS
 }
 
 start() {
-  command -v redis-server >/dev/null || { echo "services: redis-server is missing (scripts/install-deps)" >&2; exit 1; }
-  [ -x "$PGBIN/initdb" ] || { echo "services: PostgreSQL is missing (scripts/install-deps)" >&2; exit 1; }
   stop quiet
+  case "$SERVICES" in *" redis "*) start_redis ;; esac
+  case "$SERVICES" in *" postgres "*) start_postgres ;; esac
+}
+
+start_redis() {
+  command -v redis-server >/dev/null || { echo "services: redis-server is missing (scripts/install-deps)" >&2; exit 1; }
   mkdir -p "$DIR/redis"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DIR/redis" --save "" --appendonly no \
     --daemonize yes --pidfile "$DIR/redis/redis.pid" --logfile "$DIR/redis/redis.log"
   wait_port "$REDIS_PORT" 10 || { echo "services: redis-server did not start" >&2; cat "$DIR/redis/redis.log" >&2; exit 1; }
+  echo "services: redis on 127.0.0.1:$REDIS_PORT"
+}
 
+start_postgres() {
+  [ -x "$PGBIN/initdb" ] || { echo "services: PostgreSQL is missing (scripts/install-deps)" >&2; exit 1; }
   mkdir -p "$DIR/pg"
   chmod 755 "$DIR" "$DIR/pg"
   if [ "$(id -u)" = 0 ]; then chown "$PG_USER" "$DIR/pg"; fi
@@ -51,7 +62,7 @@ start() {
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$DIR/pg -c max_connections=200 -c fsync=off" \
     start >/dev/null || { echo "services: PostgreSQL did not start" >&2; cat "$DIR/pg/postgres.log" >&2; exit 1; }
   as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U baseplate -d postgres -qc "CREATE DATABASE baseplate" >/dev/null
-  echo "services: redis on 127.0.0.1:$REDIS_PORT, postgresql on 127.0.0.1:$PG_PORT"
+  echo "services: postgresql on 127.0.0.1:$PG_PORT"
 }
 
 stop() {
