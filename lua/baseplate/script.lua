@@ -17,8 +17,10 @@ local fatal = runtime.fatal
 
 local M = {}
 
---- The traceback of an error, without the frames of the machinery that
---- called the user's code (everything from `stop_at`'s xpcall outwards).
+--- The traceback of an error for an xpcall handler to call (`level` 2 skips
+--- the handler), without the frames of the machinery that called the
+--- user's code (everything from the xpcall outwards, or from a line
+--- containing `stop_at`).
 function M.traceback(msg, level, stop_at)
     local tb = debug.traceback(msg, (level or 1) + 1)
     local out = {}
