@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_BODY (64 * 1024)
 
@@ -46,6 +47,7 @@ typedef struct {
   int body_too_big;
   int complete;
   int finished;
+  int resolving; /* a name lookup is in flight */
   char error[1024]; /* the reason it is not healthy; empty: healthy */
 } check_t;
 
@@ -189,8 +191,14 @@ static void finish(const char *fmt, ...) {
 
 static void on_timeout(uv_timer_t *t) {
   double seconds = *(double *)t->data;
-  if (ck.resolve.loop && !ck.addrs) uv_cancel((uv_req_t *)&ck.resolve);
   finish("timed out after %g seconds waiting for %s", seconds, ck.url);
+  if (ck.resolving && uv_cancel((uv_req_t *)&ck.resolve) != 0) {
+    /* The name lookup is under way in a thread and cannot be stopped:
+     * answer now rather than wait for the resolver's own timeout. */
+    printf("NOT OK: %s\n", ck.error);
+    fflush(stdout);
+    _exit(1);
+  }
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
@@ -312,6 +320,7 @@ static void try_connect(void) {
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  ck.resolving = 0;
   if (status == UV_ECANCELED || ck.finished) {
     uv_freeaddrinfo(res);
     return;
@@ -389,7 +398,11 @@ static int run_http_check(const char *endpoint, int probe, double timeout) {
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
     rc = uv_getaddrinfo(&ck.loop, &ck.resolve, on_resolved, ck.host, ck.port, &hints);
-    if (rc < 0) finish("cannot resolve %s: %s", ck.host, uv_strerror(rc));
+    if (rc < 0) {
+      finish("cannot resolve %s: %s", ck.host, uv_strerror(rc));
+    } else {
+      ck.resolving = 1;
+    }
   }
   uv_run(&ck.loop, UV_RUN_DEFAULT);
   if (ck.addrs) uv_freeaddrinfo(ck.addrs);
