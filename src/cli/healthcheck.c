@@ -47,7 +47,7 @@ typedef struct {
   int body_too_big;
   int complete;
   int finished;
-  int resolving; /* a name lookup is in flight */
+  int resolving;    /* a name lookup is in flight */
   char error[1024]; /* the reason it is not healthy; empty: healthy */
 } check_t;
 
@@ -122,43 +122,43 @@ static int json_value(json_t *j, int depth) {
   json_ws(j);
   if (j->p >= j->end) return 0;
   switch (*j->p) {
-  case '{':
-  case '[': {
-    char close = *j->p == '{' ? '}' : ']';
-    int object = close == '}';
-    j->p++;
-    json_ws(j);
-    if (j->p < j->end && *j->p == close) {
+    case '{':
+    case '[': {
+      char close = *j->p == '{' ? '}' : ']';
+      int object = close == '}';
       j->p++;
-      return 1;
-    }
-    for (;;) {
-      if (object) {
-        json_ws(j);
-        if (!json_string(j)) return 0;
-        json_ws(j);
-        if (j->p >= j->end || *j->p++ != ':') return 0;
-      }
-      if (!json_value(j, depth + 1)) return 0;
       json_ws(j);
-      if (j->p >= j->end) return 0;
-      if (*j->p == close) {
+      if (j->p < j->end && *j->p == close) {
         j->p++;
         return 1;
       }
-      if (*j->p++ != ',') return 0;
+      for (;;) {
+        if (object) {
+          json_ws(j);
+          if (!json_string(j)) return 0;
+          json_ws(j);
+          if (j->p >= j->end || *j->p++ != ':') return 0;
+        }
+        if (!json_value(j, depth + 1)) return 0;
+        json_ws(j);
+        if (j->p >= j->end) return 0;
+        if (*j->p == close) {
+          j->p++;
+          return 1;
+        }
+        if (*j->p++ != ',') return 0;
+      }
     }
-  }
-  case '"':
-    return json_string(j);
-  case 't':
-    return json_lit(j, "true");
-  case 'f':
-    return json_lit(j, "false");
-  case 'n':
-    return json_lit(j, "null");
-  default:
-    return json_number(j);
+    case '"':
+      return json_string(j);
+    case 't':
+      return json_lit(j, "true");
+    case 'f':
+      return json_lit(j, "false");
+    case 'n':
+      return json_lit(j, "null");
+    default:
+      return json_number(j);
   }
 }
 
@@ -369,8 +369,9 @@ static int run_http_check(const char *endpoint, int probe, double timeout) {
   if (ck.path) {
     snprintf(ck.url, sizeof ck.url, "http+unix://%s/health?type=%d", ck.path, probe);
   } else {
-    snprintf(ck.url, sizeof ck.url, "http://%s%s%s:%s/health?type=%d", strchr(ck.host, ':') ? "[" : "",
-             ck.host, strchr(ck.host, ':') ? "]" : "", ck.port, probe);
+    snprintf(ck.url, sizeof ck.url, "http://%s%s%s:%s/health?type=%d",
+             strchr(ck.host, ':') ? "[" : "", ck.host, strchr(ck.host, ':') ? "]" : "", ck.port,
+             probe);
   }
   snprintf(ck.request, sizeof ck.request,
            "GET /health?type=%d HTTP/1.1\r\nHost: %s\r\nUser-Agent: baseplate-healthcheck\r\n"
@@ -424,12 +425,14 @@ int main(int argc, char **argv) {
   static const char *probes[] = {"readiness", "liveness", "startup"};
   bp_cli_t cli = {
       .prog = "baseplate-healthcheck",
-      .usage = "baseplate-healthcheck [-h] [--probe {readiness,liveness,startup}]\n"
-               "                             [--timeout SECONDS]\n"
-               "                             {wsgi,http,thrift} endpoint",
-      .description = "Check health of a Baseplate service.\n\n"
-                     "type is the protocol of the service to check (wsgi and http are the\n"
-                     "same); endpoint is host:port, [v6addr]:port or a UNIX socket path.",
+      .usage =
+          "baseplate-healthcheck [-h] [--probe {readiness,liveness,startup}]\n"
+          "                             [--timeout SECONDS]\n"
+          "                             {wsgi,http,thrift} endpoint",
+      .description =
+          "Check health of a Baseplate service.\n\n"
+          "type is the protocol of the service to check (wsgi and http are the\n"
+          "same); endpoint is host:port, [v6addr]:port or a UNIX socket path.",
       .opts = opts,
       .nopts = 2,
       .positional_names = pos,
@@ -464,8 +467,9 @@ int main(int argc, char **argv) {
     bp_cli_fail(&cli, "argument endpoint: invalid endpoint: '%s' (expected host:port or a path)",
                 endpoint);
   if (strcmp(type, "thrift") == 0) {
-    fprintf(stderr, "baseplate-healthcheck: thrift health checks are not supported yet "
-                    "(this version serves HTTP only; use 'wsgi' or 'http')\n");
+    fprintf(stderr,
+            "baseplate-healthcheck: thrift health checks are not supported yet "
+            "(this version serves HTTP only; use 'wsgi' or 'http')\n");
     return 2;
   }
   return run_http_check(endpoint, probe, timeout);

@@ -14,11 +14,13 @@ int main(int argc, char **argv) {
   static const char *pos[] = {"config_file", "entrypoint"};
   bp_cli_t cli = {
       .prog = "baseplate-script",
-      .usage = "baseplate-script [-h] [--debug] [--app-name NAME]\n"
-               "                        config_file entrypoint ...",
-      .description = "Run a function with app configuration loaded: entrypoint is\n"
-                     "module:function, called as function(app_config, args) with the\n"
-                     "arguments that follow it.",
+      .usage =
+          "baseplate-script [-h] [--debug] [--app-name NAME]\n"
+          "                        config_file entrypoint ...",
+      .description =
+          "Run a function with app configuration loaded: entrypoint is\n"
+          "module:function, called as function(app_config, args) with the\n"
+          "arguments that follow it.",
       .opts = opts,
       .nopts = 2,
       .positional_names = pos,

@@ -39,13 +39,13 @@ enum { MODE_CLOSED, MODE_TTY, MODE_PIPE, MODE_FILE };
 
 static struct {
   int mode;
-  int waiter;      /* the coroutine waiting for a line; 0: nobody */
-  int reading;     /* tty: the line handler is installed / pipe: reading */
-  int eof;         /* no more input */
-  int result;      /* tty: what the line handler got (BP_OK, BP_ECLOSED) */
+  int waiter;  /* the coroutine waiting for a line; 0: nobody */
+  int reading; /* tty: the line handler is installed / pipe: reading */
+  int eof;     /* no more input */
+  int result;  /* tty: what the line handler got (BP_OK, BP_ECLOSED) */
   int got_result;
-  uv_poll_t poll;  /* tty: stdin readable -> rl_callback_read_char */
-  uv_pipe_t pipe;  /* pipe: stdin as a stream */
+  uv_poll_t poll; /* tty: stdin readable -> rl_callback_read_char */
+  uv_pipe_t pipe; /* pipe: stdin as a stream */
   uv_signal_t winch;
   char history_file[4096];
   char *line; /* the line handed to Lua (malloc'd, NUL-terminated) */
@@ -201,37 +201,37 @@ int bp_shell_console_open(const char *history_file) {
 int bp_shell_read_line(const char *prompt, int waiter) {
   int rc;
   switch (con.mode) {
-  case MODE_TTY:
-    if (con.eof) return BP_ECLOSED;
-    con.waiter = waiter;
-    con.reading = 1;
-    con.got_result = 0;
-    rl_callback_handler_install(prompt, on_line);
-    uv_poll_start(&con.poll, UV_READABLE, on_tty_readable);
-    return BP_AGAIN;
-  case MODE_PIPE:
-    rc = take_line();
-    if (rc != BP_AGAIN) return rc;
-    if (uv_read_start((uv_stream_t *)&con.pipe, on_alloc, on_pipe_read) != 0) return BP_EIO;
-    con.waiter = waiter;
-    con.reading = 1;
-    return BP_AGAIN;
-  case MODE_FILE:
-    /* A regular file: read() does not wait for anybody. */
-    while ((rc = take_line()) == BP_AGAIN) {
-      ssize_t n;
-      if (grow(4096) != BP_OK) return BP_ENOMEM;
-      n = read(0, con.buf + con.buf_len, con.buf_cap - con.buf_len);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        con.eof = 1;
-      } else {
-        con.buf_len += (size_t)n;
+    case MODE_TTY:
+      if (con.eof) return BP_ECLOSED;
+      con.waiter = waiter;
+      con.reading = 1;
+      con.got_result = 0;
+      rl_callback_handler_install(prompt, on_line);
+      uv_poll_start(&con.poll, UV_READABLE, on_tty_readable);
+      return BP_AGAIN;
+    case MODE_PIPE:
+      rc = take_line();
+      if (rc != BP_AGAIN) return rc;
+      if (uv_read_start((uv_stream_t *)&con.pipe, on_alloc, on_pipe_read) != 0) return BP_EIO;
+      con.waiter = waiter;
+      con.reading = 1;
+      return BP_AGAIN;
+    case MODE_FILE:
+      /* A regular file: read() does not wait for anybody. */
+      while ((rc = take_line()) == BP_AGAIN) {
+        ssize_t n;
+        if (grow(4096) != BP_OK) return BP_ENOMEM;
+        n = read(0, con.buf + con.buf_len, con.buf_cap - con.buf_len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          con.eof = 1;
+        } else {
+          con.buf_len += (size_t)n;
+        }
       }
-    }
-    return rc;
-  default:
-    return BP_ECLOSED;
+      return rc;
+    default:
+      return BP_ECLOSED;
   }
 }
 
