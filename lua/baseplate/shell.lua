@@ -232,8 +232,6 @@ function M.main(opts)
     load_setup(file, env, env_banner)
 
     local tty = C.bp_shell_console_open(history_file()) == 1
-    out:write(M.banner(env_banner), "\n")
-    out:flush()
 
     local reading   -- the waiter of the line being read
     local current   -- the input running
@@ -258,6 +256,9 @@ function M.main(opts)
             end
         end
     end)
+
+    out:write(M.banner(env_banner), "\n")
+    out:flush()
 
     local line_len = ffi.new("size_t[1]")
     local function start_read(waiter, prompt)

@@ -58,10 +58,13 @@ check_contains "inputs wait on the loop" "$out" '"slept"'
 check_contains "end of input: exit 0" "$out" "rc=0"
 case "$out" in *">>>"*) fail "no prompts when stdin is not a terminal" "$out" ;; *) pass "no prompts when stdin is not a terminal" ;; esac
 
-# Coroutines are served while the shell waits for the next line.
-out=$( (printf '%s\n' 'baseplate.spawn(function() baseplate.sleep(0.1) print("background done") end)'; \
-        sleep 0.8; printf '"next"\n') | shell s.ini)
-check_contains "the loop runs while waiting for input" "$out" 'background done
+# Coroutines are served while the shell waits for the next line: the next
+# line is sent only once the background coroutine has written.
+: > "$TMP/bg.out"
+(printf '%s\n' 'baseplate.spawn(function() baseplate.sleep(0.1) io.stderr:write("background done\n") end)'; \
+  for _ in $(seq 1 200); do grep -q "background done" "$TMP/bg.out" && break; sleep 0.05; done; \
+  printf '"next"\n') | (cd "$TMP" && timeout 20 "$BIN/baseplate-shell" s.ini >> "$TMP/bg.out" 2>&1)
+check_contains "the loop runs while waiting for input" "$(cat "$TMP/bg.out")" 'background done
 "next"'
 
 # Log lines carry the shell span's trace ID.
@@ -76,10 +79,13 @@ printf '"from a file"\n' > "$TMP/in.txt"
 check_contains "stdin from a file" "$(cd "$TMP" && "$BIN/baseplate-shell" s.ini < in.txt 2>&1)" '"from a file"'
 
 # SIGINT abandons the running input and the shell goes on; SIGTERM ends it.
-(printf '%s\n' 'baseplate.sleep(10); print("not abandoned")'; sleep 1.5; printf '"still here"\n'; sleep 0.2) \
-  | (cd "$TMP" && exec "$BIN/baseplate-shell" s.ini > "$TMP/int.out" 2>&1) &
+: > "$TMP/int.out"
+(printf '%s\n' 'io.stderr:write("started\n"); baseplate.sleep(10); print("not abandoned")'; \
+  for _ in $(seq 1 200); do grep -q "interrupted" "$TMP/int.out" && break; sleep 0.05; done; \
+  printf '"still here"\n') \
+  | (cd "$TMP" && exec "$BIN/baseplate-shell" s.ini >> "$TMP/int.out" 2>&1) &
 pipeline=$!
-sleep 0.7
+for _ in $(seq 1 200); do grep -q "started" "$TMP/int.out" && break; sleep 0.05; done
 kill -INT "$(pgrep -n -f "baseplate-shell s.ini")"
 wait "$pipeline"
 out=$(cat "$TMP/int.out")
@@ -87,8 +93,8 @@ check_contains "SIGINT: the input is abandoned" "$out" "interrupted"
 check_contains "SIGINT: the shell goes on" "$out" '"still here"'
 case "$out" in *"not abandoned"*) fail "SIGINT: the rest of the input does not run" "$out" ;; *) pass "SIGINT: the rest of the input does not run" ;; esac
 
-(sleep 5 | (cd "$TMP" && "$BIN/baseplate-shell" s.ini > "$TMP/term.out" 2>&1; echo "rc=$?" > "$TMP/term.rc")) &
-sleep 0.7
+(sleep 10 | (cd "$TMP" && "$BIN/baseplate-shell" s.ini > "$TMP/term.out" 2>&1; echo "rc=$?" > "$TMP/term.rc")) &
+for _ in $(seq 1 200); do grep -q "Available Objects" "$TMP/term.out" 2>/dev/null && break; sleep 0.05; done
 kill -TERM "$(pgrep -n -f "baseplate-shell s.ini")"
 for _ in $(seq 1 40); do [ -s "$TMP/term.rc" ] && break; sleep 0.05; done
 check_eq "SIGTERM at the prompt ends the shell (128 + 15)" "$(cat "$TMP/term.rc")" "rc=143"
