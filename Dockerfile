@@ -12,7 +12,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DBP_BUILD_TESTS=OFF \
 
 FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libluajit2-5.1-2 libuv1 libinih1 libhttp-parser2.9 lua-cjson \
+ && apt-get install -y --no-install-recommends libluajit2-5.1-2 libuv1 libinih1 libhttp-parser2.9 libedit2 lua-cjson \
     libhiredis0.14 libpq5 libssl3 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /

@@ -25,6 +25,7 @@ const char *bp_strerror(int status) {
     case BP_ECLOSED: return "closed";
     case BP_ETOOBIG: return "too large";
     case BP_ETIMEDOUT: return "timed out";
+    case BP_ECANCELED: return "interrupted";
   }
   if (status < 0) return strerror(-status);
   return "unknown status";

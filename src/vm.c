@@ -162,15 +162,17 @@ void bp__vm_wake(int waiter, int status) {
   call_entry(2);
 }
 
+void bp_wake(int waiter, int status) { bp__vm_wake(waiter, status); }
+
 /* --- the runtime entry points for the bundled tools ----------------------------- */
 
 static int ref_on_signal = LUA_NOREF;
 static uv_signal_t signals[4]; /* SIGINT, SIGTERM, SIGUSR2, SIGUSR1 */
-static int nsignals, sigint_count;
+static int nsignals, sigint_seen;
 
 static void on_signal(uv_signal_t *h, int signum) {
-  int handled = 0;
-  if (signum == SIGINT && ++sigint_count > 1) {
+  int handled = 0, repeatable = 0;
+  if (signum == SIGINT && sigint_seen) {
     /* A second Ctrl-C: the user wants out now. */
     bp_log(BP_LOG_WARNING, "baseplate.server", "second SIGINT: exiting immediately");
     _exit(1);
@@ -183,13 +185,18 @@ static void on_signal(uv_signal_t *h, int signum) {
                       : signum == SIGUSR1 ? "SIGUSR1"
                       : signum == SIGUSR2 ? "SIGUSR2"
                                           : "signal");
-    if (lua_pcall(L, 2, 1, 0) == 0) {
-      handled = lua_toboolean(L, -1);
+    /* Lua answers (handled, repeatable): an interactive tool (the shell)
+     * takes every Ctrl-C as "stop what you are doing", not "exit". */
+    if (lua_pcall(L, 2, 2, 0) == 0) {
+      handled = lua_toboolean(L, -2);
+      repeatable = lua_toboolean(L, -1);
+      lua_pop(L, 2);
     } else {
       bp_log(BP_LOG_CRITICAL, "baseplate.runtime", "internal error: %s", lua_tostring(L, -1));
+      lua_pop(L, 1);
     }
-    lua_pop(L, 1);
   }
+  if (signum == SIGINT && !repeatable) sigint_seen = 1;
   if (!handled) {
     signal(signum, SIG_DFL);
     raise(signum);

@@ -35,6 +35,7 @@
 #define BP_ECLOSED (-8)   /* the peer or object is gone */
 #define BP_ETOOBIG (-9)   /* a size limit was exceeded */
 #define BP_ETIMEDOUT (-10) /* a time limit was exceeded */
+#define BP_ECANCELED (-11) /* the wait was abandoned (an interrupted shell input) */
 
 /** The core's ABI version (BP_ABI_VERSION when it was built). */
 BP_EXTERN int bp_abi_version(void);

@@ -33,6 +33,15 @@ BP_EXTERN double bp_monotonic(void);
  */
 BP_EXTERN int bp_sleep(double seconds, int waiter);
 
+/**
+ * Wake the Lua coroutine parked on `waiter` with `status` (the value its
+ * wait returns). For C code that finishes an operation a coroutine waits on:
+ * call it from a loop callback, never from inside a function Lua called
+ * through FFI (LuaJIT cannot re-enter the VM there). A waiter nobody waits
+ * on any more (it was woken already) is ignored.
+ */
+BP_EXTERN void bp_wake(int waiter, int status);
+
 /* --- the runtime, for the bundled tools ---------------------------------- */
 
 /**

@@ -48,6 +48,7 @@ local M = {
     ECLOSED = -8,
     ETOOBIG = -9,
     ETIMEDOUT = -10,
+    ECANCELED = -11,
 }
 
 --- The text for a status code.

@@ -139,6 +139,18 @@ local function spawn(fn, a, b)
 end
 M.spawn = spawn
 
+--- End the wait of coroutine `co` now with `status` (it may go on, or
+--- fail with the status as a timeout would); false if it is not waiting.
+function M.interrupt(co, status)
+    for id, waiter in pairs(waiting) do
+        if waiter == co then
+            M.on_wake(id, status)
+            return true
+        end
+    end
+    return false
+end
+
 -- C -> Lua: wake a parked coroutine. Also used from Lua to end a wait early
 -- (a timeout); a later wake for the same waiter is then ignored.
 function M.on_wake(waiter, status)
@@ -200,6 +212,15 @@ function M.add_signal_handler(fn)
     signal_handlers[#signal_handlers + 1] = fn
 end
 
+-- Interactive tools (the shell) take every SIGINT as "stop what you are
+-- doing"; otherwise a second SIGINT ends the process at once (in C).
+local interactive = false
+
+--- Make every SIGINT go to the signal handlers (none ends the process).
+function M.set_interactive(on)
+    interactive = on and true or false
+end
+
 function M.on_signal(signum, name)
     if name == "SIGUSR1" then
         local ok, err = pcall(M.dump_activity)
@@ -209,7 +230,7 @@ function M.on_signal(signum, name)
         local ok, err = pcall(signal_handlers[i], name, signum)
         if not ok then logger():error("signal handler failed: %s", tostring(err)) end
     end
-    return name == "SIGUSR1" or #signal_handlers > 0
+    return name == "SIGUSR1" or #signal_handlers > 0, interactive
 end
 
 -- The process's main function (baseplate-serve's start-up, a script...).

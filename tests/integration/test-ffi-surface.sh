@@ -17,6 +17,18 @@ for sym in $exported; do
 done
 check_eq "every exported function is documented in docs/" "${undocumented# }" ""
 
+# The shell's console is exported by the baseplate-shell executable itself
+# (only it links libedit); the Lua shell resolves it there.
+tool_exported=$(nm -D --defined-only "$BIN/baseplate-shell" | awk '$2 == "T" {print $3}' | grep '^bp_shell_' | sort -u)
+[ -n "$tool_exported" ] && pass "baseplate-shell exports its console" || fail "baseplate-shell exports its console"
+undocumented=
+for sym in $tool_exported; do
+  grep -rqw "$sym" "$SOURCE_DIR/docs" || undocumented="$undocumented $sym"
+done
+check_eq "every function baseplate-shell exports is documented in docs/" "${undocumented# }" ""
+exported="$exported
+$tool_exported"
+
 declared=$(grep -rhoE '\bbp_[a-z0-9_]+\s*\(' "$SOURCE_DIR/lua" | sed -E 's/\s*\($//' | sort -u)
 missing=
 for sym in $declared; do
