@@ -637,7 +637,16 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   bp_pg_conn_t *c = p->data;
   if (p != c->poll) return;
   if (status < 0) {
-    set_err(c, "%s: socket error: %s", c->where, uv_strerror(status));
+    /* libuv reports POLLERR (a refused connect, a reset) as UV_EBADF and
+     * stops the handle: libpq finds the socket's error and says it better. */
+    if (c->state == ST_CONNECTING) {
+      connect_step(c); /* watches a fresh handle if libpq goes on */
+      return;
+    }
+    if (c->pg && !PQconsumeInput(c->pg))
+      set_err_pq(c, "lost the connection");
+    else
+      set_err(c, "%s: socket error: %s", c->where, uv_strerror(status));
     if (c->busy)
       fail(c, BP_EIO);
     else
