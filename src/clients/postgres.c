@@ -377,7 +377,7 @@ static int build_params(bp_pg_conn_t *c, const char *conninfo, double statement_
   if (statement_timeout > 0) {
     char *joined;
     size_t n;
-    snprintf(buf, sizeof buf, "-c statement_timeout=%llu", (unsigned long long)to_ms(statement_timeout));
+    snprintf(buf, sizeof buf, "-c statement_timeout=%llums", (unsigned long long)to_ms(statement_timeout));
     options = get_param(c, "options");
     n = (options ? strlen(options) + 1 : 0) + strlen(buf) + 1;
     if (!(joined = malloc(n))) goto nomem;
