@@ -215,18 +215,18 @@ static void on_timer(uv_timer_t *t) {
     return;
   }
   switch (c->state) {
-  case ST_RESOLVING:
-  case ST_CONNECTING:
-    set_err(c, "%s: connect timed out after %gs", c->where, c->timeout);
-    fail(c, BP_ETIMEDOUT);
-    break;
-  case ST_SENDING:
-  case ST_READING:
-    set_err(c, "%s: timed out after %gs waiting for the result", c->where, c->timeout);
-    fail(c, BP_ETIMEDOUT);
-    break;
-  default:
-    break;
+    case ST_RESOLVING:
+    case ST_CONNECTING:
+      set_err(c, "%s: connect timed out after %gs", c->where, c->timeout);
+      fail(c, BP_ETIMEDOUT);
+      break;
+    case ST_SENDING:
+    case ST_READING:
+      set_err(c, "%s: timed out after %gs waiting for the result", c->where, c->timeout);
+      fail(c, BP_ETIMEDOUT);
+      break;
+    default:
+      break;
   }
 }
 
@@ -342,7 +342,8 @@ static int build_params(bp_pg_conn_t *c, const char *conninfo, double statement_
 
   /* libpq falls back on these environment variables; they count too. */
   host = get_param(c, "host");
-  if (!host && (host = getenv("PGHOST")) != NULL && *host && (rc = set_param(c, "host", host)) != BP_OK)
+  if (!host && (host = getenv("PGHOST")) != NULL && *host &&
+      (rc = set_param(c, "host", host)) != BP_OK)
     goto nomem;
   hostaddr = get_param(c, "hostaddr");
   if (!hostaddr && (hostaddr = getenv("PGHOSTADDR")) != NULL && !*hostaddr) hostaddr = NULL;
@@ -377,7 +378,8 @@ static int build_params(bp_pg_conn_t *c, const char *conninfo, double statement_
   if (statement_timeout > 0) {
     char *joined;
     size_t n;
-    snprintf(buf, sizeof buf, "-c statement_timeout=%llums", (unsigned long long)to_ms(statement_timeout));
+    snprintf(buf, sizeof buf, "-c statement_timeout=%llums",
+             (unsigned long long)to_ms(statement_timeout));
     options = get_param(c, "options");
     n = (options ? strlen(options) + 1 : 0) + strlen(buf) + 1;
     if (!(joined = malloc(n))) goto nomem;
@@ -386,7 +388,8 @@ static int build_params(bp_pg_conn_t *c, const char *conninfo, double statement_
     free(joined);
     if (rc != BP_OK) goto nomem;
   }
-  if (!get_param(c, "fallback_application_name") && set_param(c, "fallback_application_name", "baseplate"))
+  if (!get_param(c, "fallback_application_name") &&
+      set_param(c, "fallback_application_name", "baseplate"))
     goto nomem;
   return BP_OK;
 nomem:
@@ -398,6 +401,8 @@ nomem:
  * failure status (the connection is then broken). */
 static int start_pq(bp_pg_conn_t *c) {
   int rc;
+  /* expand_dbname 0: the parameters come from PQconninfoParse already (a
+   * URL's dbname is plain by now), and "hostaddr" must stay ours. */
   c->pg = PQconnectStartParams((const char *const *)c->keys, (const char *const *)c->vals, 0);
   free_params(c);
   if (!c->pg) {
@@ -424,25 +429,25 @@ static int start_pq(bp_pg_conn_t *c) {
 static void connect_step(bp_pg_conn_t *c) {
   int rc = 0;
   switch (PQconnectPoll(c->pg)) {
-  case PGRES_POLLING_OK:
-    if (PQsetnonblocking(c->pg, 1) != 0) {
-      set_err_pq(c, "cannot set non-blocking mode");
+    case PGRES_POLLING_OK:
+      if (PQsetnonblocking(c->pg, 1) != 0) {
+        set_err_pq(c, "cannot set non-blocking mode");
+        fail(c, BP_EIO);
+        return;
+      }
+      c->state = ST_IDLE;
+      finish(c, BP_OK);
+      return;
+    case PGRES_POLLING_READING:
+      rc = watch(c, UV_READABLE, 1);
+      break;
+    case PGRES_POLLING_WRITING:
+      rc = watch(c, UV_WRITABLE, 1);
+      break;
+    default:
+      set_err_pq(c, "connection failed");
       fail(c, BP_EIO);
       return;
-    }
-    c->state = ST_IDLE;
-    finish(c, BP_OK);
-    return;
-  case PGRES_POLLING_READING:
-    rc = watch(c, UV_READABLE, 1);
-    break;
-  case PGRES_POLLING_WRITING:
-    rc = watch(c, UV_WRITABLE, 1);
-    break;
-  default:
-    set_err_pq(c, "connection failed");
-    fail(c, BP_EIO);
-    return;
   }
   if (rc != 0) {
     set_err(c, "%s: cannot watch the socket: %s", c->where, uv_strerror(rc));
@@ -497,8 +502,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   if ((rc = start_pq(c)) != BP_AGAIN) finish(c, rc);
 }
 
-int bp_pg_connect(const char *conninfo, double connect_timeout, double statement_timeout, int waiter,
-                  bp_pg_conn_t **out, char *err, size_t errlen) {
+int bp_pg_connect(const char *conninfo, double connect_timeout, double statement_timeout,
+                  int waiter, bp_pg_conn_t **out, char *err, size_t errlen) {
   bp_pg_conn_t *c;
   int rc;
   if (out) *out = NULL;
@@ -506,7 +511,8 @@ int bp_pg_connect(const char *conninfo, double connect_timeout, double statement
     copy_err(err, errlen, "no connection string");
     return BP_EINVAL;
   }
-  if (isnan(connect_timeout) || connect_timeout < 0 || isnan(statement_timeout) || statement_timeout < 0) {
+  if (isnan(connect_timeout) || connect_timeout < 0 || isnan(statement_timeout) ||
+      statement_timeout < 0) {
     copy_err(err, errlen, "timeouts must be non-negative numbers of seconds");
     return BP_EINVAL;
   }
@@ -550,7 +556,8 @@ int bp_pg_connect(const char *conninfo, double connect_timeout, double statement
   } else if ((rc = start_pq(c)) != BP_AGAIN) {
     defer(c, rc);
   }
-  if (connect_timeout > 0 && c->pending == BP_AGAIN) uv_timer_start(&c->timer, on_timer, to_ms(connect_timeout), 0);
+  if (connect_timeout > 0 && c->pending == BP_AGAIN)
+    uv_timer_start(&c->timer, on_timer, to_ms(connect_timeout), 0);
   *out = c;
   return BP_AGAIN;
 }
@@ -654,18 +661,18 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     return;
   }
   switch (c->state) {
-  case ST_CONNECTING:
-    connect_step(c);
-    break;
-  case ST_SENDING:
-  case ST_READING:
-    io_step(c, events);
-    break;
-  case ST_IDLE:
-    idle_read(c);
-    break;
-  default:
-    break;
+    case ST_CONNECTING:
+      connect_step(c);
+      break;
+    case ST_SENDING:
+    case ST_READING:
+      io_step(c, events);
+      break;
+    case ST_IDLE:
+      idle_read(c);
+      break;
+    default:
+      break;
   }
 }
 
@@ -729,8 +736,8 @@ static int send_op(bp_pg_conn_t *c, int kind, const char *name, const char *sql,
   return BP_AGAIN;
 }
 
-int bp_pg_query(bp_pg_conn_t *c, const char *sql, int nparams, const char *const *values, double timeout,
-                int waiter) {
+int bp_pg_query(bp_pg_conn_t *c, const char *sql, int nparams, const char *const *values,
+                double timeout, int waiter) {
   return send_op(c, SEND_QUERY, NULL, sql, nparams, values, timeout, waiter);
 }
 
@@ -780,13 +787,13 @@ void bp_pg_result_free(bp_pg_result_t *r) { PQclear((PGresult *)r); }
 int bp_pg_result_ok(const bp_pg_result_t *r) {
   if (!r) return 0;
   switch (PQresultStatus(PGR(r))) {
-  case PGRES_COMMAND_OK:
-  case PGRES_TUPLES_OK:
-  case PGRES_SINGLE_TUPLE:
-  case PGRES_EMPTY_QUERY:
-    return 1;
-  default:
-    return 0;
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+    case PGRES_SINGLE_TUPLE:
+    case PGRES_EMPTY_QUERY:
+      return 1;
+    default:
+      return 0;
   }
 }
 

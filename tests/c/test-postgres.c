@@ -37,8 +37,10 @@ static void test_errors_at_once(void) {
   CHECK_INT(bp_pg_connect("nonsense=1", 1, 0, 1, &c, err, sizeof err), BP_EINVAL);
   CHECK_CONTAINS(err, "invalid connection string");
   CHECK_INT(bp_pg_connect("postgresql://x@127.0.0.1/db", -1, 0, 1, &c, err, sizeof err), BP_EINVAL);
-  CHECK_INT(bp_pg_connect("postgresql://x@127.0.0.1/db", 1, NAN, 1, &c, err, sizeof err), BP_EINVAL);
-  CHECK_INT(bp_pg_connect("host=a.example,b.example dbname=x", 1, 0, 1, &c, err, sizeof err), BP_EINVAL);
+  CHECK_INT(bp_pg_connect("postgresql://x@127.0.0.1/db", 1, NAN, 1, &c, err, sizeof err),
+            BP_EINVAL);
+  CHECK_INT(bp_pg_connect("host=a.example,b.example dbname=x", 1, 0, 1, &c, err, sizeof err),
+            BP_EINVAL);
   CHECK_CONTAINS(err, "a.example");
   CHECK(c == NULL);
   CHECK_INT(bp_pg_query(NULL, "SELECT 1", 0, NULL, 0, 1), BP_EINVAL);

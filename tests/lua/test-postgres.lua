@@ -161,5 +161,39 @@ t.test("configuration errors name the key", function()
         { ["db.url"] = URL, ["db.statement_timeout"] = "soon" }, "db.")
 end)
 
+t.test("the statement path stays JIT-compiled", function()
+    local vmdef = require("jit.vmdef")
+    local funcinfo = require("jit.util").funcinfo
+    local compiled, aborts = 0, {}
+    local handler
+    local function ours(func)
+        local src = funcinfo(func).source or ""
+        return src:find("clients/postgres.lua", 1, true) ~= nil
+    end
+    handler = function(what, tr, func, pc, otr, oex)
+        if what == "stop" and ours(func) then
+            compiled = compiled + 1
+        elseif what == "abort" and ours(func) then
+            local msg = vmdef.traceerr[otr] or tostring(otr)
+            -- "return to lower frame": a side trace of a loop reaching its
+            -- function's return; the loop itself stays compiled
+            if msg:find("NYI") and not msg:find("return to lower frame", 1, true) then
+                if type(oex) == "number" and msg:find("%%d") then msg = msg:format(oex)
+                elseif oex and msg:find("%%s") then msg = msg:format(vmdef.ffnames[oex] or tostring(oex)) end
+                aborts[#aborts + 1] = msg
+            end
+        end
+    end
+    jit.attach(handler, "trace")
+    for i = 1, 300 do
+        local rows = db:query("SELECT g AS n, g::text AS s, g % 2 = 0 AS even, $1::float8 AS f"
+            .. " FROM generate_series(1, 20) g WHERE g > $2", i + 0.5, 0)
+        assert(#rows == 20 and rows[20].s == "20")
+    end
+    jit.attach(handler) -- detach
+    t.ok(compiled > 0, "a trace was compiled in clients/postgres.lua")
+    t.eq(aborts, {}, "NYI aborts in clients/postgres.lua")
+end)
+
 db:execute("DROP TABLE IF EXISTS lua_pg_t")
 t.done()
