@@ -142,10 +142,12 @@ function Pool:checkout()
 end
 
 --- Give a connection back; `discard` (or an unusable connection) closes it.
---- Overflow connections close when they come back.
+--- A connection that comes back to a pool already holding `size` idle ones
+--- closes (as SQLAlchemy's QueuePool): under load beyond `size`, overflow
+--- connections are reused rather than opened and closed per request.
 function Pool:checkin(conn, discard, since)
     self.in_use = self.in_use - 1
-    if discard or not self.usable_fn(conn) or self.open > self.size then
+    if discard or not self.usable_fn(conn) or #self.idle >= self.size then
         self.open = self.open - 1
         close_conn(self, conn)
     else

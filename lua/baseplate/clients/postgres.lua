@@ -8,10 +8,13 @@
 --   request.db:transaction(function(tx)
 --       tx:execute("INSERT INTO log(msg) VALUES ($1)", "hello")
 --   end)                                   -- COMMIT, or ROLLBACK if fn raises
+--   request.db:prepare("user_by_id", "SELECT * FROM users WHERE id = $1")
+--   request.db:query_prepared("user_by_id", 42)
 --
 -- Parameters are always sent apart from the SQL text ($1…$n): values are
 -- never spliced into statements. Each statement is a child span
 -- "{name}.execute" and carries "-- trace:ID,span:ID" as a comment.
+-- See docs/postgres.md.
 local ffi = require("ffi")
 local cjson = require("cjson")
 local core = require("baseplate.core")
@@ -22,15 +25,19 @@ local Pool = require("baseplate.clients.pool")
 ffi.cdef([[
 typedef struct bp_pg_conn_s bp_pg_conn_t;
 typedef struct bp_pg_result_s bp_pg_result_t;
-int bp_pg_connect(const char *conninfo, double connect_timeout, int waiter, bp_pg_conn_t **out,
-                  char *err, size_t errlen);
+int bp_pg_connect(const char *conninfo, double connect_timeout, double statement_timeout, int waiter,
+                  bp_pg_conn_t **out, char *err, size_t errlen);
 int bp_pg_query(bp_pg_conn_t *c, const char *sql, int nparams, const char *const *values,
                 double timeout, int waiter);
+int bp_pg_prepare(bp_pg_conn_t *c, const char *name, const char *sql, double timeout, int waiter);
+int bp_pg_query_prepared(bp_pg_conn_t *c, const char *name, int nparams, const char *const *values,
+                         double timeout, int waiter);
 bp_pg_result_t *bp_pg_take_result(bp_pg_conn_t *c);
 void bp_pg_result_free(bp_pg_result_t *r);
 int bp_pg_result_ok(const bp_pg_result_t *r);
 const char *bp_pg_result_error(const bp_pg_result_t *r);
 const char *bp_pg_result_sqlstate(const bp_pg_result_t *r);
+const char *bp_pg_result_error_field(const bp_pg_result_t *r, int field);
 int bp_pg_result_rows(const bp_pg_result_t *r);
 int bp_pg_result_cols(const bp_pg_result_t *r);
 const char *bp_pg_result_col_name(const bp_pg_result_t *r, int col);
@@ -44,27 +51,68 @@ void bp_pg_close(bp_pg_conn_t *c);
 ]])
 
 local C = core.C
-local ffi_string = ffi.string
-local type, tostring, tonumber, select, setmetatable, error = type, tostring, tonumber, select, setmetatable, error
-local format = string.format
+local ffi_string, ffi_gc = ffi.string, ffi.gc
+local type, tostring, tonumber, select, setmetatable, error, pcall, unpack =
+    type, tostring, tonumber, select, setmetatable, error, pcall, unpack
+local format, find, gsub = string.format, string.find, string.gsub
+local maxn = table.maxn
+local null = cjson.null
 
 local M = {}
 
-local PgError = {}
-PgError.__index = PgError
-PgError.__tostring = function(e) return e.message end
-M.PostgresError = PgError
+--------------------------------------------------------------------------------
+-- Errors
 
-local len_cell = ffi.new("size_t[1]")
+local PostgresError = {}
+PostgresError.__index = PostgresError
+PostgresError.__tostring = function(e) return e.message end
+M.PostgresError = PostgresError
 
--- Type OIDs and how their text becomes a Lua value.
+-- A failure of the connection itself: it is discarded.
+local function connection_error(conn, class, msg)
+    return setmetatable({ class = class, message = format("%s: %s", conn.name, msg),
+        client = conn.name, endpoint = conn.where }, PostgresError)
+end
+
+local function opt_field(res, code)
+    local p = C.bp_pg_result_error_field(res, code)
+    return p ~= nil and ffi_string(p) or nil
+end
+
+local QUERY_CANCELED = "57014" -- what the server's statement_timeout raises
+local NO_SUCH_STATEMENT = "26000"
+
+-- An error the server reported for a statement: the connection is fine.
+local function sql_error(conn, res)
+    local sqlstate = ffi_string(C.bp_pg_result_sqlstate(res))
+    local msg = ffi_string(C.bp_pg_result_error(res))
+    return setmetatable({
+        class = sqlstate == QUERY_CANCELED and "TimeoutError" or "PostgresError",
+        message = format("%s: %s (SQLSTATE %s)", conn.name, msg, sqlstate),
+        sqlstate = sqlstate,
+        detail = opt_field(res, 68),     -- 'D'
+        hint = opt_field(res, 72),       -- 'H'
+        constraint = opt_field(res, 110), -- 'n'
+        severity = opt_field(res, 86),   -- 'V' (never localised)
+        client = conn.name, endpoint = conn.where,
+        connection_ok = true,
+    }, PostgresError)
+end
+
+--------------------------------------------------------------------------------
+-- Values
+
+-- Type OIDs and how their text becomes a Lua value (others stay strings).
 local BOOL, INT8, INT2, INT4, OID, JSON, FLOAT4, FLOAT8, NUMERIC, JSONB = 16, 20, 21, 23, 26, 114, 700, 701, 1700, 3802
+local function to_bool(s) return s == "t" end
 local converters = {
-    [BOOL] = function(s) return s == "t" end,
+    [BOOL] = to_bool,
     [INT8] = tonumber, [INT2] = tonumber, [INT4] = tonumber, [OID] = tonumber,
     [FLOAT4] = tonumber, [FLOAT8] = tonumber, [NUMERIC] = tonumber,
     [JSON] = cjson.decode, [JSONB] = cjson.decode,
 }
+
+local len_cell = ffi.new("size_t[1]")
 
 local function rows_of(res)
     local nrows, ncols = C.bp_pg_result_rows(res), C.bp_pg_result_cols(res)
@@ -81,7 +129,8 @@ local function rows_of(res)
             if p ~= nil then
                 local s = ffi_string(p, len_cell[0])
                 local f = conv[j]
-                row[names[j]] = f and f(s) or s
+                if f then s = f(s) end
+                row[names[j]] = s
             end
         end
         rows[i + 1] = row
@@ -89,75 +138,159 @@ local function rows_of(res)
     return rows
 end
 
-local function start_connect(waiter, target, out)
-    return C.bp_pg_connect(target.url, target.connect_timeout, waiter, out, core.errbuf, core.errbuf_size)
-end
-
-local function start_query(waiter, conn, q)
-    return C.bp_pg_query(conn.c, q.sql, q.n, q.values, q.timeout, waiter)
-end
-
-local function conn_error(conn, class, msg)
-    return setmetatable({ class = class, message = format("postgres %s: %s", conn.where, msg) }, PgError)
-end
-
-local function open(target)
-    local out = ffi.new("bp_pg_conn_t *[1]")
-    local conn = { where = target.where, timeout = target.statement_timeout or 0 }
-    local rc = runtime.await(start_connect, target, out)
-    conn.c = out[0]
-    if conn.c == nil then error(conn_error(conn, "ConnectionError", core.errmsg()), 0) end
-    ffi.gc(conn.c, C.bp_pg_close)
-    if rc ~= core.OK then
-        local msg = rc == core.ETIMEDOUT and "connect timed out" or ffi_string(C.bp_pg_error(conn.c))
-        C.bp_pg_close(ffi.gc(conn.c, nil))
-        conn.c = nil
-        error(conn_error(conn, rc == core.ETIMEDOUT and "TimeoutError" or "ConnectionError", msg), 0)
+-- A Lua value as the text PostgreSQL parses; nil for NULL.
+local function param_text(v, i)
+    local t = type(v)
+    if t == "string" then
+        if find(v, "\0", 1, true) then
+            error(format("parameter $%d: text cannot contain NUL bytes", i), 4)
+        end
+        return v
+    elseif v == nil or v == null then
+        return nil
+    elseif t == "number" then
+        if v % 1 == 0 and v > -1e18 and v < 1e18 then return format("%d", v) end
+        local s = format("%.14g", v)
+        if tonumber(s) ~= v then s = format("%.17g", v) end
+        return s -- also "nan", "inf", "-inf": PostgreSQL reads them
+    elseif t == "boolean" then
+        return v and "true" or "false"
+    elseif t == "table" then
+        return cjson.encode(v)
+    elseif t == "cdata" then -- 64-bit integers: 123LL
+        return (gsub(tostring(v), "U?LL$", ""))
     end
-    return conn
+    error(format("parameter $%d: cannot send a %s", i, t), 4)
+end
+
+-- The parameters of one call. The C side copies them before returning, so
+-- one array serves every call; `keep` anchors the converted strings.
+local values_cap = 16
+local values = ffi.new("const char *[?]", values_cap)
+local keep = {}
+
+local function set_params(n, ...)
+    if n > values_cap then
+        while values_cap < n do values_cap = values_cap * 2 end
+        values = ffi.new("const char *[?]", values_cap)
+    end
+    for i = 1, n do
+        local s = param_text((select(i, ...)), i)
+        keep[i] = s or false
+        values[i - 1] = s
+    end
+    return n
+end
+
+local function clear_params(n)
+    for i = 1, n do keep[i] = nil end
+end
+
+--------------------------------------------------------------------------------
+-- Connections: { c = bp_pg_conn_t*, name, where, timeout, prepared = {} }
+
+local out_cell = ffi.new("bp_pg_conn_t *[1]")
+
+local function start_connect(waiter, target, conn)
+    local rc = C.bp_pg_connect(target.url, target.connect_timeout, target.statement_timeout or 0,
+        waiter, out_cell, core.errbuf, core.errbuf_size)
+    if out_cell[0] ~= nil then
+        conn.c = ffi_gc(out_cell[0], C.bp_pg_close)
+        out_cell[0] = nil
+    else
+        conn.connect_error = core.errmsg()
+    end
+    return rc
 end
 
 local function close_conn(conn)
     if conn.c ~= nil then
-        C.bp_pg_close(ffi.gc(conn.c, nil))
+        C.bp_pg_close(ffi_gc(conn.c, nil))
         conn.c = nil
     end
+end
+
+local function open(target)
+    local conn = {
+        name = target.name, where = target.where, prepared = {},
+        -- the server cancels at statement_timeout; this is the backstop
+        timeout = target.statement_timeout and target.statement_timeout + 1 or 0,
+    }
+    local rc = runtime.await(start_connect, target, conn)
+    if conn.c == nil then
+        error(connection_error(conn, "ConnectionError", conn.connect_error or core.strerror(rc)), 0)
+    end
+    if rc ~= core.OK then
+        local msg = ffi_string(C.bp_pg_error(conn.c))
+        close_conn(conn)
+        error(connection_error(conn, rc == core.ETIMEDOUT and "TimeoutError" or "ConnectionError",
+            msg ~= "" and msg or core.strerror(rc)), 0)
+    end
+    return conn
 end
 
 local function usable(conn)
     return conn.c ~= nil and C.bp_pg_broken(conn.c) == 0 and not conn.in_transaction
 end
 
--- Run sql with parameters on conn; returns the result (freed by gc).
-local function run(conn, sql, ...)
-    local n = select("#", ...)
-    local q = { sql = sql, n = n, values = ffi.new("const char *[?]", n + 1), keep = {}, timeout = conn.timeout }
-    for i = 1, n do
-        local v = select(i, ...)
-        if v ~= nil and v ~= cjson.null then
-            if type(v) == "boolean" then v = v and "true" or "false"
-            elseif type(v) == "table" then v = cjson.encode(v)
-            else v = tostring(v) end
-            q.keep[i] = v
-            q.values[i - 1] = v
-        end
-    end
-    local rc = runtime.await(start_query, conn, q)
+local function start_query(waiter, conn, sql)
+    return C.bp_pg_query(conn.c, sql, conn.nparams, values, conn.timeout, waiter)
+end
+
+local function start_prepare(waiter, conn, name, sql)
+    return C.bp_pg_prepare(conn.c, name, sql, conn.timeout, waiter)
+end
+
+local function start_prepared(waiter, conn, name)
+    return C.bp_pg_query_prepared(conn.c, name, conn.nparams, values, conn.timeout, waiter)
+end
+
+-- The result of the operation just awaited (freed by the GC), or an error.
+local function result_of(conn, rc)
     if rc ~= core.OK then
-        if rc == core.ETIMEDOUT then
-            error(conn_error(conn, "TimeoutError", format("statement timed out after %gs", conn.timeout)), 0)
-        end
-        error(conn_error(conn, "ConnectionError", ffi_string(C.bp_pg_error(conn.c))), 0)
+        local msg = conn.c ~= nil and ffi_string(C.bp_pg_error(conn.c)) or ""
+        if msg == "" then msg = core.strerror(rc) end
+        error(connection_error(conn, rc == core.ETIMEDOUT and "TimeoutError" or "ConnectionError", msg), 0)
     end
     local res = C.bp_pg_take_result(conn.c)
-    if res == nil then error(conn_error(conn, "ConnectionError", "no result"), 0) end
-    res = ffi.gc(res, C.bp_pg_result_free)
-    if C.bp_pg_result_ok(res) == 0 then
-        error(setmetatable({ class = "PostgresError", connection_ok = true,
-            sqlstate = ffi_string(C.bp_pg_result_sqlstate(res)),
-            message = ffi_string(C.bp_pg_result_error(res)) }, PgError), 0)
-    end
+    if res == nil then error(connection_error(conn, "ConnectionError", "no result"), 0) end
+    res = ffi_gc(res, C.bp_pg_result_free)
+    if C.bp_pg_result_ok(res) == 0 then error(sql_error(conn, res), 0) end
     return res
+end
+
+-- Run sql with parameters on conn; returns the result.
+local function run(conn, sql, ...)
+    if conn.c == nil then error(connection_error(conn, "ConnectionError", "closed"), 0) end
+    local n = set_params(select("#", ...), ...)
+    conn.nparams = n
+    local rc = runtime.await(start_query, conn, sql)
+    clear_params(n)
+    return result_of(conn, rc)
+end
+
+-- Run the statement registered as `name` (sql), preparing it on this
+-- connection first if needed.
+local function run_prepared(conn, name, sql, ...)
+    if conn.c == nil then error(connection_error(conn, "ConnectionError", "closed"), 0) end
+    for attempt = 1, 2 do
+        if not conn.prepared[name] then
+            result_of(conn, runtime.await(start_prepare, conn, name, sql))
+            conn.prepared[name] = true
+        end
+        local n = set_params(select("#", ...), ...)
+        conn.nparams = n
+        local rc = runtime.await(start_prepared, conn, name)
+        clear_params(n)
+        local ok, res = pcall(result_of, conn, rc)
+        if ok then return res end
+        -- Gone from the session (DISCARD ALL…): prepare it again, once,
+        -- unless a transaction is aborted by now.
+        if attempt == 2 or type(res) ~= "table" or res.sqlstate ~= NO_SUCH_STATEMENT or conn.in_transaction then
+            error(res, 0)
+        end
+        conn.prepared[name] = nil
+    end
 end
 
 local function annotate(sql, span)
@@ -173,6 +306,14 @@ local function do_execute(conn, span, sql, ...)
     return tonumber(C.bp_pg_result_affected(run(conn, annotate(sql, span), ...)))
 end
 
+local function do_query_prepared(conn, span, name, sql, ...)
+    return rows_of(run_prepared(conn, name, sql, ...))
+end
+
+local function do_execute_prepared(conn, span, name, sql, ...)
+    return tonumber(C.bp_pg_result_affected(run_prepared(conn, name, sql, ...)))
+end
+
 --------------------------------------------------------------------------------
 -- The context object
 
@@ -180,58 +321,147 @@ local Monitored = {}
 Monitored.__index = Monitored
 M.MonitoredPostgres = Monitored
 
-local function traced(self, fn, sql, ...)
-    local pool, name = self._pool, self._name
-    if type(sql) ~= "string" then error("expected an SQL string", 3) end
-    local span = self._span
-    if span == nil then return pool:with(fn, nil, sql, ...) end
-    local child = span:make_child(name .. ".execute")
-    local args = { n = select("#", ...), ... }
-    return child:with(function(s)
-        s:set_tag("statement", #sql > 1024 and sql:sub(1, 1021) .. "..." or sql)
-        return pool:with(fn, s, sql, unpack(args, 1, args.n))
-    end)
+local function statement_tag(sql)
+    return #sql > 1024 and sql:sub(1, 1021) .. "..." or sql
+end
+
+-- fn(conn, span, ...) inside a "{name}.execute" child span of `parent`.
+local function in_span(s, fn, conn, tag, ...)
+    s:set_tag("statement", statement_tag(tag))
+    return fn(conn, s, ...)
+end
+
+local function traced(parent, name, fn, conn, tag, ...)
+    if parent == nil then return fn(conn, nil, ...) end
+    return parent:make_child(name .. ".execute"):with(in_span, fn, conn, tag, ...)
+end
+
+-- With a checked-out connection: the span covers the statement, not the wait.
+local function checked_out(conn, self, fn, tag, ...)
+    return traced(self._span, self._name, fn, conn, tag, ...)
+end
+
+local function check_sql(sql)
+    if type(sql) ~= "string" then error("expected an SQL string, got " .. type(sql), 3) end
+end
+
+local function registered(self, name)
+    if type(name) ~= "string" then error("expected a statement name, got " .. type(name), 3) end
+    local sql = self._statements[name]
+    if sql == nil then error(format("no statement prepared as %q: call prepare(name, sql) first", name), 3) end
+    return sql
 end
 
 --- Rows of a SELECT (or RETURNING): tables keyed by column name.
 function Monitored:query(sql, ...)
-    return traced(self, do_query, sql, ...)
+    check_sql(sql)
+    return self._pool:with(checked_out, self, do_query, sql, sql, ...)
 end
 
 --- Run a command; returns the number of rows it affected.
 function Monitored:execute(sql, ...)
-    return traced(self, do_execute, sql, ...)
+    check_sql(sql)
+    return self._pool:with(checked_out, self, do_execute, sql, sql, ...)
+end
+
+--- Register `sql` as the prepared statement `name`, once for every request
+--- and connection (each connection prepares it when it first runs it).
+function Monitored:prepare(name, sql)
+    local statements = self._statements
+    if type(name) ~= "string" or name == "" or #name > 63 then
+        error("prepare: expected a statement name of 1 to 63 bytes", 2)
+    end
+    check_sql(sql)
+    local old = statements[name]
+    if old ~= nil and old ~= sql then
+        error(format("prepare: %q is already prepared with other SQL", name), 2)
+    end
+    statements[name] = sql
+    return self
+end
+
+--- Rows of the statement prepared as `name`, with these parameters.
+function Monitored:query_prepared(name, ...)
+    local sql = registered(self, name)
+    return self._pool:with(checked_out, self, do_query_prepared, sql, name, sql, ...)
+end
+
+--- Run the statement prepared as `name`; returns the rows it affected.
+function Monitored:execute_prepared(name, ...)
+    local sql = registered(self, name)
+    return self._pool:with(checked_out, self, do_execute_prepared, sql, name, sql, ...)
 end
 
 local Tx = {}
 Tx.__index = Tx
-function Tx:query(sql, ...) return do_query(self._conn, self._span, sql, ...) end
-function Tx:execute(sql, ...) return do_execute(self._conn, self._span, sql, ...) end
 
---- Run fn(tx) in a transaction on one connection: COMMIT when fn returns,
---- ROLLBACK (and the error raised again) when it raises.
-function Monitored:transaction(fn)
-    local function body(conn, span)
-        run(conn, "BEGIN")
-        conn.in_transaction = true
-        local tx = setmetatable({ _conn = conn, _span = span }, Tx)
-        local res = { pcall(fn, tx) }
-        if res[1] then
-            run(conn, "COMMIT")
-            conn.in_transaction = false
-            return unpack(res, 2, table.maxn(res))
+local function tx_conn(tx)
+    local conn = tx._conn
+    if conn == nil then error("this transaction is over", 3) end
+    return conn
+end
+
+function Tx:query(sql, ...)
+    check_sql(sql)
+    return traced(self._span, self._name, do_query, tx_conn(self), sql, sql, ...)
+end
+
+function Tx:execute(sql, ...)
+    check_sql(sql)
+    return traced(self._span, self._name, do_execute, tx_conn(self), sql, sql, ...)
+end
+
+function Tx:query_prepared(name, ...)
+    local sql = registered(self, name)
+    return traced(self._span, self._name, do_query_prepared, tx_conn(self), sql, name, sql, ...)
+end
+
+function Tx:execute_prepared(name, ...)
+    local sql = registered(self, name)
+    return traced(self._span, self._name, do_execute_prepared, tx_conn(self), sql, name, sql, ...)
+end
+
+-- The transaction on a checked-out connection. Whatever fn raises is
+-- returned, not raised, so that the pool keeps a connection whose
+-- ROLLBACK went through (a broken one is not `usable`: in_transaction stays).
+local function tx_body(conn, self, fn, span)
+    run(conn, "BEGIN")
+    conn.in_transaction = true
+    local tx = setmetatable({ _conn = conn, _span = span, _name = self._name,
+        _statements = self._statements }, Tx)
+    local res = { pcall(fn, tx) }
+    tx._conn = nil
+    if res[1] then
+        local ok, err = pcall(run, conn, "COMMIT")
+        if not ok then
+            -- the server ended the transaction (a deferred constraint…)
+            if type(err) == "table" and err.connection_ok then conn.in_transaction = false end
+            return false, err
         end
-        local ok = pcall(run, conn, "ROLLBACK")
-        if ok then conn.in_transaction = false end
-        local err = res[2]
-        if type(err) == "table" then err.connection_ok = ok end
-        error(err, 0)
+        conn.in_transaction = false
+        return true, res
     end
+    local err = res[2]
+    local rolled_back = pcall(run, conn, "ROLLBACK")
+    if rolled_back then conn.in_transaction = false end
+    if type(err) == "table" then err.connection_ok = rolled_back or nil end
+    return false, err
+end
+
+local function tx_in_span(s, self, fn)
+    local ok, res = self._pool:with(tx_body, self, fn, s)
+    if not ok then error(res, 0) end
+    return unpack(res, 2, maxn(res))
+end
+
+--- Run fn(tx) in a transaction on one connection: COMMIT when fn returns
+--- (its results are returned), ROLLBACK and the error raised again when it
+--- raises. tx has query, execute, query_prepared and execute_prepared.
+function Monitored:transaction(fn)
+    if type(fn) ~= "function" then error("transaction: expected a function", 2) end
     local span = self._span
-    if span == nil then return self._pool:with(body, nil) end
-    return span:make_child(self._name .. ".transaction"):with(function(s)
-        return self._pool:with(body, s)
-    end)
+    if span == nil then return tx_in_span(nil, self, fn) end
+    return span:make_child(self._name .. ".transaction"):with(tx_in_span, self, fn)
 end
 
 --------------------------------------------------------------------------------
@@ -248,27 +478,31 @@ local spec = {
     pool_timeout = config.Optional(config.Timespan, 5),
 }
 
---- A pool from the keys under `prefix` ("database." by default).
+local function ping(conn)
+    run(conn, "SELECT 1")
+end
+
+--- A pool from the keys under `prefix` ("database." by default), named
+--- `name` (the prefix without its dot by default) in errors and spans.
 function M.pool_from_config(app_config, prefix, name)
     prefix = prefix or "database."
-    local sub = {}
-    for k, v in pairs(app_config) do
-        if type(k) == "string" and k:sub(1, #prefix) == prefix then sub[k:sub(#prefix + 1)] = v end
-    end
     local key_base = prefix:gsub("%.$", "")
-    local cfg = config.parse_config(sub, spec)
-    if not cfg.url:match("^postgres") then
-        error(config.ConfigurationError(key_base .. ".url", "expected a postgresql:// URL"), 0)
+    local cfg = config.parse_config(app_config, { [key_base] = spec })[key_base]
+    local function bad(key, why) error(config.ConfigurationError(key_base .. "." .. key, why), 0) end
+    if not (cfg.url:match("^postgresql://") or cfg.url:match("^postgres://")) then
+        bad("url", "expected a postgresql:// URL")
     end
-    if cfg.pool_size < 1 then error(config.ConfigurationError(key_base .. ".pool_size", "must be at least 1"), 0) end
-    if cfg.max_overflow < 0 then
-        error(config.ConfigurationError(key_base .. ".max_overflow", "must not be negative"), 0)
-    end
+    if cfg.pool_size < 1 then bad("pool_size", "must be at least 1") end
+    if cfg.max_overflow < 0 then bad("max_overflow", "must not be negative") end
+    if cfg.statement_timeout == 0 then cfg.statement_timeout = nil end
+    local host = cfg.url:match("^[^:]+://([^/?]*)") or ""
+    host = host:match("@([^@]*)$") or host
     local target = {
+        name = name or key_base,
         url = cfg.url,
         connect_timeout = cfg.connect_timeout,
         statement_timeout = cfg.statement_timeout,
-        where = (cfg.url:match("@([^/?]+)") or cfg.url:match("//([^/?]+)") or "?"),
+        where = host ~= "" and host or "localhost",
     }
     return Pool.new({
         name = name or key_base,
@@ -279,7 +513,7 @@ function M.pool_from_config(app_config, prefix, name)
         connect = function() return open(target) end,
         close = close_conn,
         usable = usable,
-        ping = cfg.pool_pre_ping and function(conn) run(conn, "SELECT 1") end or nil,
+        ping = cfg.pool_pre_ping and ping or nil,
     })
 end
 
@@ -287,8 +521,19 @@ local Factory = {}
 Factory.__index = Factory
 M.PostgresContextFactory = Factory
 
+--- A context factory over `pool`; `statements` ({ name = sql }) are
+--- registered for prepare/query_prepared up front.
+function M.context_factory(pool, statements)
+    local f = setmetatable({ pool = pool, statements = {} }, Factory)
+    for name, sql in pairs(statements or {}) do
+        Monitored.prepare(f:make_object_for_context("", nil), name, sql)
+    end
+    return f
+end
+
 function Factory:make_object_for_context(name, span)
-    return setmetatable({ _name = name, _span = span, _pool = self.pool }, Monitored)
+    return setmetatable({ _name = name, _span = span, _pool = self.pool, _statements = self.statements },
+        Monitored)
 end
 
 function Factory:report_runtime_metrics(batch)
@@ -302,13 +547,15 @@ end
 local Parser = setmetatable({}, { __index = config.Parser })
 Parser.__index = Parser
 
---- For configure_context: { db = PostgresClient() } reads db.url, db.pool_size…
-function M.PostgresClient()
-    return setmetatable({}, Parser)
+--- For configure_context: { db = PostgresClient() } reads db.url,
+--- db.pool_size… `opts.statements` ({ name = sql }) are prepared statements
+--- every request can run with query_prepared/execute_prepared.
+function M.PostgresClient(opts)
+    return setmetatable({ statements = opts and opts.statements }, Parser)
 end
 
 function Parser:parse(key_path, raw)
-    return setmetatable({ pool = M.pool_from_config(raw, key_path .. ".", key_path) }, Factory)
+    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path), self.statements)
 end
 
 return M
