@@ -23,5 +23,6 @@
 #include "baseplate/module.h"
 #include "baseplate/runtime.h"
 #include "baseplate/redis.h"
+#include "baseplate/postgres.h"
 
 #endif

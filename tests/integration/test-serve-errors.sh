@@ -23,6 +23,8 @@ rc=1"
 
 cp "$SOURCE_DIR/examples/helloworld/helloworld.lua" "$TMP/"
 ini() { printf "$1" > "$TMP/t.ini"; }
+# The keys the example's clients need (nothing connects at start-up).
+HELLO='db.url = postgresql://baseplate@127.0.0.1:5432/baseplate\nredis.url = redis://127.0.0.1:6379/0\n'
 
 ini '[app:main]\nfactory = helloworld:nope\n\n[server:main]\nfactory = baseplate.server.http\n'
 check_eq "factory that does not exist" "$(serve t.ini)" "baseplate-serve: error: t.ini: [app:main] factory: module 'helloworld' has no callable 'nope'
@@ -51,7 +53,11 @@ ini '[app:main]\nsetting = 1\n\n[server:main]\nfactory = baseplate.server.http\n
 check_eq "missing factory" "$(serve t.ini)" "baseplate-serve: error: t.ini: [app:main] factory: no value specified
 rc=1"
 
-ini '[app:main]\nfactory = helloworld:make_app\n\n[server:main]\nfactory = baseplate.server.nope\n'
+ini '[app:main]\nfactory = helloworld:make_app\n\n[server:main]\nfactory = baseplate.server.http\n'
+check_contains "a client key missing is named" "$(serve t.ini)" "baseplate-serve: error: t.ini: [app:main] db.url: no value specified
+rc=1"
+
+ini '[app:main]\nfactory = helloworld:make_app\n'"$HELLO"'\n[server:main]\nfactory = baseplate.server.nope\n'
 check_contains "unknown server factory" "$(serve t.ini)" "t.ini: [server:main] factory: no module named 'baseplate.server.nope'"
 
 ini '[app:main]\nfactory = helloworld:make_app\n[server:main]\nfactory = baseplate.server.http\nthis line is wrong\n'
@@ -75,7 +81,7 @@ check_contains "factory returning a non-app" "$(serve t.ini)" "t.ini: [app:main]
 ini '[app:main]\nfactory = helloworld:make_app\n[server:main]\nfactory = baseplate.server.http\n[logging]\nlevel = LOUD\n'
 check_contains "bad log level" "$(serve t.ini)" "t.ini: [logging] level: unknown log level \"LOUD\""
 
-ini '[app:main]\nfactory = helloworld:make_app\n[server:main]\nfactory = baseplate.server.http\n'
+ini '[app:main]\nfactory = helloworld:make_app\n'"$HELLO"'[server:main]\nfactory = baseplate.server.http\n'
 out=$(serve --bind 127.0.0.1 t.ini)
 check_contains "bind without a port" "$out" 'baseplate-serve: error: 127.0.0.1: no port specified in "127.0.0.1"'
 out=$(serve --bind 127.0.0.1:99999 t.ini)
