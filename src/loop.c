@@ -12,38 +12,51 @@ double bp_now(void) { return (double)uv_now(uv_default_loop()) / 1000.0; }
 
 double bp_monotonic(void) { return (double)uv_hrtime() / 1e9; }
 
-typedef struct {
+/* A sleep and a timeout are one thing: a timer that wakes a waiter with a
+ * status, freeing itself when it fires or is cancelled. */
+struct bp_timeout_s {
   bp__closable_t closable;
   uv_timer_t timer;
   int waiter;
-} bp_sleep_t;
+  int status;
+};
 
-static void sleep_closed(uv_handle_t *h) { free(h->data); }
+static void timeout_closed(uv_handle_t *h) { free(h->data); }
 
-static void sleep_fired(uv_timer_t *t) {
-  bp_sleep_t *s = t->data;
-  int waiter = s->waiter;
-  uv_close((uv_handle_t *)t, sleep_closed);
-  bp__vm_wake(waiter, BP_OK);
+static void timeout_fired(uv_timer_t *t) {
+  bp_timeout_t *s = t->data;
+  int waiter = s->waiter, status = s->status;
+  uv_close((uv_handle_t *)t, timeout_closed);
+  bp__vm_wake(waiter, status);
 }
 
-static void sleep_cancel(bp__closable_t *c) {
-  bp_sleep_t *s = (bp_sleep_t *)c;
-  uv_close((uv_handle_t *)&s->timer, sleep_closed);
+static void timeout_shutdown(bp__closable_t *c) { bp_timeout_cancel((bp_timeout_t *)c); }
+
+static bp_timeout_t *timer_start(double seconds, int waiter, int status) {
+  bp_timeout_t *s = malloc(sizeof *s);
+  uint64_t ms;
+  if (!s) return NULL;
+  s->closable.magic = BP_CLOSABLE_MAGIC;
+  s->closable.close = timeout_shutdown;
+  s->waiter = waiter;
+  s->status = status;
+  uv_timer_init(uv_default_loop(), &s->timer);
+  s->timer.data = s;
+  ms = !(seconds > 0) ? 0 : (uint64_t)(seconds * 1000.0 + 0.5);
+  uv_timer_start(&s->timer, timeout_fired, ms, 0);
+  return s;
 }
 
 int bp_sleep(double seconds, int waiter) {
-  bp_sleep_t *s = malloc(sizeof *s);
-  uint64_t ms;
-  if (!s) return BP_ENOMEM;
-  s->closable.magic = BP_CLOSABLE_MAGIC;
-  s->closable.close = sleep_cancel;
-  s->waiter = waiter;
-  uv_timer_init(uv_default_loop(), &s->timer);
-  s->timer.data = s;
-  ms = seconds <= 0 ? 0 : (uint64_t)(seconds * 1000.0 + 0.5);
-  uv_timer_start(&s->timer, sleep_fired, ms, 0);
-  return BP_AGAIN;
+  return timer_start(seconds, waiter, BP_OK) ? BP_AGAIN : BP_ENOMEM;
+}
+
+bp_timeout_t *bp_timeout_start(double seconds, int waiter) {
+  return timer_start(seconds, waiter, BP_ETIMEDOUT);
+}
+
+void bp_timeout_cancel(bp_timeout_t *t) {
+  if (t && !uv_is_closing((uv_handle_t *)&t->timer)) uv_close((uv_handle_t *)&t->timer, timeout_closed);
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {

@@ -33,6 +33,21 @@ BP_EXTERN double bp_monotonic(void);
  */
 BP_EXTERN int bp_sleep(double seconds, int waiter);
 
+typedef struct bp_timeout_s bp_timeout_t;
+
+/**
+ * A time limit on a wait: wake `waiter` with BP_ETIMEDOUT after `seconds`
+ * unless bp_timeout_cancel() comes first. Start it once the operation
+ * waited on has returned BP_AGAIN; if the operation wakes the waiter first,
+ * cancel the timeout straight away (the timeout's later wake-up would reach
+ * an unrelated wait). After the timeout fired (the waiter got
+ * BP_ETIMEDOUT from it), it is gone: do not cancel it. NULL on ENOMEM.
+ */
+BP_EXTERN bp_timeout_t *bp_timeout_start(double seconds, int waiter);
+
+/** Cancel a timeout that has not fired. */
+BP_EXTERN void bp_timeout_cancel(bp_timeout_t *t);
+
 /**
  * Wake the Lua coroutine parked on `waiter` with `status` (the value its
  * wait returns). For C code that finishes an operation a coroutine waits on:

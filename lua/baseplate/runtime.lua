@@ -7,6 +7,9 @@ local core = require("baseplate.core")
 
 ffi.cdef([[
 int bp_sleep(double seconds, int waiter);
+typedef struct bp_timeout_s bp_timeout_t;
+bp_timeout_t *bp_timeout_start(double seconds, int waiter);
+void bp_timeout_cancel(bp_timeout_t *t);
 void bp_loop_stop(void);
 double bp_now(void);
 double bp_monotonic(void);
@@ -76,6 +79,29 @@ function M.await(start, a, b, c)
         co_span[co] = ffi.gc(C.bp_span_ref(sp), C.bp_span_unref)
     end
     return co_yield(WAIT)
+end
+
+local ETIMEDOUT = core.ETIMEDOUT
+
+local function start_limited(id, w)
+    w.id = id
+    local rc = w.start(id, w.a, w.b, w.c)
+    if rc == AGAIN then
+        w.timer = C.bp_timeout_start(w.seconds, id)
+        if w.timer == nil then error("out of memory starting a timer", 0) end
+    end
+    return rc
+end
+
+--- M.await with a time limit: the wait ends with core.ETIMEDOUT after
+--- `seconds` unless the operation woke it first. The operation must then
+--- forget the waiter (its later wake is ignored anyway). Returns the status
+--- and the waiter id.
+function M.await_timeout(seconds, start, a, b, c)
+    local w = { start = start, a = a, b = b, c = c, seconds = seconds }
+    local rc = M.await(start_limited, w)
+    if rc ~= ETIMEDOUT and w.timer then C.bp_timeout_cancel(w.timer) end
+    return rc, w.id
 end
 
 local function start_sleep(id, seconds)

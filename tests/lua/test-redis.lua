@@ -186,6 +186,23 @@ t.test("the pool: bounded, waits, then a clear error", function()
     t.eq(err.class, nil)
 end)
 
+t.test("a waiter that got its connection leaves no timer behind", function()
+    -- A pending timer would keep this process alive for pool_timeout (100 s)
+    -- after the last test, past ctest's time limit.
+    local r, pool = client({ max_connections = "1", pool_timeout = "100 seconds" })
+    local done = 0
+    for _ = 1, 20 do
+        runtime.spawn(function()
+            r:ping()
+            done = done + 1
+        end)
+    end
+    t.eq(#pool.waiters, 19)
+    while done < 20 do baseplate.sleep(0.01) end
+    t.eq(#pool.waiters, 0)
+    t.eq(pool:stats().in_use, 0)
+end)
+
 t.test("a socket timeout discards the connection, never the slot", function()
     local r, pool = client({ max_connections = "3", socket_timeout = "50 milliseconds" })
     for _ = 1, 10 do

@@ -63,35 +63,26 @@ local function wake_one(self)
     if w then runtime.wake(w, core.OK) end
 end
 
-local function start_wait(id, self, state)
-    state.id = id
+local function start_wait(id, self)
     self.waiters[#self.waiters + 1] = id
     return core.AGAIN
 end
 
-local function wait_timer(state)
-    runtime.sleep(state.left)
-    if not state.done and state.id then
-        -- still queued: leave the queue and wake with a timeout
-        local waiters = state.pool.waiters
-        for i = 1, #waiters do
-            if waiters[i] == state.id then
+-- Wait (first come, first served) for a connection or a slot to come back,
+-- until `deadline`. A timed-out waiter leaves the queue.
+local function wait(self, deadline)
+    local left = deadline - runtime.now()
+    if left <= 0 then return false end
+    local rc, id = runtime.await_timeout(left, start_wait, self)
+    if rc ~= core.OK then
+        local waiters = self.waiters
+        for i = #waiters, 1, -1 do
+            if waiters[i] == id then
                 remove(waiters, i)
                 break
             end
         end
-        runtime.wake(state.id, core.ETIMEDOUT)
     end
-end
-
--- Wait for a connection or a slot to come back, until `deadline`.
-local function wait(self, deadline)
-    local left = deadline - runtime.now()
-    if left <= 0 then return false end
-    local state = { pool = self, left = left, done = false }
-    runtime.spawn(wait_timer, state)
-    local rc = runtime.await(start_wait, self, state)
-    state.done = true
     return rc == core.OK
 end
 
