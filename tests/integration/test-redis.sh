@@ -15,8 +15,8 @@ UDP_PORT=$(cat "$TMP/udp.port")
 
 # serve URL [APP KEYS] [SERVER KEYS]
 serve() {
-  printf '[app:main]\nfactory = redisapp:make_app\ncache.url = %s\ncache.max_connections = 50\ncache.socket_timeout = 500 milliseconds\ncache.pool_timeout = 1 second\nmetrics.namespace = myservice\nmetrics.endpoint = 127.0.0.1:%s\n%b\n[server:main]\nfactory = baseplate.server.http\n%b\n' \
-    "$1" "$UDP_PORT" "${2:-}" "${3:-}" > "$TMP/redis.ini"
+  printf '[app:main]\nfactory = redisapp:make_app\ncache.url = %s\ncache.max_connections = 50\ncache.socket_timeout = %s\ncache.pool_timeout = 1 second\nmetrics.namespace = myservice\nmetrics.endpoint = 127.0.0.1:%s\n%b\n[server:main]\nfactory = baseplate.server.http\n%b\n' \
+    "$1" "${SOCKET_TIMEOUT:-500 milliseconds}" "$UDP_PORT" "${2:-}" "${3:-}" > "$TMP/redis.ini"
   start_server "$TMP/redis.ini"
 }
 
@@ -83,7 +83,7 @@ stop_server TERM
 
 # A server that is not there at start-up, dies under load, and comes back.
 port=$((20000 + RANDOM % 10000))
-serve "redis://127.0.0.1:$port/0" || { fail "server starts without redis"; finish; }
+SOCKET_TIMEOUT="10 seconds" serve "redis://127.0.0.1:$port/0" || { fail "server starts without redis"; finish; }
 out=$(curl -s -w ' %{http_code}' --max-time 5 "$(url /get/greeting)")
 check_contains "redis down: a 500, not a hang" "$out" " 500"
 check_contains "redis down: the reason is logged" "$(cat "$LOG")" "redis 127.0.0.1:$port"
@@ -91,7 +91,17 @@ redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no > "$TMP/o
 OWN_REDIS=$!
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
 check_eq "redis up: served" "$(curl -s --max-time 5 "$(url /set/k/v)")" '{"reply":"OK"}'
+# Killed while 10 requests wait on it (BLPOP 5 s, socket timeout 10 s):
+# they fail at once, they do not wait for a timeout.
+pids=
+for i in $(seq 1 10); do curl -s -o /dev/null -w '%{http_code}' --max-time 8 "$(url /blpop/5000)" > "$TMP/inflight.$i" & pids="$pids $!"; done
+sleep 0.5
+t0=$(date +%s%3N)
 kill $OWN_REDIS; wait $OWN_REDIS 2>/dev/null; OWN_REDIS=
+wait $pids
+t1=$(date +%s%3N)
+check_eq "redis killed under load: the requests in flight get a 500" "$(cat "$TMP"/inflight.* | grep -o 500 | wc -l)" 10
+if [ $((t1 - t0)) -lt 2000 ]; then pass "at once ($((t1 - t0)) ms)"; else fail "at once" "$((t1 - t0)) ms"; fi
 check_contains "redis killed: a 500" "$(curl -s -w ' %{http_code}' --max-time 5 "$(url /get/k)")" " 500"
 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no > "$TMP/own-redis.log" 2>&1 &
 OWN_REDIS=$!
