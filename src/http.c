@@ -580,7 +580,7 @@ static void start_span(bp_request_t *r, bp_baseplate_t *bp, int trust) {
     const char *edge = bp_request_header(r, "X-Edge-Request", &len);
     if (edge) bp_span_set_edge_request(span, edge, len);
   }
-  bp__span_tag_static(span, "http.method", r->method, strlen(r->method), BP_TAG_STRING);
+  bp__span_tag_const(span, "http.method", r->method, BP_TAG_STRING); /* http_parser's names */
   bp__span_tag_static(span, "peer.ipv4", r->conn->remote, strlen(r->conn->remote), BP_TAG_STRING);
   bp_span_start(span);
 }
@@ -837,14 +837,32 @@ const char *bp_http_status_text(int status) {
 }
 
 /* The request's server span ends with its response. */
+/* "100" … "599", made once: status tags are not copied per request. */
+static const char *status_text(int status) {
+  static char text[600][4];
+  char *t;
+  if (status < 100 || status > 599) return NULL;
+  t = text[status];
+  if (!t[0]) {
+    t[0] = (char)('0' + status / 100);
+    t[1] = (char)('0' + status / 10 % 10);
+    t[2] = (char)('0' + status % 10);
+  }
+  return t;
+}
+
 static void span_finish(bp_request_t *r, int status) {
   bp_span_t *span = r->span;
   char num[24];
-  const char *error = r->error[0] ? r->error : NULL;
+  const char *error = r->error[0] ? r->error : NULL, *text;
   r->span = NULL;
-  if (!bp_span_get_tag(span, "http.status_code", NULL))
-    bp__span_tag_static(span, "http.status_code", num, bp__u64_to_dec((uint64_t)status, num),
-                        BP_TAG_NUMBER);
+  if (!bp_span_get_tag(span, "http.status_code", NULL)) {
+    if ((text = status_text(status)))
+      bp__span_tag_const(span, "http.status_code", text, BP_TAG_NUMBER);
+    else
+      bp__span_tag_static(span, "http.status_code", num, bp__u64_to_dec((uint64_t)status, num),
+                          BP_TAG_NUMBER);
+  }
   if (!error && status >= 500) error = "HTTPError";
   bp_span_finish(span, error);
   if (bp_span_current() == span) bp_span_enter(NULL);

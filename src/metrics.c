@@ -126,34 +126,33 @@ static size_t fmt_g(char *dst, double v) {
   }
   decimals = 5 - x; /* 0 .. 9 */
   scaled = a * pow10_tab[decimals];
-  frac = scaled - floor(scaled);
-  if (fabs(frac - 0.5) < 1e-7) return fmt_g_slow(dst, v);
-  r = (uint64_t)(scaled + 0.5);
+  r = (uint64_t)scaled; /* floor: scaled > 0 */
+  frac = scaled - (double)r;
+  if (frac - 0.5 < 1e-7 && 0.5 - frac < 1e-7) return fmt_g_slow(dst, v);
+  r += frac >= 0.5;
   if (r >= 1000000 || r < 100000) return fmt_g_slow(dst, v); /* rounds into another decade */
   for (i = 5; i >= 0; i--) {
     digits[i] = (char)('0' + r % 10);
     r /= 10;
   }
   nd = 6;
+  while (digits[nd - 1] == '0') nd--; /* %g drops trailing zeros (digits[0] is not 0) */
   if (v < 0) dst[o++] = '-';
   if (x >= 0) {
-    memcpy(dst + o, digits, (size_t)x + 1);
-    o += (size_t)x + 1;
-    i = x + 1; /* digits left are decimals */
+    for (i = 0; i <= x; i++) dst[o++] = digits[i];
+    /* i = x + 1: the digits left are decimals */
+    if (nd > i) dst[o++] = '.';
   } else {
     dst[o++] = '0';
     dst[o++] = '.';
-    for (int z = 0; z < -x - 1; z++) dst[o++] = '0';
+    for (i = 0; i < -x - 1; i++) dst[o++] = '0';
     i = 0;
   }
-  while (nd > i && digits[nd - 1] == '0') nd--; /* %g drops trailing zeros */
-  if (nd > i) { /* (for x < 0 the first digit is never 0: always true) */
-    if (x >= 0) dst[o++] = '.';
-    memcpy(dst + o, digits + i, (size_t)(nd - i));
-    o += (size_t)(nd - i);
-  }
+  for (; i < nd; i++) dst[o++] = digits[i];
   return o;
 }
+
+size_t bp__metrics_fmt_g(char *dst, double v) { return fmt_g(dst, v); }
 
 static void strip_dots(const char **p, size_t *n) {
   while (*n > 0 && (*p)[0] == '.') {
@@ -763,6 +762,23 @@ int bp_metrics_counter(bp_metrics_batch_t *b, const char *name, const bp_metric_
   return counter_add(b, start, name_len, delta, rate);
 }
 
+/* The counter hash of prepared key k under b's namespace (the key's bytes
+ * at keys + start), computed once per namespace and rate and kept in k.
+ * 0 when the namespace is too long to remember (hash each time). */
+static int prepared_hash(const bp_metrics_batch_t *b, bp__metric_key_t *k, double rate,
+                         const char *key, size_t key_len) {
+  if (!k->hashed || k->hash_rate != rate || k->hash_ns_len != b->ns_len ||
+      (b->ns_len && memcmp(k->hash_ns, b->ns, b->ns_len < sizeof k->hash_ns ? b->ns_len : sizeof k->hash_ns))) {
+    if (b->ns_len > sizeof k->hash_ns) return 0;
+    k->hash = hash_key(key, key_len, rate);
+    k->hash_rate = rate;
+    k->hash_ns_len = b->ns_len;
+    if (b->ns_len) memcpy(k->hash_ns, b->ns, b->ns_len);
+    k->hashed = 1;
+  }
+  return 1;
+}
+
 int bp__metrics_counter_prepared(bp_metrics_batch_t *b, bp__metric_key_t *k,
                                  double delta, double rate) {
   size_t start, name_len;
@@ -772,16 +788,45 @@ int bp__metrics_counter_prepared(bp_metrics_batch_t *b, bp__metric_key_t *k,
   rc = put_key_prepared(b, &b->keys, k->key, k->key_len, k->name_len, &name_len);
   if (rc != BP_OK) return rc;
   /* the hash depends on the namespace and the rate only: kept in the key */
-  if (!k->hashed || k->hash_rate != rate || k->hash_ns_len != b->ns_len ||
-      (b->ns_len && memcmp(k->hash_ns, b->ns, b->ns_len < sizeof k->hash_ns ? b->ns_len : sizeof k->hash_ns))) {
-    if (b->ns_len > sizeof k->hash_ns) return counter_add(b, start, name_len, delta, rate);
-    k->hash = hash_key(b->keys.p + start, b->keys.len - start, rate);
-    k->hash_rate = rate;
-    k->hash_ns_len = b->ns_len;
-    if (b->ns_len) memcpy(k->hash_ns, b->ns, b->ns_len);
-    k->hashed = 1;
-  }
+  if (!prepared_hash(b, k, rate, b->keys.p + start, b->keys.len - start))
+    return counter_add(b, start, name_len, delta, rate);
   return counter_add_hashed(b, start, name_len, delta, rate, k->hash);
+}
+
+int bp__metrics_span_done(bp_metrics_batch_t *b, const bp__metric_key_t *timer, double ms,
+                          bp__metric_key_t *counter, double rate) {
+  bp_metrics_t *m = b ? b->m : NULL;
+  char line[512];
+  size_t n, start, name_len;
+  buf_t out = {line, 0, sizeof line};
+  if (!m || m->fd < 0 || !m->timer || b->lines.len > 0 || b->ncounters > 0 || b->ns_invalid ||
+      !isfinite(ms) || !(rate > 0 && rate <= 1) ||
+      b->ns_len + 1 + timer->key_len + VALUE_SIZE > sizeof line ||
+      (!m->window && !(m->window = bp_metrics_batch_new(NULL, NULL))))
+    goto general;
+  /* the timer line, as the batch would have sent it */
+  put_key_prepared(b, &out, timer->key, timer->key_len, timer->name_len, &name_len);
+  n = out.len + put_value(line + out.len, ms, "ms", rate);
+  /* the counter, summed in the window as flushing the batch would */
+  start = m->window->keys.len;
+  if (put_key_prepared(b, &m->window->keys, counter->key, counter->key_len, counter->name_len,
+                       &name_len) != BP_OK)
+    goto general;
+  if (!prepared_hash(b, counter, rate, m->window->keys.p + start, m->window->keys.len - start)) {
+    m->window->keys.len = start;
+    goto general;
+  }
+  if (counter_add_hashed(m->window, start, name_len, 1, rate, counter->hash) != BP_OK) goto general;
+  put_line(m, line, n, NULL, 0);
+  if (!m->timer_armed) {
+    uv_timer_start(&m->timer->handle, timer_fired, m->interval_ms, 0);
+    m->timer_armed = 1;
+  }
+  return BP_OK;
+general:
+  bp__metrics_timer_prepared(b, timer, ms, rate);
+  bp__metrics_counter_prepared(b, counter, 1, rate);
+  return bp_metrics_batch_flush(b);
 }
 
 int bp__metric_key_prepare(bp__metric_key_t *k, const char *name, const bp_metric_tag_t *tags,

@@ -28,4 +28,15 @@ int bp__metrics_timer_prepared(bp_metrics_batch_t *b, const bp__metric_key_t *k,
 int bp__metrics_counter_prepared(bp_metrics_batch_t *b, bp__metric_key_t *k, double delta,
                                  double rate);
 
+/* A finished server span's timer line and its counter (+1), then flush the
+ * batch: the observers' common case. When the batch holds nothing else, the
+ * line goes straight into the transport's datagram and the counter into its
+ * window (the same bytes as through the batch, without the copies). */
+/* `v` as printf's "%g" (a '.' whatever the locale); dst has NUM_SIZE (32)
+ * bytes. The metrics' own formatter, exposed for its test. */
+size_t bp__metrics_fmt_g(char *dst, double v);
+
+int bp__metrics_span_done(bp_metrics_batch_t *b, const bp__metric_key_t *timer, double ms,
+                          bp__metric_key_t *counter, double rate);
+
 #endif

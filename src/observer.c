@@ -97,6 +97,7 @@ typedef struct {
 
 struct metrics_observer_s {
   key_set_t cache[KEY_CACHE];
+  key_set_t *last; /* the slot cached_keys found last */
   bp_metrics_t *transport;
   char *namespace_;
   int tagging;
@@ -138,8 +139,11 @@ static int build_keys(const metrics_observer_t *m, key_set_t *k, const bp_span_t
 static key_set_t *cached_keys(metrics_observer_t *m, const bp_span_t *s) {
   const char *name = bp_span_name(s);
   uint32_t h = 2166136261u;
-  size_t len = strlen(name);
-  key_set_t *k;
+  size_t len;
+  key_set_t *k = m->last;
+  /* a service serving one route many times in a row: no hashing */
+  if (k && k->kind == s->kind && strcmp(k->name, name) == 0) return k->ok ? k : NULL;
+  len = strlen(name);
   if (len >= sizeof m->cache[0].name || s->kind == BP_SPAN_LOCAL) return NULL;
   for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
   k = &m->cache[(h ^ (uint32_t)s->kind) % KEY_CACHE];
@@ -148,6 +152,7 @@ static key_set_t *cached_keys(metrics_observer_t *m, const bp_span_t *s) {
     k->kind = s->kind;
     k->ok = build_keys(m, k, s) == BP_OK;
   }
+  m->last = k;
   return k->ok ? k : NULL;
 }
 
@@ -163,10 +168,13 @@ static void untagged_finish(void *ud, bp_span_t *s, const char *error) {
   if (!b) return;
   if (s->nctrs == 0 && !(s->kind == BP_SPAN_SERVER && (error || bp_span_get_tag(s, "timed_out", NULL))) &&
       (k = cached_keys(m, s))) {
+    if (s->kind == BP_SPAN_SERVER) {
+      bp__metrics_span_done(b, &k->timer, span_ms(s), error ? &k->failure : &k->success, m->rate);
+      return;
+    }
     bp__metrics_timer_prepared(b, &k->timer, span_ms(s), m->rate);
     bp__metrics_counter_prepared(b, error ? &k->failure : &k->success, 1, m->rate);
-    if (s->kind == BP_SPAN_SERVER) bp_metrics_batch_flush(b);
-    else flush_if_done(s);
+    flush_if_done(s);
     return;
   }
   switch (s->kind) {
@@ -300,10 +308,13 @@ static void tagged_finish(void *ud, bp_span_t *s, const char *error) {
   double total;
   if (!b) return;
   if (s->nctrs == 0 && !has_allowed_tag(m, s) && (k = cached_keys(m, s))) {
+    if (s->kind == BP_SPAN_SERVER) {
+      bp__metrics_span_done(b, &k->timer, span_ms(s), error ? &k->failure : &k->success, m->rate);
+      return;
+    }
     bp__metrics_timer_prepared(b, &k->timer, span_ms(s), m->rate);
     bp__metrics_counter_prepared(b, error ? &k->failure : &k->success, 1, m->rate);
-    if (s->kind == BP_SPAN_SERVER) bp_metrics_batch_flush(b);
-    else flush_if_done(s);
+    flush_if_done(s);
     return;
   }
   nt = base_tags(s, tags, client, sizeof client, &latency, &rate);

@@ -156,6 +156,7 @@ static int grow_array(void **arr, int n, int *cap, size_t size, int first) {
 
 #define STR(s, off) ((s)->arena + (off))
 #define TAG_KEY(s, i) ((s)->tags[i].skey ? (s)->tags[i].skey : STR(s, (s)->tags[i].key))
+#define TAG_VALUE(s, i) ((s)->tags[i].svalue ? (s)->tags[i].svalue : STR(s, (s)->tags[i].value))
 
 static bp_span_t *span_alloc(void) {
   bp_span_t *s;
@@ -311,6 +312,7 @@ int bp_span_set_tag(bp_span_t *s, const char *key, const char *value, int type) 
     s->ntags++;
   }
   if ((v = arena_put(s, value, strlen(value))) == (size_t)-1) return BP_ENOMEM;
+  s->tags[i].svalue = NULL;
   s->tags[i].value = v;
   s->tags[i].type = type;
   for (i = 0; i < s->nobs; i++)
@@ -324,12 +326,25 @@ int bp__span_tag_static(bp_span_t *s, const char *key, const char *value, size_t
   if (GROW(s->tags, s->ntags, s->cap_tags, 8) != BP_OK) return BP_ENOMEM;
   if ((v = arena_put(s, value, len)) == (size_t)-1) return BP_ENOMEM;
   s->tags[i].skey = key;
+  s->tags[i].svalue = NULL;
   s->tags[i].value = v;
   s->tags[i].type = type;
   s->ntags++;
   for (i = 0; i < s->nobs; i++)
     if (s->obs[i].vt->on_set_tag)
       s->obs[i].vt->on_set_tag(s->obs[i].ud, s, key, STR(s, v), type);
+  return BP_OK;
+}
+
+int bp__span_tag_const(bp_span_t *s, const char *key, const char *value, int type) {
+  int i = s->ntags;
+  if (GROW(s->tags, s->ntags, s->cap_tags, 8) != BP_OK) return BP_ENOMEM;
+  s->tags[i].skey = key;
+  s->tags[i].svalue = value;
+  s->tags[i].type = type;
+  s->ntags++;
+  for (i = 0; i < s->nobs; i++)
+    if (s->obs[i].vt->on_set_tag) s->obs[i].vt->on_set_tag(s->obs[i].ud, s, key, value, type);
   return BP_OK;
 }
 
@@ -418,7 +433,7 @@ const char *bp_span_get_tag(const bp_span_t *s, const char *key, int *type) {
   for (i = 0; i < s->ntags; i++)
     if (strcmp(TAG_KEY(s, i), key) == 0) {
       if (type) *type = s->tags[i].type;
-      return STR(s, s->tags[i].value);
+      return TAG_VALUE(s, i);
     }
   return NULL;
 }
@@ -427,7 +442,7 @@ int bp__span_tag_count(const bp_span_t *s) { return s->ntags; }
 
 const char *bp__span_tag_at(const bp_span_t *s, int i, const char **value, int *type) {
   if (i < 0 || i >= s->ntags) return NULL;
-  if (value) *value = STR(s, s->tags[i].value);
+  if (value) *value = TAG_VALUE(s, i);
   if (type) *type = s->tags[i].type;
   return TAG_KEY(s, i);
 }

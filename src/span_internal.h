@@ -22,7 +22,8 @@ struct bp_span_s {
   } *obs;
   int nobs, cap_obs;
   struct {
-    const char *skey; /* a static key (the core's own tags), else NULL */
+    const char *skey;   /* a static key (the core's own tags), else NULL */
+    const char *svalue; /* a static value (bp__span_tag_const), else NULL */
     size_t key, value;
     int type;
   } *tags;
@@ -61,5 +62,7 @@ void bp__span_pool_drain(void);
 /* The core's own tags (http.method…): `key` is a string literal not yet set
  * on the span; `value` has `len` bytes. No copy of the key, no search. */
 int bp__span_tag_static(bp_span_t *s, const char *key, const char *value, size_t len, int type);
+/* The same with a value that lives as long as the process (not copied). */
+int bp__span_tag_const(bp_span_t *s, const char *key, const char *value, int type);
 
 #endif

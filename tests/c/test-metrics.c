@@ -3,6 +3,7 @@
  * real UDP socket on 127.0.0.1. */
 #include "baseplate/log.h"
 #include "baseplate/metrics.h"
+#include "metrics_internal.h"
 #include "runtime.h"
 
 #include <arpa/inet.h>
@@ -199,6 +200,39 @@ static void test_value_format(void) {
   CHECK_STR(sent(m, b), want);
   bp_metrics_batch_free(b);
   bp_metrics_free(m);
+}
+
+/* The fast formatter against snprintf on a million values spread over the
+ * decades metrics carry (and past them), ties and decade edges included. */
+static void test_value_format_random(void) {
+  uint64_t x = 88172645463325252ull;
+  char got[40], want[40];
+  int bad = 0;
+  for (int i = 0; i < 1000000 && bad < 5; i++) {
+    double v;
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift */
+    switch (i % 4) {
+    case 0: /* log-uniform over 1e-6 .. 1e8 */
+      v = pow(10.0, -6.0 + (double)(x % 1400000) / 100000.0);
+      break;
+    case 1: /* a millisecond time with microsecond resolution */
+      v = (double)(x % 100000000) / 1000.0;
+      break;
+    case 2: /* near a rounding tie of the 6th digit */
+      v = ((double)(x % 900000 + 100000) + 0.5) * pow(10.0, (double)(int)(x % 11) - 9);
+      break;
+    default: /* integers, and negatives */
+      v = (double)(int64_t)(x % 20000000) - 10000000.0;
+      break;
+    }
+    got[bp__metrics_fmt_g(got, v)] = '\0';
+    snprintf(want, sizeof want, "%g", v);
+    if (strcmp(got, want) != 0) {
+      fprintf(stderr, "  %.17g: got %s, want %s\n", v, got, want);
+      bad++;
+    }
+  }
+  CHECK_INT(bad, 0);
 }
 
 static void test_counter_aggregation(void) {
@@ -791,6 +825,7 @@ int main(void) {
   RUN(test_options_defaults);
   RUN(test_line_formats);
   RUN(test_value_format);
+  RUN(test_value_format_random);
   RUN(test_counter_aggregation);
   RUN(test_validation);
   RUN(test_counters_summed_across_batches);

@@ -208,7 +208,10 @@ serve_with "metrics.tagging = true\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" \
   "monitoring.interval = 200 milliseconds\nmonitoring.blocked_hub = 50 milliseconds" \
   || { fail "server starts (runtime metrics)"; finish; }
 curl -s "$(url /block)" > /dev/null
+# written by the monitoring coroutine once the loop runs again: maybe after the response
+wait_for_log "event loop blocked for" 3
 check_contains "a blocked loop is logged" "$(cat "$LOG")" "event loop blocked for"
+for _ in $(seq 1 40); do all_lines | grep -qF "runtime.blocked_hub," && break; sleep 0.05; done
 check_contains "and timed" "$(all_lines)" "runtime.blocked_hub,hostname=$(cat /proc/sys/kernel/hostname),PID=$SERVER_PID:N|ms"
 reset
 exec 4<>"/dev/tcp/127.0.0.1/$PORT"
