@@ -799,6 +799,11 @@ int bp__metrics_span_done(bp_metrics_batch_t *b, const bp__metric_key_t *timer, 
   char line[512];
   size_t n, start, name_len;
   buf_t out = {line, 0, sizeof line};
+  if (m && m->fd < 0 && b->lines.len == 0 && b->ncounters == 0 && !b->ns_invalid && isfinite(ms) &&
+      rate > 0 && rate <= 1 && !(m->log_if_unconfigured && bp_log_enabled(LOGGER, BP_LOG_DEBUG))) {
+    m->lines += 2; /* no endpoint and nobody reading "Would send": counted, as put_line does */
+    return BP_OK;
+  }
   if (!m || m->fd < 0 || !m->timer || b->lines.len > 0 || b->ncounters > 0 || b->ns_invalid ||
       !isfinite(ms) || !(rate > 0 && rate <= 1) ||
       b->ns_len + 1 + timer->key_len + VALUE_SIZE > sizeof line ||
