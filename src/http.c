@@ -236,6 +236,7 @@ typedef struct bp_conn_s bp_conn_t;
 
 struct bp_request_s {
   bp_conn_t *conn;
+  int span_status; /* the status for the span's deferred tags, once known */
   const char *method;
   const char *path, *query, *body;
   size_t path_len, query_len, body_len;
@@ -558,6 +559,18 @@ static const char *header_str(bp_request_t *r, const char *name, char *buf, size
 
 /* Where a span is made for a request: named after the route, the child of
  * the upstream span when the trace headers are trusted and valid. */
+static void add_status_tag(bp_span_t *span, int status);
+
+/* The server span's own tags, added when someone reads the span's tags (an
+ * observer, the handler, a span kept past the response): most requests
+ * never pay for them. */
+static void request_tags(bp_span_t *span, void *ud) {
+  bp_request_t *r = ud;
+  bp__span_tag_const(span, "http.method", r->method, BP_TAG_STRING); /* http_parser's names */
+  bp__span_tag_static(span, "peer.ipv4", r->conn->remote, strlen(r->conn->remote), BP_TAG_STRING);
+  if (r->span_status) add_status_tag(span, r->span_status);
+}
+
 static void start_span(bp_request_t *r, bp_baseplate_t *bp, int trust) {
   bp_trace_info_t ti, *tip = NULL;
   bp_span_t *span;
@@ -580,8 +593,8 @@ static void start_span(bp_request_t *r, bp_baseplate_t *bp, int trust) {
     const char *edge = bp_request_header(r, "X-Edge-Request", &len);
     if (edge) bp_span_set_edge_request(span, edge, len);
   }
-  bp__span_tag_const(span, "http.method", r->method, BP_TAG_STRING); /* http_parser's names */
-  bp__span_tag_static(span, "peer.ipv4", r->conn->remote, strlen(r->conn->remote), BP_TAG_STRING);
+  r->span_status = 0;
+  bp__span_defer_tags(span, request_tags, r);
   bp_span_start(span);
 }
 
@@ -851,20 +864,32 @@ static const char *status_text(int status) {
   return t;
 }
 
+/* http.status_code, unless the handler set it itself. */
+static void add_status_tag(bp_span_t *span, int status) {
+  char num[24];
+  const char *text;
+  if (bp_span_get_tag(span, "http.status_code", NULL)) return;
+  if ((text = status_text(status)))
+    bp__span_tag_const(span, "http.status_code", text, BP_TAG_NUMBER);
+  else
+    bp__span_tag_static(span, "http.status_code", num, bp__u64_to_dec((uint64_t)status, num),
+                        BP_TAG_NUMBER);
+}
+
 static void span_finish(bp_request_t *r, int status) {
   bp_span_t *span = r->span;
-  char num[24];
-  const char *error = r->error[0] ? r->error : NULL, *text;
+  const char *error = r->error[0] ? r->error : NULL;
   r->span = NULL;
-  if (!bp_span_get_tag(span, "http.status_code", NULL)) {
-    if ((text = status_text(status)))
-      bp__span_tag_const(span, "http.status_code", text, BP_TAG_NUMBER);
-    else
-      bp__span_tag_static(span, "http.status_code", num, bp__u64_to_dec((uint64_t)status, num),
-                          BP_TAG_NUMBER);
-  }
+  if (span->tagger)
+    r->span_status = status; /* for request_tags, if they are ever added */
+  else
+    add_status_tag(span, status);
   if (!error && status >= 500) error = "HTTPError";
   bp_span_finish(span, error);
+  /* Kept by someone (a Lua span object, a C module): its tags must not
+   * point into this request, which the next one reuses. */
+  if (span->refs > 1) bp__span_settle_tags(span);
+  r->span_status = 0;
   if (bp_span_current() == span) bp_span_enter(NULL);
   bp_span_unref(span);
 }

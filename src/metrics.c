@@ -109,8 +109,8 @@ static size_t fmt_g(char *dst, double v) {
   double a = v < 0 ? -v : v, scaled, frac;
   char digits[8];
   size_t o = 0;
-  int x, decimals, i, nd;
-  uint64_t r;
+  int x, i, nd;
+  int64_t r;
   if (!(a >= 1e-4 && a < 999999.5)) {
     if (a == 0 && !signbit(v)) {
       dst[0] = '0';
@@ -119,22 +119,17 @@ static size_t fmt_g(char *dst, double v) {
     return fmt_g_slow(dst, v);
   }
   /* x: the decimal exponent, 10^x <= a < 10^(x+1), from -4 to 5 */
-  if (a >= 1) {
-    for (x = 5; a < pow10_tab[x]; x--) {}
-  } else {
+  if (a >= 1)
+    x = a >= 1e3 ? (a >= 1e5 ? 5 : a >= 1e4 ? 4 : 3) : (a >= 1e2 ? 2 : a >= 1e1 ? 1 : 0);
+  else
     x = a >= 1e-1 ? -1 : a >= 1e-2 ? -2 : a >= 1e-3 ? -3 : -4;
-  }
-  decimals = 5 - x; /* 0 .. 9 */
-  scaled = a * pow10_tab[decimals];
-  r = (uint64_t)scaled; /* floor: scaled > 0 */
+  scaled = a * pow10_tab[5 - x]; /* 6 significant digits before the point */
+  r = (int64_t)scaled;           /* floor: scaled > 0 */
   frac = scaled - (double)r;
   if (frac - 0.5 < 1e-7 && 0.5 - frac < 1e-7) return fmt_g_slow(dst, v);
   r += frac >= 0.5;
   if (r >= 1000000 || r < 100000) return fmt_g_slow(dst, v); /* rounds into another decade */
-  for (i = 5; i >= 0; i--) {
-    digits[i] = (char)('0' + r % 10);
-    r /= 10;
-  }
+  for (uint32_t u = (uint32_t)r, d = 6; d-- > 0; u /= 10) digits[d] = (char)('0' + u % 10);
   nd = 6;
   while (digits[nd - 1] == '0') nd--; /* %g drops trailing zeros (digits[0] is not 0) */
   if (v < 0) dst[o++] = '-';

@@ -181,8 +181,33 @@ static bp_span_t *span_alloc(void) {
   s->start_ns = s->end_ns = 0;
   s->start_us = 0;
   s->component = (size_t)-1;
+  s->tagger = NULL;
   return s;
 }
+
+void bp__span_defer_tags(bp_span_t *s, void (*tagger)(bp_span_t *s, void *ud), void *ud) {
+  int i;
+  s->tagger = tagger;
+  s->tagger_ud = ud;
+  for (i = 0; i < s->nobs; i++)
+    if (s->obs[i].vt->on_set_tag) {
+      bp__span_settle_tags(s);
+      return;
+    }
+}
+
+void bp__span_settle_tags(bp_span_t *s) {
+  void (*tagger)(bp_span_t *, void *) = s->tagger;
+  if (!tagger) return;
+  s->tagger = NULL;
+  tagger(s, s->tagger_ud);
+}
+
+/* Readers see the deferred tags too (settling is not a visible change). */
+#define SETTLE(s)                                                                                  \
+  do {                                                                                             \
+    if ((s)->tagger) bp__span_settle_tags((bp_span_t *)(s));                                      \
+  } while (0)
 
 static void span_release(bp_span_t *s) {
   int i;
@@ -302,6 +327,7 @@ int bp_span_set_tag(bp_span_t *s, const char *key, const char *value, int type) 
   int i;
   size_t k, v;
   if (!key || !value) return BP_EINVAL;
+  SETTLE(s);
   for (i = 0; i < s->ntags; i++)
     if (strcmp(TAG_KEY(s, i), key) == 0) break;
   if (i == s->ntags) {
@@ -430,6 +456,7 @@ uint64_t bp__span_start_us(const bp_span_t *s) { return s->start_us; }
 
 const char *bp_span_get_tag(const bp_span_t *s, const char *key, int *type) {
   int i;
+  SETTLE(s);
   for (i = 0; i < s->ntags; i++)
     if (strcmp(TAG_KEY(s, i), key) == 0) {
       if (type) *type = s->tags[i].type;
@@ -438,9 +465,13 @@ const char *bp_span_get_tag(const bp_span_t *s, const char *key, int *type) {
   return NULL;
 }
 
-int bp__span_tag_count(const bp_span_t *s) { return s->ntags; }
+int bp__span_tag_count(const bp_span_t *s) {
+  SETTLE(s);
+  return s->ntags;
+}
 
 const char *bp__span_tag_at(const bp_span_t *s, int i, const char **value, int *type) {
+  SETTLE(s);
   if (i < 0 || i >= s->ntags) return NULL;
   if (value) *value = TAG_VALUE(s, i);
   if (type) *type = s->tags[i].type;

@@ -39,6 +39,9 @@ struct bp_span_s {
   bp_metrics_batch_t *batch; /* server spans: the metrics observer's batch */
   void (*batch_release)(void *ud, bp_metrics_batch_t *b);
   void *batch_ud;
+  /* the core's tags, added when first needed (bp__span_defer_tags) */
+  void (*tagger)(bp_span_t *s, void *ud);
+  void *tagger_ud;
   bp_span_t *next_free;
 };
 
@@ -64,5 +67,13 @@ void bp__span_pool_drain(void);
 int bp__span_tag_static(bp_span_t *s, const char *key, const char *value, size_t len, int type);
 /* The same with a value that lives as long as the process (not copied). */
 int bp__span_tag_const(bp_span_t *s, const char *key, const char *value, int type);
+
+/* The core's tags of a span, added only if someone looks: `tagger(s, ud)`
+ * adds them (with bp__span_tag_static/const) the first time a tag is read
+ * or set, or now if an observer watches tags being set. Whoever defers
+ * must settle before `ud` goes away while the span may still be read. */
+void bp__span_defer_tags(bp_span_t *s, void (*tagger)(bp_span_t *s, void *ud), void *ud);
+/* Add the deferred tags now (nothing when there are none). */
+void bp__span_settle_tags(bp_span_t *s);
 
 #endif

@@ -119,6 +119,19 @@ check_contains "C observers unaffected" "$(lines)" "baseplate.server.rate,endpoi
 stop_server TERM
 check_eq "clean exit" "$SERVER_RC" 0
 
+# The core's own tags (added only when something reads them) reach the
+# allowlist: method and client address from the start, status at the end.
+reset
+serve_with "metrics.tagging = true\nmetrics.allowlist = http.method, http.status_code, peer.ipv4\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" \
+  || { fail "server starts (core tags)"; finish; }
+curl -s "$(url /ok)" > /dev/null
+check_eq "http.method, peer.ipv4 and http.status_code allowed" "$(lines)" "baseplate.server.latency,endpoint=ok,http.method=GET,peer.ipv4=127.0.0.1,http.status_code=200:N|ms
+baseplate.server.rate,endpoint=ok,http.method=GET,peer.ipv4=127.0.0.1,http.status_code=200,success=True:1|c"
+reset
+curl -s "$(url /teapot)" > /dev/null
+check_contains "the status of each request" "$(lines)" "endpoint=teapot,http.method=GET,peer.ipv4=127.0.0.1,http.status_code=418,"
+stop_server TERM
+
 # --- the untagged observer --------------------------------------------------------------
 start_capture
 serve_with "metrics.namespace = myservice\nmetrics.endpoint = 127.0.0.1:$UDP_PORT" || { fail "server starts (untagged)"; finish; }
