@@ -142,13 +142,15 @@ def read_for(t):
             if not d:
                 return
             out += d
-def wait_for(text, t=5):
+def wait_for(text, t=5, start=0):
+    # only output from `start` on counts: a prompt seen before is not the next one
     end = time.time() + t
-    while time.time() < end and text.encode() not in out:
+    while time.time() < end and text.encode() not in out[start:]:
         read_for(0.05)
 def send(s, then=None):
+    start = len(out)
     os.write(fd, s.encode())
-    if then: wait_for(then)
+    if then: wait_for(then, start=start)
     else: read_for(0.3)
 wait_for(">>> ")
 send("1 + 2\r", "3\r\n>>> ")
