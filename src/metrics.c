@@ -199,7 +199,10 @@ struct bp_metrics_s {
    * batches (timers, gauges and histograms never are) and written when the
    * flush timer fires: one line per counter, not one per request. */
   bp_metrics_batch_t *window;
+  unsigned long window_gen; /* changes whenever the window is emptied */
 };
+
+static unsigned long window_gens;
 
 static void flush_window(bp_metrics_t *m);
 
@@ -411,6 +414,7 @@ bp_metrics_t *bp_metrics_new(const bp_metrics_options_t *o, char *err, size_t er
     return NULL;
   }
   m->fd = -1;
+  m->window_gen = ++window_gens; /* never one a prepared key saw: it may have known a transport at this address */
   m->log_if_unconfigured = o->log_if_unconfigured;
   m->swallow_network_errors = o->swallow_network_errors;
   /* A datagram can never carry more than a batch may hold. */
@@ -699,7 +703,7 @@ static int grow_index(bp_metrics_batch_t *b) {
 /* Count `delta` for the key just written at b->keys.p + start (taken back
  * if the counter exists). */
 static int counter_add_hashed(bp_metrics_batch_t *b, size_t start, size_t name_len, double delta,
-                              double rate, uint32_t h) {
+                              double rate, uint32_t h, size_t *idx) {
   const char *key = b->keys.p + start;
   size_t key_len = b->keys.len - start, i;
   counter_t *c;
@@ -721,6 +725,7 @@ static int counter_add_hashed(bp_metrics_batch_t *b, size_t start, size_t name_l
         memcmp(b->keys.p + c->key_off, key, key_len) == 0) {
       c->total += delta;
       b->keys.len = start;
+      if (idx) *idx = b->slots[i] - 1;
       return BP_OK;
     }
   }
@@ -733,6 +738,7 @@ static int counter_add_hashed(bp_metrics_batch_t *b, size_t start, size_t name_l
   c->hash = h;
   c->slot = (uint32_t)i;
   b->slots[i] = (uint32_t)(++b->ncounters);
+  if (idx) *idx = b->ncounters - 1;
   return BP_OK;
 nomem:
   b->keys.len = start;
@@ -742,7 +748,7 @@ nomem:
 static int counter_add(bp_metrics_batch_t *b, size_t start, size_t name_len, double delta,
                        double rate) {
   return counter_add_hashed(b, start, name_len, delta, rate,
-                            hash_key(b->keys.p + start, b->keys.len - start, rate));
+                            hash_key(b->keys.p + start, b->keys.len - start, rate), NULL);
 }
 
 int bp_metrics_counter(bp_metrics_batch_t *b, const char *name, const bp_metric_tag_t *tags,
@@ -785,7 +791,7 @@ int bp__metrics_counter_prepared(bp_metrics_batch_t *b, bp__metric_key_t *k,
   /* the hash depends on the namespace and the rate only: kept in the key */
   if (!prepared_hash(b, k, rate, b->keys.p + start, b->keys.len - start))
     return counter_add(b, start, name_len, delta, rate);
-  return counter_add_hashed(b, start, name_len, delta, rate, k->hash);
+  return counter_add_hashed(b, start, name_len, delta, rate, k->hash, NULL);
 }
 
 int bp__metrics_span_done(bp_metrics_batch_t *b, const bp__metric_key_t *timer, double ms,
@@ -804,19 +810,31 @@ int bp__metrics_span_done(bp_metrics_batch_t *b, const bp__metric_key_t *timer, 
       b->ns_len + 1 + timer->key_len + VALUE_SIZE > sizeof line ||
       (!m->window && !(m->window = bp_metrics_batch_new(NULL, NULL))))
     goto general;
+  /* the counter, summed in the window as flushing the batch would: where
+   * it was summed last while the window has not been emptied since */
+  if (counter->win == m && counter->win_gen == m->window_gen && counter->hashed &&
+      counter->hash_rate == rate && counter->hash_ns_len == b->ns_len &&
+      (b->ns_len == 0 || memcmp(counter->hash_ns, b->ns, b->ns_len) == 0)) {
+    m->window->counters[counter->win_idx].total += 1;
+  } else {
+    size_t idx;
+    start = m->window->keys.len;
+    if (put_key_prepared(b, &m->window->keys, counter->key, counter->key_len, counter->name_len,
+                         &name_len) != BP_OK)
+      goto general;
+    if (!prepared_hash(b, counter, rate, m->window->keys.p + start, m->window->keys.len - start)) {
+      m->window->keys.len = start;
+      goto general;
+    }
+    if (counter_add_hashed(m->window, start, name_len, 1, rate, counter->hash, &idx) != BP_OK)
+      goto general;
+    counter->win = m;
+    counter->win_gen = m->window_gen;
+    counter->win_idx = idx;
+  }
   /* the timer line, as the batch would have sent it */
   put_key_prepared(b, &out, timer->key, timer->key_len, timer->name_len, &name_len);
   n = out.len + put_value(line + out.len, ms, "ms", rate);
-  /* the counter, summed in the window as flushing the batch would */
-  start = m->window->keys.len;
-  if (put_key_prepared(b, &m->window->keys, counter->key, counter->key_len, counter->name_len,
-                       &name_len) != BP_OK)
-    goto general;
-  if (!prepared_hash(b, counter, rate, m->window->keys.p + start, m->window->keys.len - start)) {
-    m->window->keys.len = start;
-    goto general;
-  }
-  if (counter_add_hashed(m->window, start, name_len, 1, rate, counter->hash) != BP_OK) goto general;
   put_line(m, line, n, NULL, 0);
   if (!m->timer_armed) {
     uv_timer_start(&m->timer->handle, timer_fired, m->interval_ms, 0);
@@ -841,6 +859,7 @@ int bp__metric_key_prepare(bp__metric_key_t *k, const char *name, const bp_metri
   if (need > sizeof k->key) return BP_ETOOBIG;
   if (put_key(&plain, &out, name, tags, ntags, &name_len) != BP_OK) return BP_EINVAL;
   k->hashed = 0;
+  k->win = NULL;
   k->key_len = out.len;
   k->name_len = name_len;
   return BP_OK;
@@ -855,7 +874,7 @@ static int window_add(bp_metrics_t *m, const bp_metrics_batch_t *b, const counte
   start = m->window->keys.len;
   if (buf_append(&m->window->keys, b->keys.p + c->key_off, c->key_len) != BP_OK) return BP_ENOMEM;
   /* the same key bytes and rate: the same hash */
-  return counter_add_hashed(m->window, start, c->name_len, c->total, c->rate, c->hash);
+  return counter_add_hashed(m->window, start, c->name_len, c->total, c->rate, c->hash, NULL);
 }
 
 static void flush_window(bp_metrics_t *m) {
@@ -867,6 +886,7 @@ static void flush_window(bp_metrics_t *m) {
     put_line(m, w->keys.p + c->key_off, c->key_len, value, put_value(value, c->total, "c", c->rate));
   }
   batch_clear(w);
+  m->window_gen = ++window_gens;
 }
 
 size_t bp_metrics_batch_size(const bp_metrics_batch_t *b) {

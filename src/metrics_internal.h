@@ -17,6 +17,11 @@ typedef struct {
   double hash_rate;
   size_t hash_ns_len;
   char hash_ns[64];
+  /* where this counter was summed last (bp__metrics_span_done): the
+   * transport, its window's generation, the counter's index there */
+  const void *win;
+  unsigned long win_gen;
+  size_t win_idx;
 } bp__metric_key_t;
 
 /* Check and format a key once: BP_EINVAL as bp_metrics_* would refuse it,

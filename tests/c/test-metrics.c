@@ -414,6 +414,52 @@ static void test_counters_summed_across_batches(void) {
   bp_metrics_free(m);
 }
 
+/* The observers' path (bp__metrics_span_done): the same lines as through a
+ * batch; the counter summed where it was summed last until the window is
+ * sent, then anew; a batch holding other lines takes the general path. */
+static void test_span_done(void) {
+  bp_metrics_t *m = transport(BP_METRICS_MAX_BATCH, 60);
+  bp_metrics_batch_t *b = bp_metrics_batch_new(m, "svc");
+  bp__metric_key_t timer, ok, fail;
+  bp_metric_tag_t t_ok[] = {{"endpoint", "x"}, {"success", "True"}};
+  bp_metric_tag_t t_fail[] = {{"endpoint", "x"}, {"success", "False"}};
+  bp_metric_tag_t t_ep[] = {{"endpoint", "x"}};
+  CHECK_INT(bp__metric_key_prepare(&timer, "latency", t_ep, 1), BP_OK);
+  CHECK_INT(bp__metric_key_prepare(&ok, "rate", t_ok, 2), BP_OK);
+  CHECK_INT(bp__metric_key_prepare(&fail, "rate", t_fail, 2), BP_OK);
+  drain();
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 3; i++) CHECK_INT(bp__metrics_span_done(b, &timer, 1 + i, &ok, 1), BP_OK);
+    CHECK_INT(bp__metrics_span_done(b, &timer, 0.5, &fail, 1), BP_OK);
+    CHECK_INT(bp__metrics_span_done(b, &timer, 4, &ok, 1), BP_OK);
+    /* a batch with a line of its own: through the batch, summed all the same */
+    CHECK_INT(bp_metrics_gauge(b, "g", NULL, 0, 7), BP_OK);
+    CHECK_INT(bp__metrics_span_done(b, &timer, 5, &ok, 1), BP_OK);
+    CHECK_INT(recv_dgram(20), -1);
+    bp_metrics_flush(m);
+    CHECK(recv_dgram(1000) > 0);
+    CHECK_STR(dgram, "svc.latency,endpoint=x:1|ms\nsvc.latency,endpoint=x:2|ms\n"
+                     "svc.latency,endpoint=x:3|ms\nsvc.latency,endpoint=x:0.5|ms\n"
+                     "svc.latency,endpoint=x:4|ms\nsvc.g:7|g\nsvc.latency,endpoint=x:5|ms\n"
+                     "svc.rate,endpoint=x,success=True:5|c\nsvc.rate,endpoint=x,success=False:1|c");
+  }
+  CHECK_INT(stat_lines(m), 18);
+  bp_metrics_batch_free(b);
+  bp_metrics_free(m);
+  /* a new transport (perhaps at the same address): nothing of the old one is reused */
+  m = transport(BP_METRICS_MAX_BATCH, 60);
+  b = bp_metrics_batch_new(m, "svc");
+  drain();
+  CHECK_INT(bp__metrics_span_done(b, &timer, 1, &ok, 1), BP_OK);
+  CHECK_INT(bp__metrics_span_done(b, &timer, 1, &ok, 0.5), BP_OK); /* another rate: another counter */
+  bp_metrics_flush(m);
+  CHECK(recv_dgram(1000) > 0);
+  CHECK_STR(dgram, "svc.latency,endpoint=x:1|ms\nsvc.latency,endpoint=x:1|ms|@0.5\n"
+                   "svc.rate,endpoint=x,success=True:1|c\nsvc.rate,endpoint=x,success=True:1|c|@0.5");
+  bp_metrics_batch_free(b);
+  bp_metrics_free(m);
+}
+
 static void test_packing(void) {
   /* 4 lines of 10 bytes and 3 "\n" fit in 45 bytes, 5 do not */
   bp_metrics_t *m = transport(45, 60);
@@ -829,6 +875,7 @@ int main(void) {
   RUN(test_counter_aggregation);
   RUN(test_validation);
   RUN(test_counters_summed_across_batches);
+  RUN(test_span_done);
   RUN(test_packing);
   RUN(test_flush_timer);
   RUN(test_flush_on_free);
