@@ -472,6 +472,11 @@ function Queue:get(timeout)
     return r[2]
 end
 
+--- Not implemented for the Redis queue (as in Baseplate.py).
+function Queue:unlink()
+    error("MessageQueue:unlink is not implemented for the Redis queue", 2)
+end
+
 function Queue:close()
     self.pool:with(run, { { "DEL", self.name } }, "close")
 end
