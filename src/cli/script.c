@@ -5,6 +5,7 @@
 #include <baseplate.h>
 
 #include "args.h"
+#include "run.h"
 
 int main(int argc, char **argv) {
   static bp_cli_opt_t opts[] = {
@@ -28,27 +29,16 @@ int main(int argc, char **argv) {
       .rest = 1,
   };
   const char *kv[16];
-  int n = 0, code;
-  char err[4096];
+  int n, code;
 
   bp_cli_parse(&cli, argc, argv);
-  kv[n++] = "config_file";
-  kv[n++] = cli.positionals[0];
+  n = bp_cli_app_opts(kv, cli.positionals[0], opts[1].value, opts[0].value);
   kv[n++] = "entrypoint";
   kv[n++] = cli.positionals[1];
-  kv[n++] = "app_name";
-  kv[n++] = opts[1].value ? opts[1].value : "main";
-  if (opts[0].value) kv[n++] = "debug", kv[n++] = "1";
   kv[n] = NULL;
 
-  bp_runtime_set_argv(argv);
-  if (bp_runtime_open(NULL, err, sizeof err) != BP_OK) {
-    fprintf(stderr, "baseplate-script: %s\n", err);
-    return 1;
-  }
-  code = bp_runtime_main("baseplate.script", "main", kv, cli.positionals + 2, cli.npos_found - 2,
-                         err, sizeof err);
-  if (code != 0 && err[0]) fprintf(stderr, "baseplate-script: error: %s\n", err);
+  code = bp_cli_run(cli.prog, argv, "baseplate.script", "main", kv, cli.positionals + 2,
+                    cli.npos_found - 2);
   bp_runtime_close();
   return code;
 }

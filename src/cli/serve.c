@@ -4,6 +4,7 @@
 #include <baseplate.h>
 
 #include "args.h"
+#include "run.h"
 
 #include <errno.h>
 #include <string.h>
@@ -31,29 +32,18 @@ int main(int argc, char **argv) {
       .npositional = 1,
   };
   const char *kv[16];
-  int n = 0, code;
-  char err[4096];
+  int n, code;
 
   bp_cli_parse(&cli, argc, argv);
-  kv[n++] = "config_file";
-  kv[n++] = cli.positionals[0];
-  kv[n++] = "app_name";
-  kv[n++] = opts[2].value ? opts[2].value : "main";
+  n = bp_cli_app_opts(kv, cli.positionals[0], opts[2].value, opts[0].value);
   kv[n++] = "server_name";
   kv[n++] = opts[3].value ? opts[3].value : "main";
   if (opts[4].value) kv[n++] = "bind", kv[n++] = opts[4].value;
   if (opts[5].value) kv[n++] = "workers", kv[n++] = opts[5].value;
-  if (opts[0].value) kv[n++] = "debug", kv[n++] = "1";
   if (opts[1].value) kv[n++] = "reload", kv[n++] = "1";
   kv[n] = NULL;
 
-  bp_runtime_set_argv(argv);
-  if (bp_runtime_open(NULL, err, sizeof err) != BP_OK) {
-    fprintf(stderr, "baseplate-serve: %s\n", err);
-    return 1;
-  }
-  code = bp_runtime_main("baseplate.server", "serve", kv, NULL, 0, err, sizeof err);
-  if (code != 0 && err[0]) fprintf(stderr, "baseplate-serve: error: %s\n", err);
+  code = bp_cli_run(cli.prog, argv, "baseplate.server", "serve", kv, NULL, 0);
   bp_runtime_close();
   if (bp_runtime_restart_requested()) {
     /* --reload: start again with the same command line (same PID). */

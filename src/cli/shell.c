@@ -17,6 +17,7 @@
 #include <baseplate.h>
 
 #include "args.h"
+#include "run.h"
 
 #include <editline/readline.h>
 #include <uv.h>
@@ -300,24 +301,12 @@ int main(int argc, char **argv) {
       .npositional = 1,
   };
   const char *kv[16];
-  int n = 0, code;
-  char err[4096];
+  int code;
 
   bp_cli_parse(&cli, argc, argv);
-  kv[n++] = "config_file";
-  kv[n++] = cli.positionals[0];
-  kv[n++] = "app_name";
-  kv[n++] = opts[1].value ? opts[1].value : "main";
-  if (opts[0].value) kv[n++] = "debug", kv[n++] = "1";
-  kv[n] = NULL;
+  kv[bp_cli_app_opts(kv, cli.positionals[0], opts[1].value, opts[0].value)] = NULL;
 
-  bp_runtime_set_argv(argv);
-  if (bp_runtime_open(NULL, err, sizeof err) != BP_OK) {
-    fprintf(stderr, "baseplate-shell: %s\n", err);
-    return 1;
-  }
-  code = bp_runtime_main("baseplate.shell", "main", kv, NULL, 0, err, sizeof err);
-  if (code != 0 && err[0]) fprintf(stderr, "baseplate-shell: error: %s\n", err);
+  code = bp_cli_run(cli.prog, argv, "baseplate.shell", "main", kv, NULL, 0);
   bp_shell_console_close();
   bp_runtime_close();
   free_console();

@@ -4,6 +4,8 @@
 #   stop_server [SIGNAL]            signal it (INT) and wait; sets SERVER_RC
 #   check NAME CONDITION...         one assertion; counted
 #   finish                          print "N passed, M failed" and exit accordingly
+#   start_capture                   a StatsD stand-in on a UDP port; sets UDP_PORT, DGRAMS
+#   all_lines / lines / reset       the captured lines (timers as N) / without runtime.* / forget them
 set -u
 BUILD_DIR=${BASEPLATE_BUILD_DIR:?set by ctest}
 SOURCE_DIR=${BASEPLATE_SOURCE_DIR:?set by ctest}
@@ -19,6 +21,7 @@ cleanup() {
   if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -KILL "$SERVER_PID" 2>/dev/null
   fi
+  [ -n "${CAPTURE_PID:-}" ] && kill "$CAPTURE_PID" 2>/dev/null
   rm -rf "$TMP"
 }
 
@@ -123,3 +126,23 @@ raw() {
   exec 3<&-
   printf '%s' "$out"
 }
+
+# start_capture: a fresh StatsD stand-in (tests/udp-capture) recording every
+# datagram it receives; sets UDP_PORT and DGRAMS (its output file).
+start_capture() {
+  [ -n "${CAPTURE_PID:-}" ] && kill "$CAPTURE_PID" 2>/dev/null
+  DGRAMS=$TMP/dgrams.$RANDOM
+  : > "$DGRAMS"
+  rm -f "$TMP/udp.port"
+  "$BUILD_DIR/tests/udp-capture" "$TMP/udp.port" "$DGRAMS" &
+  CAPTURE_PID=$!
+  for _ in $(seq 1 100); do [ -s "$TMP/udp.port" ] && break; sleep 0.02; done
+  UDP_PORT=$(cat "$TMP/udp.port")
+}
+
+# all_lines: the captured lines (timer values as N), without the datagram
+# marks; lines: the same without the runtime metrics (every 10 s, whenever
+# the clock says); reset: forget what was captured.
+all_lines() { sleep 0.1; grep -v '^--$' "$DGRAMS" | sed -E 's/:[0-9.e+-]+\|ms/:N|ms/'; }
+lines() { all_lines | grep -v '^runtime\.'; }
+reset() { sleep 0.1; : > "$DGRAMS"; }

@@ -2,21 +2,7 @@
 # and the StatsD datagrams it sends, captured from a real UDP socket.
 . "$(dirname "$0")/lib.sh"
 
-CAPTURE=$BUILD_DIR/tests/udp-capture
 cp "$APPS/obsapp.lua" "$TMP/"
-
-# start_capture: a fresh UDP listener; sets UDP_PORT, DGRAMS (its output file)
-start_capture() {
-  [ -n "${CAPTURE_PID:-}" ] && kill "$CAPTURE_PID" 2>/dev/null
-  DGRAMS=$TMP/dgrams.$RANDOM
-  : > "$DGRAMS"
-  rm -f "$TMP/udp.port"
-  "$CAPTURE" "$TMP/udp.port" "$DGRAMS" &
-  CAPTURE_PID=$!
-  for _ in $(seq 1 100); do [ -s "$TMP/udp.port" ] && break; sleep 0.02; done
-  UDP_PORT=$(cat "$TMP/udp.port")
-}
-trap 'cleanup; [ -n "${CAPTURE_PID:-}" ] && kill "$CAPTURE_PID" 2>/dev/null' EXIT
 
 # serve_with "app lines" ["server lines"]: obsapp with these [app:main] keys
 serve_with() {
@@ -25,11 +11,6 @@ serve_with() {
   start_server "$TMP/obs.ini" "${@:3}"
 }
 
-# lines: the captured lines (timer values as N), without the datagram marks
-# and without the runtime metrics (every 10 s, whenever the clock says)
-all_lines() { sleep 0.1; grep -v '^--$' "$DGRAMS" | sed -E 's/:[0-9.e+-]+\|ms/:N|ms/'; }
-lines() { all_lines | grep -v '^runtime\.'; }
-reset() { sleep 0.1; : > "$DGRAMS"; }
 datagrams() { awk '/^--$/ { n += seen; seen = 0; next } !/^runtime\./ { seen = 1 } END { print n + 0 }' "$DGRAMS"; }
 
 start_capture

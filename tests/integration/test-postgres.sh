@@ -5,19 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 
 PG_URL=${BP_TEST_PG_URL:?set by ctest}
-CAPTURE=$BUILD_DIR/tests/udp-capture
 cp "$APPS/pgapp.lua" "$TMP/"
-
-start_capture() {
-  [ -n "${CAPTURE_PID:-}" ] && kill "$CAPTURE_PID" 2>/dev/null
-  DGRAMS=$TMP/dgrams.$RANDOM
-  : > "$DGRAMS"
-  rm -f "$TMP/udp.port"
-  "$CAPTURE" "$TMP/udp.port" "$DGRAMS" &
-  CAPTURE_PID=$!
-  for _ in $(seq 1 100); do [ -s "$TMP/udp.port" ] && break; sleep 0.02; done
-  UDP_PORT=$(cat "$TMP/udp.port")
-}
 
 # The private cluster for the fault tests (PostgreSQL refuses to run as root).
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -37,7 +25,7 @@ priv_pids() { # the postmaster and its children
   echo "$pm" $(ps -o pid= --ppid "$pm")
 }
 
-trap 'cleanup; [ -n "${CAPTURE_PID:-}" ] && kill "$CAPTURE_PID" 2>/dev/null; [ -f "$PRIV/data/postmaster.pid" ] && { kill -CONT $(priv_pids) 2>/dev/null; priv_stop; }' EXIT
+trap 'cleanup; [ -f "$PRIV/data/postmaster.pid" ] && { kill -CONT $(priv_pids) 2>/dev/null; priv_stop; }' EXIT
 
 # serve_with "app lines" ["server lines"]
 serve_with() {
@@ -46,9 +34,6 @@ serve_with() {
   start_server "$TMP/pg.ini"
 }
 
-all_lines() { sleep 0.1; grep -v '^--$' "$DGRAMS" | sed -E 's/:[0-9.e+-]+\|ms/:N|ms/'; }
-lines() { all_lines | grep -v '^runtime\.'; }
-reset() { sleep 0.1; : > "$DGRAMS"; }
 get() { curl -s --max-time 20 "$(url "$1")"; }
 code() { curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$(url "$1")"; }
 ms() { date +%s%3N; }

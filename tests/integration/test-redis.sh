@@ -3,15 +3,10 @@
 # slot, and a server that dies and comes back.
 . "$(dirname "$0")/lib.sh"
 REDIS_URL=${BP_TEST_REDIS_URL:?set by ctest}
-CAPTURE=$BUILD_DIR/tests/udp-capture
 cp "$APPS/redisapp.lua" "$TMP/"
-
-"$CAPTURE" "$TMP/udp.port" "$TMP/dgrams" &
-CAPTURE_PID=$!
+start_capture
 OWN_REDIS=
-trap 'cleanup; kill $CAPTURE_PID 2>/dev/null; [ -n "$OWN_REDIS" ] && kill $OWN_REDIS 2>/dev/null' EXIT
-for _ in $(seq 1 100); do [ -s "$TMP/udp.port" ] && break; sleep 0.02; done
-UDP_PORT=$(cat "$TMP/udp.port")
+trap 'cleanup; [ -n "$OWN_REDIS" ] && kill $OWN_REDIS 2>/dev/null' EXIT
 
 # serve URL [APP KEYS] [SERVER KEYS]
 serve() {
@@ -34,20 +29,18 @@ check_contains "a pipeline: three replies" "$out" '"n":3'
 check_contains "in order" "$out" '"first":"OK"'
 check_contains "in order (3rd)" "$out" '"third":"a"'
 
-sleep 0.1
-: > "$TMP/dgrams"
+reset
 curl -s "$(url /get/greeting)" > /dev/null
-sleep 0.1
-lines=$(grep -v '^--$' "$TMP/dgrams" | sed -E 's/:[0-9.e+-]+\|ms/:N|ms/')
+lines=$(all_lines)
 check_contains "the command is a client span: timer" "$lines" "myservice.clients.cache.GET:N|ms"
 check_contains "the command is a client span: counter" "$lines" "myservice.clients.cache.GET.success:1|c"
-: > "$TMP/dgrams"
+: > "$DGRAMS"
 curl -s "$(url /error)" > /dev/null
 sleep 0.1
-check_contains "a failed command counts as a failure" "$(cat "$TMP/dgrams")" "myservice.clients.cache.INCR.failure:1|c"
+check_contains "a failed command counts as a failure" "$(cat "$DGRAMS")" "myservice.clients.cache.INCR.failure:1|c"
 curl -s "$(url /pipeline)" > /dev/null
 sleep 0.1
-check_contains "a pipeline is one span" "$(cat "$TMP/dgrams")" "myservice.clients.cache.pipeline_counts.success:1|c"
+check_contains "a pipeline is one span" "$(cat "$DGRAMS")" "myservice.clients.cache.pipeline_counts.success:1|c"
 
 check_eq "MessageQueue put/get" "$(curl -s "$(url /queue/hi)")" '{"got":"hi"}'
 check_contains "MessageQueue get times out" "$(curl -s --max-time 5 "$(url /queue_empty)")" '"class":"TimeoutError"'
@@ -75,10 +68,10 @@ check_eq "clean exit" "$SERVER_RC" 0
 # The pool's runtime metrics, tagged with the client's name.
 serve "$REDIS_URL" "" "monitoring.interval = 200 milliseconds\nmonitoring.connection_pool = true" || fail "server starts"
 curl -s "$(url /get/greeting)" > /dev/null
-: > "$TMP/dgrams"
+: > "$DGRAMS"
 sleep 0.5
-check_contains "runtime.pool.size, tagged with the client" "$(grep runtime.pool.size "$TMP/dgrams")" ",client=cache:50|g"
-check_contains "runtime.pool.in_use" "$(cat "$TMP/dgrams")" "runtime.pool.in_use,hostname="
+check_contains "runtime.pool.size, tagged with the client" "$(grep runtime.pool.size "$DGRAMS")" ",client=cache:50|g"
+check_contains "runtime.pool.in_use" "$(cat "$DGRAMS")" "runtime.pool.in_use,hostname="
 stop_server TERM
 
 # A server that is not there at start-up, dies under load, and comes back.

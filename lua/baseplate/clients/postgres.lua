@@ -487,7 +487,7 @@ end
 function M.pool_from_config(app_config, prefix, name)
     prefix = prefix or "database."
     local key_base = prefix:gsub("%.$", "")
-    local cfg = config.parse_config(app_config, { [key_base] = spec })[key_base]
+    local cfg = config.parse_config_at(app_config, prefix, spec)
     local function bad(key, why) error(config.ConfigurationError(key_base .. "." .. key, why), 0) end
     if not (cfg.url:match("^postgresql://") or cfg.url:match("^postgres://")) then
         bad("url", "expected a postgresql:// URL")

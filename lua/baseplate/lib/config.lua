@@ -562,15 +562,8 @@ end
 --- db.pool_size…) against `spec`, which names them without the prefix.
 --- Errors name the whole key ("db.url: no value specified").
 function M.parse_config_at(raw, prefix, spec)
-    if type(raw) ~= "table" then
-        error("config.parse_config_at: expected a table of raw values, got " .. type(raw), 2)
-    end
-    local problem = spec_problem(spec, "")
-    if problem then
-        error("config.parse_config_at: " .. problem, 2)
-    end
     local path = prefix:gsub("%.$", "")
-    return parse_item({ [path] = spec }, "", raw)[path]
+    return M.parse_config(raw, { [path] = spec })[path]
 end
 
 return M
