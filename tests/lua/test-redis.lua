@@ -174,11 +174,7 @@ t.test("the pool: bounded, waits, then a clear error", function()
     local err = t.raises("no connection available within 0.2s (2 in use)", r.ping, r)
     t.ok(baseplate.now() - t0 >= 0.19, "waited for the pool timeout")
     -- the BLPOPs end after 0.3 s, by the server's clock (it checks timeouts 10 times a second)
-    for _ = 1, 200 do
-        if done == 2 then break end
-        baseplate.sleep(0.01)
-    end
-    t.eq(done, 2)
+    t.ok(t.wait_until(function() return done == 2 end), "the BLPOPs ended")
     t.eq(r:ping(), "PONG")
     t.eq(pool:stats(), { size = 2, in_use = 0, open_and_available = 2, overflow = 0, open = 2 })
     t.eq(err.class, nil)
@@ -205,7 +201,7 @@ t.test("a waiter that got its connection leaves no timer behind", function()
         end)
     end
     t.eq(#pool.waiters, 19)
-    while done < 20 do baseplate.sleep(0.01) end
+    t.ok(t.wait_until(function() return done == 20 end), "every waiter got its turn")
     t.eq(#pool.waiters, 0)
     t.eq(pool:stats().in_use, 0)
 end)
@@ -230,11 +226,8 @@ t.test("a connection the server closes is replaced", function()
     -- the idle connection notices the server's close (from the loop, at once;
     -- under load after a few iterations)
     local C = require("baseplate.core").C
-    for _ = 1, 200 do
-        if C.bp_redis_broken(pool.idle[1].conn.c) == 1 then break end
-        baseplate.sleep(0.01)
-    end
-    t.eq(C.bp_redis_broken(pool.idle[1].conn.c), 1, "the idle connection knows it is dead")
+    t.ok(t.wait_until(function() return C.bp_redis_broken(pool.idle[1].conn.c) == 1 end),
+        "the idle connection knows it is dead")
     t.eq(r:ping(), "PONG", "a fresh connection replaced the dead one")
     t.eq(pool:stats().open, 1)
 end)

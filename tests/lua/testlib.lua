@@ -68,6 +68,19 @@ function M.raises(pattern, fn, ...)
     return err
 end
 
+--- Waits (letting the loop run) until cond() is true or `seconds` (2 by
+--- default) passed; returns whether it became true. For code that runs on
+--- the loop: a test, a spawned coroutine.
+function M.wait_until(cond, seconds)
+    local sleep, now = require("baseplate.runtime").sleep, require("baseplate.runtime").now
+    local deadline = now() + (seconds or 2)
+    while not cond() do
+        if now() >= deadline then return false end
+        sleep(0.01)
+    end
+    return true
+end
+
 function M.test(name, fn)
     local ok, err = xpcall(fn, debug.traceback)
     if ok then
