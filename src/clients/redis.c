@@ -73,7 +73,7 @@ struct bp_redis_conn_s {
   int nreplies, expected, cap;
   char *out;              /* formatting buffer, reused */
   size_t outcap;
-  char host[64];
+  char host[256];  /* a DNS name has at most 253 characters */
   char err[256];
 };
 
@@ -573,7 +573,7 @@ int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
   hl = strlen(host);
   if (hl && host[hl - 1] == ']') hl--;
   if (hl == 0 || hl >= sizeof c->host) {
-    snprintf(err, errlen, "redis: invalid host name");
+    snprintf(err, errlen, "redis: invalid host name (%s)", hl ? "longer than 255 characters" : "empty");
     return BP_EINVAL;
   }
   if (tls && !(tls_ctx = tls_context(tls->ca_file, tls->verify, err, errlen))) return BP_EINVAL;

@@ -98,6 +98,14 @@ t.test("a name is resolved without blocking, every address tried", function()
     local bad = redis.monitored("n", nil, redis.pool_from_config(raw, "n."))
     local err = t.raises("no-such-host.invalid", bad.ping, bad)
     t.eq(err.class, "ConnectionError")
+    -- a long name (DNS allows 253 characters) is looked up, not refused
+    local long = string.rep("a", 60) .. "." .. string.rep("b", 60) .. ".invalid"
+    raw = { ["n.url"] = "redis://" .. long .. ":" .. target.port .. "/0" }
+    bad = redis.monitored("n", nil, redis.pool_from_config(raw, "n."))
+    t.raises(long .. ":" .. target.port .. ": ", bad.ping, bad)
+    raw = { ["n.url"] = "redis://" .. string.rep("c", 300) .. "/0" }
+    bad = redis.monitored("n", nil, redis.pool_from_config(raw, "n."))
+    t.raises("longer than 255 characters", bad.ping, bad)
     t.eq(r:ping(), "PONG")
 end)
 

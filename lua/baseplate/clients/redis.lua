@@ -100,8 +100,26 @@ local function start_connect(waiter, cfg, out)
         core.errbuf, core.errbuf_size)
 end
 
-local function start_send(waiter, conn, req)
-    return C.bp_redis_send(conn.c, req.ncmds, req.argcs, req.argv, req.argvlen, req.timeout, waiter)
+-- The argument arrays of the command being sent, shared by every send:
+-- bp_redis_send formats (copies) the commands before it returns, so they
+-- are free again as soon as it has.
+local args_cap, argcs_cap = 0, 0
+local argcs, argv, argvlen
+
+local function reserve(ncmds, total)
+    if ncmds > argcs_cap then
+        argcs_cap = math.max(ncmds, 2 * argcs_cap, 16)
+        argcs = ffi.new("int[?]", argcs_cap)
+    end
+    if total > args_cap then
+        args_cap = math.max(total, 2 * args_cap, 64)
+        argv = ffi.new("const char *[?]", args_cap)
+        argvlen = ffi.new("size_t[?]", args_cap)
+    end
+end
+
+local function start_send(waiter, conn, ncmds, timeout)
+    return C.bp_redis_send(conn.c, ncmds, argcs, argv, argvlen, timeout, waiter)
 end
 
 local function status_error(conn, rc, what, timeout)
@@ -120,34 +138,29 @@ end
 local function send(conn, cmds, what, timeout)
     local ncmds, total = #cmds, 0
     for i = 1, ncmds do total = total + #cmds[i] end
-    local req = {
-        ncmds = ncmds,
-        argcs = ffi.new("int[?]", ncmds),
-        argv = ffi.new("const char *[?]", total),
-        argvlen = ffi.new("size_t[?]", total),
-        keep = {},
-        timeout = timeout or conn.timeout,
-    }
+    reserve(ncmds, total)
     local k = 0
     for i = 1, ncmds do
         local cmd = cmds[i]
-        req.argcs[i - 1] = #cmd
+        argcs[i - 1] = #cmd
         for j = 1, #cmd do
             local s = cmd[j]
-            if type(s) ~= "string" then s = tostring(s) end
-            req.keep[k + 1] = s -- the C side points into these strings until the replies are in
-            req.argv[k] = s
-            req.argvlen[k] = #s
+            if type(s) ~= "string" then
+                s = tostring(s)
+                cmd[j] = s -- argv points into the string: keep it alive until the send
+            end
+            argv[k] = s
+            argvlen[k] = #s
             k = k + 1
         end
     end
-    local rc = runtime.await(start_send, conn, req)
-    if rc ~= core.OK then error(status_error(conn, rc, what, req.timeout), 0) end
+    timeout = timeout or conn.timeout
+    local rc = runtime.await(start_send, conn, ncmds, timeout)
+    if rc ~= core.OK then error(status_error(conn, rc, what, timeout), 0) end
     local replies = {}
     for i = 1, C.bp_redis_reply_count(conn.c) do
         replies[i] = convert(C.bp_redis_reply(conn.c, i - 1))
     end
-    req.keep = nil
     return replies
 end
 
