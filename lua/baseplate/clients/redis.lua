@@ -316,11 +316,13 @@ end
 
 -- Run `fn(conn, cmds, what)` on a pooled connection inside a child span of
 -- `span`, so that an error (a Redis error reply too) fails the span.
+local function in_span(_, pool, fn, cmds, what)
+    return pool:with(fn, cmds, what)
+end
+
 local function traced(pool, span, trace_name, fn, cmds, what)
     if span == nil then return pool:with(fn, cmds, what) end
-    return span:make_child(trace_name):with(function()
-        return pool:with(fn, cmds, what)
-    end)
+    return span:make_child(trace_name):with(in_span, pool, fn, cmds, what)
 end
 
 local Monitored = {}
