@@ -1,7 +1,9 @@
 /*
  * The HTTP/1.1 server: libuv streams, Debian's http_parser, one request at a
  * time per connection (pipelined requests wait in the read buffer and are
- * answered in order), and every response written with one write.
+ * answered in order), and every response written with one write. Connections
+ * are read through the loop's edge-triggered set (bp__edge_t, loop.c), so
+ * that under load they are served in the order their requests arrived.
  *
  * Where a request enters: on_message_complete() -> dispatch(). Where it
  * leaves: bp_response_send() -> conn_write().
@@ -24,6 +26,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +286,7 @@ struct bp_conn_s {
     uv_handle_t handle;
   } h;
   bp_http_server_t *server;
+  bp__edge_t edge; /* input readiness */
   bp_conn_t *prev, *next;
   uv_timer_t timer; /* header read timeout, or keep-alive idle timeout */
   uint64_t deadline; /* loop time (ms) the current timeout expires at */
@@ -305,7 +309,9 @@ struct bp_conn_s {
   int receiving;  /* part of a request has arrived */
   int in_request; /* a complete request is being handled */
   int writing;
-  int reading;
+  int reading;  /* we want input (else it waits in the kernel: backpressure) */
+  int readable; /* input may be waiting: no short read or EAGAIN since the last event */
+  int hangup;   /* the peer closed or the socket failed: read until EOF or the error */
   int closing;
   int peer_gone;  /* read error: nobody to answer */
   int read_eof;   /* the client finished sending: answer what came, then close */
@@ -655,26 +661,52 @@ static void dispatch(bp_conn_t *c) {
 
 /* --- reading ------------------------------------------------------------------- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  bp_conn_t *c = h->data;
-  if (grow(&c->rbuf, &c->rcap, c->rlen + 16384)) {
-    buf->base = NULL;
-    buf->len = 0;
-    return;
+static void stop_reading(bp_conn_t *c) { c->reading = 0; }
+
+static void on_read(bp_conn_t *c, ssize_t n);
+
+/* Read while we want input and some may be waiting. A short read means the
+ * socket is drained: the next arrival brings a new event. */
+static void conn_read(bp_conn_t *c) {
+  while (c->reading && c->readable && !c->closing) {
+    ssize_t n;
+    size_t room;
+    if (grow(&c->rbuf, &c->rcap, c->rlen + 16384)) {
+      on_read(c, UV_ENOMEM);
+      return;
+    }
+    room = c->rcap - c->rlen;
+    n = read(c->edge.fd, c->rbuf + c->rlen, room);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      c->readable = 0;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) on_read(c, -errno);
+      return;
+    }
+    if (n == 0) {
+      c->readable = 0;
+      on_read(c, UV_EOF);
+      return;
+    }
+    if ((size_t)n < room && !c->hangup) c->readable = 0;
+    on_read(c, n);
   }
-  buf->base = c->rbuf + c->rlen;
-  buf->len = c->rcap - c->rlen;
 }
 
-static void stop_reading(bp_conn_t *c) {
-  if (c->reading) {
-    uv_read_stop(&c->h.stream);
-    c->reading = 0;
-  }
+static void on_edge(bp__edge_t *e, int hangup) {
+  bp_conn_t *c = (bp_conn_t *)((char *)e - offsetof(bp_conn_t, edge));
+  if (hangup) c->hangup = 1;
+  c->readable = 1;
+  conn_read(c);
 }
 
-static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
-  bp_conn_t *c = stream->data;
+/* Want input again; read what came meanwhile (no new event comes for it). */
+static void start_reading(bp_conn_t *c) {
+  c->reading = 1;
+  conn_read(c);
+}
+
+static void on_read(bp_conn_t *c, ssize_t n) {
   if (n < 0) {
     stop_reading(c);
     if (n == UV_EOF) {
@@ -725,11 +757,11 @@ static void conn_process(bp_conn_t *c) {
         conn_close(c);
         return;
       }
-      if (!c->reading && !c->server->stopping) {
-        uv_read_start(&c->h.stream, on_alloc, on_read);
-        c->reading = 1;
+      if (c->server->stopping) {
+        conn_close(c);
+      } else if (!c->reading) {
+        start_reading(c); /* may come back here with what it read */
       }
-      if (c->server->stopping) conn_close(c);
       return;
     }
     n = http_parser_execute(&c->parser, &settings, c->rbuf, c->rlen);
@@ -1332,6 +1364,7 @@ static void conn_close(bp_conn_t *c) {
     return;
   }
   c->closing = 1;
+  bp__edge_remove(&c->edge);
   unschedule_resume(c);
   if (c->prev) c->prev->next = c->next;
   else s->conns = c->next;
@@ -1367,6 +1400,7 @@ static bp_conn_t *conn_new(bp_http_server_t *s) {
   c->closable.magic = BP_CLOSABLE_MAGIC;
   c->closable.close = conn_close_closable;
   c->server = s;
+  c->edge.fd = -1;
   if (s->family == AF_UNIX) uv_pipe_init(uv_default_loop(), &c->h.pipe, 0);
   else uv_tcp_init(uv_default_loop(), &c->h.tcp);
   c->h.handle.data = c;
@@ -1375,6 +1409,7 @@ static bp_conn_t *conn_new(bp_http_server_t *s) {
 
 /* The handle is connected: register the connection and start reading. */
 static void conn_start(bp_http_server_t *s, bp_conn_t *c) {
+  uv_os_fd_t fd;
   uv_timer_init(uv_default_loop(), &c->timer);
   c->timer.data = c;
   c->handles_open = 2;
@@ -1386,9 +1421,13 @@ static void conn_start(bp_http_server_t *s, bp_conn_t *c) {
   s->conns = c;
   s->nconns++;
   remote_name(c);
-  uv_read_start(&c->h.stream, on_alloc, on_read);
   c->reading = 1;
   arm_read_timeout(c);
+  /* Input already there is reported at once. */
+  if (uv_fileno(&c->h.handle, &fd) != 0 || bp__edge_add(&c->edge, fd, on_edge) != 0) {
+    bp_log(BP_LOG_ERROR, "baseplate.server", "cannot watch a new connection: %s", strerror(errno));
+    conn_close(c);
+  }
 }
 
 /* Accept one connection from the backlog. */

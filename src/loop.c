@@ -2,7 +2,10 @@
 #include "runtime.h"
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 uv_loop_t *bp_loop(void) { return uv_default_loop(); }
 
@@ -57,6 +60,78 @@ bp_timeout_t *bp_timeout_start(double seconds, int waiter) {
 
 void bp_timeout_cancel(bp_timeout_t *t) {
   if (t && !uv_is_closing((uv_handle_t *)&t->timer)) uv_close((uv_handle_t *)&t->timer, timeout_closed);
+}
+
+/* --- edge-triggered readiness (see runtime.h) ------------------------------------- */
+
+static struct {
+  bp__closable_t closable;
+  uv_poll_t poll; /* the loop watches the set's own descriptor */
+  int epfd;       /* -1: not open */
+  struct epoll_event batch[256]; /* the events being dispatched */
+  int next, count;
+} edge = {.epfd = -1};
+
+static void edge_dispatch(uv_poll_t *p, int status, int events) {
+  (void)p;
+  (void)status;
+  (void)events;
+  edge.count = epoll_wait(edge.epfd, edge.batch, (int)(sizeof edge.batch / sizeof edge.batch[0]), 0);
+  for (edge.next = 0; edge.next < edge.count;) {
+    struct epoll_event *ev = &edge.batch[edge.next++];
+    bp__edge_t *e = ev->data.ptr;
+    if (e) e->cb(e, (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+  }
+  edge.count = edge.next = 0;
+}
+
+static void edge_closed(uv_handle_t *h) {
+  (void)h;
+  close(edge.epfd);
+  edge.epfd = -1;
+}
+
+static void edge_shutdown(bp__closable_t *c) {
+  (void)c;
+  uv_close((uv_handle_t *)&edge.poll, edge_closed);
+}
+
+static int edge_open(void) {
+  int rc;
+  if ((edge.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) return -errno;
+  edge.closable.magic = BP_CLOSABLE_MAGIC;
+  edge.closable.close = edge_shutdown;
+  if ((rc = uv_poll_init(uv_default_loop(), &edge.poll, edge.epfd)) != 0) {
+    close(edge.epfd);
+    edge.epfd = -1;
+    return rc;
+  }
+  edge.poll.data = &edge.closable;
+  uv_unref((uv_handle_t *)&edge.poll); /* the watched sockets' owners keep the loop alive */
+  return uv_poll_start(&edge.poll, UV_READABLE, edge_dispatch);
+}
+
+int bp__edge_add(bp__edge_t *e, int fd, void (*cb)(bp__edge_t *e, int hangup)) {
+  struct epoll_event ev;
+  int rc;
+  e->fd = -1;
+  e->cb = cb;
+  if (edge.epfd < 0 && (rc = edge_open()) != 0) return rc;
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = e;
+  if (epoll_ctl(edge.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) return -errno;
+  e->fd = fd;
+  return 0;
+}
+
+void bp__edge_remove(bp__edge_t *e) {
+  if (e->fd < 0) return;
+  if (edge.epfd >= 0) {
+    (void)epoll_ctl(edge.epfd, EPOLL_CTL_DEL, e->fd, NULL);
+    for (int i = edge.next; i < edge.count; i++)
+      if (edge.batch[i].data.ptr == e) edge.batch[i].data.ptr = NULL;
+  }
+  e->fd = -1;
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {

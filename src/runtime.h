@@ -19,6 +19,27 @@ typedef struct bp__closable_s {
  * until all close callbacks ran, and close the loop. */
 void bp__loop_shutdown(void);
 
+/* Edge-triggered readiness for sockets whose reads the owner does itself (the
+ * HTTP server's connections). libuv polls level-triggered: under saturation a
+ * socket that missed one poll goes to the end of the next, behind every socket
+ * served in the previous one, and its request waits two rounds. An
+ * edge-triggered epoll set, nested in the loop, reports sockets in the order
+ * their data arrived (nginx's fairness). Linux only, like the rest of the
+ * server. After an event the owner reads until a short read or EAGAIN, as no
+ * other event comes for data already there; `hangup` says the peer closed or
+ * the socket failed, so that a short read is no proof of the end: read on
+ * until EOF or the error. */
+typedef struct bp__edge_s bp__edge_t;
+struct bp__edge_s {
+  void (*cb)(bp__edge_t *e, int hangup);
+  int fd; /* -1: not watched */
+};
+/* Watch `fd` for input and hang-up. BP_OK or a negative errno. */
+int bp__edge_add(bp__edge_t *e, int fd, void (*cb)(bp__edge_t *e, int hangup));
+/* Stop watching (before the fd closes): no event reaches `e` afterwards,
+ * including one already fetched in the batch being dispatched. */
+void bp__edge_remove(bp__edge_t *e);
+
 /* The Lua state. */
 typedef struct {
   const char *extra_path; /* prepended to package.path after "./" (tests), or NULL */

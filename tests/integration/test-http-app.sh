@@ -97,6 +97,13 @@ plain textHTTP/1.1 202 Accepted
 # A client that half-closes after sending (nc -N) still gets every answer.
 out=$(printf 'GET /text HTTP/1.1\r\nHost: x\r\n\r\nGET /sleep/50 HTTP/1.1\r\nHost: x\r\n\r\n' | timeout 5 nc -N 127.0.0.1 "$PORT" | grep -o 'HTTP/1.1 200 OK' | wc -l)
 check_eq "half-closed client gets both answers" "$out" 2
+# More pipelined requests than the server reads ahead while it sleeps in the
+# first, then the end of input: every one is answered, and the server sees
+# the end and closes (it must read on past a short read once the peer hung up).
+rc=0
+{ printf 'GET /sleep/200 HTTP/1.1\r\nHost: x\r\n\r\n'; for _ in $(seq 1 3000); do printf 'GET /text HTTP/1.1\r\nHost: x\r\n\r\n'; done; } |
+  timeout 10 nc -N 127.0.0.1 "$PORT" > "$TMP/halfclose.out" || rc=$?
+check_eq "3,001 pipelined requests then the end of input: all answered, then closed" "$rc $(grep -c 'HTTP/1.1 200 OK' "$TMP/halfclose.out")" "0 3001"
 out=$(RAW_TIMEOUT=2 raw "GET / HTTP/1.0\r\n\r\n" | tr -d '\r' | head -n 1)
 check_eq "HTTP/1.0 answered and closed" "$out" "HTTP/1.1 200 OK"
 
