@@ -3,16 +3,29 @@
  * include/baseplate/metrics.h; the wire format is Baseplate.py's.
  *
  * Ownership: a batch keeps a pointer to its transport, which must outlive
- * it. The transport's flush timer lives in its own small block (a closable,
- * so that bp__loop_shutdown() sends what is pending and closes it); the
- * block is freed by the timer's close callback, so bp_metrics_free() can
- * free the transport at once and the loop reclaims the block on its next
- * turn.
+ * it. The transport's loop handles (the flush timer, and the check that
+ * sends full datagrams at the end of the loop iteration) live in their own
+ * small block (a closable, so that bp__loop_shutdown() sends what is pending
+ * and closes them); the block is freed by the handles' close callbacks, so
+ * bp_metrics_free() can free the transport at once and the loop reclaims
+ * the block on its next turn.
+ *
+ * Sending: lines are packed into datagrams of datagram_size bytes. A full
+ * datagram leaves at the end of a loop iteration (the check phase, right
+ * after the I/O callbacks) at least SEND_SPACING_MS after the previous send,
+ * together with every other full one, in one sendmmsg(); a datagram that is
+ * not full leaves when the flush timer fires (flush_interval after its first
+ * line), and that timer also sends any full one still waiting. So no line
+ * waits longer than flush_interval, and at high request rates the datagrams
+ * go several per system call: a loopback send costs the sender mostly the
+ * wake-up of the receiver, and 4 datagrams at once cost about 1.6 times one
+ * (measured on a 2-core VM: 12.3 us for one, 19.6 us for four).
  *
  * Memory on the request path: a batch owns three growable buffers (other
  * lines, counter keys, a hash index) that are kept across flushes, so a
  * reused batch records and flushes without malloc once it has warmed up.
- * The transport's datagram buffer is allocated once, datagram_size bytes.
+ * The transport's datagram buffers are allocated once: READY_MAX + 1 of
+ * datagram_size bytes.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* qsort_r */
@@ -178,8 +191,15 @@ static const char *quote(const char *s, char *buf) {
 typedef struct metrics_timer_s {
   bp__closable_t closable; /* first: bp__loop_shutdown() finds it through handle.data */
   uv_timer_t handle;
+  uv_check_t check;    /* sends the full datagrams at the end of the iteration */
+  int open;            /* handles not closed yet */
   bp_metrics_t *owner; /* NULL once the transport let go of it */
 } metrics_timer_t;
+
+/* Full datagrams that may wait (more leave at once), and the least time
+ * between two sends of full datagrams. */
+#define READY_MAX 16
+#define SEND_SPACING_MS 1
 
 struct bp_metrics_s {
   int fd; /* connected UDP socket, or -1: no endpoint */
@@ -187,9 +207,15 @@ struct bp_metrics_s {
   int swallow_network_errors;
   size_t datagram_size;
   uint64_t interval_ms;
-  char *pending; /* datagram_size bytes: lines waiting, joined by "\n" */
+  char *bufs;    /* READY_MAX + 1 datagram buffers: the full ones first, then pending */
+  char *pending; /* the datagram being filled: lines waiting, joined by "\n" */
   size_t pending_len;
   unsigned long long pending_lines;
+  int nready; /* full datagrams waiting in bufs */
+  uint64_t last_send_ms; /* loop time of the last send of full datagrams */
+  size_t ready_len[READY_MAX];
+  unsigned long long ready_lines[READY_MAX];
+  int check_active;
   metrics_timer_t *timer; /* NULL without an endpoint and after loop shutdown */
   int timer_armed;
   unsigned long long datagrams, lines;
@@ -221,46 +247,99 @@ static void report_send_error(bp_metrics_t *m, int err) {
          "Failed to send metrics: %s", strerror(err));
 }
 
-/* One datagram of the bytes in iov; on failure it is dropped (never blocks). */
-static void send_datagram(bp_metrics_t *m, struct iovec *iov, int iovcnt,
-                          unsigned long long nlines) {
-  struct msghdr msg;
-  ssize_t r;
-  int err = 0;
-
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = iov;
-  msg.msg_iovlen = (size_t)iovcnt;
-  for (int attempt = 0; attempt < 2; attempt++) {
-    do r = sendmsg(m->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    while (r < 0 && errno == EINTR);
-    if (r >= 0) {
-      m->datagrams++;
-      m->lines += nlines;
-      break;
+/* Datagrams, each one message of msgs, in as few system calls as the kernel
+ * allows; one that fails is dropped (never blocks). */
+static void send_datagrams(bp_metrics_t *m, struct mmsghdr *msgs, int n,
+                           const unsigned long long *nlines) {
+  int i = 0, retried = -1;
+  while (i < n) {
+    int r = sendmmsg(m->fd, msgs + i, (unsigned)(n - i), MSG_DONTWAIT | MSG_NOSIGNAL);
+    int err;
+    if (r > 0) {
+      for (int k = i; k < i + r; k++) m->lines += nlines[k];
+      m->datagrams += (unsigned long long)r;
+      i += r;
+      continue;
     }
-    err = errno;
+    err = r < 0 ? errno : EIO;
+    if (err == EINTR) continue;
+    report_send_error(m, err);
     /* ECONNREFUSED is an ICMP error left by an earlier datagram: this one
      * was not sent yet, so it gets a second chance. */
-    if (err != ECONNREFUSED) break;
+    if (err == ECONNREFUSED && retried != i) {
+      retried = i;
+      continue;
+    }
+    i++;
   }
-  if (err) report_send_error(m, err);
+}
+
+/* One datagram of the bytes in iov, now. */
+static void send_datagram(bp_metrics_t *m, struct iovec *iov, int iovcnt,
+                          unsigned long long nlines) {
+  struct mmsghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_hdr.msg_iov = iov;
+  msg.msg_hdr.msg_iovlen = (size_t)iovcnt;
+  send_datagrams(m, &msg, 1, &nlines);
+}
+
+/* Send the full datagrams; what is pending moves to the first buffer. */
+static void send_ready(bp_metrics_t *m) {
+  struct mmsghdr msgs[READY_MAX];
+  struct iovec iov[READY_MAX];
+  size_t stride = m->datagram_size + 1;
+  if (m->nready == 0) return;
+  memset(msgs, 0, sizeof msgs);
+  for (int i = 0; i < m->nready; i++) {
+    iov[i].iov_base = m->bufs + (size_t)i * stride;
+    iov[i].iov_len = m->ready_len[i];
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  send_datagrams(m, msgs, m->nready, m->ready_lines);
+  if (m->timer) m->last_send_ms = uv_now(uv_default_loop());
+  if (m->pending_len > 0) memcpy(m->bufs, m->pending, m->pending_len);
+  m->pending = m->bufs;
+  m->nready = 0;
+}
+
+static void check_fired(uv_check_t *h);
+
+/* The datagram being filled is full: it waits for the check phase (or goes
+ * now without a loop, or when READY_MAX wait). */
+static void ready_pending(bp_metrics_t *m) {
+  if (m->pending_len == 0) return;
+  m->ready_len[m->nready] = m->pending_len;
+  m->ready_lines[m->nready] = m->pending_lines;
+  m->nready++;
+  m->pending += m->datagram_size + 1;
+  m->pending_len = 0;
+  m->pending_lines = 0;
+  if (m->nready == READY_MAX || !m->timer) {
+    send_ready(m);
+  } else if (!m->check_active) {
+    uv_check_start(&m->timer->check, check_fired);
+    m->check_active = 1;
+  }
 }
 
 static size_t window_count(const bp_metrics_t *m);
 
+/* Everything waiting leaves now. */
 static void send_pending(bp_metrics_t *m) {
-  struct iovec iov;
   if (m->timer_armed && window_count(m) == 0) { /* counters still wait for it */
     uv_timer_stop(&m->timer->handle);
     m->timer_armed = 0;
   }
-  if (m->pending_len == 0) return;
-  iov.iov_base = m->pending;
-  iov.iov_len = m->pending_len;
-  send_datagram(m, &iov, 1, m->pending_lines);
-  m->pending_len = 0;
-  m->pending_lines = 0;
+  if (m->pending_len > 0) {
+    m->ready_len[m->nready] = m->pending_len;
+    m->ready_lines[m->nready] = m->pending_lines;
+    m->nready++;
+    m->pending_len = 0;
+    m->pending_lines = 0;
+  }
+  send_ready(m);
 }
 
 /* Python's repr() of the line's bytes, after "Would send metric ". */
@@ -326,14 +405,14 @@ static void put_line(bp_metrics_t *m, const char *a, size_t an, const char *b, s
     send_datagram(m, iov, iovcnt, 1);
     return;
   }
-  if (m->pending_len > 0 && m->pending_len + 1 + n > m->datagram_size) send_pending(m);
+  if (m->pending_len > 0 && m->pending_len + 1 + n > m->datagram_size) ready_pending(m);
   if (m->pending_len > 0) m->pending[m->pending_len++] = '\n';
   memcpy(m->pending + m->pending_len, a, an);
   if (bn) memcpy(m->pending + m->pending_len + an, b, bn);
   m->pending_len += n;
   m->pending_lines++;
   if (m->pending_len + 2 > m->datagram_size) {
-    send_pending(m); /* not even "\n" and one byte fit any more */
+    ready_pending(m); /* not even "\n" and one byte fit any more */
   } else if (m->timer && !m->timer_armed) {
     uv_timer_start(&m->timer->handle, timer_fired, m->interval_ms, 0);
     m->timer_armed = 1;
@@ -348,11 +427,25 @@ static void timer_fired(uv_timer_t *t) {
   send_pending(tb->owner);
 }
 
-static void timer_closed(uv_handle_t *h) { free(h->data); }
+static void check_fired(uv_check_t *h) {
+  metrics_timer_t *tb = h->data;
+  bp_metrics_t *m = tb->owner;
+  if (m && m->nready > 0 && uv_now(h->loop) - m->last_send_ms < SEND_SPACING_MS)
+    return; /* too soon: look again next iteration (the flush timer is the backstop) */
+  uv_check_stop(h);
+  if (!m) return;
+  m->check_active = 0;
+  send_ready(m);
+}
+
+static void timer_closed(uv_handle_t *h) {
+  metrics_timer_t *tb = h->data;
+  if (--tb->open == 0) free(tb);
+}
 
 /* At loop shutdown (through the closable) and from bp_metrics_free(): send
- * what waits, then close the timer. The transport stays usable: without a
- * timer, each batch is sent as soon as it is flushed. */
+ * what waits, then close the handles. The transport stays usable: without
+ * them, each batch is sent as soon as it is flushed. */
 static void timer_close(bp__closable_t *c) {
   metrics_timer_t *tb = (metrics_timer_t *)c;
   bp_metrics_t *m = tb->owner;
@@ -360,9 +453,13 @@ static void timer_close(bp__closable_t *c) {
     flush_window(m);
     send_pending(m);
     m->timer = NULL;
+    m->check_active = 0;
     tb->owner = NULL;
   }
-  uv_close((uv_handle_t *)&tb->handle, timer_closed);
+  if (!uv_is_closing((uv_handle_t *)&tb->handle)) {
+    uv_close((uv_handle_t *)&tb->handle, timer_closed);
+    uv_close((uv_handle_t *)&tb->check, timer_closed);
+  }
 }
 
 static int open_socket(bp_metrics_t *m, const char *endpoint, char *err, size_t errlen) {
@@ -431,12 +528,13 @@ bp_metrics_t *bp_metrics_new(const bp_metrics_options_t *o, char *err, size_t er
     free(m);
     return NULL;
   }
-  m->pending = malloc(m->datagram_size + 1);
+  m->bufs = malloc((READY_MAX + 1) * (m->datagram_size + 1));
+  m->pending = m->bufs;
   m->timer = malloc(sizeof *m->timer);
-  if (!m->pending || !m->timer) {
+  if (!m->bufs || !m->timer) {
     set_err(err, errlen, "out of memory");
     close(m->fd);
-    free(m->pending);
+    free(m->bufs);
     free(m->timer);
     free(m);
     return NULL;
@@ -444,10 +542,14 @@ bp_metrics_t *bp_metrics_new(const bp_metrics_options_t *o, char *err, size_t er
   m->timer->closable.magic = BP_CLOSABLE_MAGIC;
   m->timer->closable.close = timer_close;
   m->timer->owner = m;
+  m->timer->open = 2;
   uv_timer_init(uv_default_loop(), &m->timer->handle);
+  uv_check_init(uv_default_loop(), &m->timer->check);
   m->timer->handle.data = m->timer;
+  m->timer->check.data = m->timer;
   /* Waiting metrics never keep the process alive; shutdown flushes them. */
   uv_unref((uv_handle_t *)&m->timer->handle);
+  uv_unref((uv_handle_t *)&m->timer->check);
   return m;
 }
 
@@ -467,7 +569,7 @@ void bp_metrics_free(bp_metrics_t *m) {
     close(m->fd);
   }
   bp_metrics_batch_free(m->window);
-  free(m->pending);
+  free(m->bufs);
   free(m);
 }
 

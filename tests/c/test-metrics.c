@@ -371,6 +371,20 @@ static void test_validation(void) {
 
 /* ---- the transport --------------------------------------------------------- */
 
+static void idle_stop(uv_idle_t *h) { uv_idle_stop(h); }
+
+/* One turn of the loop, as a server's loop turns (it has something alive),
+ * after the least spacing between two sends of full datagrams. */
+static void one_iteration(void) {
+  uv_idle_t idle;
+  usleep(2000);
+  uv_idle_init(uv_default_loop(), &idle);
+  uv_idle_start(&idle, idle_stop);
+  uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+  uv_close((uv_handle_t *)&idle, NULL);
+  uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+}
+
 static void add_gauges(bp_metrics_batch_t *b, int from, int to) {
   char name[32];
   for (int i = from; i < to; i++) {
@@ -475,7 +489,11 @@ static void test_packing(void) {
   CHECK_INT(stat_datagrams(m), 0);
   add_gauges(b, 4, 6);
   CHECK_INT(bp_metrics_batch_flush(b), BP_OK);
-  /* the 5th line did not fit: the first four left without a flush */
+  /* the 5th line did not fit: the first four are a full datagram, which
+   * leaves at the end of the loop iteration (not after flush_interval) */
+  CHECK_INT(recv_dgram(20), -1);
+  CHECK_INT(stat_datagrams(m), 0);
+  one_iteration();
   CHECK_INT(recv_dgram(1000), 43);
   CHECK_STR(dgram, "gauge0:1|g\ngauge1:1|g\ngauge2:1|g\ngauge3:1|g");
   CHECK_INT(recv_dgram(20), -1);
@@ -505,6 +523,38 @@ static void test_packing(void) {
   CHECK_INT(recv_dgram(20), -1);
   CHECK_INT(stat_datagrams(m), 5);
   CHECK_INT(stat_lines(m), 9);
+
+  /* full datagrams leave together at the end of a loop iteration (1 ms or
+   * more after the previous send), in order, without waiting for the flush
+   * timer (60 s here); no more than 16 wait (the 16th full one sends them
+   * all at once). "gaugeNNN:1|g" is 12 bytes: 3 make a full datagram of 38. */
+  drain();
+  add_gauges(b, 100, 112);
+  CHECK_INT(bp_metrics_batch_flush(b), BP_OK);
+  add_gauges(b, 112, 113); /* the 4th datagram is full now */
+  CHECK_INT(bp_metrics_batch_flush(b), BP_OK);
+  CHECK_INT(recv_dgram(20), -1);
+  CHECK_INT(stat_datagrams(m), 5);
+  one_iteration();
+  CHECK_INT(recv_dgram(1000), 38);
+  CHECK_STR(dgram, "gauge100:1|g\ngauge101:1|g\ngauge102:1|g");
+  CHECK_INT(recv_dgram(1000), 38);
+  CHECK_STR(dgram, "gauge103:1|g\ngauge104:1|g\ngauge105:1|g");
+  CHECK_INT(recv_dgram(1000), 38);
+  CHECK_INT(recv_dgram(1000), 38);
+  CHECK_STR(dgram, "gauge109:1|g\ngauge110:1|g\ngauge111:1|g");
+  CHECK_INT(recv_dgram(20), -1); /* gauge112 waits to fill its datagram */
+  CHECK_INT(stat_datagrams(m), 9);
+  add_gauges(b, 113, 163); /* 112..159 fill 16 datagrams; 160..162 wait */
+  CHECK_INT(bp_metrics_batch_flush(b), BP_OK);
+  for (int i = 0; i < 16; i++) CHECK_INT(recv_dgram(1000), 38);
+  CHECK_STR(dgram, "gauge157:1|g\ngauge158:1|g\ngauge159:1|g");
+  CHECK_INT(recv_dgram(20), -1);
+  CHECK_INT(stat_datagrams(m), 25);
+  bp_metrics_flush(m);
+  CHECK_INT(recv_dgram(1000), 38);
+  CHECK_STR(dgram, "gauge160:1|g\ngauge161:1|g\ngauge162:1|g");
+  CHECK_INT(stat_datagrams(m), 26);
 
   /* counters are packed too */
   CHECK_INT(bp_metrics_counter(b, "c1", NULL, 0, 1, 1), BP_OK);
