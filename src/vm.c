@@ -149,7 +149,10 @@ int bp__vm_main_result(char *err, size_t errlen, int *exit_code) {
 
 void bp__vm_dispatch_request(bp_request_t *req, int handler) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref_on_request);
-  lua_pushlightuserdata(L, req);
+  /* The address as a number: the JIT compiles ffi.cast from a number to a
+   * pointer, not from a light userdata (the request's code would stay
+   * interpreted). User-space addresses fit a double's 53 bits. */
+  lua_pushnumber(L, (lua_Number)(uintptr_t)req);
   lua_pushinteger(L, handler);
   call_entry(2);
 }

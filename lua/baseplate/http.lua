@@ -426,7 +426,7 @@ end
 local set_activity = runtime.set_activity
 
 local function request_job(req, handler_id)
-    local r = ffi_cast(req_ptr_t, req)
+    local r = ffi_cast(req_ptr_t, req) -- req: the request's address, a number
     local sp = C.bp_request_span(r) ~= nil
     local bp = sp and handler_apps[handler_id].baseplate or nil
     local request = setmetatable({ _r = r, _bp = bp }, request_mt)
