@@ -357,18 +357,21 @@ local function send(r, status, body, headers, content_type)
     elseif tb ~= "string" then
         body = tostring(body)
     end
-    return C.bp_response_send(r, status, content_type or TEXT, body, #body)
+    local rc = C.bp_response_send(r, status, content_type or TEXT, body, #body)
+    return rc
 end
 
 local function start_write(waiter, r, data)
-    return C.bp_response_write(r, data, #data, waiter)
+    local rc = C.bp_response_write(r, data, #data, waiter)
+    return rc
 end
 
 
 local function stream_response(r, s)
     local content_type = apply_headers(r, s.headers, s.content_type)
     if C.bp_response_start(r, s.status, content_type or TEXT) ~= 0 then
-        return C.bp_response_abort(r)
+        local rc = C.bp_response_abort(r)
+        return rc
     end
     local function write(data)
         data = tostring(data)
@@ -379,9 +382,11 @@ local function stream_response(r, s)
     if not ok then
         server_log:exception("streamed response failed in route " .. ffi_string(C.bp_request_route_name(r))
             .. ": " .. tostring(err):match("^[^\n]*"), { traceback = err })
-        return C.bp_response_abort(r)
+        local rc = C.bp_response_abort(r)
+        return rc
     end
-    return C.bp_response_finish(r)
+    local rc = C.bp_response_finish(r)
+    return rc
 end
 
 local function error_handler(err)
@@ -401,7 +406,8 @@ local function render(r, ok, a, b, c)
         local route = ffi_string(C.bp_request_route_name(r))
         local msg = a:match("^[^\n]*")
         server_log:exception("unhandled error in route " .. route .. ": " .. msg, { traceback = a })
-        return C.bp_response_send(r, 500, JSON, INTERNAL_ERROR, #INTERNAL_ERROR)
+        local rc = C.bp_response_send(r, 500, JSON, INTERNAL_ERROR, #INTERNAL_ERROR)
+        return rc
     end
     local ta = type(a)
     if ta == "table" then

@@ -105,7 +105,8 @@ function M.await_timeout(seconds, start, a, b, c)
 end
 
 local function start_sleep(id, seconds)
-    return C.bp_sleep(seconds, id)
+    local rc = C.bp_sleep(seconds, id)
+    return rc
 end
 
 --- Suspend the current request/script for `seconds`; the loop serves others.

@@ -35,13 +35,15 @@ end
 assert(listener, "no free port")
 local srv = http_server.make_server({}, listener, app)
 
-local stops, aborts = {}, {}
+local stops, aborts, started = {}, {}, {}
 local function source_of(func)
     local info = funcinfo(func)
     return info.source or "?"
 end
 jit.attach(function(what, tr, func, pc, otr, oex)
-    if what == "stop" then
+    if what == "start" then
+        started[tr] = source_of(func)
+    elseif what == "stop" then
         stops[#stops + 1] = source_of(func)
     elseif what == "abort" then
         local msg = vmdef.traceerr[otr] or tostring(otr)
@@ -50,7 +52,9 @@ jit.attach(function(what, tr, func, pc, otr, oex)
         elseif oex and msg:find("%%s") then
             msg = msg:format(vmdef.ffnames and vmdef.ffnames[oex] or tostring(oex))
         end
-        aborts[#aborts + 1] = source_of(func) .. ": " .. msg
+        -- where the trace began, and where it stopped (often a builtin,
+        -- such as ffi.cast, called from baseplate's code)
+        aborts[#aborts + 1] = tostring(started[tr]) .. " -> " .. source_of(func) .. ": " .. msg
     end
 end, "trace")
 

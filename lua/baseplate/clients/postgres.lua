@@ -234,15 +234,18 @@ local function usable(conn)
 end
 
 local function start_query(waiter, conn, sql)
-    return C.bp_pg_query(conn.c, sql, conn.nparams, values, conn.timeout, waiter)
+    local rc = C.bp_pg_query(conn.c, sql, conn.nparams, values, conn.timeout, waiter)
+    return rc
 end
 
 local function start_prepare(waiter, conn, name, sql)
-    return C.bp_pg_prepare(conn.c, name, sql, conn.timeout, waiter)
+    local rc = C.bp_pg_prepare(conn.c, name, sql, conn.timeout, waiter)
+    return rc
 end
 
 local function start_prepared(waiter, conn, name)
-    return C.bp_pg_query_prepared(conn.c, name, conn.nparams, values, conn.timeout, waiter)
+    local rc = C.bp_pg_query_prepared(conn.c, name, conn.nparams, values, conn.timeout, waiter)
+    return rc
 end
 
 -- The result of the operation just awaited (freed by the GC), or an error.

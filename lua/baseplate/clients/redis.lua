@@ -119,7 +119,8 @@ local function reserve(ncmds, total)
 end
 
 local function start_send(waiter, conn, ncmds, timeout)
-    return C.bp_redis_send(conn.c, ncmds, argcs, argv, argvlen, timeout, waiter)
+    local rc = C.bp_redis_send(conn.c, ncmds, argcs, argv, argvlen, timeout, waiter)
+    return rc
 end
 
 local function status_error(conn, rc, what, timeout)

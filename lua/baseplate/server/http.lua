@@ -107,7 +107,8 @@ end
 
 local function start_shutdown(waiter, self)
     self.waiter = waiter
-    return C.bp_http_server_shutdown(self.c, waiter)
+    local rc = C.bp_http_server_shutdown(self.c, waiter)
+    return rc
 end
 
 --- Graceful shutdown: stop accepting, close idle connections, and wait (in
