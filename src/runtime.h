@@ -40,6 +40,12 @@ int bp__edge_add(bp__edge_t *e, int fd, void (*cb)(bp__edge_t *e, int hangup));
  * including one already fetched in the batch being dispatched. */
 void bp__edge_remove(bp__edge_t *e);
 
+/* JSON for response bodies (src/json.c): makes require("baseplate.json_c")
+ * available in L; bp__json_buffer() is the body its encode() last wrote
+ * (exported for baseplate.http's FFI, not part of the C API). */
+void bp__json_preload(lua_State *L);
+BP_EXTERN const char *bp__json_buffer(void);
+
 /* The Lua state. */
 typedef struct {
   const char *extra_path; /* prepended to package.path after "./" (tests), or NULL */

@@ -81,6 +81,7 @@ int bp__vm_open(const bp__vm_options_t *opts, char *err, size_t errlen) {
     return BP_ENOMEM;
   }
   luaL_openlibs(L);
+  bp__json_preload(L);
   set_paths(opts);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "baseplate.runtime");

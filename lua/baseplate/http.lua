@@ -58,6 +58,7 @@ int bp_response_abort(bp_request_t *req);
 void bp_app_set_baseplate(bp_app_t *app, struct bp_baseplate_s *bp, int trust_trace_headers);
 struct bp_span_s *bp_request_span(bp_request_t *req);
 void bp_request_set_error(bp_request_t *req, const char *error_class);
+const char *bp__json_buffer(void);
 ]])
 
 local C = core.C
@@ -65,6 +66,12 @@ local ffi_string, ffi_cast = ffi.string, ffi.cast
 local type, tostring, pairs, setmetatable, rawset = type, tostring, pairs, setmetatable, rawset
 local xpcall, traceback = xpcall, debug.traceback
 local encode = cjson.encode
+-- Table bodies: the core's encoder (src/json.c) writes what cjson.encode
+-- would, straight into a buffer the response copies; it declines what it
+-- does not encode exactly as cjson does, and cjson decides. Only inside the
+-- bundled tools (not under a plain LuaJIT).
+local json_c_ok, json_c = pcall(require, "baseplate.json_c")
+local json_encode = json_c_ok and json_c.encode or nil
 local lower, gsub, char, tonumber = string.lower, string.gsub, string.char, tonumber
 
 local M = {}
@@ -346,12 +353,29 @@ local function apply_headers(r, headers, content_type)
     return content_type
 end
 
+-- A body cjson refuses (a function, NaN, a too sparse array...) is the
+-- handler's error: a 500, logged; returns (status, error) for request_job.
+local function body_failed(r, err)
+    local msg = tostring(err):gsub("^[^\n]-:%d+: ", "")
+    C.bp_request_set_error(r, "ValueError")
+    server_log:error("cannot send the response of route %s: %s", ffi_string(C.bp_request_route_name(r)), msg)
+    local rc = C.bp_response_send(r, 500, JSON, INTERNAL_ERROR, #INTERNAL_ERROR)
+    return rc, msg
+end
+
 local function send(r, status, body, headers, content_type)
     content_type = apply_headers(r, headers, content_type)
     local tb = type(body)
     if tb == "table" then
-        body = encode(body)
         content_type = content_type or JSON
+        local n = json_encode and json_encode(body)
+        if n then
+            local rc = C.bp_response_send(r, status, content_type, C.bp__json_buffer(), n)
+            return rc
+        end
+        local encoded, json = pcall(encode, body)
+        if not encoded then return body_failed(r, json) end
+        body = json
     elseif tb == "nil" then
         body = ""
     elseif tb ~= "string" then
@@ -448,7 +472,10 @@ local function request_job(req, handler_id)
     if not ok and sp and getmetatable(a) ~= Abort then
         C.bp_request_set_error(r, span_mod().error_class(a))
     end
-    render(r, ok, a, b, c)
+    -- (no pcall around render: a trace resumed inside it could not return
+    -- through the pcall frame; send catches what can fail, cjson's errors)
+    local _, render_err = render(r, ok, a, b, c)
+    if render_err then ok, a = false, render_err end
     set_activity(nil)
     if sp then
         local span = rawget(request, "span")

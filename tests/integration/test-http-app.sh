@@ -71,6 +71,16 @@ check_contains "error logged at ERROR" "$errline" '"level": "ERROR", "name": "ba
 check_contains "error log has the message" "$errline" 'testapp.lua:36: deliberate failure'
 check_contains "error log has the traceback" "$errline" '"exc_info": "'
 check_contains "traceback names the handler's file" "$errline" 'stack traceback:'
+# A body JSON cannot carry: 500 and a logged reason, never a request left hanging.
+for what in function nan sparse; do
+  out=$(curl -s -m 5 -w ' %{http_code}' "$(url /unserializable/$what)")
+  check_eq "unserializable body ($what) -> 500" "$out" '{"error": 500, "reason": "Internal Server Error"} 500'
+done
+sleep 0.2
+check_contains "unserializable body logged with cjson's reason" "$(grep 'cannot send the response of route unserializable' "$LOG")" \
+  'Cannot serialise function: type not supported'
+check_contains "NaN body logged" "$(cat "$LOG")" 'route unserializable: Cannot serialise number: must not be NaN or Inf'
+check_contains "sparse body logged" "$(cat "$LOG")" 'route unserializable: Cannot serialise table: excessively sparse array'
 applog=$(grep '"about to fail"' "$LOG" | head -n 1)
 check_contains "Lua logger: module and line" "$applog" '"name": "testapp", "process": '
 check_contains "Lua logger: module field" "$applog" '"module": "testapp", "lineno": 35'

@@ -35,6 +35,13 @@ function M.make_app(app_config)
         log:info("about to fail")
         error("deliberate failure")
     end)
+    -- bodies JSON cannot carry
+    app:get("unserializable", "/unserializable/{what}", function(request)
+        local what = request.params.what
+        if what == "function" then return { f = print } end
+        if what == "nan" then return { x = 0 / 0 } end
+        return { [1] = 1, [100] = 2 } -- an excessively sparse array
+    end)
     app:get("abort", "/abort", function()
         http.abort(403, { error = "forbidden here" })
     end)
