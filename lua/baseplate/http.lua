@@ -453,7 +453,7 @@ local function render(r, ok, a, b, c)
 end
 
 -- Runs in a worker coroutine for each request of a Lua route.
-local set_activity = runtime.set_activity
+local serving = runtime.serving
 
 local function request_job(req, handler_id)
     local r = ffi_cast(req_ptr_t, req) -- req: the request's address, a number
@@ -467,7 +467,7 @@ local function request_job(req, handler_id)
             span_mod().notify(span, "on_start")
         end
     end
-    set_activity(request)
+    serving(request)
     local ok, a, b, c = xpcall(handlers[handler_id], error_handler, request)
     if not ok and sp and getmetatable(a) ~= Abort then
         C.bp_request_set_error(r, span_mod().error_class(a))
@@ -476,7 +476,6 @@ local function request_job(req, handler_id)
     -- through the pcall frame; send catches what can fail, cjson's errors)
     local _, render_err = render(r, ok, a, b, c)
     if render_err then ok, a = false, render_err end
-    set_activity(nil)
     if sp then
         local span = rawget(request, "span")
         if span and span._observers then

@@ -146,13 +146,19 @@ local function take_worker()
     return co
 end
 
+-- What each running request coroutine serves, for the SIGUSR1 dump.
+local active = setmetatable({}, { __mode = "k" })
+
 local function finish_resume(co, ok, what)
     if not ok then
         -- Jobs catch their own errors; this is a bug in baseplate itself.
         logger():error("coroutine died: %s", traceback(co, tostring(what)))
-    elseif what == DONE and pool_n < POOL_MAX then
-        pool_n = pool_n + 1
-        pool[pool_n] = co
+    elseif what == DONE then
+        active[co] = nil -- it serves nothing any more
+        if pool_n < POOL_MAX then
+            pool_n = pool_n + 1
+            pool[pool_n] = co
+        end
     end
 end
 
@@ -203,20 +209,30 @@ function M.set_request_job(fn)
     request_job = fn
 end
 
+-- The worker a request job starts in, until the job first yields: what
+-- serving() marks, without asking coroutine.running() (a builtin the JIT
+-- leaves its trace for) on every request.
+local starting
+
 -- The core entered the request's span and leaves it when this returns.
 function M.on_request(req, handler)
     local co = take_worker()
+    starting = co
     local ok, what = co_resume(co, request_job, req, handler)
+    starting = nil
     return finish_resume(co, ok, what)
 end
-
--- What each running request coroutine serves, for the SIGUSR1 dump.
-local active = setmetatable({}, { __mode = "k" })
 
 --- Note that the running coroutine serves `what` (nil: nothing any more).
 function M.set_activity(what)
     local co = co_running()
     if co then active[co] = what end
+end
+
+--- For a request job, before it first waits: note that it serves `what`
+--- (until it finishes).
+function M.serving(what)
+    if starting then active[starting] = what end
 end
 
 --- Log the traceback of every coroutine serving something (SIGUSR1).
