@@ -506,7 +506,7 @@ static int on_message_complete(http_parser *p) {
   r->streaming = 0;
   r->head_pending = 0;
   r->stream_bytes = 0;
-  r->start_ns = uv_hrtime();
+  r->start_ns = c->server->opts.access_log ? uv_hrtime() : 0; /* (a clock read costs) */
   r->body = c->abuf + body_off;
   r->body_len = c->alen - body_off;
   c->abuf[c->alen] = '\0';
@@ -676,7 +676,8 @@ static void conn_read(bp_conn_t *c) {
       return;
     }
     room = c->rcap - c->rlen;
-    n = read(c->edge.fd, c->rbuf + c->rlen, room);
+    /* recv, not read: a socket call skips the file layer's position lock */
+    n = recv(c->edge.fd, c->rbuf + c->rlen, room, MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       c->readable = 0;
@@ -972,12 +973,16 @@ static void after_write(uv_write_t *w, int status) {
 
 static int conn_write(bp_conn_t *c, size_t len) {
   uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)len);
-  int n = uv_try_write(&c->h.stream, &b, 1);
-  if (n == (int)len) {
+  ssize_t n;
+  /* send, not write (as recv in conn_read); libuv's stream has nothing
+   * queued (c->writing is clear), so writing around it keeps the order */
+  do n = send(c->edge.fd, c->wbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n == (ssize_t)len) {
     response_written(c);
     return BP_OK;
   }
-  if (n < 0 && n != UV_EAGAIN) {
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
     conn_close(c);
     return BP_ECLOSED;
   }
