@@ -491,4 +491,15 @@ end
 
 runtime.set_request_job(request_job)
 
+-- A request job died (an error outside the handler's protection, such as a
+-- response header whose name cannot be made a string): answer 500 if
+-- nothing was sent yet.
+runtime.set_job_died(function(request)
+    local r = type(request) == "table" and rawget(request, "_r")
+    if r and C.bp_response_sent(r) == 0 then
+        C.bp_request_set_error(r, "InternalError")
+        C.bp_response_send(r, 500, JSON, INTERNAL_ERROR, #INTERNAL_ERROR)
+    end
+end)
+
 return M

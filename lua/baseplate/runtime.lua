@@ -149,10 +149,23 @@ end
 -- What each running request coroutine serves, for the SIGUSR1 dump.
 local active = setmetatable({}, { __mode = "k" })
 
+-- Called with what a job that died was serving (baseplate.http answers
+-- its request: a client must not wait forever for a dead coroutine).
+local job_died
+function M.set_job_died(fn)
+    job_died = fn
+end
+
 local function finish_resume(co, ok, what)
     if not ok then
         -- Jobs catch their own errors; this is a bug in baseplate itself.
         logger():error("coroutine died: %s", traceback(co, tostring(what)))
+        local serving = active[co]
+        active[co] = nil
+        if serving ~= nil and job_died then
+            local hook_ok, err = pcall(job_died, serving)
+            if not hook_ok then logger():error("after a coroutine died: %s", tostring(err)) end
+        end
     elseif what == DONE then
         active[co] = nil -- it serves nothing any more
         if pool_n < POOL_MAX then

@@ -81,6 +81,8 @@ check_contains "unserializable body logged with cjson's reason" "$(grep 'cannot 
   'Cannot serialise function: type not supported'
 check_contains "NaN body logged" "$(cat "$LOG")" 'route unserializable: Cannot serialise number: must not be NaN or Inf'
 check_contains "sparse body logged" "$(cat "$LOG")" 'route unserializable: Cannot serialise table: excessively sparse array'
+out=$(curl -s -m 5 -w ' %{http_code}' "$(url /bad_header)")
+check_eq "an error past the handler's protection -> 500, not a hanging request" "$out" '{"error": 500, "reason": "Internal Server Error"} 500'
 applog=$(grep '"about to fail"' "$LOG" | head -n 1)
 check_contains "Lua logger: module and line" "$applog" '"name": "testapp", "process": '
 check_contains "Lua logger: module field" "$applog" '"module": "testapp", "lineno": 35'

@@ -42,6 +42,12 @@ function M.make_app(app_config)
         if what == "nan" then return { x = 0 / 0 } end
         return { [1] = 1, [100] = 2 } -- an excessively sparse array
     end)
+    -- a response header whose name cannot be made a string: an error past
+    -- the handler's own protection
+    app:get("bad_header", "/bad_header", function()
+        local name = setmetatable({}, { __tostring = function() error("no name") end })
+        return 200, "x", { [name] = "v" }
+    end)
     app:get("abort", "/abort", function()
         http.abort(403, { error = "forbidden here" })
     end)
