@@ -497,7 +497,9 @@ static int on_message_complete(http_parser *p) {
   struct http_parser_url u;
   size_t body_off = r->body_len;
 
-  memset(&r->match, 0, sizeof r->match);
+  r->match.route = NULL; /* (params are read up to nparams only) */
+  r->match.nparams = 0;
+  r->match.allow[0] = '\0';
   r->conn = c;
   r->method = http_method_str(p->method);
   r->version = p->http_major * 10 + p->http_minor;

@@ -142,7 +142,15 @@ static size_t fmt_g(char *dst, double v) {
   if (frac - 0.5 < 1e-7 && 0.5 - frac < 1e-7) return fmt_g_slow(dst, v);
   r += frac >= 0.5;
   if (r >= 1000000 || r < 100000) return fmt_g_slow(dst, v); /* rounds into another decade */
-  for (uint32_t u = (uint32_t)r, d = 6; d-- > 0; u /= 10) digits[d] = (char)('0' + u % 10);
+  {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    uint32_t u = (uint32_t)r;
+    memcpy(digits, pairs + 2 * (u / 10000), 2);
+    memcpy(digits + 2, pairs + 2 * (u / 100 % 100), 2);
+    memcpy(digits + 4, pairs + 2 * (u % 100), 2);
+  }
   nd = 6;
   while (digits[nd - 1] == '0') nd--; /* %g drops trailing zeros (digits[0] is not 0) */
   if (v < 0) dst[o++] = '-';
