@@ -19,10 +19,7 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-free_port() {
-  local p
-  while :; do p=$((20000 + RANDOM % 10000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done
-}
+. bench/lib.sh # free_port
 REDIS_PORT=$(free_port)
 PG_PORT=$(free_port)
 BP_TEST_REDIS_PORT=$REDIS_PORT BP_TEST_PG_PORT=$PG_PORT tests/services.sh start "$TMP" >/dev/null
