@@ -44,6 +44,13 @@ check_contains "headers of a streamed response" "$(tr -d '\r' < "$TMP/sh")" "X-S
 curl -s --limit-rate 2M "$(url /stream/3000/1024)" -o "$TMP/big"
 check_eq "3 MB streamed to a slow reader: size" "$(wc -c < "$TMP/big")" 3072000
 check_eq "3 MB streamed to a slow reader: last piece" "$(tail -n 1 "$TMP/big" | cut -c1-6)" "003000"
+# A 24 MB response in one piece, read slowly: the socket takes part of it,
+# the rest follows as the reader drains it; then the connection goes on.
+curl -s --limit-rate 40M "$(url /large/24)" -o "$TMP/large" --next -s "$(url /)" -o "$TMP/after"
+check_eq "24 MB response to a slow reader: size" "$(wc -c < "$TMP/large")" 24000000
+# (a lost, repeated or reordered piece breaks the 10-byte pattern somewhere)
+check_eq "24 MB response to a slow reader: every piece in order" "$(fold -w 10 "$TMP/large" | sort -u)" "0123456789"
+check_eq "keep-alive after a large response" "$(cat "$TMP/after")" '{"Hello":"World"}'
 check_eq "keep-alive after a streamed response" "$(curl -s "$(url /stream/2/10)" "$(url /)" | tail -c 17)" '{"Hello":"World"}'
 out=$(RAW_TIMEOUT=3 raw "GET /stream/2/10 HTTP/1.0\r\n\r\n" | tr -d '\r')
 check_contains "HTTP/1.0: the close ends the body" "$out" "$(printf '000001xxx\n000002xxx')"

@@ -48,6 +48,12 @@ function M.make_app(app_config)
         local name = setmetatable({}, { __tostring = function() error("no name") end })
         return 200, "x", { [name] = "v" }
     end)
+    -- a body far larger than a socket takes at once (MB megabytes, a digit
+    -- per byte so that a reordered or lost piece shows)
+    app:get("large", "/large/{mb}", function(request)
+        local unit = string.rep("0123456789", 100000) -- 1,000,000 bytes
+        return string.rep(unit, tonumber(request.params.mb))
+    end)
     app:get("abort", "/abort", function()
         http.abort(403, { error = "forbidden here" })
     end)
