@@ -1417,6 +1417,7 @@ static bp_conn_t *conn_new(bp_http_server_t *s) {
 /* The handle is connected: register the connection and start reading. */
 static void conn_start(bp_http_server_t *s, bp_conn_t *c) {
   uv_os_fd_t fd;
+  int rc;
   uv_timer_init(uv_default_loop(), &c->timer);
   c->timer.data = c;
   c->handles_open = 2;
@@ -1431,8 +1432,8 @@ static void conn_start(bp_http_server_t *s, bp_conn_t *c) {
   c->reading = 1;
   arm_read_timeout(c);
   /* Input already there is reported at once. */
-  if (uv_fileno(&c->h.handle, &fd) != 0 || bp__edge_add(&c->edge, fd, on_edge) != 0) {
-    bp_log(BP_LOG_ERROR, "baseplate.server", "cannot watch a new connection: %s", strerror(errno));
+  if ((rc = uv_fileno(&c->h.handle, &fd)) != 0 || (rc = bp__edge_add(&c->edge, fd, on_edge)) != 0) {
+    bp_log(BP_LOG_ERROR, "baseplate.server", "cannot watch a new connection: %s", uv_strerror(rc));
     conn_close(c);
   }
 }
