@@ -36,7 +36,7 @@ typedef struct {
 static jbuf_t scratch; /* the last body encoded; valid until the next */
 
 static const char *escapes[256]; /* cjson's char2escape */
-static char escape_storage[34][8];
+static char escape_storage[32][8]; /* "\\u00XX" for the control characters */
 
 static void init_escapes(void) {
   static const char hex[] = "0123456789abcdef";

@@ -353,14 +353,19 @@ local function apply_headers(r, headers, content_type)
     return content_type
 end
 
+-- The answer to a failure: 500 with a JSON reason.
+local function send_internal_error(r)
+    local rc = C.bp_response_send(r, 500, JSON, INTERNAL_ERROR, #INTERNAL_ERROR)
+    return rc
+end
+
 -- A body cjson refuses (a function, NaN, a too sparse array...) is the
 -- handler's error: a 500, logged; returns (status, error) for request_job.
 local function body_failed(r, err)
     local msg = tostring(err):gsub("^[^\n]-:%d+: ", "")
     C.bp_request_set_error(r, "ValueError")
     server_log:error("cannot send the response of route %s: %s", ffi_string(C.bp_request_route_name(r)), msg)
-    local rc = C.bp_response_send(r, 500, JSON, INTERNAL_ERROR, #INTERNAL_ERROR)
-    return rc, msg
+    return send_internal_error(r), msg
 end
 
 local function send(r, status, body, headers, content_type)
@@ -430,8 +435,7 @@ local function render(r, ok, a, b, c)
         local route = ffi_string(C.bp_request_route_name(r))
         local msg = a:match("^[^\n]*")
         server_log:exception("unhandled error in route " .. route .. ": " .. msg, { traceback = a })
-        local rc = C.bp_response_send(r, 500, JSON, INTERNAL_ERROR, #INTERNAL_ERROR)
-        return rc
+        return send_internal_error(r)
     end
     local ta = type(a)
     if ta == "table" then
@@ -498,7 +502,7 @@ runtime.set_job_died(function(request)
     local r = type(request) == "table" and rawget(request, "_r")
     if r and C.bp_response_sent(r) == 0 then
         C.bp_request_set_error(r, "InternalError")
-        C.bp_response_send(r, 500, JSON, INTERNAL_ERROR, #INTERNAL_ERROR)
+        send_internal_error(r)
     end
 end)
 

@@ -236,12 +236,6 @@ function M.on_request(req, handler)
     return finish_resume(co, ok, what)
 end
 
---- Note that the running coroutine serves `what` (nil: nothing any more).
-function M.set_activity(what)
-    local co = co_running()
-    if co then active[co] = what end
-end
-
 --- For a request job, before it first waits: note that it serves `what`
 --- (until it finishes).
 function M.serving(what)
