@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,14 @@ const char *bp_strerror(int status) {
   }
   if (status < 0) return strerror(-status);
   return "unknown status";
+}
+
+void bp__ignore_sigpipe(void) {
+  static int done;
+  struct sigaction sa;
+  if (done) return;
+  done = 1;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
 }
 
 int bp__read_file(const char *path, char **out, size_t *len, size_t max) {

@@ -1573,6 +1573,7 @@ bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l,
   }
   s->closable.magic = BP_CLOSABLE_MAGIC;
   s->closable.close = server_close_closable;
+  bp__ignore_sigpipe();
   s->app = app;
   s->family = l->family;
   if (opts) s->opts = *opts;

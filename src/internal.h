@@ -15,6 +15,11 @@ int bp__read_file(const char *path, char **out, size_t *len, size_t max);
  * bytes with "...", into buf of cap bytes (max * 4 + 8 is enough). */
 const char *bp__quote(const char *p, size_t n, size_t max, char *buf, size_t cap);
 
+/* Writing to a peer that has gone must fail with EPIPE, never kill the
+ * process: SIGPIPE is ignored (unless the application installed a handler
+ * of its own). Idempotent; every part that writes to sockets calls it. */
+void bp__ignore_sigpipe(void);
+
 /* Forget per-logger levels (tests, and the end of a process). */
 void bp__log_reset(void);
 

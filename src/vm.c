@@ -219,12 +219,21 @@ int bp_runtime_open(const char *extra_lua_path, char *err, size_t errlen) {
     return rc;
   }
   static const int sigs[] = {SIGINT, SIGTERM, SIGUSR2, SIGUSR1};
+  sigset_t set;
+  sigemptyset(&set);
+  bp__ignore_sigpipe();
   for (size_t i = 0; i < BP_ARRAY_SIZE(sigs); i++) {
     uv_signal_init(uv_default_loop(), &signals[i]);
     uv_signal_start(&signals[i], on_signal, sigs[i]);
     uv_unref((uv_handle_t *)&signals[i]); /* signals alone keep nothing alive */
     nsignals++;
+    sigaddset(&set, sigs[i]);
   }
+  /* A process started with these signals blocked (a restart after
+   * bp_runtime_close blocked them, or a parent's mask: both survive exec)
+   * would never see them. Unblocked once handled: one that is pending now
+   * is delivered to the handler, not to the default action. */
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
   return BP_OK;
 }
 

@@ -113,17 +113,35 @@ BP_EXTERN void bp_runtime_set_argv(char **argv);
 BP_EXTERN int bp_worker_spawn(int fd);
 
 /**
- * Wake `waiter` when a child process exits (SIGCHLD). Returns BP_AGAIN, or
- * BP_OK when one exited since the last wait. Reap with bp_worker_reap
- * before waiting.
+ * Wake `waiter` when a child process exits (SIGCHLD) or a worker reports
+ * that it is ready. Returns BP_AGAIN, or BP_OK when either happened since
+ * the last wait. Reap (bp_worker_reap) and read the ready PIDs
+ * (bp_worker_next_ready) until none is left before waiting again.
  */
 BP_EXTERN int bp_worker_wait(int waiter);
 
 /**
- * Reap one exited child without blocking: its PID (and *status, the exit
- * status, or 128 + signal number), or 0 when none has exited.
+ * Reap one exited child without blocking: its PID, with *code its exit
+ * status (-1 if a signal ended it) and *signum the signal (0 if it exited),
+ * or 0 when none has exited.
  */
-BP_EXTERN int bp_worker_reap(int *status);
+BP_EXTERN int bp_worker_reap(int *code, int *signum);
+
+/**
+ * The PID of a worker that reported itself ready (bp_worker_notify_ready)
+ * since the last call, or 0 when there is none.
+ */
+BP_EXTERN int bp_worker_next_ready(void);
+
+/**
+ * In a worker started by bp_worker_spawn: tell the supervisor that this
+ * worker serves (once; later calls do nothing). BP_OK, BP_DECLINED when the
+ * process is no such worker, or a negative errno.
+ */
+BP_EXTERN int bp_worker_notify_ready(void);
+
+/** "SIGTERM" for SIGTERM, "signal 70" for a number with no name. Static buffer. */
+BP_EXTERN const char *bp_signal_name(int signum);
 
 /** Send `signum` to process `pid`. BP_OK or -errno. */
 BP_EXTERN int bp_process_signal(int pid, int signum);

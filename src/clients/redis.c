@@ -564,6 +564,7 @@ int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
   int rc;
 
   *out = NULL;
+  bp__ignore_sigpipe();
   if (!host || !*host || port < 1 || port > 65535 || !(connect_timeout >= 0)) {
     snprintf(err, errlen, "redis: invalid address or timeout (host %s, port %d)", host ? host : "(null)",
              port);

@@ -28,7 +28,10 @@ bp_listener_t *bp_listener_reserve(const char *endpoint, char *err, size_t errle
 void bp_runtime_request_restart(void);
 int bp_newest_mtime(const char *dir, const char *suffix, double *mtime, char *path, size_t pathlen);
 int bp_worker_wait(int waiter);
-int bp_worker_reap(int *status);
+int bp_worker_reap(int *code, int *signum);
+int bp_worker_next_ready(void);
+int bp_worker_notify_ready(void);
+const char *bp_signal_name(int signum);
 int bp_process_signal(int pid, int signum);
 ]])
 
@@ -202,22 +205,42 @@ function M.bind(endpoint)
     return ffi.gc(l, C.bp_listener_free)
 end
 
-local SIGNALS = { SIGINT = 2, SIGUSR1 = 10, SIGUSR2 = 12, SIGTERM = 15 }
-local status_cell = ffi.new("int[1]")
+local SIGTERM, SIGUSR1 = 15, 10
+local code_cell, signal_cell = ffi.new("int[1]"), ffi.new("int[1]")
 
 local function start_wait(waiter)
-    return C.bp_worker_wait(waiter)
+    local rc = C.bp_worker_wait(waiter)
+    return rc
 end
 
---- Run `n` worker processes on the shared `listener` and supervise them:
---- a worker that dies is replaced; SIGTERM/SIGUSR2/SIGINT go to every
---- worker and the supervisor exits once they all have; SIGUSR1 is passed on.
+-- How a worker ended, for the log.
+local function describe_exit(code, signum)
+    if signum ~= 0 then return "was killed by " .. ffi.string(C.bp_signal_name(signum)) end
+    return "exited with status " .. code
+end
+
+M.RESTART_BACKOFF_MAX = 30 -- seconds between restarts of a worker that keeps crashing
+M.STARTUP_FAILURES_MAX = 3 -- workers failing before ready, in a row, before giving up
+
+--- Run `n` worker processes on the shared `listener` and supervise them
+--- (docs/serve.md "Worker processes"):
+--- - a worker that dies after it was ready (serving) is replaced, at once
+---   the first time, then after a delay that doubles with each further
+---   crash in quick succession (up to RESTART_BACKOFF_MAX seconds);
+--- - workers that die before they are ready STARTUP_FAILURES_MAX times in a
+---   row (the application cannot start) make the supervisor give up;
+--- - SIGTERM, SIGUSR2 and SIGINT stop every worker gracefully (SIGINT is
+---   passed on as SIGTERM: from a terminal each worker has had the Ctrl-C
+---   already, and a second SIGINT would make it exit at once); the
+---   supervisor exits once they all have; SIGUSR1 is passed on.
 --- Each worker is the same command line run afresh, with the socket named by
 --- BASEPLATE_WORKER_FD.
 function M.supervise(n, listener)
     local slog = log.get_logger("baseplate.server")
     local children, count = {}, 0
-    local fast_failures = 0
+    local startup_failures = 0
+    local crashes, last_crash = 0, -math.huge
+    local wanted = n -- workers that should be running or starting
     local stopping = false
 
     local fd = listener.shared_fd and C.bp_listener_fd(listener.c) or -1
@@ -225,10 +248,27 @@ function M.supervise(n, listener)
         local pid = C.bp_worker_spawn(fd)
         if pid < 0 then
             slog:error("cannot start a worker: %s", core.strerror(pid))
-            return
+            return false
         end
-        children[pid] = runtime.now()
+        children[pid] = { started = runtime.now(), ready = false }
         count = count + 1
+        return true
+    end
+
+    local function stop_all(signum)
+        for pid in pairs(children) do C.bp_process_signal(pid, signum) end
+    end
+
+    -- A replacement after `delay` seconds (a coroutine of its own, so the
+    -- supervisor goes on reaping meanwhile).
+    local function respawn_later(delay)
+        runtime.spawn(function()
+            if delay > 0 then runtime.sleep(delay) end
+            if not stopping and count < wanted and not spawn_worker() then
+                -- cannot fork now (out of processes, memory): try again
+                respawn_later(math.min(math.max(delay * 2, 1), M.RESTART_BACKOFF_MAX))
+            end
+        end)
     end
 
     for _ = 1, n do spawn_worker() end
@@ -236,48 +276,69 @@ function M.supervise(n, listener)
         ffi.string(C.bp_listener_describe(listener.c)), M.pid())
 
     runtime.add_signal_handler(function(signame)
-        if signame ~= "SIGUSR1" then
-            if stopping then return end
-            stopping = true
-            M.SERVER_STATE.shutting_down = true
-            slog:info("%s received: stopping %d workers", signame, count)
+        if signame == "SIGUSR1" then
+            stop_all(SIGUSR1)
+            return
         end
-        for pid in pairs(children) do C.bp_process_signal(pid, SIGNALS[signame] or 15) end
+        if stopping then return end
+        stopping = true
+        M.SERVER_STATE.shutting_down = true
+        slog:info("%s received: stopping %d workers", signame, count)
+        stop_all(signame == "SIGUSR2" and 12 or SIGTERM)
     end)
+
+    local function on_exit(pid, child, code, signum)
+        children[pid] = nil
+        count = count - 1
+        if stopping then return end
+        local how = describe_exit(code, signum)
+        if not child.ready then
+            startup_failures = startup_failures + 1
+            slog:error("worker PID:%d %s before it was ready", pid, how)
+            if startup_failures >= M.STARTUP_FAILURES_MAX then
+                slog:error("workers keep exiting at start-up; giving up")
+                stopping = true
+                M.supervisor_failed = true
+                stop_all(SIGTERM)
+                return
+            end
+            respawn_later(0.1 * startup_failures)
+            return
+        end
+        -- A worker that served and died: always replaced, with backoff
+        -- when crashes come in quick succession.
+        local now = runtime.now()
+        if now - last_crash > 2 * M.RESTART_BACKOFF_MAX then crashes = 0 end
+        crashes = crashes + 1
+        last_crash = now
+        local delay = crashes == 1 and 0 or math.min(0.5 * 2 ^ (crashes - 2), M.RESTART_BACKOFF_MAX)
+        slog:warning("worker PID:%d %s after %.1fs; starting a new one%s", pid, how,
+            now - child.started, delay > 0 and string.format(" in %gs", delay) or "")
+        respawn_later(delay)
+    end
 
     while true do
         while true do
-            local pid = C.bp_worker_reap(status_cell)
+            local pid = C.bp_worker_next_ready()
             if pid == 0 then break end
-            local started = children[pid]
-            if started then
-                children[pid] = nil
-                count = count - 1
-                local status = status_cell[0]
-                if not stopping then
-                    slog:warning("worker PID:%d exited with status %d; starting a new one", pid, status)
-                    if runtime.now() - started < 2 then
-                        fast_failures = fast_failures + 1
-                    else
-                        fast_failures = 0
-                    end
-                    if fast_failures >= 3 then
-                        slog:error("workers keep exiting at start-up; giving up")
-                        stopping = true
-                        for other in pairs(children) do C.bp_process_signal(other, 15) end
-                        M.supervisor_failed = true
-                    else
-                        spawn_worker()
-                    end
-                end
+            local child = children[pid]
+            if child then
+                child.ready = true
+                startup_failures = 0
             end
+        end
+        while true do
+            local pid = C.bp_worker_reap(code_cell, signal_cell)
+            if pid == 0 then break end
+            local child = children[pid]
+            if child then on_exit(pid, child, code_cell[0], signal_cell[0]) end
         end
         if stopping and count == 0 then
             if M.supervisor_failed then fatal("workers keep exiting at start-up (see their errors above)") end
             C.bp_loop_stop()
             return
         end
-        runtime.await(start_wait) -- reap first, then wait: no exit goes unseen
+        runtime.await(start_wait) -- read and reap first, then wait: nothing goes unseen
     end
 end
 
@@ -348,6 +409,7 @@ function M.serve(opts)
     log.get_logger("baseplate.server"):info("Listening on %s, PID:%d",
         ffi.string(C.bp_listener_describe(listener)), M.pid())
     if einhorn then M.einhorn_ack() end
+    if is_worker then C.bp_worker_notify_ready() end
     if opts.reload then M.watch_for_changes(server) end
     return nil
 end

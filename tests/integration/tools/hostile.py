@@ -1,0 +1,138 @@
+"""A hostile HTTP client for tests/integration/test-hostile.sh.
+
+    hostile.py PORT close-early PATH N       send a request for PATH, close at once; N times
+    hostile.py PORT raw REQUEST [SECONDS]    send REQUEST (Python escapes: \\r\\n, \\x00),
+                                             half-close, print what comes back
+    hostile.py PORT status REQUEST           the status code of the answer (or "reset"/"closed")
+    hostile.py PORT big-upload LENGTH SECONDS  announce a body of LENGTH bytes, keep sending
+                                             until the answer comes; print "status <code>"
+                                             and "reset" if the connection was reset before
+                                             the answer was read
+    hostile.py PORT trickle-body SECONDS     a body sent one byte every 0.5 s: print the
+                                             status and how long the server waited
+    hostile.py PORT hold N SECONDS           open N idle connections, hold them SECONDS
+"""
+import socket
+import sys
+import time
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def read_all(s, seconds):
+    s.settimeout(seconds)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        out += b"\n<reset>"
+    return out
+
+
+def unescape(text):
+    return text.encode("latin-1").decode("unicode_escape").encode("latin-1")
+
+
+def status_of(reply):
+    if reply.startswith(b"HTTP/"):
+        return reply.split(b" ", 2)[1].decode()
+    if b"<reset>" in reply:
+        return "reset"
+    return "closed" if not reply else "garbage"
+
+
+def main():
+    port, cmd, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    if cmd == "close-early":
+        for _ in range(int(args[1])):
+            s = connect(port)
+            s.sendall(b"GET " + args[0].encode() + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            s.close()
+            time.sleep(0.05)
+    elif cmd in ("raw", "status"):
+        s = connect(port)
+        s.sendall(unescape(args[0]))
+        s.shutdown(socket.SHUT_WR)
+        reply = read_all(s, float(args[1]) if len(args) > 1 else 5)
+        if cmd == "raw":
+            sys.stdout.write(reply.decode("latin-1"))
+        else:
+            print(status_of(reply))
+    elif cmd == "big-upload":
+        length, seconds = int(args[0]), float(args[1])
+        s = connect(port)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % length)
+        s.setblocking(False)
+        chunk, sent, reply, deadline = b"x" * 65536, 0, b"", time.time() + seconds
+        reset = False
+        while time.time() < deadline:
+            try:
+                if sent < length:
+                    sent += s.send(chunk[: length - sent])
+            except BlockingIOError:
+                time.sleep(0.001)
+            except (BrokenPipeError, ConnectionResetError):
+                reset = True
+                break
+            try:
+                data = s.recv(65536)
+                if not data:
+                    break
+                reply += data
+                if b"\r\n\r\n" in reply:
+                    break
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                reset = True
+                break
+        if not reply and not reset:
+            s.setblocking(True)
+            reply = read_all(s, 2)
+            reset = b"<reset>" in reply
+        print("status", status_of(reply) if reply else "none")
+        if reset:
+            print("reset")
+    elif cmd == "trickle-body":
+        s = connect(port)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
+        start, reply = time.time(), b""
+        s.settimeout(0.5)
+        while time.time() - start < float(args[0]):
+            try:
+                s.send(b"x")
+            except OSError:
+                break
+            try:
+                data = s.recv(65536)
+                if not data:
+                    break
+                reply += data
+                if b"\r\n\r\n" in reply:
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                break
+        print(status_of(reply), "after %.0fs" % (time.time() - start))
+    elif cmd == "hold":
+        conns = [connect(port) for _ in range(int(args[0]))]
+        time.sleep(float(args[1]))
+        for c in conns:
+            c.close()
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
