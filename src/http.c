@@ -102,23 +102,31 @@ static int parse_endpoint(const char *ep, struct sockaddr_storage *ss, socklen_t
   return BP_OK;
 }
 
-static bp_listener_t *listener_new(const char *endpoint, int do_listen, int backlog, char *err,
-                                   size_t errlen);
+static bp_listener_t *listener_new(const char *endpoint, int do_listen, int backlog, int reuseport,
+                                   char *err, size_t errlen);
 
-bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err, size_t errlen) {
-  return listener_new(endpoint, 1, backlog, err, errlen);
+bp_listener_t *bp_listener_open(const char *endpoint, int backlog, int flags, char *err,
+                                size_t errlen) {
+  return listener_new(endpoint, 1, backlog, flags & BP_LISTEN_REUSEPORT, err, errlen);
 }
 
-bp_listener_t *bp_listener_reserve(const char *endpoint, char *err, size_t errlen) {
+bp_listener_t *bp_listener_reserve(const char *endpoint, int flags, char *err, size_t errlen) {
+  bp_listener_t *probe;
   if (strchr(endpoint, '/')) {
     snprintf(err, errlen, "%s: a UNIX socket cannot be reserved for workers", endpoint);
     return NULL;
   }
-  return listener_new(endpoint, 0, 0, err, errlen);
+  /* The port must be free before our own workers share it: a bind without
+   * SO_REUSEPORT fails if any socket holds it, shared or not. */
+  if (!(flags & BP_LISTEN_REUSEPORT)) {
+    if (!(probe = listener_new(endpoint, 0, 0, 0, err, errlen))) return NULL;
+    bp_listener_free(probe);
+  }
+  return listener_new(endpoint, 0, 0, 1, err, errlen);
 }
 
-static bp_listener_t *listener_new(const char *endpoint, int do_listen, int backlog, char *err,
-                                   size_t errlen) {
+static bp_listener_t *listener_new(const char *endpoint, int do_listen, int backlog, int reuseport,
+                                   char *err, size_t errlen) {
   struct sockaddr_storage ss;
   socklen_t len;
   bp_listener_t *l = calloc(1, sizeof *l);
@@ -141,7 +149,7 @@ static bp_listener_t *listener_new(const char *endpoint, int do_listen, int back
   }
   if (ss.ss_family != AF_UNIX) {
     setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (reuseport) setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   } else {
     /* A socket file left by a previous run that nobody accepts on any more
      * would make bind fail: remove it (never a live one, nor a non-socket). */

@@ -150,21 +150,31 @@ BP_EXTERN int bp_process_signal(int pid, int signum);
 
 typedef struct bp_listener_s bp_listener_t;
 
+/** bp_listener_open flags. */
+#define BP_LISTEN_REUSEPORT 1 /* share the port with other sockets that ask the same */
+
 /**
  * Bind and listen on `endpoint`: "host:port", "[v6]:port" or a UNIX socket
- * path (anything with a '/'). TCP sockets get SO_REUSEADDR and SO_REUSEPORT.
- * NULL on failure with the reason in err.
+ * path (anything with a '/'). TCP sockets get SO_REUSEADDR; with
+ * BP_LISTEN_REUSEPORT also SO_REUSEPORT, so that several sockets (worker
+ * processes, or services that ask to share) listen on one port and the
+ * kernel spreads connections over them. Without it a port that another
+ * socket holds, shared or not, fails with "Address already in use". NULL on
+ * failure with the reason in err.
  */
-BP_EXTERN bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err,
+BP_EXTERN bp_listener_t *bp_listener_open(const char *endpoint, int backlog, int flags, char *err,
                                           size_t errlen);
 
 /**
- * Reserve a TCP endpoint without listening: bound with SO_REUSEADDR and
- * SO_REUSEPORT, so that worker processes can each listen on it with a
- * socket of their own (the kernel spreads connections over them). NULL with
- * a reason in err (also for UNIX socket paths, which cannot be shared so).
+ * Reserve a TCP endpoint without listening, for worker processes that each
+ * listen on it with a socket of their own (BP_LISTEN_REUSEPORT). Unless
+ * `flags` has BP_LISTEN_REUSEPORT, a port another socket already holds is
+ * refused ("Address already in use"), as bp_listener_open refuses it. NULL
+ * with a reason in err (also for UNIX socket paths, which cannot be shared
+ * so).
  */
-BP_EXTERN bp_listener_t *bp_listener_reserve(const char *endpoint, char *err, size_t errlen);
+BP_EXTERN bp_listener_t *bp_listener_reserve(const char *endpoint, int flags, char *err,
+                                             size_t errlen);
 
 /**
  * Adopt an inherited listening socket (Einhorn's EINHORN_FD_<n>): the

@@ -89,4 +89,30 @@ check_contains "bind with a bad port" "$out" '127.0.0.1:99999: invalid port "999
 out=$(serve --bind nohost.invalid:80 t.ini)
 check_contains "bind to an unknown host" "$out" "nohost.invalid:80: cannot resolve 'nohost.invalid'"
 
+# A port another server already serves is refused (no silent sharing through
+# SO_REUSEPORT), with or without workers on either side; sharing is asked for
+# with reuse_port = true on both.
+start_server "$TMP/t.ini" || fail "first server starts"
+for args in "" "--workers 2"; do
+  # shellcheck disable=SC2086
+  out=$(cd "$TMP" && timeout 10 "$BIN/baseplate-serve" $args --bind "127.0.0.1:$PORT" t.ini 2>&1; echo "rc=$?")
+  check_contains "a served port is refused (${args:-single})" "$out" "127.0.0.1:$PORT: cannot listen: Address already in use"
+  check_contains "and start-up fails (${args:-single})" "$out" "rc=1"
+done
+stop_server
+start_server "$TMP/t.ini" --workers 2 || fail "server with workers starts"
+out=$(cd "$TMP" && timeout 10 "$BIN/baseplate-serve" --bind "127.0.0.1:$PORT" t.ini 2>&1; echo "rc=$?")
+check_contains "a port served by workers is refused" "$out" "Address already in use"
+stop_server
+ini '[app:main]\nfactory = helloworld:make_app\n'"$HELLO"'[server:main]\nfactory = baseplate.server.http\nreuse_port = true\n'
+start_server "$TMP/t.ini" || fail "sharing server starts"
+(cd "$TMP" && exec "$BIN/baseplate-serve" --bind "127.0.0.1:$PORT" t.ini) > "$TMP/second.log" 2>&1 &
+second=$!
+for _ in $(seq 1 100); do grep -q "Listening on" "$TMP/second.log" && break; sleep 0.05; done
+check_contains "reuse_port = true on both: the second one shares" "$(cat "$TMP/second.log")" "Listening on ('127.0.0.1', $PORT)"
+kill "$second"; wait "$second" 2>/dev/null
+stop_server
+ini '[app:main]\nfactory = helloworld:make_app\n'"$HELLO"'[server:main]\nfactory = baseplate.server.http\nreuse_port = perhaps\n'
+check_contains "reuse_port takes a boolean" "$(serve t.ini)" "t.ini: [server:main] reuse_port:"
+
 finish

@@ -76,6 +76,7 @@ M.spec = {
     header_timeout = config.Optional(duration, 10),
     keepalive_timeout = config.Optional(duration, 75),
     workers = config.Optional(count, 1),
+    reuse_port = config.Optional(config.Boolean, false), -- read at bind time (server/init.lua)
     monitoring = {
         concurrency = config.Optional(config.Boolean, true),
         connection_pool = config.Optional(config.Boolean, false),

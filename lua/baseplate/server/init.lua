@@ -12,7 +12,7 @@ local http = require("baseplate.http")
 
 ffi.cdef([[
 typedef struct bp_listener_s bp_listener_t;
-bp_listener_t *bp_listener_open(const char *endpoint, int backlog, char *err, size_t errlen);
+bp_listener_t *bp_listener_open(const char *endpoint, int backlog, int flags, char *err, size_t errlen);
 const char *bp_listener_describe(const bp_listener_t *l);
 void bp_listener_free(bp_listener_t *l);
 int bp_module_is_baseplate(const char *path);
@@ -24,7 +24,7 @@ int getpid(void);
 int getppid(void);
 int bp_worker_spawn(int fd);
 int bp_listener_fd(const bp_listener_t *l);
-bp_listener_t *bp_listener_reserve(const char *endpoint, char *err, size_t errlen);
+bp_listener_t *bp_listener_reserve(const char *endpoint, int flags, char *err, size_t errlen);
 void bp_runtime_request_restart(void);
 int bp_newest_mtime(const char *dir, const char *suffix, double *mtime, char *path, size_t pathlen);
 int bp_worker_wait(int waiter);
@@ -198,9 +198,13 @@ function M.load_server(file, section_name)
     return factory.fn, server_config
 end
 
+local LISTEN_REUSEPORT = 1 -- BP_LISTEN_REUSEPORT
+
 --- Bind the listening socket ("host:port", "[::1]:port" or a UNIX path).
-function M.bind(endpoint)
-    local l = C.bp_listener_open(endpoint, 0, core.errbuf, core.errbuf_size)
+--- `share`: with SO_REUSEPORT (our own workers, or `reuse_port = true`);
+--- else a port that another socket holds is refused.
+function M.bind(endpoint, share)
+    local l = C.bp_listener_open(endpoint, 0, share and LISTEN_REUSEPORT or 0, core.errbuf, core.errbuf_size)
     if l == nil then fatal(core.errmsg()) end
     return ffi.gc(l, C.bp_listener_free)
 end
@@ -365,6 +369,7 @@ function M.serve(opts)
         listener = M.inherited_listener(worker_fd)
     end
     local shared = einhorn or worker_fd ~= nil
+    local reuse_port = M.reuse_port(file, server_section)
     local workers = (einhorn or is_worker) and 1 or M.workers(file, server_section, opts.workers)
     if workers > 1 and opts.reload then
         fatal("--reload cannot be combined with more than one worker (it is for development)")
@@ -381,7 +386,8 @@ function M.serve(opts)
         if endpoint:find("/", 1, true) then
             reserved = { c = M.bind(endpoint), shared_fd = true }
         else
-            local l = C.bp_listener_reserve(endpoint, core.errbuf, core.errbuf_size)
+            local l = C.bp_listener_reserve(endpoint, reuse_port and LISTEN_REUSEPORT or 0,
+                core.errbuf, core.errbuf_size)
             if l == nil then fatal(core.errmsg()) end
             reserved = { c = ffi.gc(l, C.bp_listener_free) }
         end
@@ -392,7 +398,7 @@ function M.serve(opts)
     local app = M.make_app(file, app_section)
     M.state.app = app
     local make_server, server_config = M.load_server(file, server_section)
-    listener = listener or M.bind(opts.bind or "127.0.0.1:9090")
+    listener = listener or M.bind(opts.bind or "127.0.0.1:9090", is_worker or reuse_port)
     M.state.listener = listener
 
     -- Workers and Einhorn share one socket between processes.
@@ -505,6 +511,17 @@ function M.einhorn_ack()
     if C.bp_einhorn_ack(path, M.pid(), core.errbuf, core.errbuf_size) ~= 0 then
         log.get_logger("baseplate.server"):error("Einhorn ACK failed: %s", core.errmsg())
     end
+end
+
+--- [server] reuse_port: share the port with other processes that ask the
+--- same (SO_REUSEPORT); off by default, so that a second server started on
+--- a port already served is refused instead of taking part of its traffic.
+function M.reuse_port(file, section)
+    local text = (file:section(section) or {}).reuse_port
+    if text == nil or text == "" then return false end
+    local ok, v = pcall(require("baseplate.lib.config").Boolean, text)
+    if not ok then config_error(file.path, section, "reuse_port", runtime.message_of(v)) end
+    return v
 end
 
 --- The number of worker processes: --workers, else [server] workers, else 1.
