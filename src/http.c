@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -266,11 +267,14 @@ struct bp_request_s {
 
 struct bp_http_server_s {
   bp__closable_t closable;
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-    uv_stream_t stream;
-  } listener;
+  /* The listening socket is polled and accepted from here (not uv_listen):
+   * running out of file descriptors must pause accepting, not make libuv
+   * close the waiting connections unseen. */
+  int lfd;
+  uv_poll_t lpoll;
+  uv_timer_t accept_retry; /* accepting paused after EMFILE and the like */
+  int listener_handles;    /* lpoll and accept_retry not closed yet */
+  int polling, accept_paused;
   int family;
   bp_app_t *app;
   bp_http_server_options_t opts;
@@ -279,8 +283,9 @@ struct bp_http_server_s {
   int stopping;
   int draining;
   int listener_closed;
-  int accept_pending; /* a connection waits in the backlog (max_concurrency) */
   int closed_waiter;  /* Lua waiter to wake when the last connection closes */
+  int accept_errors;  /* failed accepts not logged yet */
+  uint64_t accept_error_logged; /* loop time of the last such log line */
 };
 
 enum { HDR_NONE, HDR_FIELD, HDR_VALUE };
@@ -1337,7 +1342,7 @@ int bp_response_abort(bp_request_t *r) {
 
 /* --- connection lifecycle ---------------------------------------------------------- */
 
-static void accept_one(bp_http_server_t *s);
+static void listener_update(bp_http_server_t *s);
 
 static void conn_closed(uv_handle_t *h) {
   bp_conn_t *c = h->data;
@@ -1354,7 +1359,7 @@ static void conn_closed(uv_handle_t *h) {
   free(c->wbuf);
   free(c);
   s->nconns--;
-  if (s->accept_pending && !s->stopping) accept_one(s);
+  if (!s->stopping) listener_update(s); /* below max_concurrency again */
   if (s->stopping && s->nconns == 0) {
     if (s->closed_waiter) {
       int w = s->closed_waiter;
@@ -1446,16 +1451,97 @@ static void conn_start(bp_http_server_t *s, bp_conn_t *c) {
   }
 }
 
-/* Accept one connection from the backlog. */
-static void accept_one(bp_http_server_t *s) {
-  bp_conn_t *c;
-  s->accept_pending = 0;
-  if (!(c = conn_new(s))) return;
-  if (uv_accept(&s->listener.stream, &c->h.stream) != 0) {
+/* Serve a connection accepted on the listening socket. */
+static void conn_adopt(bp_http_server_t *s, int fd) {
+  bp_conn_t *c = conn_new(s);
+  int rc;
+  if (!c) {
+    close(fd);
+    return;
+  }
+  rc = s->family == AF_UNIX ? uv_pipe_open(&c->h.pipe, fd) : uv_tcp_open(&c->h.tcp, fd);
+  if (rc != 0) {
+    close(fd);
     uv_close(&c->h.handle, (uv_close_cb)free);
     return;
   }
   conn_start(s, c);
+}
+
+static int at_capacity(const bp_http_server_t *s) {
+  return s->opts.max_concurrency > 0 && s->nconns >= s->opts.max_concurrency;
+}
+
+static void on_listener(uv_poll_t *h, int status, int events);
+
+/* Poll the listening socket when we can take connections; else they wait
+ * in the kernel's backlog (max_concurrency reached, accepting paused). */
+static void listener_update(bp_http_server_t *s) {
+  int want = !s->stopping && !s->accept_paused && !at_capacity(s);
+  if (want == s->polling) return;
+  s->polling = want;
+  if (want) uv_poll_start(&s->lpoll, UV_READABLE, on_listener);
+  else uv_poll_stop(&s->lpoll);
+}
+
+static void on_accept_retry(uv_timer_t *t) {
+  bp_http_server_t *s = t->data;
+  s->accept_paused = 0;
+  listener_update(s);
+}
+
+/* Accepting failed for want of resources (file descriptors, most often).
+ * As nginx does, stop accepting for a while: the connections wait in the
+ * backlog and are served once descriptors are free again. Logged at most
+ * once in 10 seconds, with how often it happened. */
+static void accept_failed(bp_http_server_t *s, int err) {
+  uint64_t now = uv_now(uv_default_loop());
+  s->accept_errors++;
+  s->accept_paused = 1;
+  listener_update(s);
+  uv_timer_start(&s->accept_retry, on_accept_retry, 100, 0);
+  if (s->accept_error_logged && now - s->accept_error_logged < 10000) return;
+  {
+    struct rlimit rl;
+    char limit[32] = "unlimited";
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+      snprintf(limit, sizeof limit, "%llu", (unsigned long long)rl.rlim_cur);
+    bp_log(BP_LOG_ERROR, "baseplate.server",
+           "cannot accept connections: %s (%d open connections, file descriptor limit %s): "
+           "new connections wait until some close (accepting paused %d time%s in %s)",
+           strerror(err), s->nconns, limit, s->accept_errors, s->accept_errors == 1 ? "" : "s",
+           s->accept_error_logged ? "the last 10 seconds" : "a row");
+  }
+  s->accept_error_logged = now ? now : 1;
+  s->accept_errors = 0;
+}
+
+/* Take the connections the kernel has completed: as many as are there (up
+ * to a bound, so other work gets its turn), or one per wake-up when other
+ * processes share the socket (else the first awake takes them all). */
+static void accept_ready(bp_http_server_t *s) {
+  for (int n = 0; n < 256 && !s->stopping && !at_capacity(s); n++) {
+    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK) return;
+      if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM) continue;
+      accept_failed(s, e); /* EMFILE, ENFILE, ENOBUFS, ENOMEM */
+      return;
+    }
+    conn_adopt(s, fd);
+    if (s->opts.shared_socket) return;
+  }
+  listener_update(s);
+}
+
+static void on_listener(uv_poll_t *h, int status, int events) {
+  bp_http_server_t *s = h->data;
+  if (status < 0) {
+    accept_failed(s, -status);
+    return;
+  }
+  accept_ready(s);
 }
 
 /* Stopping: take every connection the kernel has completed but we have not
@@ -1467,38 +1553,11 @@ static void accept_one(bp_http_server_t *s) {
 static void drain_backlog(bp_http_server_t *s) {
   static struct sock_filter drop[] = {{BPF_RET | BPF_K, 0, 0, 0}};
   struct sock_fprog prog = {1, drop};
-  uv_os_fd_t lfd;
-  bp_conn_t *c;
   int fd, n = 0;
-  if (s->opts.shared_socket || uv_fileno((uv_handle_t *)&s->listener, &lfd) != 0) return;
-  if (s->family != AF_UNIX) (void)setsockopt(lfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
-  if (s->accept_pending) accept_one(s); /* the one libuv holds for us */
-  while (n++ < 4096 && (fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-    int rc;
-    if (!(c = conn_new(s))) {
-      close(fd);
-      continue;
-    }
-    rc = s->family == AF_UNIX ? uv_pipe_open(&c->h.pipe, fd) : uv_tcp_open(&c->h.tcp, fd);
-    if (rc != 0) {
-      close(fd);
-      uv_close(&c->h.handle, (uv_close_cb)free);
-      continue;
-    }
-    conn_start(s, c);
-  }
-}
-
-static void on_connection(uv_stream_t *listener, int status) {
-  bp_http_server_t *s = listener->data;
-  if (status < 0 || s->stopping) return;
-  if (s->opts.max_concurrency > 0 && s->nconns >= s->opts.max_concurrency) {
-    /* Leave it in the kernel's backlog: libuv stops polling the listener
-     * until we accept, which happens when a connection closes. */
-    s->accept_pending = 1;
-    return;
-  }
-  accept_one(s);
+  if (s->opts.shared_socket) return;
+  if (s->family != AF_UNIX) (void)setsockopt(s->lfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+  while (n++ < 4096 && (fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+    conn_adopt(s, fd);
 }
 
 /* A slow client: 408 if a request had begun, else just close. */
@@ -1535,8 +1594,17 @@ void bp_http_server_options_init(bp_http_server_options_t *o) {
 
 static void listener_closed(uv_handle_t *h) {
   bp_http_server_t *s = h->data;
+  if (--s->listener_handles > 0) return;
+  if (s->lfd >= 0) close(s->lfd);
+  s->lfd = -1;
   s->listener_closed = 1;
   if (s->nconns == 0 && !s->closed_waiter) free(s);
+}
+
+static void listener_close(bp_http_server_t *s) {
+  s->polling = 0;
+  uv_close((uv_handle_t *)&s->lpoll, listener_closed);
+  uv_close((uv_handle_t *)&s->accept_retry, listener_closed);
 }
 
 void bp_http_server_drain(bp_http_server_t *s) { s->draining = 1; }
@@ -1552,9 +1620,9 @@ void bp_http_server_stop(bp_http_server_t *s) {
   bp_conn_t *c, *next;
   if (!s || s->stopping) return;
   s->stopping = 1;
+  listener_update(s);
   drain_backlog(s);
-  s->accept_pending = 0;
-  uv_close((uv_handle_t *)&s->listener, listener_closed);
+  listener_close(s);
   for (c = s->conns; c; c = next) {
     next = c->next;
     /* Idle keep-alive connections go after a short linger (a request may
@@ -1586,26 +1654,22 @@ bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l,
   s->family = l->family;
   if (opts) s->opts = *opts;
   else bp_http_server_options_init(&s->opts);
-  if (l->family == AF_UNIX) {
-    uv_pipe_init(uv_default_loop(), &s->listener.pipe, 0);
-    rc = uv_pipe_open(&s->listener.pipe, l->fd);
-  } else {
-    uv_tcp_init(uv_default_loop(), &s->listener.tcp);
-    rc = uv_tcp_open(&s->listener.tcp, l->fd);
-    /* Several processes on one socket: accept one connection per wake-up so
-     * that the others get theirs (else the first awake takes them all). */
-    if (rc == 0 && s->opts.shared_socket) uv_tcp_simultaneous_accepts(&s->listener.tcp, 0);
-  }
-  s->listener.stream.data = s;
-  if (rc == 0) rc = uv_listen(&s->listener.stream, 511, on_connection);
+  s->lfd = l->fd;
+  l->fd = -1; /* the server owns the socket now */
+  uv_timer_init(uv_default_loop(), &s->accept_retry);
+  s->accept_retry.data = s;
+  rc = uv_poll_init(uv_default_loop(), &s->lpoll, s->lfd);
+  s->lpoll.data = s;
+  s->listener_handles = rc == 0 ? 2 : 1;
+  if (rc == 0 && listen(s->lfd, 511) != 0) rc = -errno;
   if (rc != 0) {
     snprintf(err, errlen, "cannot serve on %s: %s", l->describe, uv_strerror(rc));
     s->stopping = 1;
-    uv_close((uv_handle_t *)&s->listener, listener_closed);
-    l->fd = -1;
+    if (s->listener_handles == 2) uv_close((uv_handle_t *)&s->lpoll, listener_closed);
+    uv_close((uv_handle_t *)&s->accept_retry, listener_closed);
     return NULL;
   }
-  l->fd = -1; /* the server owns the socket now */
+  listener_update(s);
   return s;
 }
 

@@ -15,4 +15,21 @@ sleep 0.3
 if alive; then pass "a client closing mid-response does not kill the server"; else
   wait "$SERVER_PID"; fail "a client closing mid-response does not kill the server" "exit status $?"; finish; fi
 check_eq "and it goes on serving" "$(curl -s "$(url /)")" '{"Hello":"World"}'
+# --- Out of file descriptors: logged, connections wait in the backlog, and
+# are served once descriptors are free again.
+stop_server
+start_server "$APPS/testapp.ini" || { fail "server starts"; finish; }
+prlimit --nofile=48 --pid "$SERVER_PID"
+$H "$PORT" hold 60 2 &
+holder=$!
+sleep 0.7
+out=$(curl -s -m 6 -w ' %{http_code}' "$(url /)")
+wait "$holder"
+check_eq "a connection made while descriptors ran out is served once they are free" "$out" '{"Hello":"World"} 200'
+check_contains "running out of descriptors is logged" "$(cat "$LOG")" "cannot accept connections: Too many open files"
+check_contains "with the limit" "$(cat "$LOG")" "file descriptor limit 48"
+check_eq "one log line for the whole episode" "$(grep -c 'cannot accept connections' "$LOG")" 1
+check_eq "serving as before" "$(curl -s "$(url /)")" '{"Hello":"World"}'
+stop_server
+
 finish
