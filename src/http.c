@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -329,7 +330,13 @@ struct bp_conn_s {
   int peer_gone;  /* read error: nobody to answer */
   int read_eof;   /* the client finished sending: answer what came, then close */
   int keep_alive;
+  int close_after; /* the request's framing cannot be trusted past it: close once answered */
   int parse_error; /* status to answer a bad request with, then close */
+  int lingering;   /* answered and half-closed: reading and discarding until the client closes */
+  int unread_input; /* a request was refused before all of it was read */
+  uint64_t linger_until; /* loop time (ms) lingering ends at the latest */
+  size_t linger_bytes; /* discarded so far */
+  uint64_t body_deadline; /* loop time (ms) the request's body must be in by (0: none) */
   char remote[64];
 };
 
@@ -394,9 +401,36 @@ static void arm(bp_conn_t *c, uv_timer_cb cb, double seconds) {
 
 static void disarm(bp_conn_t *c) { c->on_deadline = NULL; }
 
-/* Waiting for (the rest of) a request from the client. */
+/* Lingering close (as nginx's): closing a socket with unread input makes
+ * the kernel send a reset, and a reset makes the client's kernel drop what
+ * it had received but not yet handed to the client, such as the error
+ * response just sent. So: send our FIN after the response, then read and
+ * discard until the client closes too, for LINGER_MS at most, LINGER_IDLE_MS
+ * without input, LINGER_BYTES in all. */
+#define LINGER_MS 5000
+#define LINGER_IDLE_MS 2000
+#define LINGER_BYTES (16u << 20)
+
+static void on_linger_timeout(uv_timer_t *t) { conn_close(t->data); }
+
+static void linger_arm(bp_conn_t *c) {
+  uint64_t now = uv_now(uv_default_loop());
+  uint64_t left = c->linger_until > now ? c->linger_until - now : 1;
+  arm(c, on_linger_timeout, (double)(left < LINGER_IDLE_MS ? left : LINGER_IDLE_MS) / 1000.0);
+}
+
+
+/* Waiting for (the rest of) a request from the client: header_timeout for
+ * the head (from its first byte) and for each pause in the body, and the
+ * body's own deadline (body_timeout) over it all. */
 static void arm_read_timeout(bp_conn_t *c) {
-  arm(c, on_header_timeout, c->server->opts.header_timeout);
+  double t = c->server->opts.header_timeout;
+  if (c->body_deadline) {
+    uint64_t now = uv_now(uv_default_loop());
+    double left = c->body_deadline > now ? (double)(c->body_deadline - now) / 1000.0 : 0.001;
+    if (!(t > 0) || left < t) t = left;
+  }
+  arm(c, on_header_timeout, t);
 }
 
 /* --- http_parser callbacks ---------------------------------------------------- */
@@ -410,6 +444,21 @@ static int count_head(bp_conn_t *c, size_t len) {
   return 0;
 }
 
+/* http_parser's own limit on a request head is process-wide (80 KiB unless
+ * set): it is raised to the largest server's max_header_size. It counts
+ * every byte (separators, whitespace); count_head counts what the callbacks
+ * see, never more, and keeps a server with a smaller limit than another's
+ * to its own. */
+static void raise_parser_limit(size_t max_header_size) {
+  static uint64_t current; /* (0: not set yet; http_parser's own is 80 KiB) */
+  uint64_t want = (uint64_t)max_header_size;
+  if (want > UINT32_MAX) want = UINT32_MAX;
+  if (want > current) {
+    current = want;
+    http_parser_set_max_header_size((uint32_t)want);
+  }
+}
+
 static int on_message_begin(http_parser *p) {
   bp_conn_t *c = p->data;
   arm_read_timeout(c); /* the keep-alive wait is over; the request has begun */
@@ -418,6 +467,7 @@ static int on_message_begin(http_parser *p) {
   c->nhdrs = 0;
   c->hdr_state = HDR_NONE;
   c->hlen = 0;
+  c->body_deadline = 0;
   return 0;
 }
 
@@ -431,7 +481,18 @@ static int on_url(http_parser *p, const char *at, size_t len) {
 static int on_header_field(http_parser *p, const char *at, size_t len) {
   bp_conn_t *c = p->data;
   if (count_head(c, len)) return -1;
+  /* RFC 9112 5.1: no whitespace between a field name and its colon (a
+   * proxy may read "Content-Length : 5" otherwise than we do) */
+  if (memchr(at, ' ', len) || memchr(at, '\t', len)) {
+    c->parse_error = 400;
+    return -1;
+  }
   if (c->hdr_state != HDR_FIELD) {
+    if (c->nhdrs >= c->server->opts.max_header_count) {
+      c->parse_error = 431;
+      return -1;
+    }
+    if (count_head(c, 4)) return -1; /* ": " and CRLF */
     if (c->nhdrs == c->hcap) {
       int cap = c->hcap ? c->hcap * 2 : 16;
       bp_hdr_t *n = realloc(c->hdrs, cap * sizeof *n);
@@ -463,11 +524,45 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
   return 0;
 }
 
+static int header_is(const bp_conn_t *c, const bp_hdr_t *h, const char *name, size_t len) {
+  return h->name_len == len && strncasecmp(c->abuf + h->name_off, name, len) == 0;
+}
+
 static int on_headers_complete(http_parser *p) {
   bp_conn_t *c = p->data;
+  int hosts = 0, te = 0;
+  if (p->http_major != 1 || p->http_minor > 1) {
+    c->parse_error = 505;
+    return -1;
+  }
+  for (int i = 0; i < c->nhdrs; i++) {
+    if (header_is(c, &c->hdrs[i], "host", 4)) hosts++;
+    else if (header_is(c, &c->hdrs[i], "transfer-encoding", 17)) te++;
+  }
+  /* RFC 9112 3.2: exactly one Host in HTTP/1.1 (at most one in 1.0) */
+  if (hosts > 1 || (hosts == 0 && p->http_minor == 1)) {
+    c->parse_error = 400;
+    return -1;
+  }
+  /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing: the
+   * request is answered, then the connection closes */
+  c->close_after = te && p->http_minor == 0;
+  /* An Upgrade is ignored (RFC 9110 7.8): the request is served as it is,
+   * but the parser reads nothing after it, so the connection closes. We
+   * are no proxy: CONNECT is not implemented. */
+  if (p->upgrade) c->close_after = 1;
+  if (p->method == HTTP_CONNECT) {
+    c->parse_error = 501;
+    return -1;
+  }
   if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->server->opts.max_body_size) {
     c->parse_error = 413;
     return -1;
+  }
+  if ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)) {
+    /* the whole body within body_timeout, however slowly it comes */
+    double t = c->server->opts.body_timeout;
+    c->body_deadline = t > 0 ? uv_now(uv_default_loop()) + (uint64_t)(t * 1000.0 + 0.5) : 0;
   }
   c->req.body = NULL;
   /* Everything after this point in abuf is body. */
@@ -494,7 +589,7 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   bp_conn_t *c = p->data;
-  arm_read_timeout(c); /* progress: the timeout counts from the last read */
+  arm_read_timeout(c); /* progress: the pause counts from the last read */
   if (c->alen - c->req.body_len + len > c->server->opts.max_body_size) {
     c->parse_error = 413;
     return -1;
@@ -525,7 +620,8 @@ static int on_message_complete(http_parser *p) {
   r->body = c->abuf + body_off;
   r->body_len = c->alen - body_off;
   c->abuf[c->alen] = '\0';
-  c->keep_alive = http_should_keep_alive(p);
+  c->keep_alive = http_should_keep_alive(p) && !c->close_after;
+  c->body_deadline = 0;
 
   /* The request target: origin-form, or absolute-form from a proxy. */
   http_parser_url_init(&u);
@@ -723,6 +819,18 @@ static void start_reading(bp_conn_t *c) {
 }
 
 static void on_read(bp_conn_t *c, ssize_t n) {
+  if (c->lingering) {
+    if (n < 0) {
+      stop_reading(c);
+      conn_close(c); /* the client has closed (or reset) too */
+      return;
+    }
+    c->rlen = 0;
+    c->linger_bytes += (size_t)n;
+    if (c->linger_bytes > LINGER_BYTES) conn_close(c);
+    else linger_arm(c);
+    return;
+  }
   if (n < 0) {
     stop_reading(c);
     if (n == UV_EOF) {
@@ -754,6 +862,7 @@ static void reject(bp_conn_t *c, int status) {
   stop_reading(c);
   c->keep_alive = 0;
   c->rlen = 0;
+  c->unread_input = 1; /* the rest of the request: see conn_end */
   c->req.version = 11;
   c->req.head = 0;
   c->req.method = NULL;
@@ -784,7 +893,9 @@ static void conn_process(bp_conn_t *c) {
     if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
       http_parser_pause(&c->parser, 0);
     } else if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || c->parse_error) {
-      int status = c->parse_error ? c->parse_error : 400;
+      int status = c->parse_error                                         ? c->parse_error
+                   : HTTP_PARSER_ERRNO(&c->parser) == HPE_HEADER_OVERFLOW ? 431
+                                                                          : 400;
       if (c->parser.upgrade && !c->parse_error) status = 501;
       reject(c, status);
       return;
@@ -967,9 +1078,28 @@ static void request_done(bp_conn_t *c, int status, size_t body_len) {
 /* The response is out: close, or go on with the next request. Reading is
  * still on unless backpressure stopped it; pipelined bytes already buffered
  * are parsed on the next loop iteration (see schedule_resume). */
+static int input_pending(bp_conn_t *c) {
+  int n = 0;
+  if (c->unread_input || c->rlen > 0) return 1;
+  return ioctl(c->edge.fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+static void conn_end(bp_conn_t *c) {
+  if (c->read_eof || c->peer_gone || c->edge.fd < 0 || !input_pending(c) ||
+      shutdown(c->edge.fd, SHUT_WR) != 0) {
+    conn_close(c);
+    return;
+  }
+  c->lingering = 1;
+  c->rlen = 0;
+  c->linger_until = uv_now(uv_default_loop()) + LINGER_MS;
+  linger_arm(c);
+  start_reading(c);
+}
+
 static void response_written(bp_conn_t *c) {
   if (!c->keep_alive || c->server->stopping || (c->read_eof && c->rlen == 0)) {
-    conn_close(c);
+    conn_end(c);
     return;
   }
   arm(c, on_idle_timeout, c->server->opts.keepalive_timeout);
@@ -1058,11 +1188,13 @@ static size_t build_head(bp_conn_t *c, int status, const char *content_type, con
   p = put(p, reason, rlen);
   p = PUT_LIT(p, "\r\n");
   p = put(p, date, dlen);
-  if (content_length >= 0) {
+  if (content_length >= 0 && status != 204 && status != 304) {
+    /* (RFC 9110 8.6: none in a 204; a 304's would describe what it does
+     * not carry) */
     p = PUT_LIT(p, "Content-Length: ");
     p = put_uint(p, (size_t)content_length);
     p = PUT_LIT(p, "\r\n");
-  } else if (r->version >= 11) {
+  } else if (content_length < 0 && r->version >= 11) {
     p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
   }
   if (ctlen) {
@@ -1083,9 +1215,9 @@ static int respond(bp_conn_t *c, int status, const char *content_type, const cha
   size_t n;
   int send_body;
 
-  if (status < 100 || status > 999) status = 500;
+  if (status < 200 || status > 999) status = 500; /* (checked by the callers) */
   if (content_type && strlen(content_type) > 1024) return BP_EINVAL;
-  send_body = !r->head && status != 204 && status != 304 && status >= 200;
+  send_body = !r->head && status != 204 && status != 304;
   n = build_head(c, status, content_type, extra, extra_len, (long long)body_len,
                  send_body ? body_len : 0);
   if (!n) {
@@ -1098,10 +1230,36 @@ static int respond(bp_conn_t *c, int status, const char *content_type, const cha
   return conn_write(c, n);
 }
 
+size_t bp_http_error_body(int status, const char *reason, char *buf, size_t size) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+  int k;
+  if (!reason) reason = bp_http_status_text(status);
+  k = snprintf(buf, size, "{\"error\": %d, \"reason\": \"", status);
+  if (k < 0 || (size_t)k >= size) return 0;
+  n = (size_t)k;
+  for (const unsigned char *p = (const unsigned char *)reason; *p; p++) {
+    /* room for the longest escape and the closing "} */
+    if (n + 8 >= size) return 0;
+    if (*p == '"' || *p == '\\') {
+      buf[n++] = '\\';
+      buf[n++] = (char)*p;
+    } else if (*p < 0x20 || *p == 0x7f) {
+      memcpy(buf + n, "\\u00", 4);
+      buf[n + 4] = hex[*p >> 4];
+      buf[n + 5] = hex[*p & 15];
+      n += 6;
+    } else {
+      buf[n++] = (char)*p;
+    }
+  }
+  memcpy(buf + n, "\"}", 3);
+  return n + 2;
+}
+
 static void send_simple(bp_conn_t *c, int status, const char *extra_header) {
-  char body[128];
-  int n = snprintf(body, sizeof body, "{\"error\": %d, \"reason\": \"%s\"}", status,
-                   bp_http_status_text(status));
+  char body[160];
+  size_t n = bp_http_error_body(status, NULL, body, sizeof body);
   if (!c->in_request) {
     /* A protocol error: nothing was dispatched; count it like a request. */
     c->server->active++;
@@ -1109,7 +1267,7 @@ static void send_simple(bp_conn_t *c, int status, const char *extra_header) {
   }
   if (status >= 400 && status != 404 && status != 405) c->keep_alive = 0;
   respond(c, status, "application/json", extra_header, extra_header ? strlen(extra_header) : 0,
-          body, (size_t)n);
+          body, n);
 }
 
 /* --- public request API ---------------------------------------------------------- */
@@ -1193,11 +1351,28 @@ int bp_response_header(bp_request_t *r, const char *name, size_t name_len, const
   return BP_OK;
 }
 
+/* A final status, or a 500 in its place (logged): a 1xx would leave the
+ * client waiting for the final answer that never comes. */
+static int final_status(bp_request_t *r, int status) {
+  if (status >= 200 && status <= 999) return status;
+  bp_log(BP_LOG_ERROR, "baseplate.server", "route %s answered with status %d, which is not a final status (200-999); sent 500 instead",
+         r->match.route ? bp__route_name(r->match.route) : "-", status);
+  bp_request_set_error(r, "ValueError");
+  return 500;
+}
+
 int bp_response_send(bp_request_t *r, int status, const char *content_type, const char *body,
                      size_t body_len) {
   bp_conn_t *c = r->conn;
   if (r->sent || r->streaming) return BP_ECLOSED;
-  if (status < 100 || status > 999) status = 500;
+  if (status < 200 || status > 999) {
+    char err[160];
+    status = final_status(r, status);
+    c->hlen = 0; /* (the handler's headers went with its answer) */
+    if (!c->peer_gone && !c->closing)
+      return respond(c, status, "application/json", NULL, 0, err,
+                     bp_http_error_body(status, NULL, err, sizeof err));
+  }
   if (c->peer_gone || c->closing) {
     /* The client left while the handler ran: drop the answer, free the conn. */
     r->sent = 1;
@@ -1590,6 +1765,8 @@ void bp_http_server_options_init(bp_http_server_options_t *o) {
   o->max_concurrency = 0;
   o->access_log = 0;
   o->shared_socket = 0;
+  o->max_header_count = 100;
+  o->body_timeout = 60.0;
 }
 
 static void listener_closed(uv_handle_t *h) {
@@ -1654,6 +1831,7 @@ bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l,
   s->family = l->family;
   if (opts) s->opts = *opts;
   else bp_http_server_options_init(&s->opts);
+  raise_parser_limit(s->opts.max_header_size);
   s->lfd = l->fd;
   l->fd = -1; /* the server owns the socket now */
   uv_timer_init(uv_default_loop(), &s->accept_retry);

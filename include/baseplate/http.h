@@ -160,4 +160,12 @@ BP_EXTERN int bp_response_sent(const bp_request_t *req);
 /** The reason phrase for a status code ("Not Found"). Static. */
 BP_EXTERN const char *bp_http_status_text(int status);
 
+/**
+ * The server's error body for `status`: {"error": 404, "reason": "Not
+ * Found"}, with `reason` (NULL: the status text) escaped for JSON. Every
+ * error the server answers by itself has this shape. Writes into buf (NUL
+ * terminated); returns the length, or 0 when it does not fit in `size`.
+ */
+BP_EXTERN size_t bp_http_error_body(int status, const char *reason, char *buf, size_t size);
+
 #endif

@@ -212,6 +212,8 @@ typedef struct {
   int max_concurrency;        /* connections served at once; 0: no limit */
   int access_log;             /* log one line per request at DEBUG */
   int shared_socket;          /* other processes accept on it too: take turns */
+  int max_header_count;       /* header fields in a request (431 beyond) */
+  double body_timeout;        /* s to receive a whole request body, however it trickles (408) */
 } bp_http_server_options_t;
 
 BP_EXTERN void bp_http_server_options_init(bp_http_server_options_t *o);

@@ -59,6 +59,7 @@ void bp_app_set_baseplate(bp_app_t *app, struct bp_baseplate_s *bp, int trust_tr
 struct bp_span_s *bp_request_span(bp_request_t *req);
 void bp_request_set_error(bp_request_t *req, const char *error_class);
 const char *bp__json_buffer(void);
+size_t bp_http_error_body(int status, const char *reason, char *buf, size_t size);
 ]])
 
 local C = core.C
@@ -77,6 +78,22 @@ local lower, gsub, char, tonumber = string.lower, string.gsub, string.char, tonu
 local M = {}
 
 local server_log = log.get_logger("baseplate.server.http")
+
+local error_buf_size = 1024
+local error_buf = ffi.new("char[?]", error_buf_size)
+
+--- The body of every error the server answers by itself:
+--- {"error": 400, "reason": "…"} (reason defaults to the status text).
+function M.error_body(status, reason)
+    local n = C.bp_http_error_body(status, reason and tostring(reason):sub(1, 160) or nil,
+        error_buf, error_buf_size)
+    return ffi_string(error_buf, n)
+end
+
+--- abort() with the server's error body: status and a short reason.
+function M.abort_error(status, reason)
+    M.abort(status, M.error_body(status, reason), { ["Content-Type"] = "application/json" })
+end
 
 -- Scratch cells for out-parameters, allocated once.
 local len_cell = ffi.new("size_t[1]")
@@ -271,7 +288,7 @@ end
 --- The body decoded as JSON; raises abort(400) when it is not JSON.
 function Request:json()
     local ok, v = pcall(cjson.decode, self.body)
-    if not ok then M.abort(400, { error = 400, reason = "request body is not valid JSON" }) end
+    if not ok then M.abort_error(400, "request body is not valid JSON") end
     return v
 end
 
@@ -337,7 +354,7 @@ end
 
 local JSON = "application/json"
 local TEXT = "text/plain; charset=utf-8"
-local INTERNAL_ERROR = '{"error": 500, "reason": "Internal Server Error"}'
+local INTERNAL_ERROR = M.error_body(500)
 
 local function apply_headers(r, headers, content_type)
     if headers then
@@ -427,8 +444,8 @@ local function render(r, ok, a, b, c)
     if not ok then
         if getmetatable(a) == Abort then
             local body = a.body
-            if body == nil then
-                body = { error = a.status }
+            if body == nil and type(a.status) == "number" then
+                return send(r, a.status, M.error_body(a.status), a.headers, JSON)
             end
             return send(r, a.status, body, a.headers)
         end

@@ -17,6 +17,8 @@ typedef struct {
   int max_concurrency;
   int access_log;
   int shared_socket;
+  int max_header_count;
+  double body_timeout;
 } bp_http_server_options_t;
 void bp_http_server_options_init(bp_http_server_options_t *o);
 size_t bp_http_server_options_size(void);
@@ -73,7 +75,13 @@ M.spec = {
     drain_time = config.Optional(duration, 0),
     max_header_size = config.Optional(header_size, 64 * 1024),
     max_body_size = config.Optional(count, 16 * 1024 * 1024),
+    max_header_count = config.Optional(function(text)
+        local n = config.Integer(text)
+        if n < 1 or n > 100000 then error("expected a whole number from 1 to 100000", 0) end
+        return n
+    end, 100),
     header_timeout = config.Optional(duration, 10),
+    body_timeout = config.Optional(duration, 60),
     keepalive_timeout = config.Optional(duration, 75),
     workers = config.Optional(count, 1),
     reuse_port = config.Optional(config.Boolean, false), -- read at bind time (server/init.lua)
@@ -148,7 +156,7 @@ local function health_handler(app, state)
         local q = request.query.type
         local probe = PROBES[(q or "readiness"):lower()]
         if not probe then
-            return 400, { error = 400, reason = "unknown probe type '" .. tostring(q) .. "'" }
+            http.abort_error(400, "unknown probe type '" .. tostring(q) .. "'")
         end
         if probe == "readiness" and state.shutting_down then
             return 503, { status = "shutting down", probe = probe }
@@ -171,6 +179,8 @@ function M.make_server(server_config, listener, app, opts)
     o.max_body_size = cfg.max_body_size
     o.header_timeout = cfg.header_timeout
     o.keepalive_timeout = cfg.keepalive_timeout
+    o.max_header_count = cfg.max_header_count
+    o.body_timeout = cfg.body_timeout
     o.max_concurrency = cfg.max_concurrency
     o.access_log = log.get_logger("baseplate.server.http"):is_enabled_for(log.DEBUG) and 1 or 0
     o.shared_socket = (opts and opts.shared_socket) and 1 or 0

@@ -1,13 +1,17 @@
 """A hostile HTTP client for tests/integration/test-hostile.sh.
 
     hostile.py PORT close-early PATH N       send a request for PATH, close at once; N times
-    hostile.py PORT raw REQUEST [SECONDS]    send REQUEST (Python escapes: \\r\\n, \\x00),
+    hostile.py PORT raw REQUEST [SECONDS]    send REQUEST (Python escapes: \\r\\n, \\x00;
+                                             @FILE: the bytes of FILE),
                                              half-close, print what comes back
     hostile.py PORT status REQUEST           the status code of the answer (or "reset"/"closed")
     hostile.py PORT big-upload LENGTH SECONDS  announce a body of LENGTH bytes, keep sending
                                              until the answer comes; print "status <code>"
                                              and "reset" if the connection was reset before
                                              the answer was read
+    hostile.py PORT send-then-read REQUEST EXTRA   send REQUEST and EXTRA bytes of "x" without
+                                             reading, wait 0.5 s, then read: print the status
+                                             and how the connection ended ("eof" or "reset")
     hostile.py PORT trickle-body SECONDS     a body sent one byte every 0.5 s: print the
                                              status and how long the server waited
     hostile.py PORT hold N SECONDS           open N idle connections, hold them SECONDS
@@ -40,6 +44,9 @@ def read_all(s, seconds):
 
 
 def unescape(text):
+    if text.startswith("@"):  # a file of raw bytes (arguments have a size limit)
+        with open(text[1:], "rb") as f:
+            return f.read()
     return text.encode("latin-1").decode("unicode_escape").encode("latin-1")
 
 
@@ -103,6 +110,18 @@ def main():
         print("status", status_of(reply) if reply else "none")
         if reset:
             print("reset")
+    elif cmd == "send-then-read":
+        s = connect(port)
+        s.settimeout(2)
+        data, sent = unescape(args[0]) + b"x" * int(args[1]), 0
+        try:
+            while sent < len(data):
+                sent += s.send(data[sent:])
+        except (socket.timeout, BrokenPipeError, ConnectionResetError):
+            pass
+        time.sleep(0.5)
+        reply = read_all(s, 3)
+        print(status_of(reply), "reset" if b"<reset>" in reply else "eof")
     elif cmd == "trickle-body":
         s = connect(port)
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
