@@ -28,6 +28,7 @@
 #include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -274,7 +275,9 @@ struct bp_http_server_s {
   int lfd;
   uv_poll_t lpoll;
   uv_timer_t accept_retry; /* accepting paused after EMFILE and the like */
-  int listener_handles;    /* lpoll and accept_retry not closed yet */
+  uv_timer_t sweep;        /* once a second: idle connections give their buffers back */
+  int listener_handles;    /* lpoll, accept_retry and sweep not closed yet */
+  int peak_conns;          /* the most connections since memory was last trimmed */
   int polling, accept_paused;
   int family;
   bp_app_t *app;
@@ -337,6 +340,7 @@ struct bp_conn_s {
   uint64_t linger_until; /* loop time (ms) lingering ends at the latest */
   size_t linger_bytes; /* discarded so far */
   uint64_t body_deadline; /* loop time (ms) the request's body must be in by (0: none) */
+  uint64_t idle_since; /* loop time (ms) the connection last went idle */
   char remote[64];
 };
 
@@ -1103,6 +1107,7 @@ static void response_written(bp_conn_t *c) {
     return;
   }
   arm(c, on_idle_timeout, c->server->opts.keepalive_timeout);
+  c->idle_since = uv_now(uv_default_loop());
   if (c->rlen > 0 || !c->reading) schedule_resume(c);
 }
 
@@ -1615,9 +1620,10 @@ static void conn_start(bp_http_server_t *s, bp_conn_t *c) {
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
-  s->nconns++;
+  if (++s->nconns > s->peak_conns) s->peak_conns = s->nconns;
   remote_name(c);
   c->reading = 1;
+  c->idle_since = uv_now(uv_default_loop());
   arm_read_timeout(c);
   /* Input already there is reported at once. */
   if ((rc = uv_fileno(&c->h.handle, &fd)) != 0 || (rc = bp__edge_add(&c->edge, fd, on_edge)) != 0) {
@@ -1782,6 +1788,46 @@ static void listener_close(bp_http_server_t *s) {
   s->polling = 0;
   uv_close((uv_handle_t *)&s->lpoll, listener_closed);
   uv_close((uv_handle_t *)&s->accept_retry, listener_closed);
+  uv_close((uv_handle_t *)&s->sweep, listener_closed);
+}
+
+/* An idle keep-alive connection keeps only itself (about 1.4 KB): its
+ * buffers, sized for the requests it served, go back to the allocator
+ * once it has been idle for a second (not per request: a busy connection
+ * reuses them). */
+static size_t conn_compact(bp_conn_t *c) {
+  size_t freed = c->rcap + c->acap + c->hcap * sizeof *c->hdrs + c->hcap_bytes + c->wcap;
+  free(c->rbuf);
+  free(c->abuf);
+  free(c->hdrs);
+  free(c->hbuf);
+  free(c->wbuf);
+  c->rbuf = c->abuf = c->hbuf = c->wbuf = NULL;
+  c->hdrs = NULL;
+  c->rcap = c->acap = c->hcap_bytes = c->wcap = 0;
+  c->hcap = 0;
+  c->rlen = c->alen = c->hlen = 0;
+  c->nhdrs = 0;
+  return freed;
+}
+
+static void on_sweep(uv_timer_t *t) {
+  bp_http_server_t *s = t->data;
+  uint64_t now = uv_now(uv_default_loop());
+  size_t freed = 0;
+  for (bp_conn_t *c = s->conns; c; c = c->next) {
+    if (c->receiving || c->in_request || c->writing || c->rlen || c->lingering || c->closing ||
+        now - c->idle_since < 1000 || !(c->rbuf || c->abuf || c->wbuf))
+      continue;
+    freed += conn_compact(c);
+  }
+  /* Load has fallen (a flood of connections has closed, or their buffers
+   * are released): hand free memory back to the system, which glibc does
+   * not do by itself for memory in the middle of its heap. */
+  if (freed >= (1u << 20) || (s->peak_conns >= 1000 && s->nconns < s->peak_conns / 2)) {
+    malloc_trim(0);
+    s->peak_conns = s->nconns;
+  }
 }
 
 void bp_http_server_drain(bp_http_server_t *s) { s->draining = 1; }
@@ -1810,6 +1856,20 @@ void bp_http_server_stop(bp_http_server_t *s) {
   }
 }
 
+/* Limits the timers and counters can hold: a timeout of 1e17 seconds once
+ * overflowed the milliseconds and reset every connection. */
+static int options_invalid(const bp_http_server_options_t *o, char *err, size_t errlen) {
+  const char *bad = NULL;
+  if (!(o->header_timeout >= 0 && o->header_timeout <= 86400)) bad = "header_timeout (0 to 86400 seconds)";
+  else if (!(o->keepalive_timeout >= 0 && o->keepalive_timeout <= 86400)) bad = "keepalive_timeout (0 to 86400 seconds)";
+  else if (!(o->body_timeout >= 0 && o->body_timeout <= 86400)) bad = "body_timeout (0 to 86400 seconds)";
+  else if (o->max_header_size < 1024 || o->max_header_size > 0x80000000u) bad = "max_header_size (1024 to 2^31)";
+  else if (o->max_header_count < 1 || o->max_header_count > 100000) bad = "max_header_count (1 to 100000)";
+  else if (o->max_concurrency < 0) bad = "max_concurrency (0 or more)";
+  if (bad) snprintf(err, errlen, "invalid server option %s", bad);
+  return bad != NULL;
+}
+
 static void server_close_closable(bp__closable_t *cl) {
   bp_http_server_t *s = (bp_http_server_t *)cl;
   bp_http_server_stop(s);
@@ -1831,6 +1891,10 @@ bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l,
   s->family = l->family;
   if (opts) s->opts = *opts;
   else bp_http_server_options_init(&s->opts);
+  if (options_invalid(&s->opts, err, errlen)) {
+    free(s);
+    return NULL;
+  }
   raise_parser_limit(s->opts.max_header_size);
   s->lfd = l->fd;
   l->fd = -1; /* the server owns the socket now */
@@ -1838,13 +1902,18 @@ bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l,
   s->accept_retry.data = s;
   rc = uv_poll_init(uv_default_loop(), &s->lpoll, s->lfd);
   s->lpoll.data = s;
-  s->listener_handles = rc == 0 ? 2 : 1;
+  uv_timer_init(uv_default_loop(), &s->sweep);
+  s->sweep.data = s;
+  uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
+  uv_unref((uv_handle_t *)&s->sweep);
+  s->listener_handles = rc == 0 ? 3 : 2;
   if (rc == 0 && listen(s->lfd, 511) != 0) rc = -errno;
   if (rc != 0) {
     snprintf(err, errlen, "cannot serve on %s: %s", l->describe, uv_strerror(rc));
     s->stopping = 1;
-    if (s->listener_handles == 2) uv_close((uv_handle_t *)&s->lpoll, listener_closed);
+    if (s->listener_handles == 3) uv_close((uv_handle_t *)&s->lpoll, listener_closed);
     uv_close((uv_handle_t *)&s->accept_retry, listener_closed);
+    uv_close((uv_handle_t *)&s->sweep, listener_closed);
     return NULL;
   }
   listener_update(s);

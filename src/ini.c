@@ -399,6 +399,11 @@ int bp_ini_parse(const char *text, size_t len, const char *name, bp_ini_t **out,
     free(ini);
     return BP_ENOMEM;
   }
+  /* A UTF-8 byte order mark, as some Windows editors write: not content */
+  if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+    text += 3;
+    len -= 3;
+  }
   memset(&p, 0, sizeof p);
   p.ini = ini;
   p.text = p.pos = text;

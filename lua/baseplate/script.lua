@@ -38,7 +38,8 @@ end
 --- error (one line) when it cannot.
 function M.load_function(spec, what)
     if not spec:find(":", 1, true) then
-        fatal(string.format("%s: expected 'module:function', got '%s'", what, spec), 2)
+        fatal(string.format("%s: expected 'module:function', got %s", what,
+            require("baseplate.lib.config").quote(spec)), 2)
     end
     local ok, f = pcall(server.load_factory, spec, nil)
     if not ok then fatal(what .. ": " .. runtime.message_of(f)) end

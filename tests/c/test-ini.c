@@ -126,6 +126,16 @@ static void test_errors(void) {
   }
 }
 
+/* Windows editors may start a file with a UTF-8 byte order mark. */
+static void test_byte_order_mark(void) {
+  bp_ini_t *ini = parse("\xef\xbb\xbf[app:main]\nfactory = x:y\n");
+  CHECK(ini != NULL);
+  if (!ini) return;
+  CHECK_STR(bp_section_get(bp_ini_section(ini, "app:main"), "factory"), "x:y");
+  CHECK_INT(bp_section_line(bp_ini_section(ini, "app:main"), "factory"), 2);
+  bp_ini_free(ini);
+}
+
 static void test_load_file(void) {
   bp_ini_t *ini = NULL;
   CHECK_INT(bp_ini_load("/nonexistent/x.ini", &ini, err, sizeof err), BP_ENOENT);
@@ -153,6 +163,7 @@ int main(void) {
   RUN(test_continuation_and_comments);
   RUN(test_long_lines);
   RUN(test_errors);
+  RUN(test_byte_order_mark);
   RUN(test_load_file);
   return bp_test_summary();
 }

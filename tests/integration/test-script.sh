@@ -62,7 +62,7 @@ check_eq "missing section" "$(script t.ini --app-name=nope scriptapp:show)" \
   "baseplate-script: error: t.ini: no section [app:nope]
 rc=1"
 check_eq "entrypoint without a function" "$(script t.ini scriptapp)" \
-  "baseplate-script: error: entrypoint: expected 'module:function', got 'scriptapp'
+  "baseplate-script: error: entrypoint: expected 'module:function', got \"scriptapp\"
 rc=2"
 check_eq "function that does not exist" "$(script t.ini scriptapp:nope)" \
   "baseplate-script: error: entrypoint: module 'scriptapp' has no callable 'nope'

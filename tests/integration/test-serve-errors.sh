@@ -89,6 +89,33 @@ check_contains "bind with a bad port" "$out" '127.0.0.1:99999: invalid port "999
 out=$(serve --bind nohost.invalid:80 t.ini)
 check_contains "bind to an unknown host" "$out" "nohost.invalid:80: cannot resolve 'nohost.invalid'"
 
+# Numbers are range-checked: what the server's timers and counters cannot
+# hold is refused at start-up, naming file, section and key.
+srv='[app:main]\nfactory = helloworld:make_app\n'"$HELLO"'[server:main]\nfactory = baseplate.server.http\n'
+for kv in "header_timeout = 1e17|expected from 0 to 86400 seconds (a day), got \"1e17\"" \
+          "keepalive_timeout = -1|expected from 0 to 86400 seconds (a day), got \"-1\"" \
+          "body_timeout = nan|expected a timespan such as" \
+          "stop_timeout = 2 days|expected from 0 to 86400 seconds (a day), got \"2 days\"" \
+          "max_concurrency = 4294967297|expected a whole number from 0 to 1000000, got \"4294967297\"" \
+          "max_body_size = 1e30|expected a whole number from 0 to 4294967296" \
+          "max_header_size = 4294967296|expected a whole number from 1024 to 2147483648" \
+          "max_header_count = 0|expected a whole number from 1 to 100000" \
+          "workers = 100000|expected a whole number from 1 to 1024"; do
+  key=${kv%%|*}
+  ini "$srv$key\n"
+  check_contains "range: $key" "$(serve t.ini)" "t.ini: [server:main] ${key%% =*}: ${kv#*|}"
+done
+# Control bytes in a value are escaped when an error shows it (no terminal
+# escape sequences, no bell).
+ini "$srv"'header_timeout = "ab\033[31mred\007"\n'
+out=$(serve t.ini)
+check_contains "control bytes escaped in errors" "$out" 'header_timeout: expected a timespan such as "30 seconds" or a number of seconds, got "\"ab\x1b[31mred\x07\""'
+if printf '%s' "$out" | grep -q "$(printf '\033')"; then fail "no raw escape byte in the error"; else pass "no raw escape byte in the error"; fi
+# A UTF-8 byte order mark at the start of the file is not content.
+ini '\357\273\277'"$srv"
+start_server "$TMP/t.ini" && pass "a config file starting with a UTF-8 BOM starts" || fail "a config file starting with a UTF-8 BOM starts"
+stop_server
+
 # A port another server already serves is refused (no silent sharing through
 # SO_REUSEPORT), with or without workers on either side; sharing is asked for
 # with reuse_port = true on both.

@@ -99,5 +99,5 @@ check_contains "exit status 1" "$out" "rc=1"
 out=$(cd "$APPS" && "$BIN/baseplate-serve" --workers 2 --reload testapp.ini 2>&1)
 check_eq "--reload with workers" "$out" "baseplate-serve: error: --reload cannot be combined with more than one worker (it is for development)"
 out=$(cd "$TMP" && "$BIN/baseplate-serve" --workers two f.ini 2>&1)
-check_eq "bad --workers" "$out" "baseplate-serve: error: --workers: expected a whole number from 1 to 1024, got 'two'"
+check_eq "bad --workers" "$out" "baseplate-serve: error: --workers: expected a whole number from 1 to 1024, got \"two\""
 finish

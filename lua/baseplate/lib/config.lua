@@ -106,6 +106,10 @@ local function quote(s)
     return '"' .. shown .. (#s > QUOTE_MAX and '..."' or '"')
 end
 
+--- A value as error messages show it: double-quoted, control bytes and
+--- quotes escaped (\x1b, \"), cut after QUOTE_MAX bytes.
+M.quote = quote
+
 local function is_callable(v)
     if type(v) == "function" then
         return true

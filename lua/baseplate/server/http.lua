@@ -45,28 +45,44 @@ local http = require("baseplate.http")
 
 local M = {}
 
+-- The longest duration a server setting takes: anything longer is a
+-- mistake (1e17 seconds once overflowed the timers' milliseconds).
+local MAX_DURATION = 86400
+
 -- A duration: a Timespan ("30 seconds") or a plain number of seconds ("30",
--- as Baseplate.py's examples write stop_timeout).
+-- as Baseplate.py's examples write stop_timeout), from 0 to a day.
 local function duration(text)
     local ok, v = pcall(config.Timespan, text)
-    if ok then return v end
-    local n = tonumber(text)
-    if n and n >= 0 and n < math.huge then return n end
-    error("expected a timespan such as \"30 seconds\" or a number of seconds, got \"" .. text .. "\"", 0)
+    if not ok then
+        v = tonumber(text)
+        if not v or v ~= v then
+            error("expected a timespan such as \"30 seconds\" or a number of seconds, got "
+                .. config.quote(text), 0)
+        end
+    end
+    if v < 0 or v > MAX_DURATION then
+        error("expected from 0 to 86400 seconds (a day), got " .. config.quote(text), 0)
+    end
+    return v
 end
 
-local function count(text)
-    local n = config.Integer(text)
-    if n < 0 then error("must not be negative", 0) end
-    return n
+-- A whole number from lo to hi (the C side's int or size_t holds it).
+local function whole(lo, hi)
+    return function(text)
+        local ok, n = pcall(config.Integer, text)
+        if not ok or n < lo or n > hi then
+            error(string.format("expected a whole number from %d to %d, got %s", lo, hi, config.quote(text)), 0)
+        end
+        return n
+    end
 end
 
--- A request head smaller than this cannot hold a real request line.
-local function header_size(text)
-    local n = config.Integer(text)
-    if n < 1024 then error("must be at least 1024 bytes", 0) end
-    return n
-end
+-- A request head smaller than 1024 bytes cannot hold a real request line;
+-- http_parser counts in 32 bits.
+local header_size = whole(1024, 2 ^ 31)
+-- Bodies are held in memory whole.
+local body_size = whole(0, 2 ^ 32)
+local count = whole(0, 1000000)
 
 -- The [server:…] keys of the HTTP server (docs/serve.md).
 M.spec = {
@@ -74,16 +90,12 @@ M.spec = {
     stop_timeout = config.Optional(duration, 10),
     drain_time = config.Optional(duration, 0),
     max_header_size = config.Optional(header_size, 64 * 1024),
-    max_body_size = config.Optional(count, 16 * 1024 * 1024),
-    max_header_count = config.Optional(function(text)
-        local n = config.Integer(text)
-        if n < 1 or n > 100000 then error("expected a whole number from 1 to 100000", 0) end
-        return n
-    end, 100),
+    max_body_size = config.Optional(body_size, 16 * 1024 * 1024),
+    max_header_count = config.Optional(whole(1, 100000), 100),
     header_timeout = config.Optional(duration, 10),
     body_timeout = config.Optional(duration, 60),
     keepalive_timeout = config.Optional(duration, 75),
-    workers = config.Optional(count, 1),
+    workers = config.Optional(whole(1, 1024), 1),
     reuse_port = config.Optional(config.Boolean, false), -- read at bind time (server/init.lua)
     monitoring = {
         concurrency = config.Optional(config.Boolean, true),

@@ -79,7 +79,7 @@ function M.configure_logging(file, debug)
                 log.set_level("", level_of(key, value))
             elseif key == "format" then
                 local f = ({ auto = log.FORMAT_AUTO, json = log.FORMAT_JSON, text = log.FORMAT_TEXT })[value:lower()]
-                if not f then config_error(file.path, "logging", key, "expected auto, json or text, got '" .. value .. "'") end
+                if not f then config_error(file.path, "logging", key, "expected auto, json or text, got " .. require("baseplate.lib.config").quote(value)) end
                 log.set_format(f)
             elseif key:sub(1, 7) == "logger." and #key > 7 then
                 log.set_level(key:sub(8), level_of(key, value))
@@ -105,7 +105,7 @@ end
 function M.load_factory(spec, default_name)
     local modname, fname = split_factory(spec, default_name)
     if not modname then
-        error("expected 'module:callable', got '" .. spec .. "'", 0)
+        error("expected 'module:callable', got " .. require("baseplate.lib.config").quote(spec), 0)
     end
     local so
     if not (package.loaded[modname] or package.preload[modname]
@@ -530,8 +530,9 @@ function M.workers(file, section, flag)
     if text == nil or text == "" then return 1 end
     local n = tonumber(text)
     if not n or n < 1 or n ~= math.floor(n) or n > 1024 then
-        if flag then fatal("--workers: expected a whole number from 1 to 1024, got '" .. text .. "'") end
-        config_error(file.path, section, "workers", "expected a whole number from 1 to 1024, got '" .. text .. "'")
+        local shown = require("baseplate.lib.config").quote(text)
+        if flag then fatal("--workers: expected a whole number from 1 to 1024, got " .. shown) end
+        config_error(file.path, section, "workers", "expected a whole number from 1 to 1024, got " .. shown)
     end
     return n
 end

@@ -15,6 +15,10 @@
     hostile.py PORT trickle-body SECONDS     a body sent one byte every 0.5 s: print the
                                              status and how long the server waited
     hostile.py PORT hold N SECONDS           open N idle connections, hold them SECONDS
+    hostile.py PORT memory PID N             the server's memory: N keep-alive connections
+                                             after one request each, idle for 2.5 s (bytes
+                                             of RSS each), then N more that flood in with
+                                             half a request each and close (KB of RSS kept)
 """
 import socket
 import sys
@@ -144,6 +148,40 @@ def main():
             except OSError:
                 break
         print(status_of(reply), "after %.0fs" % (time.time() - start))
+    elif cmd == "memory":
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        pid, n = int(args[0]), int(args[1])
+
+        def rss():
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+
+        base = rss()
+        conns = []
+        for _ in range(n):
+            c = connect(port)
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            conns.append(c)
+        for c in conns:
+            c.recv(4096)
+        time.sleep(2.5)
+        print("idle connection: %d bytes" % ((rss() - base) * 1024 // n))
+        for c in conns:
+            c.close()
+        conns = []
+        for _ in range(n):
+            c = connect(port)
+            c.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n" + b"x" * 10000)
+            conns.append(c)
+        time.sleep(0.5)
+        for c in conns:
+            c.close()
+        time.sleep(2.5)
+        print("after a flood of %d: %d KB kept" % (n, rss() - base))
     elif cmd == "hold":
         conns = [connect(port) for _ in range(int(args[0]))]
         time.sleep(float(args[1]))
