@@ -416,8 +416,11 @@ end
 local function stream_response(r, s)
     local content_type = apply_headers(r, s.headers, s.content_type)
     if C.bp_response_start(r, s.status, content_type or TEXT) ~= 0 then
-        local rc = C.bp_response_abort(r)
-        return rc
+        -- (a status a stream cannot have: 1xx, 204, 304, not a number)
+        server_log:error("route %s cannot stream a response with status %s; sent 500 instead",
+            ffi_string(C.bp_request_route_name(r)), tostring(s.status))
+        C.bp_request_set_error(r, "ValueError")
+        return send_internal_error(r)
     end
     local function write(data)
         data = tostring(data)

@@ -63,6 +63,9 @@ check_eq "a handler answering 100: 500" "$(curl -s -o /dev/null -w '%{http_code}
 check_eq "a handler answering 101: 500" "$(curl -s -o /dev/null -w '%{http_code}' "$(url /status/101)")" 500
 wait_for_log "route status answered with status 101, which is not a final status" 2
 check_contains "the 1xx is logged" "$(cat "$LOG")" "route status answered with status 100, which is not a final status (200-999); sent 500 instead"
+check_eq "a stream with status 101: 500" "$(curl -s -w ' %{http_code}' "$(url /stream_status/101)")" '{"error": 500, "reason": "Internal Server Error"} 500'
+wait_for_log "route stream_status cannot stream a response with status 101; sent 500 instead" 2 &&
+  pass "the stream's 1xx is logged" || fail "the stream's 1xx is logged"
 for code in 204 304; do
   out=$($H "$PORT" raw "GET /status/$code HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" 2 | tr -d '\r')
   check_contains "$code: the status" "$out" "HTTP/1.1 $code"

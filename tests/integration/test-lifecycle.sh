@@ -8,14 +8,14 @@ ms() { date +%s%3N; }
 cp "$APPS/testapp.lua" "$TMP/"
 printf '[app:main]\nfactory = testapp:make_app\n[server:main]\nfactory = baseplate.server.http\nmax_concurrency = -1\n' > "$TMP/t.ini"
 check_eq "negative max_concurrency" "$(cd "$TMP" && "$BIN/baseplate-serve" t.ini 2>&1)" \
-  "baseplate-serve: error: t.ini: [server:main] max_concurrency: must not be negative"
+  "baseplate-serve: error: t.ini: [server:main] max_concurrency: expected a whole number from 0 to 1000000, got \"-1\""
 printf '[app:main]\nfactory = testapp:make_app\n[server:main]\nfactory = baseplate.server.http\nstop_timeout = soon\n' > "$TMP/t.ini"
 check_contains "bad stop_timeout" "$(cd "$TMP" && "$BIN/baseplate-serve" t.ini 2>&1)" \
   't.ini: [server:main] stop_timeout: expected a timespan such as "30 seconds" or a number of seconds, got "soon"'
 
 printf '[app:main]\nfactory = testapp:make_app\n[server:main]\nfactory = baseplate.server.http\nmax_header_size = 0\n' > "$TMP/t.ini"
 check_eq "max_header_size too small" "$(cd "$TMP" && "$BIN/baseplate-serve" t.ini 2>&1)" \
-  "baseplate-serve: error: t.ini: [server:main] max_header_size: must be at least 1024 bytes"
+  "baseplate-serve: error: t.ini: [server:main] max_header_size: expected a whole number from 1024 to 2147483648, got \"0\""
 
 start_server "$APPS/lifecycle.ini" || { fail "server starts"; finish; }
 
