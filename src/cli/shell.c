@@ -293,7 +293,8 @@ int main(int argc, char **argv) {
   static const char *pos[] = {"config_file"};
   bp_cli_t cli = {
       .prog = "baseplate-shell",
-      .usage = "baseplate-shell [-h] [--debug] [--app-name NAME] config_file",
+      .usage = "baseplate-shell [-h] [--debug] [--app-name NAME] [--version]\n"
+               "                       config_file",
       .description = "Open an interactive Lua shell with the application and a context loaded.",
       .opts = opts,
       .nopts = 2,

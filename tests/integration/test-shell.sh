@@ -101,7 +101,8 @@ check_eq "SIGTERM at the prompt ends the shell (128 + 15)" "$(cat "$TMP/term.rc"
 
 # --- start-up errors -------------------------------------------------------------------------
 out=$(shell)
-check_contains "no config file: usage" "$out" "usage: baseplate-shell [-h] [--debug] [--app-name NAME] config_file"
+check_contains "no config file: usage" "$out" "usage: baseplate-shell [-h] [--debug] [--app-name NAME] [--version]
+                       config_file"
 check_contains "no config file: argparse error" "$out" "baseplate-shell: error: the following arguments are required: config_file"
 check_contains "no config file: exit 2" "$out" "rc=2"
 check_eq "missing config file" "$(shell missing.ini < /dev/null)" \
