@@ -309,6 +309,41 @@ int bp_runtime_main(const char *module, const char *fn, const char *const *opts,
   return code;
 }
 
+int bp_runtime_call(const char *module, const char *fn, const char *arg, char *out, size_t outlen) {
+  const char *s;
+  size_t n;
+  if (!L || !module || !fn || !out || outlen == 0) return BP_EINVAL;
+  out[0] = '\0';
+  lua_getglobal(L, "require");
+  lua_pushstring(L, module);
+  if (lua_pcall(L, 1, 1, 0) != 0) goto raised;
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return BP_ENOENT;
+  }
+  lua_getfield(L, -1, fn);
+  lua_remove(L, -2);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return BP_ENOENT;
+  }
+  lua_pushstring(L, arg ? arg : "");
+  if (lua_pcall(L, 1, 1, 0) != 0) goto raised;
+  s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  if (!s || n >= outlen) {
+    lua_pop(L, 1);
+    return s ? BP_ETOOBIG : BP_ENOENT;
+  }
+  memcpy(out, s, n + 1);
+  lua_pop(L, 1);
+  return BP_OK;
+raised:
+  s = lua_tostring(L, -1);
+  snprintf(out, outlen, "%s", s ? s : "(error object is not a string)");
+  lua_pop(L, 1);
+  return BP_ERROR;
+}
+
 static int restart_requested;
 
 void bp_runtime_request_restart(void) { restart_requested = 1; }
