@@ -181,6 +181,7 @@ send("\x03")                               # Ctrl-C at the prompt
 send('"fresh"\r', '"fresh"\r\n>>> ')
 send("x = 4\r")
 send("\x1b[A\x1b[A\r", '"fresh"\r\n>>> ') # up arrow twice: '"fresh"' again
+send('require("baseplate.log").get_logger("tty.test"):info("on a terminal")\r', "on a terminal\r\n>>> ")
 send("context.gre\t")                      # Tab: a context attribute
 send("\r", '"hi there"\r\n>>> ')
 send("mode\t")                             # Tab: a name of the environment
@@ -219,6 +220,11 @@ check_contains "tty: Tab completes context.gre to context.greeting" "$out" '"hi 
 check_contains "tty: Tab completes names and fields (mode, .us)" "$out" '"User"'
 check_contains "tty: Tab completes string.up to string.upper(" "$out" '"TAB"'
 check_contains "tty: Tab Tab lists the context's attributes" "$out" "context.greeting context.span"
+if printf '%s\n' "$out" | grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2},[0-9]{3} INFO     \[tty\.test\] on a terminal$'; then
+  pass "tty: log lines carry the time, the level and the logger"
+else
+  fail "tty: log lines carry the time, the level and the logger" "$(printf '%s\n' "$out" | grep 'on a terminal')"
+fi
 check_contains "tty: Ctrl-D exits 0" "$out" "exit 0"
 check_contains "tty: history file written" "$(cat "$TMP/history" 2>/dev/null)" "x\\040=\\0404"
 finish
