@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -188,8 +189,25 @@ void bp_log_write(int level, const char *logger, size_t logger_len, const char *
                                                          : BP_LOG_FORMAT_JSON;
   lb_init(&b);
   if (format_resolved == BP_LOG_FORMAT_TEXT) {
-    snprintf(num, sizeof num, "%-8s ", lname);
+    /* "2026-11-22 03:04:39,123 INFO     [baseplate.server] message": the
+     * local time (as Python's asctime), the level, the logger. */
+    struct timespec ts;
+    struct tm tm;
+    char when[64];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(num, sizeof num, ",%03d ", (int)(ts.tv_nsec / 1000000));
+    lb_puts(&b, when);
     lb_puts(&b, num);
+    snprintf(num, sizeof num, "%-8s [", lname);
+    lb_puts(&b, num);
+    if (logger_len) {
+      lb_put(&b, logger, logger_len);
+    } else {
+      lb_puts(&b, "root");
+    }
+    lb_puts(&b, "] ");
     lb_put(&b, msg, msg_len);
     if (exc_info && *exc_info) {
       lb_put(&b, "\n", 1);

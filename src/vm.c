@@ -7,6 +7,9 @@
  * the wake-up of a coroutine waiting on the core (runtime.on_wake). All
  * coroutine scheduling lives in lua/baseplate/runtime.lua.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dladdr */
+#endif
 #include "runtime.h"
 #include "internal.h"
 #include "baseplate/log.h"
@@ -14,6 +17,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <luajit.h>
+#include <dlfcn.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,38 +32,85 @@ static int ref_on_wake = LUA_NOREF;
 
 lua_State *bp__vm_state(void) { return L; }
 
-/* In a build tree the binaries use the in-tree Lua modules and the build's
- * module directory; installed, the installed ones. */
-static int running_in_build_tree(void) {
-#ifdef BP_BUILD_BIN_DIR
-  char exe[PATH_MAX], *slash;
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return 0;
-  exe[n] = '\0';
-  if ((slash = strrchr(exe, '/'))) *slash = '\0';
-  return strcmp(exe, BP_BUILD_BIN_DIR) == 0;
-#else
+/* Where the Lua modules and C modules are. A binary of the build tree uses
+ * the in-tree Lua modules and the build's module directory. An installed one
+ * finds them relative to where it is, so that an installed prefix can be
+ * moved: first from the executable's directory (the tools), then from the
+ * directory of libbaseplate itself (any other program linked with it), and
+ * last at the absolute paths it was installed to. A candidate counts when
+ * it holds baseplate/runtime.lua. */
+static int dir_of(const char *path, char *out, size_t cap) {
+  const char *slash = strrchr(path, '/');
+  size_t n = slash ? (size_t)(slash - path) : 0;
+  if (!slash || n >= cap) return -1;
+  memcpy(out, path, n);
+  out[n] = '\0';
   return 0;
+}
+
+static int exe_dir(char *out, size_t cap) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return -1;
+  exe[n] = '\0';
+  return dir_of(exe, out, cap);
+}
+
+static int lib_dir(char *out, size_t cap) {
+  Dl_info info;
+  if (!dladdr((void *)bp__vm_open, &info) || !info.dli_fname) return -1;
+  return dir_of(info.dli_fname, out, cap);
+}
+
+static int has_runtime(const char *luadir) {
+  char probe[PATH_MAX + 32];
+  snprintf(probe, sizeof probe, "%s/baseplate/runtime.lua", luadir);
+  return access(probe, R_OK) == 0;
+}
+
+typedef struct {
+  char lua[PATH_MAX];
+  char mod[PATH_MAX];
+} module_dirs_t;
+
+/* base + "/" + rel, for both directories; 0 when the Lua modules are there. */
+static int try_base(module_dirs_t *d, const char *base, const char *lua_rel, const char *lib_rel) {
+  if ((size_t)snprintf(d->lua, sizeof d->lua, "%s/%s", base, lua_rel) >= sizeof d->lua ||
+      (size_t)snprintf(d->mod, sizeof d->mod, "%s/%s/baseplate", base, lib_rel) >= sizeof d->mod)
+    return -1;
+  return has_runtime(d->lua) ? 0 : -1;
+}
+
+static void find_module_dirs(module_dirs_t *d) {
+  char base[PATH_MAX];
+#ifdef BP_BUILD_BIN_DIR
+  if ((exe_dir(base, sizeof base) == 0 && strcmp(base, BP_BUILD_BIN_DIR) == 0) ||
+      (lib_dir(base, sizeof base) == 0 && strcmp(base, BP_BUILD_LIB_DIR) == 0)) {
+    snprintf(d->lua, sizeof d->lua, "%s", BP_LUA_SRC_DIR);
+    snprintf(d->mod, sizeof d->mod, "%s", BP_BUILD_LIB_DIR);
+    return;
+  }
 #endif
+  if (exe_dir(base, sizeof base) == 0 &&
+      try_base(d, base, BP_LUA_FROM_BINDIR, BP_LIB_FROM_BINDIR) == 0)
+    return;
+  if (lib_dir(base, sizeof base) == 0 && try_base(d, base, BP_LUA_FROM_LIBDIR, ".") == 0) return;
+  snprintf(d->lua, sizeof d->lua, "%s", BP_LUA_INSTALL_DIR);
+  snprintf(d->mod, sizeof d->mod, "%s", BP_LIBDIR_INSTALL);
 }
 
 static void set_paths(const bp__vm_options_t *opts) {
-  const char *luadir = BP_LUA_INSTALL_DIR, *moddir = BP_LIBDIR_INSTALL;
+  module_dirs_t dirs;
   const char *extra = opts && opts->extra_path ? opts->extra_path : "";
-#ifdef BP_BUILD_LIB_DIR
-  if (running_in_build_tree()) {
-    luadir = BP_LUA_SRC_DIR;
-    moddir = BP_BUILD_LIB_DIR;
-  }
-#endif
+  find_module_dirs(&dirs);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "./?.lua;./?/init.lua;%s%s/?.lua;%s/?/init.lua;%s", extra, luadir, luadir,
+  lua_pushfstring(L, "./?.lua;./?/init.lua;%s%s/?.lua;%s/?/init.lua;%s", extra, dirs.lua, dirs.lua,
                   lua_tostring(L, -1));
   lua_setfield(L, -3, "path");
   lua_pop(L, 1);
   lua_getfield(L, -1, "cpath");
-  lua_pushfstring(L, "./?.so;%s/?.so;%s", moddir, lua_tostring(L, -1));
+  lua_pushfstring(L, "./?.so;%s/?.so;%s", dirs.mod, lua_tostring(L, -1));
   lua_setfield(L, -3, "cpath");
   lua_pop(L, 2);
 }
@@ -256,6 +307,41 @@ int bp_runtime_main(const char *module, const char *fn, const char *const *opts,
   err[0] = '\0';
   bp__vm_main_result(err, errlen, &code);
   return code;
+}
+
+int bp_runtime_call(const char *module, const char *fn, const char *arg, char *out, size_t outlen) {
+  const char *s;
+  size_t n;
+  if (!L || !module || !fn || !out || outlen == 0) return BP_EINVAL;
+  out[0] = '\0';
+  lua_getglobal(L, "require");
+  lua_pushstring(L, module);
+  if (lua_pcall(L, 1, 1, 0) != 0) goto raised;
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return BP_ENOENT;
+  }
+  lua_getfield(L, -1, fn);
+  lua_remove(L, -2);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return BP_ENOENT;
+  }
+  lua_pushstring(L, arg ? arg : "");
+  if (lua_pcall(L, 1, 1, 0) != 0) goto raised;
+  s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  if (!s || n >= outlen) {
+    lua_pop(L, 1);
+    return s ? BP_ETOOBIG : BP_ENOENT;
+  }
+  memcpy(out, s, n + 1);
+  lua_pop(L, 1);
+  return BP_OK;
+raised:
+  s = lua_tostring(L, -1);
+  snprintf(out, outlen, "%s", s ? s : "(error object is not a string)");
+  lua_pop(L, 1);
+  return BP_ERROR;
 }
 
 static int restart_requested;

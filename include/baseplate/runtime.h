@@ -81,6 +81,20 @@ BP_EXTERN int bp_runtime_main(const char *module, const char *fn, const char *co
 /** Close every loop handle, the loop and the Lua state. */
 BP_EXTERN void bp_runtime_close(void);
 
+/**
+ * Call Lua `module`.`fn`(arg) (module as `require` loads it, arg a string)
+ * and copy the string it returns, NUL-terminated, into out (outlen bytes).
+ * For a loop callback in C that needs an answer from Lua at once (the
+ * shell's Tab completion). Call it only from a loop callback, never from
+ * inside a function Lua called through FFI: LuaJIT cannot re-enter the VM
+ * there. BP_OK; BP_ENOENT when there is no such function or it returned no
+ * string; BP_ETOOBIG when the string does not fit (out is empty); BP_ERROR
+ * when loading or calling raised (the message in out); BP_EINVAL without a
+ * runtime.
+ */
+BP_EXTERN int bp_runtime_call(const char *module, const char *fn, const char *arg, char *out,
+                              size_t outlen);
+
 /** Ask the tool to start again (exec itself) once the loop ends (--reload). */
 BP_EXTERN void bp_runtime_request_restart(void);
 

@@ -250,12 +250,26 @@ NestedContext.__index = function(self, k)
     rawset(self, k, v)
     return v
 end
+-- The names a nested group has (the shell's Tab completion asks).
+NestedContext.__dir = function(self)
+    local names = {}
+    for k in pairs(rawget(self, "_items")) do names[#names + 1] = k end
+    return names
+end
 M.NestedContext = NestedContext
 
 local RequestContext = {}
 RequestContext.__index = function(self, k)
     local bp = rawget(self, "_bp")
     return bp:context_value(self, k, rawget(self, "span"))
+end
+-- The attributes a context can build (the shell's Tab completion asks).
+RequestContext.__dir = function(self)
+    local bp = rawget(self, "_bp")
+    local names = {}
+    for k in pairs(bp._context) do names[#names + 1] = k end
+    if bp.metrics_client then names[#names + 1] = "metrics" end
+    return names
 end
 M.RequestContext = RequestContext
 

@@ -126,6 +126,98 @@ function M.compile(chunk, env)
 end
 
 --------------------------------------------------------------------------------
+-- Completing names (Tab), as Python's rlcompleter does: a word without a
+-- dot completes the environment's names (and Lua's keywords); "a.b.c" or
+-- "a.b:c" evaluates the chain of names before the last separator (indexing
+-- as Lua does, so a context builds the attribute it is asked for) and
+-- completes the fields of what it finds: the table's own keys, what its
+-- metatable's __dir function lists (baseplate's context objects), and the
+-- keys of __index tables (methods), up the chain. After ':' only functions
+-- are offered; a function is completed with "(". Names starting with "_"
+-- are offered only when the word after the separator starts with one.
+
+local MAX_COMPLETIONS = 500
+local IDENT = "^[%a_][%w_]*$"
+
+local shell_env -- the environment of the running shell
+
+local function add_names(names, t)
+    for k in pairs(t) do
+        if type(k) == "string" and k:match(IDENT) and not KEYWORDS[k] then names[k] = true end
+    end
+end
+
+-- The names that `value.` or `value:` may be followed by.
+local function field_names(value)
+    local names, seen = {}, {}
+    local depth = 0
+    while value ~= nil and depth < 10 and not seen[value] do
+        seen[value] = true
+        depth = depth + 1
+        if type(value) == "table" then add_names(names, value) end
+        local mt = getmetatable(value)
+        if type(mt) ~= "table" then break end
+        local dir = rawget(mt, "__dir")
+        if type(dir) == "function" then
+            local ok, list = pcall(dir, value)
+            if ok and type(list) == "table" then
+                for _, k in ipairs(list) do
+                    if type(k) == "string" and k:match(IDENT) then names[k] = true end
+                end
+            end
+        end
+        value = rawget(mt, "__index")
+        if type(value) ~= "table" then break end
+    end
+    return names
+end
+
+local function index(t, k)
+    local ok, v = pcall(function() return t[k] end)
+    if ok then return v end
+    return nil
+end
+
+--- The completions of `text` in the shell's environment, one a line.
+function M.complete(text, env)
+    env = env or shell_env or _G
+    local prefix, sep, partial = text:match("^(.*)([.:])([%w_]*)$")
+    local candidates = {}
+    if prefix then
+        if not (prefix .. "."):match("^[%a_][%w_]*%.") then return "" end
+        local value = env
+        for name in (prefix .. "."):gmatch("([^.]*)%.") do
+            local t = type(value)
+            if not name:match(IDENT) or (t ~= "table" and t ~= "userdata" and t ~= "string") then
+                return ""
+            end
+            value = index(value, name)
+            if value == nil then return "" end
+        end
+        for k in pairs(field_names(value)) do
+            if k:sub(1, #partial) == partial and (partial:sub(1, 1) == "_" or k:sub(1, 1) ~= "_") then
+                local v = index(value, k)
+                if sep == "." or type(v) == "function" then
+                    candidates[#candidates + 1] = prefix .. sep .. k .. (type(v) == "function" and "(" or "")
+                end
+            end
+        end
+    else
+        if not text:match("^[%w_]*$") then return "" end
+        local names = field_names(env)
+        for k in pairs(KEYWORDS) do names[k] = true end
+        for k in pairs(names) do
+            if k:sub(1, #text) == text and (text:sub(1, 1) == "_" or k:sub(1, 1) ~= "_") then
+                candidates[#candidates + 1] = k .. (type(index(env, k)) == "function" and "(" or "")
+            end
+        end
+    end
+    table.sort(candidates)
+    for i = MAX_COMPLETIONS + 1, #candidates do candidates[i] = nil end
+    return table.concat(candidates, "\n")
+end
+
+--------------------------------------------------------------------------------
 -- The REPL
 
 local out, errout = io.stdout, io.stderr
@@ -224,13 +316,16 @@ function M.main(opts)
     local span = bp:make_server_span(context, "shell")
     span:start()
 
-    local env = setmetatable({ app = app, context = context }, { __index = _G })
+    local env = setmetatable({ app = app, context = context, baseplate = require("baseplate") },
+        { __index = _G })
     local env_banner = {
         app = "This project's app instance",
         context = "The context for this shell instance's span",
+        baseplate = "The baseplate module",
     }
     load_setup(file, env, env_banner)
 
+    shell_env = env
     local tty = C.bp_shell_console_open(history_file()) == 1
 
     local reading   -- the waiter of the line being read

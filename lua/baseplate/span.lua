@@ -168,6 +168,13 @@ Span.__index = function(self, k)
     if g then return g(self) end
     return Span[k]
 end
+-- The methods and fields (the shell's Tab completion asks).
+Span.__dir = function()
+    local names = {}
+    for k in pairs(Span) do if type(k) == "string" and k:sub(1, 2) ~= "__" then names[#names + 1] = k end end
+    for k in pairs(getters) do names[#names + 1] = k end
+    return names
+end
 Span.__tostring = function(self)
     return "Span(" .. self.name .. ", trace " .. self.trace_id .. ")"
 end

@@ -1,9 +1,13 @@
 /* A small argparse look-alike shared by the bundled tools (header-only: each
  * tool is one translation unit). Errors print the usage and
- * "PROG: error: …" on stderr and exit 2, as Python's argparse does. */
+ * "PROG: error: …" on stderr and exit 2, as Python's argparse does. Every
+ * tool has -h/--help and --version ("PROG VERSION" on stdout, exit 0, as
+ * argparse's action="version"); its usage text lists [--version] after its
+ * own options. */
 #ifndef BP_CLI_ARGS_H
 #define BP_CLI_ARGS_H
 
+#include <baseplate/common.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +53,7 @@ static void bp_cli_help(const bp_cli_t *c) {
              c->opts[i].metavar ? c->opts[i].metavar : "");
     printf("  %-21s %s\n", left, c->opts[i].help);
   }
+  printf("  %-21s %s\n", "--version", "show program's version number and exit");
   exit(0);
 }
 
@@ -66,6 +71,9 @@ static void bp_cli_parse(bp_cli_t *c, int argc, char **argv) {
       continue;
     } else if (!only_positional && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
       bp_cli_help(c);
+    } else if (!only_positional && strcmp(a, "--version") == 0) {
+      printf("%s %s\n", c->prog, bp_version_string());
+      exit(0);
     } else if (!only_positional && a[0] == '-' && a[1] != '\0') {
       const char *eq = strchr(a, '=');
       size_t n = eq ? (size_t)(eq - a) : strlen(a);

@@ -427,7 +427,7 @@ int main(int argc, char **argv) {
       .prog = "baseplate-healthcheck",
       .usage =
           "baseplate-healthcheck [-h] [--probe {readiness,liveness,startup}]\n"
-          "                             [--timeout SECONDS]\n"
+          "                             [--timeout SECONDS] [--version]\n"
           "                             {wsgi,http,thrift} endpoint",
       .description =
           "Check health of a Baseplate service.\n\n"

@@ -16,7 +16,7 @@ int main(int argc, char **argv) {
   bp_cli_t cli = {
       .prog = "baseplate-script",
       .usage =
-          "baseplate-script [-h] [--debug] [--app-name NAME]\n"
+          "baseplate-script [-h] [--debug] [--app-name NAME] [--version]\n"
           "                        config_file entrypoint ...",
       .description =
           "Run a function with app configuration loaded: entrypoint is\n"

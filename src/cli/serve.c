@@ -24,7 +24,7 @@ int main(int argc, char **argv) {
       .prog = "baseplate-serve",
       .usage = "baseplate-serve [-h] [--debug] [--reload] [--app-name NAME]\n"
                "                      [--server-name NAME] [--bind ENDPOINT]\n"
-               "                      [--workers N] config_file",
+               "                      [--workers N] [--version] config_file",
       .description = "Run a service.",
       .opts = opts,
       .nopts = 6,

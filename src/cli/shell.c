@@ -124,6 +124,38 @@ static void wake_reader(int status) {
   if (w) bp_wake(w, status);
 }
 
+/* Tab: the names that complete the word before the cursor, from
+ * baseplate.shell's complete() (one a line). This runs inside
+ * rl_callback_read_char, in a loop callback, where calling into Lua is
+ * allowed. '.' and ':' do not end a word, so "context.ca" is completed as a
+ * whole (to "context.cache"). */
+#define BP_SHELL_WORD_BREAKS " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]}"
+
+static struct {
+  char list[65536]; /* what complete() returned */
+  const char *next; /* the next candidate in list */
+} comp;
+
+static char *next_completion(const char *text, int state) {
+  const char *end;
+  char *m;
+  if (!comp.next || !*comp.next) return NULL;
+  end = strchr(comp.next, '\n');
+  if (!end) end = comp.next + strlen(comp.next);
+  m = strndup(comp.next, (size_t)(end - comp.next));
+  comp.next = *end ? end + 1 : end;
+  return m;
+}
+
+static char **complete(const char *text, int start, int end) {
+  rl_attempted_completion_over = 1; /* never file names */
+  if (bp_runtime_call("baseplate.shell", "complete", text, comp.list, sizeof comp.list) != BP_OK ||
+      !comp.list[0])
+    return NULL;
+  comp.next = comp.list;
+  return rl_completion_matches(text, next_completion);
+}
+
 static void on_tty_readable(uv_poll_t *p, int status, int events) {
   if (!con.reading) return;
   rl_callback_read_char();
@@ -176,6 +208,10 @@ int bp_shell_console_open(const char *history_file) {
     rl_catch_signals = 0;
     rl_readline_name = "baseplate";
     rl_initialize();
+    rl_attempted_completion_function = complete;
+    rl_basic_word_break_characters = BP_SHELL_WORD_BREAKS;
+    rl_completer_word_break_characters = (char *)BP_SHELL_WORD_BREAKS;
+    rl_completion_append_character = '\0';
     using_history();
     stifle_history(1000);
     if (history_file && *history_file) {
@@ -293,7 +329,8 @@ int main(int argc, char **argv) {
   static const char *pos[] = {"config_file"};
   bp_cli_t cli = {
       .prog = "baseplate-shell",
-      .usage = "baseplate-shell [-h] [--debug] [--app-name NAME] config_file",
+      .usage = "baseplate-shell [-h] [--debug] [--app-name NAME] [--version]\n"
+               "                       config_file",
       .description = "Open an interactive Lua shell with the application and a context loaded.",
       .opts = opts,
       .nopts = 2,

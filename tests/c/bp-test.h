@@ -103,6 +103,20 @@ static inline void bp_test_capture(void (*fn)(void), char *out, size_t size) {
   close(fds[0]);
 }
 
+/* Text log lines begin with the time ("2026-11-22 03:04:39,123 "): drop it
+ * from every line of `s` (in place), so the rest can be compared. */
+static inline void bp_test_strip_log_times(char *s) {
+  char *r = s, *w = s;
+  while (*r) {
+    int stamp = strlen(r) >= 24 && r[4] == '-' && r[7] == '-' && r[10] == ' ' && r[13] == ':' &&
+                r[16] == ':' && r[19] == ',' && r[23] == ' ';
+    if (stamp) r += 24;
+    while (*r && *r != '\n') *w++ = *r++;
+    if (*r) *w++ = *r++;
+  }
+  *w = '\0';
+}
+
 static inline int bp_test_summary(void) {
   printf("%d passed, %d failed\n", bp_test_passed, bp_test_failed);
   return bp_test_failed ? 1 : 0;

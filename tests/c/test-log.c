@@ -11,6 +11,13 @@ static char out[8192];
 /* Run fn with stdout redirected into `out`. */
 static void capture(void (*fn)(void)) { bp_test_capture(fn, out, sizeof out); }
 
+/* Text lines begin with the local time, to the millisecond. */
+static int has_time(const char *line) {
+  int y, mo, d, h, mi, sec, ms, n = 0;
+  return sscanf(line, "%4d-%2d-%2d %2d:%2d:%2d,%3d %n", &y, &mo, &d, &h, &mi, &sec, &ms, &n) == 7 &&
+         n == 24 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && sec <= 60;
+}
+
 static void write_json(void) {
   bp_log_set_format(BP_LOG_FORMAT_JSON);
   bp_log(BP_LOG_INFO, "baseplate.test", "hello %s %d", "world", 42);
@@ -53,8 +60,13 @@ static void write_text(void) {
 }
 
 static void test_text_format(void) {
+  char *second;
   capture(write_text);
-  CHECK_STR(out, "WARNING  careful\nERROR    bad\n");
+  second = strchr(out, '\n');
+  CHECK(has_time(out));
+  CHECK(second && has_time(second + 1));
+  bp_test_strip_log_times(out);
+  CHECK_STR(out, "WARNING  [root] careful\nERROR    [y] bad\n");
 }
 
 static void test_levels(void) {
@@ -90,7 +102,7 @@ static void write_long(void) {
 
 static void test_long_message(void) {
   capture(write_long);
-  CHECK_INT(strlen(out), 9 + 4999 + 1);
+  CHECK_INT(strlen(out), 24 + 9 + 7 + 4999 + 1); /* time, level, "[root] ", message, \n */
 }
 
 int main(void) {

@@ -99,7 +99,11 @@ static const char *sent(bp_metrics_t *m, bp_metrics_batch_t *b) {
 }
 
 /* Run fn with stdout redirected into `out`. */
-static void capture(void (*fn)(void)) { bp_test_capture(fn, out, sizeof out); }
+/* The log lines fn writes (text format), without their times. */
+static void capture(void (*fn)(void)) {
+  bp_test_capture(fn, out, sizeof out);
+  bp_test_strip_log_times(out);
+}
 
 static void on_tick(uv_timer_t *t) { uv_close((uv_handle_t *)t, NULL); }
 
@@ -684,7 +688,7 @@ static void test_batch_too_large(void) {
   capture(flush_big);
   CHECK_INT(big_rc, BP_ETOOBIG);
   snprintf(want, sizeof want,
-           "WARNING  Metrics batch of %zu bytes is too large to send, flush more often or reduce "
+           "WARNING  [" LOGGER "] Metrics batch of %zu bytes is too large to send, flush more often or reduce "
            "amount done in this request. Top counters: big.c05=106, big.c11=12, big.c10=11, "
            "big.c09=10, big.c08=9, big.c07=8, big.c06=7, big.c04=5, big.c03=4, big.c02=3\n",
            want_size);
@@ -717,7 +721,7 @@ static void test_batch_too_large(void) {
   CHECK_INT(bp_metrics_batch_size(b), BP_METRICS_MAX_BATCH + 1);
   capture(flush_big);
   CHECK_INT(big_rc, BP_ETOOBIG);
-  CHECK_STR(out, "WARNING  Metrics batch of 65508 bytes is too large to send, flush more often or "
+  CHECK_STR(out, "WARNING  [" LOGGER "] Metrics batch of 65508 bytes is too large to send, flush more often or "
                  "reduce amount done in this request. Top counters: \n");
   bp_metrics_flush(m);
   CHECK_INT(recv_dgram(50), -1);
@@ -822,11 +826,11 @@ static void test_unconfigured(void) {
   CHECK(unconf != NULL);
   CHECK(!bp_metrics_configured(unconf));
   capture(flush_unconfigured);
-  CHECK_STR(out, "DEBUG    Would send metric b\"ns.it's:2|ms\"\n"
-                 "DEBUG    Would send metric b'ns.x\\\\y:3|g'\n"
-                 "DEBUG    Would send metric b'ns.caf\\xc3\\xa9\\t:4|h'\n"
-                 "DEBUG    Would send metric b'ns.q\\'\":5|h'\n"
-                 "DEBUG    Would send metric b'ns.a:1|c'\n");
+  CHECK_STR(out, "DEBUG    [" LOGGER "] Would send metric b\"ns.it's:2|ms\"\n"
+                 "DEBUG    [" LOGGER "] Would send metric b'ns.x\\\\y:3|g'\n"
+                 "DEBUG    [" LOGGER "] Would send metric b'ns.caf\\xc3\\xa9\\t:4|h'\n"
+                 "DEBUG    [" LOGGER "] Would send metric b'ns.q\\'\":5|h'\n"
+                 "DEBUG    [" LOGGER "] Would send metric b'ns.a:1|c'\n");
   CHECK_INT(stat_datagrams(unconf), 0);
   CHECK_INT(stat_lines(unconf), 5);
   bp_metrics_free(unconf);
@@ -885,7 +889,7 @@ static void test_send_errors(void) {
   CHECK_STR(out, "");
   CHECK_INT(stat_datagrams(errm), 1);
   capture(send_one);
-  CHECK_STR(out, "ERROR    Failed to send metrics: Connection refused\n");
+  CHECK_STR(out, "ERROR    [" LOGGER "] Failed to send metrics: Connection refused\n");
   /* the refusal was about the earlier datagram: this one still went */
   CHECK_INT(stat_datagrams(errm), 2);
   capture(send_one);
@@ -903,7 +907,7 @@ static void test_send_errors(void) {
   errm = refused_transport(1);
   capture(send_one);
   capture(send_one);
-  CHECK_STR(out, "DEBUG    Failed to send metrics: Connection refused\n");
+  CHECK_STR(out, "DEBUG    [" LOGGER "] Failed to send metrics: Connection refused\n");
   bp_metrics_free(errm);
   bp_log_set_level(LOGGER, BP_LOG_INFO);
   uv_run(uv_default_loop(), UV_RUN_NOWAIT);

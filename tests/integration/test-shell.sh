@@ -67,6 +67,20 @@ case "$out" in *">>>"*) fail "no prompts when stdin is not a terminal" "$out" ;;
 check_contains "the loop runs while waiting for input" "$(cat "$TMP/bg.out")" 'background done
 "next"'
 
+# `baseplate` is loaded without a [shell] setup; complete() is what Tab asks.
+printf '[app:main]\nfactory = shellapp:make_app\ngreeting = x\n' > "$TMP/plain.ini"
+out=$(printf '%s\n' 'type(baseplate.sleep)' \
+  'require("baseplate.shell").complete("context.")' \
+  'require("baseplate.shell").complete("context.span:fin")' \
+  'require("baseplate.shell").complete("baseplate.Base")' \
+  'require("baseplate.shell").complete("pai")' | shell plain.ini)
+check_contains "baseplate is loaded without a setup" "$out" '"function"'
+check_contains "the banner lists baseplate" "$out" "  baseplate    The baseplate module"
+check_contains "complete: a context's attributes (not _bp)" "$out" '"context.greeting\ncontext.span"'
+check_contains "complete: methods after ':'" "$out" '"context.span:finish("'
+check_contains "complete: a module's fields" "$out" '"baseplate.Baseplate("'
+check_contains "complete: globals" "$out" '"pairs("'
+
 # Log lines carry the shell span's trace ID.
 printf '[app:main]\nfactory = shellapp:make_app\ngreeting = x\n[logging]\nformat = json\n' > "$TMP/j.ini"
 out=$(printf '%s\n' 'require("baseplate.log").get_logger("t"):info("hello")' 'context.span.trace_id' | shell j.ini)
@@ -101,7 +115,8 @@ check_eq "SIGTERM at the prompt ends the shell (128 + 15)" "$(cat "$TMP/term.rc"
 
 # --- start-up errors -------------------------------------------------------------------------
 out=$(shell)
-check_contains "no config file: usage" "$out" "usage: baseplate-shell [-h] [--debug] [--app-name NAME] config_file"
+check_contains "no config file: usage" "$out" "usage: baseplate-shell [-h] [--debug] [--app-name NAME] [--version]
+                       config_file"
 check_contains "no config file: argparse error" "$out" "baseplate-shell: error: the following arguments are required: config_file"
 check_contains "no config file: exit 2" "$out" "rc=2"
 check_eq "missing config file" "$(shell missing.ini < /dev/null)" \
@@ -166,6 +181,16 @@ send("\x03")                               # Ctrl-C at the prompt
 send('"fresh"\r', '"fresh"\r\n>>> ')
 send("x = 4\r")
 send("\x1b[A\x1b[A\r", '"fresh"\r\n>>> ') # up arrow twice: '"fresh"' again
+send('require("baseplate.log").get_logger("tty.test"):info("on a terminal")\r', "on a terminal\r\n>>> ")
+send("context.gre\t")                      # Tab: a context attribute
+send("\r", '"hi there"\r\n>>> ')
+send("mode\t")                             # Tab: a name of the environment
+send(".us\t")                              # Tab: a field of a table
+send("\r", '"User"\r\n>>> ')
+send("string.up\t")                        # Tab: a function gets "("
+send("'tab')\r", '"TAB"\r\n>>> ')
+send("context.\t\t")                       # Tab Tab: the list
+send("\x03")
 send("\x04")                               # Ctrl-D
 read_for(1)
 _, status = os.waitpid(pid, 0)
@@ -191,6 +216,15 @@ check_contains "tty: Ctrl-C drops what was typed" "$out" ">>> half typed
 >>> \"fresh\""
 check_contains "tty: history (up arrow)" "$out" "x = 4"
 check_eq "tty: history recalled the earlier line" "$(printf '%s\n' "$out" | grep -c '^"fresh"$')" 2
+check_contains "tty: Tab completes context.gre to context.greeting" "$out" '"hi there"'
+check_contains "tty: Tab completes names and fields (mode, .us)" "$out" '"User"'
+check_contains "tty: Tab completes string.up to string.upper(" "$out" '"TAB"'
+check_contains "tty: Tab Tab lists the context's attributes" "$out" "context.greeting context.span"
+if printf '%s\n' "$out" | grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2},[0-9]{3} INFO     \[tty\.test\] on a terminal$'; then
+  pass "tty: log lines carry the time, the level and the logger"
+else
+  fail "tty: log lines carry the time, the level and the logger" "$(printf '%s\n' "$out" | grep 'on a terminal')"
+fi
 check_contains "tty: Ctrl-D exits 0" "$out" "exit 0"
 check_contains "tty: history file written" "$(cat "$TMP/history" 2>/dev/null)" "x\\040=\\0404"
 finish

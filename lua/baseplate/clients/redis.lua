@@ -339,7 +339,15 @@ local function monitored_index(self, k)
     return f
 end
 
-local monitored_mt = { __index = monitored_index }
+-- The shell's Tab completion lists the methods and the commands used so far
+-- (any other command name works too).
+local function monitored_dir()
+    local names = {}
+    for k in pairs(Monitored) do names[#names + 1] = k end
+    return names
+end
+
+local monitored_mt = { __index = monitored_index, __dir = monitored_dir }
 
 function M.monitored(name, span, pool)
     return setmetatable({ _name = name, _span = span, _pool = pool }, monitored_mt)
