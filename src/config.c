@@ -121,7 +121,7 @@ static int digit_value(int c) {
 
 /*
  * Python's int(text, base) on trimmed, non-empty text, limited to int64_t.
- * Returns 0, -1 for a syntax error or -2 for overflow.
+ * Returns BP_OK, BP_EINVAL for a syntax error or -ERANGE for overflow.
  */
 static int scan_integer(span_t s, int base, int64_t *out) {
   const char *p = s.p, *end = s.p + s.n;
@@ -158,12 +158,12 @@ static int scan_integer(span_t s, int base, int64_t *out) {
   for (; p < end; p++) {
     int d;
     if (*p == '_') {
-      if (prev_underscore || digits == 0) return -1;
+      if (prev_underscore || digits == 0) return BP_EINVAL;
       prev_underscore = 1;
       continue;
     }
     d = digit_value((unsigned char)*p);
-    if (d >= base) return -1;
+    if (d >= base) return BP_EINVAL;
     prev_underscore = 0;
     digits++;
     if (d) nonzero = 1;
@@ -173,10 +173,10 @@ static int scan_integer(span_t s, int base, int64_t *out) {
     else
       mag = mag * (uint64_t)base + (uint64_t)d;
   }
-  if (digits == 0 || prev_underscore) return -1;
+  if (digits == 0 || prev_underscore) return BP_EINVAL;
   /* With base 0, "010" is ambiguous and refused; "0", "00" and "0_0" are fine. */
-  if (leading_zero && nonzero) return -1;
-  if (overflow) return -2;
+  if (leading_zero && nonzero) return BP_EINVAL;
+  if (overflow) return -ERANGE;
 
   if (negative)
     *out = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
@@ -187,7 +187,8 @@ static int scan_integer(span_t s, int base, int64_t *out) {
 
 /*
  * Python's float() syntax on trimmed text: checks it and, when fine, converts
- * it with strtod after dropping underscores. Returns 0 or -1.
+ * it with strtod after dropping underscores. Returns BP_OK, BP_EINVAL or
+ * BP_ENOMEM.
  */
 static int scan_float(span_t s, double *out) {
   const char *p = s.p, *end = s.p + s.n;
@@ -231,20 +232,20 @@ static int scan_float(span_t s, double *out) {
     p++;
     SCAN_DIGITS(mant_digits);
   }
-  if (mant_digits == 0) return -1;
+  if (mant_digits == 0) return BP_EINVAL;
   if (p < end && (*p == 'e' || *p == 'E')) {
     int exp_digits = 0;
     p++;
     if (p < end && (*p == '+' || *p == '-')) p++;
     SCAN_DIGITS(exp_digits);
-    if (exp_digits == 0) return -1;
+    if (exp_digits == 0) return BP_EINVAL;
   }
 #undef SCAN_DIGITS
-  if (p != end) return -1;
+  if (p != end) return BP_EINVAL;
 
   if (s.n + 1 > sizeof stackbuf) {
     buf = malloc(s.n + 1);
-    if (!buf) return -1;
+    if (!buf) return BP_ENOMEM;
   }
   /* strtod reads the locale's decimal point; the text always uses '.'. */
   decimal_point = localeconv()->decimal_point;
@@ -260,7 +261,7 @@ static int scan_float(span_t s, double *out) {
   v = strtod(buf, &parsed_end);
   ok = parsed_end == q;
   if (buf != stackbuf) free(buf);
-  if (!ok) return -1;
+  if (!ok) return BP_EINVAL;
   *out = v;
   return 0;
 }
@@ -283,7 +284,7 @@ int bp_config_parse_integer(const char *text, size_t len, int base, int64_t *out
   if (s.n == 0) return fail_empty(err, errlen);
 
   rc = scan_integer(s, base, &v);
-  if (rc == -2) return fail(err, errlen, "integer out of range: %s", quote(s, q, sizeof q));
+  if (rc == -ERANGE) return fail(err, errlen, "integer out of range: %s", quote(s, q, sizeof q));
   if (rc != 0) {
     if ((base == 10 || base == 0) && looks_fractional(s))
       return fail(err, errlen, "expected a whole number, got %s", quote(s, q, sizeof q));
@@ -362,7 +363,7 @@ int bp_config_parse_timespan(const char *text, size_t len, int allow_infinite, d
   }
 
   rc = scan_integer(count_tok, 10, &count);
-  if (rc == -2) return fail(err, errlen, "timespan out of range: %s", quote(s, q, sizeof q));
+  if (rc == -ERANGE) return fail(err, errlen, "timespan out of range: %s", quote(s, q, sizeof q));
   if (rc != 0) {
     if (looks_fractional(count_tok))
       return fail(err, errlen, "the count must be a whole number, got %s",
@@ -413,12 +414,12 @@ int bp_config_parse_percent(const char *text, size_t len, double *out, char *err
 static int parse_port(span_t port, int *out) {
   size_t i;
   long v = 0;
-  if (port.n == 0 || port.n > 5) return -1;
+  if (port.n == 0 || port.n > 5) return BP_EINVAL;
   for (i = 0; i < port.n; i++) {
-    if (!is_digit((unsigned char)port.p[i])) return -1;
+    if (!is_digit((unsigned char)port.p[i])) return BP_EINVAL;
     v = v * 10 + (port.p[i] - '0');
   }
-  if (v > 65535) return -1;
+  if (v > 65535) return BP_EINVAL;
   *out = (int)v;
   return 0;
 }
@@ -578,18 +579,18 @@ int bp_config_parse_base64(const char *text, size_t len, unsigned char *out, siz
 #define LOOKUP_STACK 1024
 #define LOOKUP_MAX (1 << 20)
 
-/* A decimal id (not the reserved (uid_t)-1). Returns 0, or -1 if s is not
- * all digits, -2 if it is but is out of range. */
+/* A decimal id (not the reserved (uid_t)-1). Returns BP_OK, or BP_EINVAL if
+ * s is not all digits, -ERANGE if it is but is out of range. */
 static int scan_id(span_t s, uint32_t *out) {
   uint64_t v = 0;
   size_t i;
   for (i = 0; i < s.n; i++) {
-    if (!is_digit((unsigned char)s.p[i])) return -1;
+    if (!is_digit((unsigned char)s.p[i])) return BP_EINVAL;
     v = v * 10 + (uint64_t)(s.p[i] - '0');
     if (v >= UINT32_MAX) {
       for (; i < s.n; i++)
-        if (!is_digit((unsigned char)s.p[i])) return -1;
-      return -2;
+        if (!is_digit((unsigned char)s.p[i])) return BP_EINVAL;
+      return -ERANGE;
     }
   }
   *out = (uint32_t)v;
@@ -632,7 +633,7 @@ static int parse_unix_id(const char *text, size_t len, int is_group, uint32_t *o
   if (s.n == 0) return fail_empty(err, errlen);
   rc = scan_id(s, out);
   if (rc == 0) return BP_OK;
-  if (rc == -2) return fail(err, errlen, "%s id out of range: %s", what, quote(s, q, sizeof q));
+  if (rc == -ERANGE) return fail(err, errlen, "%s id out of range: %s", what, quote(s, q, sizeof q));
   if (s.n >= sizeof name || memchr(s.p, '\0', s.n))
     return fail(err, errlen, "unknown %s %s", what, quote(s, q, sizeof q));
   memcpy(name, s.p, s.n);

@@ -8,10 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <uv.h>
 
 int bp_abi_version(void) { return BP_ABI_VERSION; }
 
 const char *bp_version_string(void) { return BP_VERSION_STRING; }
+
+/* The numbers common.h writes out are the errnos they name (see there). */
+_Static_assert(BP_ENOMEM == -ENOMEM && BP_EINVAL == -EINVAL && BP_ENOENT == -ENOENT &&
+                   BP_EIO == -EIO && BP_ECLOSED == -EPIPE && BP_ETOOBIG == -EMSGSIZE &&
+                   BP_ETIMEDOUT == -ETIMEDOUT && BP_ECANCELED == -ECANCELED,
+               "a BP_E* code differs from the errno it stands for");
+_Static_assert(BP_ERROR < UV_EOF && BP_AGAIN < UV_EOF && BP_DECLINED < UV_EOF,
+               "our own codes must lie outside errno's and libuv's ranges");
 
 const char *bp_strerror(int status) {
   switch (status) {
@@ -28,7 +37,17 @@ const char *bp_strerror(int status) {
     case BP_ETIMEDOUT: return "timed out";
     case BP_ECANCELED: return "interrupted";
   }
-  if (status < 0) return strerror(-status);
+  /* libuv's codes that are no errno (UV_EOF, UV_EAI_*) lie in -4095..-3000;
+   * uv_strerror names only the ones it knows without allocating. */
+  if (status >= UV_EOF && status <= -3000) {
+    switch (status) {
+#define BP__UV_CASE(name, _) case UV_##name:
+      UV_ERRNO_MAP(BP__UV_CASE)
+#undef BP__UV_CASE
+      return uv_strerror(status);
+    }
+  }
+  if (status < 0 && status > -4096) return strerror(-status);
   return "unknown status";
 }
 
@@ -45,13 +64,14 @@ int bp__read_file(const char *path, char **out, size_t *len, size_t max) {
   struct stat st;
   char *buf;
   size_t n;
+  int e;
 
   *out = NULL;
-  if (!f) return BP_EIO;
+  if (!f) return -errno;
   if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
-    if (S_ISDIR(st.st_mode)) errno = EISDIR;
+    e = S_ISDIR(st.st_mode) ? EISDIR : errno;
     fclose(f);
-    return BP_EIO;
+    return -e;
   }
   if ((size_t)st.st_size > max) {
     fclose(f);
@@ -60,16 +80,15 @@ int bp__read_file(const char *path, char **out, size_t *len, size_t max) {
   buf = malloc((size_t)st.st_size + 1);
   if (!buf) {
     fclose(f);
-    errno = ENOMEM;
-    return BP_EIO;
+    return BP_ENOMEM;
   }
+  errno = 0;
   n = fread(buf, 1, (size_t)st.st_size, f);
   if (ferror(f)) {
-    int e = errno;
+    e = errno ? errno : EIO;
     free(buf);
     fclose(f);
-    errno = e;
-    return BP_EIO;
+    return -e;
   }
   fclose(f);
   buf[n] = '\0';

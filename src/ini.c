@@ -415,7 +415,7 @@ int bp_ini_parse(const char *text, size_t len, const char *name, bp_ini_t **out,
     return BP_ENOMEM;
   }
   rc = ini_parse_stream(reader, &p, handler, &p);
-  if (!p.failed && rc == -2) {
+  if (!p.failed && rc == -2) { /* inih's own code: its allocation failed */
     free(p.linemap);
     bp_ini_free(ini);
     return BP_ENOMEM;
@@ -444,7 +444,7 @@ int bp_ini_load(const char *path, bp_ini_t **out, char *err, size_t errlen) {
   rc = bp__read_file(path, &text, &len, 16 << 20);
   if (rc != BP_OK) {
     snprintf(err, errlen, "%s: cannot read config file: %s", path,
-             rc == BP_ETOOBIG ? "larger than 16 MiB" : strerror(errno));
+             rc == BP_ETOOBIG ? "larger than 16 MiB" : strerror(-rc));
     return BP_ENOENT;
   }
   rc = bp_ini_parse(text, len, path, out, err, errlen);

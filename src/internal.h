@@ -7,8 +7,8 @@
 
 #define BP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Read a whole file into a malloc'd, NUL-terminated buffer. BP_EIO with errno
- * set, or BP_ETOOBIG when larger than max. */
+/* Read a whole file into a malloc'd, NUL-terminated buffer. BP_OK, -errno
+ * (-EISDIR for a directory), BP_ENOMEM, or BP_ETOOBIG when larger than max. */
 int bp__read_file(const char *path, char **out, size_t *len, size_t max);
 
 /* `p` (n bytes) double-quoted and escaped (\" \\ \xNN), cut after `max` input

@@ -123,9 +123,14 @@ static int put_number(jbuf_t *b, double v) {
 
 static int encode(lua_State *L, int idx, jbuf_t *b, int depth);
 
+/* array_length's answers besides a length (not statuses: a length or one of
+ * these). */
+#define NOT_AN_ARRAY (-1L)
+#define NOT_ENCODABLE (-2L)
+
 /* cjson's array test: every key a positive integer, and not too sparse.
- * Returns the length (0: an empty table, which cjson writes as {}), -1 for
- * an object, -2 to give up. */
+ * Returns the length (0: an empty table, which cjson writes as {}),
+ * NOT_AN_ARRAY for an object, NOT_ENCODABLE to give up. */
 static long array_length(lua_State *L, int idx) {
   long max = 0, items = 0;
   lua_pushnil(L);
@@ -135,7 +140,7 @@ static long array_length(lua_State *L, int idx) {
       if (k != 0 && floor(k) == k && k >= 1) {
         if (k > 1e9) {
           lua_pop(L, 2);
-          return -2;
+          return NOT_ENCODABLE;
         }
         if (k > max) max = (long)k;
         items++;
@@ -144,9 +149,9 @@ static long array_length(lua_State *L, int idx) {
       }
     }
     lua_pop(L, 2);
-    return -1;
+    return NOT_AN_ARRAY;
   }
-  if (max > items * SPARSE_RATIO && max > SPARSE_SAFE) return -2; /* cjson raises */
+  if (max > items * SPARSE_RATIO && max > SPARSE_SAFE) return NOT_ENCODABLE; /* cjson raises */
   return max;
 }
 
@@ -176,7 +181,7 @@ static int encode_table(lua_State *L, int idx, jbuf_t *b, int depth) {
      * makes an object: the common case needs one walk.) */
     lua_pop(L, 2);
     n = array_length(L, idx);
-    if (n == -2) return -1;
+    if (n == NOT_ENCODABLE) return -1;
     if (n > 0) {
       if (put_char(b, '[')) return -1;
       for (long i = 1; i <= n; i++) {

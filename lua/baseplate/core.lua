@@ -12,7 +12,7 @@ const char *bp_version_string(void);
 const char *bp_strerror(int status);
 ]])
 
-local ABI_VERSION = 1 -- BP_ABI_VERSION this Lua code was written against
+local ABI_VERSION = 2 -- BP_ABI_VERSION this Lua code was written against
 
 local function resolve()
     local ok = pcall(function() return ffi.C.bp_abi_version end)
@@ -37,21 +37,23 @@ local M = {
     ABI_VERSION = ABI_VERSION,
     version = ffi.string(C.bp_version_string()),
 
+    -- include/baseplate/common.h's numbers (tests/integration/test-ffi-surface.sh
+    -- checks that they agree): an E* code is the negative errno it names.
     OK = 0,
-    ERROR = -1,
-    AGAIN = -2,
-    DECLINED = -3,
-    ENOMEM = -4,
-    EINVAL = -5,
-    ENOENT = -6,
-    EIO = -7,
-    ECLOSED = -8,
-    ETOOBIG = -9,
-    ETIMEDOUT = -10,
-    ECANCELED = -11,
+    ERROR = -5001,
+    AGAIN = -5002,
+    DECLINED = -5003,
+    ENOMEM = -12,    -- -ENOMEM
+    EINVAL = -22,    -- -EINVAL
+    ENOENT = -2,     -- -ENOENT
+    EIO = -5,        -- -EIO
+    ECLOSED = -32,   -- -EPIPE
+    ETOOBIG = -90,   -- -EMSGSIZE
+    ETIMEDOUT = -110, -- -ETIMEDOUT
+    ECANCELED = -125, -- -ECANCELED
 }
 
---- The text for a status code.
+--- The text for a status code (any BP_* code or negative errno).
 function M.strerror(status)
     return ffi.string(C.bp_strerror(status))
 end

@@ -249,7 +249,7 @@ int bp_shell_read_line(const char *prompt, int waiter) {
     case MODE_PIPE:
       rc = take_line();
       if (rc != BP_AGAIN) return rc;
-      if (uv_read_start((uv_stream_t *)&con.pipe, on_alloc, on_pipe_read) != 0) return BP_EIO;
+      if ((rc = uv_read_start((uv_stream_t *)&con.pipe, on_alloc, on_pipe_read)) != 0) return rc;
       con.waiter = waiter;
       con.reading = 1;
       return BP_AGAIN;

@@ -1,0 +1,29 @@
+# A worker that cannot be started: the supervisor logs the errno fork failed
+# with (EAGAIN: the user's process limit), not a status it happens to share a
+# number with. Needs root to run the server as another user under a limit of
+# one process (root itself is exempt from RLIMIT_NPROC).
+. "$(dirname "$0")/lib.sh"
+
+if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null || ! command -v prlimit >/dev/null; then
+  echo "skipped: needs root, setpriv and prlimit"
+  finish
+fi
+
+LOG=$TMP/server.log
+PORT=$(random_port)
+(cd "$APPS" && exec prlimit --nproc=1:1 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+  "$BIN/baseplate-serve" --bind "127.0.0.1:$PORT" --workers 2 testapp.ini) >"$LOG" 2>&1 &
+SERVER_PID=$!
+wait_for_log "Supervising 2 workers" || fail "the supervisor starts" "$(cat "$LOG")"
+check_contains "a failed fork is logged with its errno's text" "$(cat "$LOG")" \
+  "cannot start a worker: Resource temporarily unavailable"
+if grep -q "cannot start a worker: interrupted\|cannot start a worker: operation in progress" "$LOG"; then
+  fail "no BP_ code is taken for the errno" "$(cat "$LOG")"
+else
+  pass "no BP_ code is taken for the errno"
+fi
+# With no worker to wait for, the supervisor does not end on SIGTERM yet.
+kill -KILL "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null
+SERVER_PID=
+finish
