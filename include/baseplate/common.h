@@ -32,7 +32,7 @@
  * libuv code (UV_EOF is -4095, UV_EAI_* are -3000..-3014).
  *
  * The numbers are written out so that C modules and the Lua mirror
- * (lua/baseplate/core.lua, checked by tests/integration/test-ffi-surface.sh)
+ * (lua/baseplate/core.lua, checked by tests/lua/test-ffi-decls.lua)
  * agree without errno.h; the errno each one is stands in the comment.
  */
 #define BP_OK 0

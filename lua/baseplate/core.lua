@@ -37,8 +37,8 @@ local M = {
     ABI_VERSION = ABI_VERSION,
     version = ffi.string(C.bp_version_string()),
 
-    -- include/baseplate/common.h's numbers (tests/integration/test-ffi-surface.sh
-    -- checks that they agree): an E* code is the negative errno it names.
+    -- include/baseplate/common.h's numbers (tests/lua/test-ffi-decls.lua checks
+    -- that they agree): an E* code is the negative errno it names.
     OK = 0,
     ERROR = -5001,
     AGAIN = -5002,

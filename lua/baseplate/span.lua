@@ -304,6 +304,8 @@ function Span:with(fn, ...)
 end
 
 M.SERVER, M.CLIENT, M.LOCAL = SERVER, CLIENT, LOCAL
+-- span.h's BP_TAG_* (tests/lua/test-ffi-decls.lua checks these mirrors)
+M.TAG_STRING, M.TAG_NUMBER, M.TAG_BOOL = TAG_STRING, TAG_NUMBER, TAG_BOOL
 M.C = C
 
 return M

@@ -18,6 +18,7 @@
 
 #include "args.h"
 #include "run.h"
+#include "shell.h"
 
 #include <editline/readline.h>
 #include <uv.h>
@@ -26,15 +27,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
-
-#define BP_SHELL_API __attribute__((visibility("default")))
-
-BP_SHELL_API int bp_shell_console_open(const char *history_file);
-BP_SHELL_API int bp_shell_read_line(const char *prompt, int waiter);
-BP_SHELL_API const char *bp_shell_line(size_t *len);
-BP_SHELL_API void bp_shell_cancel_read(void);
-BP_SHELL_API void bp_shell_add_history(const char *line);
-BP_SHELL_API void bp_shell_console_close(void);
 
 enum { MODE_CLOSED, MODE_TTY, MODE_PIPE, MODE_FILE };
 

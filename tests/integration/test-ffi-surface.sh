@@ -1,6 +1,8 @@
 # The FFI surface stays honest: every function the library exports is
 # documented, and every function a Lua module declares with ffi.cdef is
 # exported (a stale declaration would only fail when first called).
+# tests/lua/test-ffi-decls.lua checks that those declarations (prototypes,
+# structs, constants) agree with the C headers.
 . "$(dirname "$0")/lib.sh"
 
 exported=$(nm -D --defined-only "$BUILD_DIR/lib/libbaseplate.so" | awk '$2 == "T" || $2 == "D" || $2 == "R" || $2 == "B" {print $3}' | grep '^bp_' | sort -u)

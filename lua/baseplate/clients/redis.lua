@@ -47,7 +47,10 @@ local upper, format = string.upper, string.format
 
 local M = {}
 
+-- redis.h's BP_REDIS_* reply types (tests/lua/test-ffi-decls.lua checks them)
 local STRING, ARRAY, INTEGER, NIL, STATUS, ERROR = 1, 2, 3, 4, 5, 6
+M.REPLY_STRING, M.REPLY_ARRAY, M.REPLY_INTEGER = STRING, ARRAY, INTEGER
+M.REPLY_NIL, M.REPLY_STATUS, M.REPLY_ERROR = NIL, STATUS, ERROR
 
 --------------------------------------------------------------------------------
 -- Errors
