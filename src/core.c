@@ -1,4 +1,7 @@
 /* Version, status strings and small helpers every subsystem uses. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strerrordesc_np */
+#endif
 #include "baseplate/common.h"
 #include "internal.h"
 
@@ -47,7 +50,12 @@ const char *bp_strerror(int status) {
       return uv_strerror(status);
     }
   }
-  if (status < 0 && status > -4096) return strerror(-status);
+  /* strerror's text for an errno it knows; its "Unknown error N" is built
+   * in a buffer the next call frees, and this returns static strings only. */
+  if (status < 0 && status > -4096) {
+    const char *s = strerrordesc_np(-status);
+    if (s) return s;
+  }
   return "unknown status";
 }
 
