@@ -22,8 +22,11 @@ if grep -q "cannot start a worker: interrupted\|cannot start a worker: operation
 else
   pass "no BP_ code is taken for the errno"
 fi
-# With no worker to wait for, the supervisor does not end on SIGTERM yet.
-kill -KILL "$SERVER_PID"
-wait "$SERVER_PID" 2>/dev/null
-SERVER_PID=
+wait_for_log "cannot start a worker" 5
+sleep 1.5
+tries=$(grep -c 'cannot start a worker' "$LOG")
+if [ "$tries" -ge 3 ]; then pass "the failed start is tried again ($tries tries)"; else fail "the failed start is tried again" "$(cat "$LOG")"; fi
+# With no worker to wait for, SIGTERM still ends the supervisor.
+stop_server TERM
+check_eq "SIGTERM ends a supervisor that has no worker" "$SERVER_RC" 0
 finish

@@ -275,9 +275,12 @@ function M.supervise(n, listener)
         end)
     end
 
-    for _ = 1, n do spawn_worker() end
     slog:info("Supervising %d workers on %s, PID:%d", n,
         ffi.string(C.bp_listener_describe(listener.c)), M.pid())
+    for _ = 1, n do
+        -- (cannot fork now: out of processes or memory; try again later)
+        if not spawn_worker() then respawn_later(1) end
+    end
 
     runtime.add_signal_handler(function(signame)
         if signame == "SIGUSR1" then
@@ -289,6 +292,8 @@ function M.supervise(n, listener)
         M.SERVER_STATE.shutting_down = true
         slog:info("%s received: stopping %d workers", signame, count)
         stop_all(signame == "SIGUSR2" and 12 or SIGTERM)
+        -- no worker to wait for: nothing will wake the loop below
+        if count == 0 then C.bp_loop_stop() end
     end)
 
     local function on_exit(pid, child, code, signum)
