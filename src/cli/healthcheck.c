@@ -9,18 +9,16 @@
  *
  * The tool needs no Lua: a private libuv loop runs the one request. */
 #include "args.h"
+#include "healthcheck_reply.h"
 
 #include <http_parser.h>
 #include <uv.h>
 
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define MAX_BODY (64 * 1024)
 
 typedef struct {
   uv_loop_t loop;
@@ -34,140 +32,19 @@ typedef struct {
   struct addrinfo *addrs, *next_addr;
   uv_connect_t connect;
   uv_write_t write;
-  http_parser parser;
-  http_parser_settings settings;
+  bp__hc_reply_t reply;
   char host[256], port[16];
   const char *path; /* UNIX socket, or NULL */
   const char *endpoint;
   char url[512];
   char request[1024];
   char readbuf[16384];
-  char body[MAX_BODY + 1];
-  size_t body_len;
-  int body_too_big;
-  int complete;
   int finished;
   int resolving;    /* a name lookup is in flight */
   char error[1024]; /* the reason it is not healthy; empty: healthy */
 } check_t;
 
 static check_t ck;
-
-/* --- a strict JSON syntax check (Baseplate.py calls response.json()) ------- */
-
-typedef struct {
-  const char *p, *end;
-} json_t;
-
-static void json_ws(json_t *j) {
-  while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
-}
-
-static int json_lit(json_t *j, const char *word) {
-  size_t n = strlen(word);
-  if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0) return 0;
-  j->p += n;
-  return 1;
-}
-
-static int json_string(json_t *j) {
-  if (j->p >= j->end || *j->p != '"') return 0;
-  for (j->p++; j->p < j->end; j->p++) {
-    unsigned char c = (unsigned char)*j->p;
-    if (c == '"') {
-      j->p++;
-      return 1;
-    }
-    if (c < 0x20) return 0;
-    if (c == '\\') {
-      if (++j->p >= j->end) return 0;
-      if (*j->p == 'u') {
-        for (int i = 0; i < 4; i++)
-          if (++j->p >= j->end || !isxdigit((unsigned char)*j->p)) return 0;
-      } else if (!strchr("\"\\/bfnrt", *j->p)) {
-        return 0;
-      }
-    }
-  }
-  return 0;
-}
-
-static int json_digits(json_t *j) {
-  const char *s = j->p;
-  while (j->p < j->end && isdigit((unsigned char)*j->p)) j->p++;
-  return j->p > s;
-}
-
-static int json_number(json_t *j) {
-  if (j->p < j->end && *j->p == '-') j->p++;
-  if (j->p < j->end && *j->p == '0') {
-    j->p++;
-  } else if (!json_digits(j)) {
-    return 0;
-  }
-  if (j->p < j->end && *j->p == '.') {
-    j->p++;
-    if (!json_digits(j)) return 0;
-  }
-  if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-    j->p++;
-    if (j->p < j->end && (*j->p == '+' || *j->p == '-')) j->p++;
-    if (!json_digits(j)) return 0;
-  }
-  return 1;
-}
-
-static int json_value(json_t *j, int depth) {
-  if (depth > 64) return 0;
-  json_ws(j);
-  if (j->p >= j->end) return 0;
-  switch (*j->p) {
-    case '{':
-    case '[': {
-      char close = *j->p == '{' ? '}' : ']';
-      int object = close == '}';
-      j->p++;
-      json_ws(j);
-      if (j->p < j->end && *j->p == close) {
-        j->p++;
-        return 1;
-      }
-      for (;;) {
-        if (object) {
-          json_ws(j);
-          if (!json_string(j)) return 0;
-          json_ws(j);
-          if (j->p >= j->end || *j->p++ != ':') return 0;
-        }
-        if (!json_value(j, depth + 1)) return 0;
-        json_ws(j);
-        if (j->p >= j->end) return 0;
-        if (*j->p == close) {
-          j->p++;
-          return 1;
-        }
-        if (*j->p++ != ',') return 0;
-      }
-    }
-    case '"':
-      return json_string(j);
-    case 't':
-      return json_lit(j, "true");
-    case 'f':
-      return json_lit(j, "false");
-    case 'n':
-      return json_lit(j, "null");
-    default:
-      return json_number(j);
-  }
-}
-
-static int is_json(const char *s, size_t len) {
-  json_t j = {s, s + len};
-  if (!json_value(&j, 0)) return 0;
-  json_ws(&j);
-  return j.p == j.end;
-}
 
 /* --- the check ---------------------------------------------------------------- */
 
@@ -201,79 +78,21 @@ static void on_timeout(uv_timer_t *t) {
   }
 }
 
-static int on_body(http_parser *p, const char *at, size_t len) {
-  if (ck.body_len + len > MAX_BODY) {
-    ck.body_too_big = 1;
-    len = MAX_BODY - ck.body_len;
-  }
-  memcpy(ck.body + ck.body_len, at, len);
-  ck.body_len += len;
-  return 0;
-}
-
-static int on_message_complete(http_parser *p) {
-  ck.complete = 1;
-  return 0;
-}
-
-/* A body for an error message: one line, at most 200 bytes. */
-static const char *body_excerpt(void) {
-  static char out[256];
-  size_t n = 0;
-  for (size_t i = 0; i < ck.body_len && n < 200; i++) {
-    char c = ck.body[i];
-    out[n++] = (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
-  }
-  while (n > 0 && out[n - 1] == ' ') n--;
-  snprintf(out + n, sizeof out - n, "%s", ck.body_len > 200 ? "..." : "");
-  return out;
-}
-
-static void judge(void) {
-  unsigned status = ck.parser.status_code;
-  if (status < 200 || status > 299) {
-    const char *reason = http_status_str((enum http_status)status);
-    finish("%u %s from %s%s%s", status, reason ? reason : "", ck.url, ck.body_len ? ": " : "",
-           body_excerpt());
-  } else if (ck.body_too_big) {
-    finish("%u response from %s has a body over %d bytes", status, ck.url, MAX_BODY);
-  } else if (!is_json(ck.body, ck.body_len)) {
-    finish("%u response from %s is not JSON: %s", status, ck.url,
-           ck.body_len ? body_excerpt() : "(empty body)");
-  } else {
-    finish(NULL);
-  }
-}
-
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->base = ck.readbuf;
   buf->len = sizeof ck.readbuf;
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  if (ck.finished) return;
-  if (n == UV_EOF) {
-    http_parser_execute(&ck.parser, &ck.settings, NULL, 0); /* the end of the body */
-    if (ck.complete) {
-      judge();
-    } else if (ck.parser.http_errno == HPE_OK && ck.parser.status_code == 0 && ck.body_len == 0) {
-      finish("%s closed the connection without answering", ck.endpoint);
-    } else {
-      finish("%s closed the connection before the end of the response", ck.endpoint);
-    }
-    return;
-  }
-  if (n < 0) {
+  char verdict[sizeof ck.error];
+  if (ck.finished || n == 0) return; /* 0: nothing this time (EAGAIN), not the end */
+  if (n < 0 && n != UV_EOF) {
     finish("cannot read from %s: %s", ck.endpoint, uv_strerror((int)n));
     return;
   }
-  size_t done = http_parser_execute(&ck.parser, &ck.settings, buf->base, (size_t)n);
-  if (ck.complete) {
-    judge();
-  } else if (ck.parser.http_errno != HPE_OK || done != (size_t)n) {
-    finish("invalid HTTP response from %s: %s", ck.endpoint,
-           http_errno_description((enum http_errno)ck.parser.http_errno));
-  }
+  if (bp__hc_reply_feed(&ck.reply, buf->base, n == UV_EOF ? 0 : (size_t)n, ck.url, ck.endpoint,
+                        verdict, sizeof verdict))
+    finish(verdict[0] ? "%s" : NULL, verdict);
 }
 
 static void on_written(uv_write_t *w, int status) {
@@ -379,10 +198,7 @@ static int run_http_check(const char *endpoint, int probe, double timeout) {
            probe, ck.path ? "localhost" : endpoint);
 
   uv_loop_init(&ck.loop);
-  http_parser_init(&ck.parser, HTTP_RESPONSE);
-  http_parser_settings_init(&ck.settings);
-  ck.settings.on_body = on_body;
-  ck.settings.on_message_complete = on_message_complete;
+  bp__hc_reply_init(&ck.reply);
 
   uv_timer_init(&ck.loop, &ck.timer);
   ck.timer.data = &timeout;

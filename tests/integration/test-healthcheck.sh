@@ -1,7 +1,8 @@
 # baseplate-healthcheck against a live baseplate-serve: healthy, unhealthy,
 # shutting down (readiness fails, liveness passes), not listening; a UNIX
 # socket; answers that are not health-check answers; a service that never
-# answers (a timeout, not a hang); the usage errors.
+# answers (a timeout, not a hang); an interim 100 before the answer; the
+# usage errors.
 . "$(dirname "$0")/lib.sh"
 
 hc() { timeout 20 "$BIN/baseplate-healthcheck" "$@" 2>&1; echo "rc=$?"; }
@@ -114,6 +115,22 @@ SERVER_PID=$!
 for _ in $(seq 1 100); do [ -e "$TMP/closer.ready" ] && break; sleep 0.05; done
 check_eq "closed without answering" "$(hc wsgi "127.0.0.1:$PORT")" "NOT OK: 127.0.0.1:$PORT closed the connection without answering
 rc=1"
+wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
+
+# --- an interim answer (100 Continue) before the real one, in its own write --------------
+PORT=$(random_port)
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(5)
+open(sys.argv[2], "w").close()
+c, _ = s.accept(); c.recv(1000)
+c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n"); time.sleep(0.2)
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"); c.close()' "$PORT" "$TMP/interim.ready" &
+SERVER_PID=$!
+for _ in $(seq 1 100); do [ -e "$TMP/interim.ready" ] && break; sleep 0.05; done
+check_eq "100 Continue, then 200 with JSON" "$(hc wsgi "127.0.0.1:$PORT")" "OK!
+rc=0"
 wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
 
 # --- thrift (not yet) and usage errors -----------------------------------------------------
