@@ -71,6 +71,8 @@ struct bp_redis_conn_s {
   BIO *rbio, *wbio;       /* what came from the socket / what goes to it */
   redisReply **replies;
   int nreplies, expected, cap;
+  size_t reply_elements;  /* array elements announced so far by the reply being read */
+  int too_many;           /* the reply announced more than MAX_REPLY_ELEMENTS */
   char *out;              /* formatting buffer, reused */
   size_t outcap;
   char host[256];  /* a DNS name has at most 253 characters */
@@ -184,14 +186,52 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     feed(c, buf->base, (size_t)nread);
 }
 
+/* hiredis allocates an array's element pointers as soon as its header
+ * arrives: unbounded, "*2000000000\r\n" (14 bytes from a broken server)
+ * would cost 16 GB. One reply may announce this many elements in all (its
+ * nested arrays included); a reply announcing more is a protocol error. */
+#define MAX_REPLY_ELEMENTS ((size_t)1 << 24)
+
+static redisReplyObjectFunctions reply_functions;
+static void *(*default_create_array)(const redisReadTask *task, int elements);
+static bp_redis_conn_t *feeding; /* the connection whose input hiredis reads now */
+
+static void *create_array(const redisReadTask *task, int elements) {
+  bp_redis_conn_t *c = feeding;
+  if (c && (elements < 0 || (size_t)elements > MAX_REPLY_ELEMENTS - c->reply_elements)) {
+    c->too_many = 1;
+    return NULL;
+  }
+  if (c) c->reply_elements += (size_t)elements;
+  return default_create_array(task, elements);
+}
+
+/* A reader whose arrays are bounded as above. NULL on ENOMEM. */
+static redisReader *reader_new(void) {
+  redisReader *r = redisReaderCreate();
+  if (!r) return NULL;
+  if (!default_create_array) {
+    reply_functions = *r->fn;
+    default_create_array = reply_functions.createArray;
+    reply_functions.createArray = create_array;
+  }
+  r->fn = &reply_functions;
+  return r;
+}
+
 /* Parse what came from the server; the last expected reply wakes the
  * waiter. */
 static void feed(bp_redis_conn_t *c, const char *data, size_t len) {
   void *reply;
+  int rc;
   if (redisReaderFeed(c->reader, data, len) != REDIS_OK) goto protocol;
   for (;;) {
-    if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) goto protocol;
+    feeding = c;
+    rc = redisReaderGetReply(c->reader, &reply);
+    feeding = NULL;
+    if (rc != REDIS_OK) goto protocol;
     if (!reply) return;
+    c->reply_elements = 0;
     if (!c->busy) {
       /* A reply nobody asked for: the stream is out of step. */
       freeReplyObject(reply);
@@ -212,7 +252,11 @@ static void feed(bp_redis_conn_t *c, const char *data, size_t len) {
     }
   }
 protocol:
-  set_err(c, "%s:%d: protocol error: %s", c->host, c->port, c->reader->errstr);
+  if (c->too_many)
+    set_err(c, "%s:%d: protocol error: a reply with more than %zu array elements, or a negative count",
+            c->host, c->port, MAX_REPLY_ELEMENTS);
+  else
+    set_err(c, "%s:%d: protocol error: %s", c->host, c->port, c->reader->errstr);
   break_conn(c);
   finish(c, BP_EIO);
 }
@@ -579,7 +623,7 @@ int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
   }
   if (tls && !(tls_ctx = tls_context(tls->ca_file, tls->verify, err, errlen))) return BP_EINVAL;
   c = calloc(1, sizeof *c);
-  if (!c || !(c->reader = redisReaderCreate())) {
+  if (!c || !(c->reader = reader_new())) {
     free(c);
     snprintf(err, errlen, "redis: out of memory");
     return BP_ENOMEM;

@@ -240,4 +240,28 @@ t.test("a connection the server closes is replaced", function()
     t.eq(pool:stats().open, 1)
 end)
 
+t.test("a reply announcing a huge array is refused, not allocated", function()
+    -- A stand-in server (nc) that answers anything with the header of an
+    -- array of 300 million elements: 2.4 GB of element pointers for hiredis.
+    local port = target.port + 101
+    local pid_file = os.tmpname()
+    assert(os.execute("(printf '*300000000\\r\\n' | nc -N -l 127.0.0.1 " .. port
+        .. " >/dev/null 2>&1 & echo $! >" .. pid_file .. ")") == 0)
+    local listening = string.format(":%04X 00000000:0000 0A", port)
+    t.ok(t.wait_until(function()
+        local f = io.open("/proc/net/tcp")
+        local all = f:read("*a")
+        f:close()
+        return all:find(listening, 1, true) ~= nil
+    end), "nc listens")
+    local c = redis.monitored("h", nil, redis.pool_from_config({ ["h.url"] = "redis://127.0.0.1:" .. port,
+        ["h.socket_timeout"] = "10 seconds" }, "h."))
+    local ok, err = pcall(function()
+        local e = t.raises("a reply with more than 16777216 array elements", c.ping, c)
+        t.eq(e.class, "ConnectionError")
+    end)
+    os.execute("kill $(cat " .. pid_file .. ") 2>/dev/null; rm -f " .. pid_file)
+    if not ok then error(err, 0) end
+end)
+
 t.done()
