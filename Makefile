@@ -1,13 +1,17 @@
 # A thin layer over CMake. The two commands of the README:
 #   make serve   install what is missing, build, serve examples/helloworld on 127.0.0.1:9090
 #                (with a private PostgreSQL and redis-server for its /time and /visits)
-#   make test    install what is missing, build, run every test (plain and ASan+UBSan builds)
+#   make test    install what is missing, build, run every test (plain and ASan+UBSan builds,
+#                and the fuzz targets briefly over their corpus)
+#   make fuzz    build the fuzz targets and run each for FUZZ_SECONDS (docs/building.md)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build serve test test-plain test-asan asan install bench clean
+.PHONY: all deps build serve test test-plain test-asan test-fuzz asan fuzz-build fuzz install bench clean
 
 all: build
 
@@ -35,7 +39,28 @@ test-plain: build
 test-asan: asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test: test-plain test-asan
+# The fuzz targets, in a tree of their own built with clang (BP_FUZZ).
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBP_FUZZ=ON \
+	  -DBP_BUILD_TESTS=OFF -DBP_BUILD_EXAMPLES=OFF $(CMAKE_FLAGS)
+
+fuzz-build: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+
+# Each target replays its corpus and fuzzes a few seconds (ctest label fuzz).
+test-fuzz: fuzz-build
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j $(JOBS) -L fuzz
+
+# Each target for FUZZ_SECONDS; new inputs go to $(FUZZ_BUILD)/fuzz/runs/TARGET/corpus
+# (not into tests/fuzz/corpus), crashes next to it. FUZZ_TARGETS="http ini" picks some.
+FUZZ_TARGETS ?= http ini config resp json healthcheck
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz-$$t: $(FUZZ_SECONDS) s"; \
+	  bash tests/fuzz/run.sh $(FUZZ_BUILD)/fuzz/fuzz-$$t $(FUZZ_SECONDS) $(FUZZ_BUILD)/fuzz/runs || exit 1; \
+	done
+
+test: test-plain test-asan test-fuzz
 
 install: build
 	cmake --install $(BUILD)
@@ -45,4 +70,4 @@ bench: build
 	bash bench/http-hello
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
