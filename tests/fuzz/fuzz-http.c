@@ -11,6 +11,7 @@
 #include "runtime.h"
 
 #include <http_parser.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,7 @@ static void init(void) {
   bp_http_server_options_t opts;
 
   bp_log_set_level("", BP_LOG_CRITICAL); /* handler failures are expected */
+  signal(SIGPIPE, SIG_IGN); /* as bp_runtime_open: a client's late write to a closed server */
   check(app && bp, "out of memory");
   check(bp_app_add_route(app, "hello", "GET", "/", hello, NULL, err, sizeof err) == BP_OK, err);
   check(bp_app_add_route(app, "echo", NULL, "/echo/{name}/*rest", echo, NULL, err, sizeof err) ==
@@ -137,51 +139,84 @@ static void init(void) {
   bp_listener_free(l);
 }
 
-/* --- the client ---------------------------------------------------------------------- */
+/* --- the clients --------------------------------------------------------------------- */
 
+/* Two clients send the same input: one in a single write, the other in two
+ * (the server reads the first half before the second arrives), so that the
+ * parser resumes mid-request. Both must get the same answer. */
 typedef struct {
   uv_pipe_t pipe;
   uv_connect_t connect;
-  uv_write_t write;
+  uv_write_t write[2];
   uv_shutdown_t shutdown;
-  char *in; /* what the server answered */
+  uv_idle_t idle; /* lets the server read the first half */
+  int idle_rounds;
+  size_t split; /* bytes in the first write; the input's length: one write */
+  char *in;     /* what the server answered */
   size_t len, cap;
-  int eof, closed;
+  int closed;
 } client_t;
 
-static client_t cl;
+static client_t cl[2];
 static const unsigned char *request;
 static size_t request_len;
 
-static void client_closed(uv_handle_t *h) { cl.closed = 1; }
+static void client_closed(uv_handle_t *h) { ((client_t *)h->data)->closed = 1; }
 
 static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  if (cl.cap - cl.len < 65536) {
-    cl.cap = cl.cap * 2 + 65536;
-    cl.in = realloc(cl.in, cl.cap);
-    check(cl.in != NULL, "out of memory");
+  client_t *c = h->data;
+  if (c->cap - c->len < 65536) {
+    c->cap = c->cap * 2 + 65536;
+    c->in = realloc(c->in, c->cap);
+    check(c->in != NULL, "out of memory");
   }
-  *buf = uv_buf_init(cl.in + cl.len, (unsigned)(cl.cap - cl.len));
+  *buf = uv_buf_init(c->in + c->len, (unsigned)(c->cap - c->len));
 }
 
 static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  if (n > 0) cl.len += (size_t)n;
+  client_t *c = s->data;
+  if (n > 0) c->len += (size_t)n;
   if (n < 0) {
-    cl.eof = 1;
-    uv_close((uv_handle_t *)&cl.pipe, client_closed);
+    if (uv_is_active((uv_handle_t *)&c->idle)) uv_idle_stop(&c->idle);
+    uv_close((uv_handle_t *)&c->pipe, client_closed);
   }
 }
 
-static void client_written(uv_write_t *w, int status) {}
 static void client_shut(uv_shutdown_t *s, int status) {}
 
-static void client_connected(uv_connect_t *c, int status) {
-  uv_buf_t b = uv_buf_init((char *)request, (unsigned)request_len);
+/* The server may close before taking everything: failed writes are fine. */
+static void client_send(client_t *c, size_t from, size_t to, int last) {
+  uv_buf_t b = uv_buf_init((char *)request + from, (unsigned)(to - from));
+  if (to > from) uv_write(&c->write[from > 0], (uv_stream_t *)&c->pipe, &b, 1, NULL);
+  if (last) uv_shutdown(&c->shutdown, (uv_stream_t *)&c->pipe, client_shut);
+}
+
+static void client_second_half(uv_idle_t *idle) {
+  client_t *c = idle->data;
+  if (++c->idle_rounds < 3) return;
+  uv_idle_stop(idle);
+  if (!uv_is_closing((uv_handle_t *)&c->pipe)) client_send(c, c->split, request_len, 1);
+}
+
+static void client_connected(uv_connect_t *req, int status) {
+  client_t *c = req->data;
   check(status == 0, "cannot connect to the server");
-  uv_read_start((uv_stream_t *)&cl.pipe, client_alloc, client_read);
-  /* The server may close before taking everything: a failed write is fine. */
-  if (request_len) uv_write(&cl.write, (uv_stream_t *)&cl.pipe, &b, 1, client_written);
-  uv_shutdown(&cl.shutdown, (uv_stream_t *)&cl.pipe, client_shut);
+  uv_read_start((uv_stream_t *)&c->pipe, client_alloc, client_read);
+  client_send(c, 0, c->split, c->split == request_len);
+  if (c->split < request_len) uv_idle_start(&c->idle, client_second_half);
+}
+
+static void client_start(client_t *c, size_t split) {
+  c->len = 0;
+  c->closed = 0;
+  c->split = split;
+  c->idle_rounds = 0;
+  uv_pipe_init(bp_loop(), &c->pipe, 0);
+  c->pipe.data = c;
+  c->connect.data = c;
+  if (!c->idle.data) uv_idle_init(bp_loop(), &c->idle);
+  c->idle.data = c;
+  uv_pipe_connect(&c->connect, &c->pipe, sock_path, client_connected);
 }
 
 /* --- what came back ---------------------------------------------------------------- */
@@ -194,12 +229,12 @@ static int on_headers_complete(http_parser *p) {
   return 0;
 }
 
-static void check_answer(void) {
+static void check_answer(const client_t *c) {
   http_parser p;
   http_parser_settings settings;
   size_t done;
-  if (cl.len == 0) return; /* closing without an answer is allowed */
-  check(cl.len > 12 && (memcmp(cl.in, "HTTP/1.1 ", 9) == 0 || memcmp(cl.in, "HTTP/1.0 ", 9) == 0),
+  if (c->len == 0) return; /* closing without an answer is allowed */
+  check(c->len > 12 && (memcmp(c->in, "HTTP/1.1 ", 9) == 0 || memcmp(c->in, "HTTP/1.0 ", 9) == 0),
         "the answer does not start with a status line");
   /* A HEAD's answer has a Content-Length and no body: a response parser
    * cannot tell without knowing which request it answers. */
@@ -209,15 +244,44 @@ static void check_answer(void) {
   settings.on_headers_complete = on_headers_complete;
   responses = 0;
   statuses_ok = 1;
-  done = http_parser_execute(&p, &settings, cl.in, cl.len);
-  if (HTTP_PARSER_ERRNO(&p) == HPE_OK && done == cl.len) http_parser_execute(&p, &settings, NULL, 0);
-  if (HTTP_PARSER_ERRNO(&p) != HPE_OK || done != cl.len) {
+  done = http_parser_execute(&p, &settings, c->in, c->len);
+  if (HTTP_PARSER_ERRNO(&p) == HPE_OK && done == c->len) http_parser_execute(&p, &settings, NULL, 0);
+  if (HTTP_PARSER_ERRNO(&p) != HPE_OK || done != c->len) {
     fprintf(stderr, "fuzz-http: a malformed answer (%s after %zu of %zu bytes):\n%.*s\n",
-            http_errno_name(HTTP_PARSER_ERRNO(&p)), done, cl.len, (int)(cl.len < 2000 ? cl.len : 2000),
-            cl.in);
+            http_errno_name(HTTP_PARSER_ERRNO(&p)), done, c->len, (int)(c->len < 2000 ? c->len : 2000),
+            c->in);
     abort();
   }
   check(responses > 0 && statuses_ok, "a response with a bad status");
+}
+
+/* The answer without its Date lines (the clock may tick between the two). */
+static size_t strip_dates(const client_t *c, char *out) {
+  size_t n = 0;
+  for (size_t i = 0; i < c->len;) {
+    const char *eol = memchr(c->in + i, '\n', c->len - i);
+    size_t line = eol ? (size_t)(eol - (c->in + i)) + 1 : c->len - i;
+    if (!(line >= 6 && memcmp(c->in + i, "Date: ", 6) == 0)) {
+      memcpy(out + n, c->in + i, line);
+      n += line;
+    }
+    i += line;
+  }
+  return n;
+}
+
+static void check_same_answers(void) {
+  char *a = malloc(cl[0].len + 1), *b = malloc(cl[1].len + 1);
+  size_t na = strip_dates(&cl[0], a), nb = strip_dates(&cl[1], b);
+  if (na != nb || memcmp(a, b, na) != 0) {
+    fprintf(stderr, "fuzz-http: the answer depends on how the request arrived\n"
+            "in one write:\n%.*s\nin two (%zu + %zu bytes):\n%.*s\n",
+            (int)(na < 2000 ? na : 2000), a, cl[1].split, request_len - cl[1].split,
+            (int)(nb < 2000 ? nb : 2000), b);
+    abort();
+  }
+  free(a);
+  free(b);
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
@@ -225,22 +289,23 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   if (!server) init();
   request = data;
   request_len = size;
-  cl.len = 0;
-  cl.eof = cl.closed = 0;
-  uv_pipe_init(bp_loop(), &cl.pipe, 0);
-  uv_pipe_connect(&cl.connect, &cl.pipe, sock_path, client_connected);
+  client_start(&cl[0], size);
+  client_start(&cl[1], size / 2);
 
   start = uv_hrtime();
-  while (!cl.closed || bp_http_server_connections(server) > 0) {
+  while (!cl[0].closed || !cl[1].closed || bp_http_server_connections(server) > 0) {
     uv_run(bp_loop(), UV_RUN_ONCE);
-    /* The client is done sending: the server has no reason to wait. */
+    /* The clients are done sending: the server has no reason to wait. */
     if (uv_hrtime() - start > 5000000000ull) {
       fprintf(stderr, "fuzz-http: %s after 5 s\n",
-              cl.closed ? "the server kept the connection open" : "the server neither answered nor closed");
+              cl[0].closed && cl[1].closed ? "the server kept a connection open"
+                                           : "the server neither answered nor closed");
       abort();
     }
   }
   check(bp_http_server_active_requests(server) == 0, "a request still counted as active");
-  check_answer();
+  check_answer(&cl[0]);
+  check_answer(&cl[1]);
+  check_same_answers();
   return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "runtime.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,7 @@ static void on_connection(uv_stream_t *l, int status) {
 
 static void init(void) {
   struct sockaddr_in addr;
+  signal(SIGPIPE, SIG_IGN); /* as bp_runtime_open */
   struct sockaddr_storage bound;
   int len = sizeof bound;
   uv_ip4_addr("127.0.0.1", 0, &addr);
