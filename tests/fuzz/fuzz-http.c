@@ -128,7 +128,7 @@ static void init(void) {
   check(mkdtemp(dir) != NULL, "mkdtemp failed");
   snprintf(sock_path, sizeof sock_path, "%s/sock", dir);
   atexit(cleanup);
-  l = bp_listener_open(sock_path, 64, err, sizeof err);
+  l = bp_listener_open(sock_path, 64, 0, err, sizeof err);
   check(l != NULL, err);
   bp_http_server_options_init(&opts);
   /* Small limits, so that short inputs reach them. */
