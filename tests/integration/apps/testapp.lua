@@ -79,6 +79,11 @@ function M.make_app(app_config)
             end
         end, 200, { ["X-Streamed"] = "yes" })
     end)
+    -- a full collection of the Lua heap (test-hostile measures memory)
+    app:get("gc", "/gc", function()
+        collectgarbage("collect")
+        return { kb = collectgarbage("count") }
+    end)
     app:get("stream_status", "/stream_status/{code}", function(request)
         return http.stream(function(write) write("never") end, tonumber(request.params.code))
     end)

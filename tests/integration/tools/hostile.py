@@ -17,8 +17,9 @@
     hostile.py PORT hold N SECONDS           open N idle connections, hold them SECONDS
     hostile.py PORT memory PID N             the server's memory: N keep-alive connections
                                              after one request each, idle for 2.5 s (bytes
-                                             of RSS each), then N more that flood in with
-                                             half a request each and close (KB of RSS kept)
+                                             of RSS each, after a full Lua collection),
+                                             then N more that flood in with half a request
+                                             each and close (KB of RSS kept)
 """
 import socket
 import sys
@@ -160,15 +161,36 @@ def main():
                     if line.startswith("VmRSS:"):
                         return int(line.split()[1])
 
-        base = rss()
-        conns = []
-        for _ in range(n):
-            c = connect(port)
-            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            conns.append(c)
-        for c in conns:
-            c.recv(4096)
+        def idle_round():
+            conns = []
+            for _ in range(n):
+                c = connect(port)
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                conns.append(c)
+            for c in conns:
+                c.recv(4096)
+            time.sleep(2.5)
+            return conns
+
+        # a first round warms the server up (the Lua heap's high-water mark,
+        # the allocator's arenas, JIT traces): what it keeps is no
+        # connection's
+        for c in idle_round():
+            c.close()
         time.sleep(2.5)
+        def collect():
+            # the requests' garbage in the Lua heap is no connection's:
+            # the test app's /gc runs a full collection
+            c = connect(port)
+            c.sendall(b"GET /gc HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            read_all(c, 5)
+            c.close()
+            time.sleep(0.2)
+
+        collect()
+        base = rss()
+        conns = idle_round()
+        collect()
         print("idle connection: %d bytes" % ((rss() - base) * 1024 // n))
         for c in conns:
             c.close()
