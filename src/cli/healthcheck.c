@@ -14,6 +14,7 @@
 #include <http_parser.h>
 #include <uv.h>
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,6 +259,9 @@ int main(int argc, char **argv) {
   double timeout = 30;
 
   bp_cli_parse(&cli, argc, argv);
+  /* a service that closes before reading the request: NOT OK, not death
+   * by SIGPIPE */
+  signal(SIGPIPE, SIG_IGN);
   const char *type = cli.positionals[0], *endpoint = cli.positionals[1];
   if (strcmp(type, "wsgi") != 0 && strcmp(type, "http") != 0 && strcmp(type, "thrift") != 0)
     bp_cli_fail(&cli, "argument type: invalid choice: '%s' (choose from 'wsgi', 'http', 'thrift')",
