@@ -1,4 +1,4 @@
-/* The HTTP server's reading of requests (src/http.c: http_parser with our
+/* The HTTP server's reading of requests (src/http/server.c: http_parser with our
  * callbacks, the limits, headers, routing, dispatch to C handlers and the
  * response), end to end: a real server on a UNIX socket, a client on the
  * same loop writes the input, shuts its side down and reads until the

@@ -1,16 +1,15 @@
 /*
- * The HTTP/1.1 server: libuv streams, Debian's http_parser, one request at a
- * time per connection (pipelined requests wait in the read buffer and are
- * answered in order), and every response written with one write. Connections
- * are read through the loop's edge-triggered set (bp__edge_t, loop.c), so
- * that under load they are served in the order their requests arrived.
+ * HTTP/1.1 on the server core (src/server/): Debian's http_parser, one
+ * request at a time per connection (pipelined requests wait in the read
+ * buffer and are answered in order), and every response written with one
+ * write. The core accepts, reads, writes, keeps deadlines and closes; this
+ * file is the protocol: parsing, the request API, responses (whole or
+ * streamed) and the request's server span.
  *
- * Where a request enters: on_message_complete() -> dispatch(). Where it
- * leaves: bp_response_send() -> conn_write().
+ * Where a request enters: http_on_input() -> on_message_complete() ->
+ * dispatch(). Where it leaves: bp_response_send() -> respond() ->
+ * bp__conn_write().
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* accept4 */
-#endif
 #include "app.h"
 #include "baseplate/span.h"
 #include "span_internal.h"
@@ -18,25 +17,16 @@
 #include "internal.h"
 #include "runtime.h"
 #include "baseplate/log.h"
-#include "server/listener.h"
+#include "server/server.h"
 
 #include <http_parser.h>
-#include <linux/filter.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 /* --- connections and requests -------------------------------------------------- */
 
@@ -66,50 +56,17 @@ struct bp_request_s {
 };
 
 struct bp_http_server_s {
-  bp__closable_t closable;
-  /* The listening socket is polled and accepted from here (not uv_listen):
-   * running out of file descriptors must pause accepting, not make libuv
-   * close the waiting connections unseen. */
-  int lfd;
-  uv_poll_t lpoll;
-  uv_timer_t accept_retry; /* accepting paused after EMFILE and the like */
-  uv_timer_t sweep;        /* once a second: idle connections give their buffers back */
-  int listener_handles;    /* lpoll, accept_retry and sweep not closed yet */
-  int peak_conns;          /* the most connections since memory was last trimmed */
-  int polling, accept_paused;
-  int family;
+  bp__server_t base;
   bp_app_t *app;
   bp_http_server_options_t opts;
-  bp_conn_t *conns; /* doubly linked */
-  int nconns, active;
-  int stopping;
-  int draining;
-  int listener_closed;
-  int closed_waiter;  /* Lua waiter to wake when the last connection closes */
-  int accept_errors;  /* failed accepts not logged yet */
-  uint64_t accept_error_logged; /* loop time of the last such log line */
 };
 
 enum { HDR_NONE, HDR_FIELD, HDR_VALUE };
 
+/* An HTTP connection: the core's, then the parser's state and the request. */
 struct bp_conn_s {
-  bp__closable_t closable;
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-    uv_stream_t stream;
-    uv_handle_t handle;
-  } h;
-  bp_http_server_t *server;
-  bp__edge_t edge; /* input readiness */
-  bp_conn_t *prev, *next;
-  uv_timer_t timer; /* header read timeout, or keep-alive idle timeout */
-  uint64_t deadline; /* loop time (ms) the current timeout expires at */
-  uv_timer_cb on_deadline; /* what to do then; NULL: no timeout */
-  int handles_open; /* the stream and the timer: freed when both closed */
+  bp__conn_t base;
   http_parser parser;
-  char *rbuf; /* bytes read, not yet parsed */
-  size_t rlen, rcap;
   char *abuf; /* the request being parsed: url, header names and values, body */
   size_t alen, acap;
   bp_hdr_t *hdrs;
@@ -117,129 +74,46 @@ struct bp_conn_s {
   size_t url_len, head_bytes;
   char *hbuf; /* response headers added by the handler */
   size_t hlen, hcap_bytes;
-  char *wbuf; /* the response being written */
-  size_t wcap;
-  uv_write_t wreq;
   bp_request_t req;
-  int receiving;  /* part of a request has arrived */
-  int in_request; /* a complete request is being handled */
-  int writing;
-  int reading;  /* we want input (else it waits in the kernel: backpressure) */
-  int readable; /* input may be waiting: no short read or EAGAIN since the last event */
-  int hangup;   /* the peer closed or the socket failed: read until EOF or the error */
-  int closing;
-  int peer_gone;  /* read error: nobody to answer */
-  int read_eof;   /* the client finished sending: answer what came, then close */
-  int keep_alive;
   int close_after; /* the request's framing cannot be trusted past it: close once answered */
   int parse_error; /* status to answer a bad request with, then close */
-  int lingering;   /* answered and half-closed: reading and discarding until the client closes */
-  int unread_input; /* a request was refused before all of it was read */
-  uint64_t linger_until; /* loop time (ms) lingering ends at the latest */
-  size_t linger_bytes; /* discarded so far */
   uint64_t body_deadline; /* loop time (ms) the request's body must be in by (0: none) */
-  uint64_t idle_since; /* loop time (ms) the connection last went idle */
-  char remote[64];
 };
 
-static uv_idle_t resume_idle;   /* continues parsing pipelined requests */
-static bp_conn_t **resume_list; /* connections waiting for it */
-static int resume_count, resume_cap, resume_init;
+#define SERVER(c) ((bp_http_server_t *)(c)->base.server)
 
-static void conn_close(bp_conn_t *c);
 static void conn_process(bp_conn_t *c);
 static void send_simple(bp_conn_t *c, int status, const char *extra_header);
 
-static int grow(char **buf, size_t *cap, size_t need) {
-  size_t n = *cap ? *cap : 1024;
-  char *p;
-  if (need <= *cap) return BP_OK;
-  while (n < need) n *= 2;
-  if (!(p = realloc(*buf, n))) return BP_ENOMEM;
-  *buf = p;
-  *cap = n;
-  return BP_OK;
-}
-
 static int append(bp_conn_t *c, const char *at, size_t len) {
-  if (grow(&c->abuf, &c->acap, c->alen + len + 1)) return BP_ENOMEM;
+  if (bp__grow(&c->abuf, &c->acap, c->alen + len + 1)) return BP_ENOMEM;
   memcpy(c->abuf + c->alen, at, len);
   c->alen += len;
   return BP_OK;
 }
 
-/* --- timeouts ------------------------------------------------------------------ */
+/* --- deadlines ------------------------------------------------------------------ */
 
 static void on_header_timeout(uv_timer_t *t);
-static void on_idle_timeout(uv_timer_t *t);
-
-/* Timeouts are lazy: arming moves a deadline; the timer itself is only
- * started when not running, and when it fires early it is re-armed for the
- * rest. That keeps timer-heap operations off the per-request path. */
-static void on_timer(uv_timer_t *t) {
-  bp_conn_t *c = t->data;
-  uint64_t now = uv_now(uv_default_loop());
-  if (!c->on_deadline) return;
-  if (now < c->deadline) {
-    uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
-    return;
-  }
-  c->on_deadline(t);
-}
-
-static void arm(bp_conn_t *c, uv_timer_cb cb, double seconds) {
-  if (seconds <= 0) {
-    c->on_deadline = NULL;
-    return;
-  }
-  uint64_t ms = (uint64_t)(seconds * 1000.0 + 0.5);
-  c->deadline = uv_now(uv_default_loop()) + ms;
-  c->on_deadline = cb;
-  /* A later deadline waits for the running timer (on_timer re-arms); an
-   * earlier one restarts it. */
-  if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > ms)
-    uv_timer_start(&c->timer, on_timer, ms, 0);
-}
-
-static void disarm(bp_conn_t *c) { c->on_deadline = NULL; }
-
-/* Lingering close (as nginx's): closing a socket with unread input makes
- * the kernel send a reset, and a reset makes the client's kernel drop what
- * it had received but not yet handed to the client, such as the error
- * response just sent. So: send our FIN after the response, then read and
- * discard until the client closes too, for LINGER_MS at most, LINGER_IDLE_MS
- * without input, LINGER_BYTES in all. */
-#define LINGER_MS 5000
-#define LINGER_IDLE_MS 2000
-#define LINGER_BYTES (16u << 20)
-
-static void on_linger_timeout(uv_timer_t *t) { conn_close(t->data); }
-
-static void linger_arm(bp_conn_t *c) {
-  uint64_t now = uv_now(uv_default_loop());
-  uint64_t left = c->linger_until > now ? c->linger_until - now : 1;
-  arm(c, on_linger_timeout, (double)(left < LINGER_IDLE_MS ? left : LINGER_IDLE_MS) / 1000.0);
-}
-
 
 /* Waiting for (the rest of) a request from the client: header_timeout for
  * the head (from its first byte) and for each pause in the body, and the
  * body's own deadline (body_timeout) over it all. */
 static void arm_read_timeout(bp_conn_t *c) {
-  double t = c->server->opts.header_timeout;
+  double t = SERVER(c)->opts.header_timeout;
   if (c->body_deadline) {
     uint64_t now = uv_now(uv_default_loop());
     double left = c->body_deadline > now ? (double)(c->body_deadline - now) / 1000.0 : 0.001;
     if (!(t > 0) || left < t) t = left;
   }
-  arm(c, on_header_timeout, t);
+  bp__conn_arm(&c->base, on_header_timeout, t);
 }
 
 /* --- http_parser callbacks ---------------------------------------------------- */
 
 static int count_head(bp_conn_t *c, size_t len) {
   c->head_bytes += len;
-  if (c->head_bytes > c->server->opts.max_header_size) {
+  if (c->head_bytes > SERVER(c)->opts.max_header_size) {
     c->parse_error = 431;
     return -1;
   }
@@ -264,7 +138,7 @@ static void raise_parser_limit(size_t max_header_size) {
 static int on_message_begin(http_parser *p) {
   bp_conn_t *c = p->data;
   arm_read_timeout(c); /* the keep-alive wait is over; the request has begun */
-  c->receiving = 1;
+  c->base.receiving = 1;
   c->alen = c->url_len = c->head_bytes = 0;
   c->nhdrs = 0;
   c->hdr_state = HDR_NONE;
@@ -290,7 +164,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
     return -1;
   }
   if (c->hdr_state != HDR_FIELD) {
-    if (c->nhdrs >= c->server->opts.max_header_count) {
+    if (c->nhdrs >= SERVER(c)->opts.max_header_count) {
       c->parse_error = 431;
       return -1;
     }
@@ -357,13 +231,13 @@ static int on_headers_complete(http_parser *p) {
     c->parse_error = 501;
     return -1;
   }
-  if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->server->opts.max_body_size) {
+  if ((p->flags & F_CONTENTLENGTH) && p->content_length > SERVER(c)->opts.max_body_size) {
     c->parse_error = 413;
     return -1;
   }
   if ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)) {
     /* the whole body within body_timeout, however slowly it comes */
-    double t = c->server->opts.body_timeout;
+    double t = SERVER(c)->opts.body_timeout;
     c->body_deadline = t > 0 ? uv_now(uv_default_loop()) + (uint64_t)(t * 1000.0 + 0.5) : 0;
   }
   c->req.body = NULL;
@@ -378,7 +252,7 @@ static int on_headers_complete(http_parser *p) {
           h->value_len == 12 && strncasecmp(c->abuf + h->value_off, "100-continue", 12) == 0) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
-        if (uv_try_write(&c->h.stream, &b, 1) != (int)(sizeof cont - 1)) {
+        if (uv_try_write(&c->base.h.stream, &b, 1) != (int)(sizeof cont - 1)) {
           c->parse_error = 400; /* cannot even send 25 bytes: give up on it */
           return -1;
         }
@@ -392,7 +266,7 @@ static int on_headers_complete(http_parser *p) {
 static int on_body(http_parser *p, const char *at, size_t len) {
   bp_conn_t *c = p->data;
   arm_read_timeout(c); /* progress: the pause counts from the last read */
-  if (c->alen - c->req.body_len + len > c->server->opts.max_body_size) {
+  if (c->alen - c->req.body_len + len > SERVER(c)->opts.max_body_size) {
     c->parse_error = 413;
     return -1;
   }
@@ -418,11 +292,11 @@ static int on_message_complete(http_parser *p) {
   r->streaming = 0;
   r->head_pending = 0;
   r->stream_bytes = 0;
-  r->start_ns = c->server->opts.access_log ? uv_hrtime() : 0; /* (a clock read costs) */
+  r->start_ns = SERVER(c)->opts.access_log ? uv_hrtime() : 0; /* (a clock read costs) */
   r->body = c->abuf + body_off;
   r->body_len = c->alen - body_off;
   c->abuf[c->alen] = '\0';
-  c->keep_alive = http_should_keep_alive(p) && !c->close_after;
+  c->base.keep_alive = http_should_keep_alive(p) && !c->close_after;
   c->body_deadline = 0;
 
   /* The request target: origin-form, or absolute-form from a proxy. */
@@ -445,9 +319,9 @@ static int on_message_complete(http_parser *p) {
     r->query = "";
     r->query_len = 0;
   }
-  c->in_request = 1;
-  c->receiving = 0;
-  disarm(c); /* the handler has all the time it needs */
+  c->base.busy = 1;
+  c->base.receiving = 0;
+  bp__conn_disarm(&c->base); /* the handler has all the time it needs */
   http_parser_pause(p, 1);
   return 0;
 }
@@ -486,7 +360,7 @@ static void add_status_tag(bp_span_t *span, int status);
 static void request_tags(bp_span_t *span, void *ud) {
   bp_request_t *r = ud;
   bp__span_tag_const(span, "http.method", r->method, BP_TAG_STRING); /* http_parser's names */
-  bp__span_tag_static(span, "peer.ipv4", r->conn->remote, strlen(r->conn->remote), BP_TAG_STRING);
+  bp__span_tag_static(span, "peer.ipv4", r->conn->base.remote, strlen(r->conn->base.remote), BP_TAG_STRING);
   if (r->span_status) add_status_tag(span, r->span_status);
 }
 
@@ -525,14 +399,14 @@ void bp_request_set_error(bp_request_t *r, const char *error_class) {
 
 static void dispatch(bp_conn_t *c) {
   bp_request_t *r = &c->req;
-  bp_http_server_t *s = c->server;
+  bp_http_server_t *s = SERVER(c);
   bp_baseplate_t *bp;
   int trust;
   int status = bp__app_match(s->app, r->method, r->path, r->path_len, &r->match);
   void *data;
   bp_handler_fn fn;
 
-  s->active++;
+  s->base.active++;
   if (status == 404) {
     send_simple(c, 404, NULL);
     return;
@@ -572,99 +446,15 @@ static void dispatch(bp_conn_t *c) {
   }
 }
 
-/* --- reading ------------------------------------------------------------------- */
-
-static void stop_reading(bp_conn_t *c) { c->reading = 0; }
-
-static void on_read(bp_conn_t *c, ssize_t n);
-
-/* Read while we want input and some may be waiting. A short read means the
- * socket is drained: the next arrival brings a new event. */
-static void conn_read(bp_conn_t *c) {
-  while (c->reading && c->readable && !c->closing) {
-    ssize_t n;
-    size_t room;
-    if (grow(&c->rbuf, &c->rcap, c->rlen + 16384)) {
-      on_read(c, UV_ENOMEM);
-      return;
-    }
-    room = c->rcap - c->rlen;
-    /* recv, not read: a socket call skips the file layer's position lock */
-    n = recv(c->edge.fd, c->rbuf + c->rlen, room, MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      c->readable = 0;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) on_read(c, -errno);
-      return;
-    }
-    if (n == 0) {
-      c->readable = 0;
-      on_read(c, UV_EOF);
-      return;
-    }
-    if ((size_t)n < room && !c->hangup) c->readable = 0;
-    on_read(c, n);
-  }
-}
-
-static void on_edge(bp__edge_t *e, int hangup) {
-  bp_conn_t *c = (bp_conn_t *)((char *)e - offsetof(bp_conn_t, edge));
-  if (hangup) c->hangup = 1;
-  c->readable = 1;
-  conn_read(c);
-}
-
-/* Want input again; read what came meanwhile (no new event comes for it). */
-static void start_reading(bp_conn_t *c) {
-  c->reading = 1;
-  conn_read(c);
-}
-
-static void on_read(bp_conn_t *c, ssize_t n) {
-  if (c->lingering) {
-    if (n < 0) {
-      stop_reading(c);
-      conn_close(c); /* the client has closed (or reset) too */
-      return;
-    }
-    c->rlen = 0;
-    c->linger_bytes += (size_t)n;
-    if (c->linger_bytes > LINGER_BYTES) conn_close(c);
-    else linger_arm(c);
-    return;
-  }
-  if (n < 0) {
-    stop_reading(c);
-    if (n == UV_EOF) {
-      /* A half-close still wants the answers to what it sent. */
-      c->read_eof = 1;
-      if (!c->in_request && !c->writing) conn_process(c);
-      return;
-    }
-    c->peer_gone = 1;
-    if (!c->in_request && !c->writing) conn_close(c);
-    return;
-  }
-  if (n == 0) return;
-  c->rlen += (size_t)n;
-  if (c->in_request || c->writing) {
-    /* Pipelined bytes while a request is answered: keep them for later, but
-     * stop reading once a full request's worth is waiting (backpressure). */
-    if (c->rlen > c->server->opts.max_header_size + 16384) stop_reading(c);
-    return;
-  }
-  conn_process(c);
-}
-
-static void schedule_resume(bp_conn_t *c);
+/* --- parsing ------------------------------------------------------------------- */
 
 /* Answer a request that never parsed (bad, too big, too slow) with `status`,
  * then close: nothing after it on this connection can be trusted. */
 static void reject(bp_conn_t *c, int status) {
-  stop_reading(c);
-  c->keep_alive = 0;
-  c->rlen = 0;
-  c->unread_input = 1; /* the rest of the request: see conn_end */
+  bp__conn_stop_reading(&c->base);
+  c->base.keep_alive = 0;
+  c->base.rlen = 0;
+  c->base.unread_input = 1; /* the rest of the request: the core lingers */
   c->req.version = 11;
   c->req.head = 0;
   c->req.method = NULL;
@@ -677,21 +467,13 @@ static void reject(bp_conn_t *c, int status) {
 /* Parse what is buffered until a request is complete (then dispatch it) or
  * the buffer is empty (then read more). */
 static void conn_process(bp_conn_t *c) {
-  while (!c->closing && !c->in_request && !c->writing) {
+  while (!c->base.closing && !c->base.busy && !c->base.writing) {
     size_t n;
-    if (c->rlen == 0) {
-      if (c->peer_gone || c->read_eof) {
-        conn_close(c);
-        return;
-      }
-      if (c->server->stopping) {
-        conn_close(c);
-      } else if (!c->reading) {
-        start_reading(c); /* may come back here with what it read */
-      }
+    if (c->base.rlen == 0) {
+      bp__conn_idle(&c->base); /* may come back here with what it reads */
       return;
     }
-    n = http_parser_execute(&c->parser, &settings, c->rbuf, c->rlen);
+    n = http_parser_execute(&c->parser, &settings, c->base.rbuf, c->base.rlen);
     if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
       http_parser_pause(&c->parser, 0);
     } else if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || c->parse_error) {
@@ -702,59 +484,18 @@ static void conn_process(bp_conn_t *c) {
       reject(c, status);
       return;
     }
-    memmove(c->rbuf, c->rbuf + n, c->rlen - n);
-    c->rlen -= n;
-    if (c->in_request) {
+    memmove(c->base.rbuf, c->base.rbuf + n, c->base.rlen - n);
+    c->base.rlen -= n;
+    if (c->base.busy) {
       dispatch(c);
       return;
     }
     if (c->parser.upgrade) { /* Upgrade/CONNECT: not supported */
-      c->keep_alive = 0;
+      c->base.keep_alive = 0;
       send_simple(c, 501, NULL);
       return;
     }
   }
-}
-
-static void resume_cb(uv_idle_t *idle) {
-  int n = resume_count;
-  bp_conn_t **list = malloc(n * sizeof *list);
-  if (!list) return; /* try again next iteration */
-  memcpy(list, resume_list, n * sizeof *list);
-  resume_count = 0;
-  uv_idle_stop(idle);
-  for (int i = 0; i < n; i++) {
-    if (list[i]) conn_process(list[i]);
-  }
-  free(list);
-}
-
-/* Continue parsing on the next loop iteration rather than now: the response
- * may have been sent from inside a Lua FFI call, where re-entering Lua for the
- * next pipelined request is not allowed. */
-static void schedule_resume(bp_conn_t *c) {
-  if (!resume_init) {
-    uv_idle_init(uv_default_loop(), &resume_idle);
-    uv_unref((uv_handle_t *)&resume_idle);
-    resume_init = 1;
-  }
-  if (resume_count == resume_cap) {
-    int cap = resume_cap ? resume_cap * 2 : 64;
-    bp_conn_t **n = realloc(resume_list, cap * sizeof *n);
-    if (!n) {
-      conn_close(c);
-      return;
-    }
-    resume_list = n;
-    resume_cap = cap;
-  }
-  resume_list[resume_count++] = c;
-  uv_idle_start(&resume_idle, resume_cb);
-}
-
-static void unschedule_resume(bp_conn_t *c) {
-  for (int i = 0; i < resume_count; i++)
-    if (resume_list[i] == c) resume_list[i] = NULL;
 }
 
 /* --- writing ------------------------------------------------------------------- */
@@ -857,9 +598,9 @@ static void span_finish(bp_request_t *r, int status) {
 
 static void request_done(bp_conn_t *c, int status, size_t body_len) {
   bp_request_t *r = &c->req;
-  bp_http_server_t *s = c->server;
-  s->active--;
-  c->in_request = 0;
+  bp_http_server_t *s = SERVER(c);
+  s->base.active--;
+  c->base.busy = 0;
   if (r->span && !bp_span_current()) bp_span_enter(r->span); /* its trace ID on the access log */
   if (s->opts.access_log && bp_log_enabled("baseplate.server.http", BP_LOG_DEBUG)) {
     /* The reference's shape: 127.0.0.1 - - [time] "GET / HTTP/1.1" 200 18 0.000123 */
@@ -870,82 +611,11 @@ static void request_done(bp_conn_t *c, int status, size_t body_len) {
     strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
     double secs = r->start_ns ? (double)(uv_hrtime() - r->start_ns) / 1e9 : 0.0;
     bp_log(BP_LOG_DEBUG, "baseplate.server.http", "%s - - [%s] \"%s %.*s%s%.*s HTTP/%d.%d\" %d %zu %.6f",
-           c->remote, when, r->method ? r->method : "-", (int)r->path_len, r->path ? r->path : "",
+           c->base.remote, when, r->method ? r->method : "-", (int)r->path_len, r->path ? r->path : "",
            r->query_len ? "?" : "", (int)r->query_len, r->query ? r->query : "", r->version / 10,
            r->version % 10, status, body_len, secs);
   }
   if (r->span) span_finish(r, status);
-}
-
-/* The response is out: close, or go on with the next request. Reading is
- * still on unless backpressure stopped it; pipelined bytes already buffered
- * are parsed on the next loop iteration (see schedule_resume). */
-static int input_pending(bp_conn_t *c) {
-  int n = 0;
-  if (c->unread_input || c->rlen > 0) return 1;
-  return ioctl(c->edge.fd, FIONREAD, &n) == 0 && n > 0;
-}
-
-static void conn_end(bp_conn_t *c) {
-  if (c->read_eof || c->peer_gone || c->edge.fd < 0 || !input_pending(c) ||
-      shutdown(c->edge.fd, SHUT_WR) != 0) {
-    conn_close(c);
-    return;
-  }
-  c->lingering = 1;
-  c->rlen = 0;
-  c->linger_until = uv_now(uv_default_loop()) + LINGER_MS;
-  linger_arm(c);
-  start_reading(c);
-}
-
-static void response_written(bp_conn_t *c) {
-  if (!c->keep_alive || c->server->stopping || (c->read_eof && c->rlen == 0)) {
-    conn_end(c);
-    return;
-  }
-  arm(c, on_idle_timeout, c->server->opts.keepalive_timeout);
-  c->idle_since = uv_now(uv_default_loop());
-  if (c->rlen > 0 || !c->reading) schedule_resume(c);
-}
-
-static void after_write(uv_write_t *w, int status) {
-  bp_conn_t *c = w->data;
-  c->writing = 0;
-  if (status < 0) {
-    conn_close(c);
-    return;
-  }
-  response_written(c);
-}
-
-static int conn_write(bp_conn_t *c, size_t len) {
-  uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)len);
-  ssize_t n;
-  /* send, not write (as recv in conn_read); libuv's stream has nothing
-   * queued (c->writing is clear), so writing around it keeps the order */
-  do n = send(c->edge.fd, c->wbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n == (ssize_t)len) {
-    response_written(c);
-    return BP_OK;
-  }
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-    conn_close(c);
-    return BP_ECLOSED;
-  }
-  if (n > 0) {
-    b.base += n;
-    b.len -= (unsigned)n;
-  }
-  c->writing = 1;
-  c->wreq.data = c;
-  if (uv_write(&c->wreq, &c->h.stream, &b, 1, after_write) != 0) {
-    c->writing = 0;
-    conn_close(c);
-    return BP_ECLOSED;
-  }
-  return BP_OK;
 }
 
 /* Append helpers for the response head (no printf on the hot path). */
@@ -977,14 +647,14 @@ static size_t build_head(bp_conn_t *c, int status, const char *content_type, con
   size_t rlen = strlen(reason), dlen = strlen(date), ctlen = content_type ? strlen(content_type) : 0;
   char *p;
 
-  if (c->server->stopping || c->server->draining)
-    c->keep_alive = 0; /* say so: the connection closes after this */
-  if (content_length < 0 && r->version < 11) c->keep_alive = 0;
+  if (c->base.server->stopping || c->base.server->draining)
+    c->base.keep_alive = 0; /* say so: the connection closes after this */
+  if (content_length < 0 && r->version < 11) c->base.keep_alive = 0;
   /* status line, Date, Content-Length or Transfer-Encoding, Content-Type, Connection, extra */
-  if (grow(&c->wbuf, &c->wcap, 13 + rlen + 2 + dlen + 40 + (ctlen ? 14 + ctlen + 2 : 0) + 24 +
+  if (bp__grow(&c->base.wbuf, &c->base.wcap, 13 + rlen + 2 + dlen + 40 + (ctlen ? 14 + ctlen + 2 : 0) + 24 +
                                    extra_len + 2 + reserve))
     return 0;
-  p = c->wbuf;
+  p = c->base.wbuf;
   p = PUT_LIT(p, "HTTP/1.1 ");
   p = put_uint(p, (size_t)status);
   *p++ = ' ';
@@ -1005,11 +675,11 @@ static size_t build_head(bp_conn_t *c, int status, const char *content_type, con
     p = put(p, content_type, ctlen);
     p = PUT_LIT(p, "\r\n");
   }
-  if (!c->keep_alive) p = PUT_LIT(p, "Connection: close\r\n");
+  if (!c->base.keep_alive) p = PUT_LIT(p, "Connection: close\r\n");
   else if (r->version < 11) p = PUT_LIT(p, "Connection: keep-alive\r\n");
   if (extra_len) p = put(p, extra, extra_len);
   p = PUT_LIT(p, "\r\n");
-  return (size_t)(p - c->wbuf);
+  return (size_t)(p - c->base.wbuf);
 }
 
 static int respond(bp_conn_t *c, int status, const char *content_type, const char *extra,
@@ -1024,13 +694,13 @@ static int respond(bp_conn_t *c, int status, const char *content_type, const cha
   n = build_head(c, status, content_type, extra, extra_len, (long long)body_len,
                  send_body ? body_len : 0);
   if (!n) {
-    conn_close(c);
+    bp__conn_close(&c->base);
     return BP_ENOMEM;
   }
-  if (send_body && body_len) memcpy(c->wbuf + n, body, body_len), n += body_len;
+  if (send_body && body_len) memcpy(c->base.wbuf + n, body, body_len), n += body_len;
   r->sent = 1;
   request_done(c, status, send_body ? body_len : 0);
-  return conn_write(c, n);
+  return bp__conn_write(&c->base, n);
 }
 
 size_t bp_http_error_body(int status, const char *reason, char *buf, size_t size) {
@@ -1063,12 +733,12 @@ size_t bp_http_error_body(int status, const char *reason, char *buf, size_t size
 static void send_simple(bp_conn_t *c, int status, const char *extra_header) {
   char body[160];
   size_t n = bp_http_error_body(status, NULL, body, sizeof body);
-  if (!c->in_request) {
+  if (!c->base.busy) {
     /* A protocol error: nothing was dispatched; count it like a request. */
-    c->server->active++;
-    c->in_request = 1;
+    c->base.server->active++;
+    c->base.busy = 1;
   }
-  if (status >= 400 && status != 404 && status != 405) c->keep_alive = 0;
+  if (status >= 400 && status != 404 && status != 405) c->base.keep_alive = 0;
   respond(c, status, "application/json", extra_header, extra_header ? strlen(extra_header) : 0,
           body, n);
 }
@@ -1133,7 +803,7 @@ int bp_request_param_at(const bp_request_t *r, int i, const char **name, const c
   return BP_OK;
 }
 
-const char *bp_request_remote_addr(const bp_request_t *r) { return r->conn->remote; }
+const char *bp_request_remote_addr(const bp_request_t *r) { return r->conn->base.remote; }
 
 int bp_response_header(bp_request_t *r, const char *name, size_t name_len, const char *value,
                        size_t value_len) {
@@ -1142,7 +812,7 @@ int bp_response_header(bp_request_t *r, const char *name, size_t name_len, const
   if (memchr(name, '\r', name_len) || memchr(name, '\n', name_len) || memchr(name, ':', name_len) ||
       memchr(value, '\r', value_len) || memchr(value, '\n', value_len) || name_len == 0)
     return BP_EINVAL;
-  if (grow(&c->hbuf, &c->hcap_bytes, c->hlen + name_len + value_len + 4)) return BP_ENOMEM;
+  if (bp__grow(&c->hbuf, &c->hcap_bytes, c->hlen + name_len + value_len + 4)) return BP_ENOMEM;
   memcpy(c->hbuf + c->hlen, name, name_len);
   c->hlen += name_len;
   memcpy(c->hbuf + c->hlen, ": ", 2);
@@ -1172,15 +842,15 @@ int bp_response_send(bp_request_t *r, int status, const char *content_type, cons
     char err[160];
     status = final_status(r, status);
     c->hlen = 0; /* (the handler's headers went with its answer) */
-    if (!c->peer_gone && !c->closing)
+    if (!c->base.peer_gone && !c->base.closing)
       return respond(c, status, "application/json", NULL, 0, err,
                      bp_http_error_body(status, NULL, err, sizeof err));
   }
-  if (c->peer_gone || c->closing) {
+  if (c->base.peer_gone || c->base.closing) {
     /* The client left while the handler ran: drop the answer, free the conn. */
     r->sent = 1;
     request_done(c, status, 0);
-    conn_close(c);
+    bp__conn_close(&c->base);
     return BP_ECLOSED;
   }
   return respond(c, status, content_type, c->hbuf, c->hlen, body, body_len);
@@ -1201,8 +871,8 @@ static void chunk_written(uv_write_t *w, int status) {
   bp_chunk_write_t *cw = (bp_chunk_write_t *)w;
   bp_conn_t *c = cw->c;
   int waiter = cw->waiter;
-  c->writing = 0;
-  if (status < 0) c->peer_gone = 1;
+  c->base.writing = 0;
+  if (status < 0) c->base.peer_gone = 1;
   free(cw);
   bp__vm_wake(waiter, status < 0 ? BP_ECLOSED : BP_OK);
 }
@@ -1211,11 +881,11 @@ static void chunk_written(uv_write_t *w, int status) {
  * `waiter` once it is written (the caller waits: one write at a time). */
 static int stream_send(bp_conn_t *c, const char *buf, size_t n, int waiter) {
   uv_buf_t b = uv_buf_init((char *)buf, (unsigned)n);
-  int k = uv_try_write(&c->h.stream, &b, 1);
+  int k = uv_try_write(&c->base.h.stream, &b, 1);
   bp_chunk_write_t *cw;
   if (k == (int)n) return BP_OK;
   if (k < 0 && k != UV_EAGAIN) {
-    c->peer_gone = 1;
+    c->base.peer_gone = 1;
     return BP_ECLOSED;
   }
   if (k < 0) k = 0;
@@ -1224,18 +894,18 @@ static int stream_send(bp_conn_t *c, const char *buf, size_t n, int waiter) {
   cw->c = c;
   cw->waiter = waiter;
   b = uv_buf_init(cw->data, (unsigned)(n - (size_t)k));
-  if (uv_write(&cw->w, &c->h.stream, &b, 1, chunk_written) != 0) {
+  if (uv_write(&cw->w, &c->base.h.stream, &b, 1, chunk_written) != 0) {
     free(cw);
-    c->peer_gone = 1;
+    c->base.peer_gone = 1;
     return BP_ECLOSED;
   }
-  c->writing = 1;
+  c->base.writing = 1;
   return BP_AGAIN;
 }
 
 static int stream_gone(bp_request_t *r) {
   bp_conn_t *c = r->conn;
-  return r->sent || c->peer_gone || c->closing;
+  return r->sent || c->base.peer_gone || c->base.closing;
 }
 
 int bp_response_start(bp_request_t *r, int status, const char *content_type) {
@@ -1246,7 +916,7 @@ int bp_response_start(bp_request_t *r, int status, const char *content_type) {
   if (content_type && strlen(content_type) > 1024) return BP_EINVAL;
   r->streaming = 1;
   r->stream_status = status;
-  if (c->peer_gone || c->closing) return BP_ECLOSED;
+  if (c->base.peer_gone || c->base.closing) return BP_ECLOSED;
   n = build_head(c, status, content_type, c->hbuf, c->hlen, -1, 0);
   if (!n) return BP_ENOMEM;
   r->head_pending = n; /* goes out with the first chunk */
@@ -1263,8 +933,8 @@ int bp_response_write(bp_request_t *r, const char *data, size_t len, int waiter)
   if (r->head) len = 0; /* HEAD: the head only */
   if (len == 0 && n == 0) return BP_OK;
   need = n + (len ? 20 + len : 0);
-  if (grow(&c->wbuf, &c->wcap, need)) return BP_ENOMEM;
-  p = c->wbuf + n;
+  if (bp__grow(&c->base.wbuf, &c->base.wcap, need)) return BP_ENOMEM;
+  p = c->base.wbuf + n;
   if (len) {
     if (chunked) {
       static const char hex[] = "0123456789abcdef";
@@ -1283,7 +953,7 @@ int bp_response_write(bp_request_t *r, const char *data, size_t len, int waiter)
   }
   r->head_pending = 0;
   r->stream_bytes += len;
-  return stream_send(c, c->wbuf, (size_t)(p - c->wbuf), waiter);
+  return stream_send(c, c->base.wbuf, (size_t)(p - c->base.wbuf), waiter);
 }
 
 int bp_response_finish(bp_request_t *r) {
@@ -1292,20 +962,20 @@ int bp_response_finish(bp_request_t *r) {
   if (!r->streaming || r->sent) return BP_EINVAL;
   r->sent = 1;
   request_done(c, r->stream_status, r->stream_bytes);
-  if (c->peer_gone || c->closing) {
-    conn_close(c);
+  if (c->base.peer_gone || c->base.closing) {
+    bp__conn_close(&c->base);
     return BP_ECLOSED;
   }
-  if (grow(&c->wbuf, &c->wcap, n + 5)) {
-    conn_close(c);
+  if (bp__grow(&c->base.wbuf, &c->base.wcap, n + 5)) {
+    bp__conn_close(&c->base);
     return BP_ENOMEM;
   }
-  if (r->version >= 11 && !r->head) memcpy(c->wbuf + n, "0\r\n\r\n", 5), n += 5;
+  if (r->version >= 11 && !r->head) memcpy(c->base.wbuf + n, "0\r\n\r\n", 5), n += 5;
   if (n == 0) { /* HTTP/1.0: the close ends the body */
-    conn_close(c);
+    bp__conn_close(&c->base);
     return BP_OK;
   }
-  return conn_write(c, n);
+  return bp__conn_write(&c->base, n);
 }
 
 int bp_response_abort(bp_request_t *r) {
@@ -1313,340 +983,24 @@ int bp_response_abort(bp_request_t *r) {
   if (r->sent) return BP_ECLOSED;
   r->sent = 1;
   request_done(c, r->streaming ? r->stream_status : 500, r->stream_bytes);
-  c->keep_alive = 0;
-  conn_close(c); /* an unfinished body tells the client something went wrong */
+  c->base.keep_alive = 0;
+  bp__conn_close(&c->base); /* an unfinished body tells the client something went wrong */
   return BP_OK;
 }
 
-/* --- connection lifecycle ---------------------------------------------------------- */
-
-static void listener_update(bp_http_server_t *s);
-static void conn_free(bp_conn_t *c);
-
-static void conn_closed(uv_handle_t *h) {
-  bp_conn_t *c = h->data;
-  bp_http_server_t *s = c->server;
-  if (--c->handles_open > 0) return;
-  if (c->req.span) { /* abandoned: the client went away or the process stops */
-    bp_request_set_error(&c->req, "ConnectionClosed");
-    span_finish(&c->req, 499);
-  }
-  free(c->rbuf);
-  free(c->abuf);
-  free(c->hdrs);
-  free(c->hbuf);
-  free(c->wbuf);
-  conn_free(c);
-  s->nconns--;
-  if (!s->stopping) listener_update(s); /* below max_concurrency again */
-  if (s->stopping && s->nconns == 0) {
-    if (s->closed_waiter) {
-      int w = s->closed_waiter;
-      s->closed_waiter = 0;
-      bp__vm_wake(w, BP_OK);
-    }
-    if (s->listener_closed) free(s);
-  }
-}
-
-static void conn_close(bp_conn_t *c) {
-  bp_http_server_t *s = c->server;
-  if (c->closing) return;
-  if (c->in_request && !c->req.sent) {
-    /* A handler still holds the request: close once it answers. */
-    c->peer_gone = 1;
-    stop_reading(c);
-    return;
-  }
-  if (c->writing) { /* after_write closes it */
-    c->keep_alive = 0;
-    return;
-  }
-  c->closing = 1;
-  bp__edge_remove(&c->edge);
-  unschedule_resume(c);
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  uv_close(&c->h.handle, conn_closed);
-  uv_close((uv_handle_t *)&c->timer, conn_closed);
-}
-
-static void conn_close_closable(bp__closable_t *cl) {
-  bp_conn_t *c = (bp_conn_t *)cl;
-  c->in_request = 0; /* shutdown: abandon whatever is in flight */
-  c->writing = 0;
-  conn_close(c);
-}
-
-static void remote_name(bp_conn_t *c) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  strcpy(c->remote, "-");
-  if (c->server->family == AF_UNIX) return;
-  if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0) return;
-  if (ss.ss_family == AF_INET)
-    uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof c->remote);
-  else if (ss.ss_family == AF_INET6)
-    uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
-}
-
-/* Connections live in slabs of their own, not among their buffers in
- * malloc's heap: there, a connection's struct would sit between the holes
- * its idle buffers leave and pin the pages around it (an idle connection
- * cost 4.5-5.5 KB after a while instead of its 1.7). Packed together, the
- * freed buffers leave whole pages that malloc_trim gives back. A slab is
- * unmapped when its last connection closes. Sanitizer builds use malloc,
- * which sees every use after free. */
-#if defined(__SANITIZE_ADDRESS__)
-#define CONN_SLABS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CONN_SLABS 0
-#endif
-#endif
-#ifndef CONN_SLABS
-#define CONN_SLABS 1
-#endif
-
-#if CONN_SLABS
-#define SLAB_CONNS 64
-
-typedef struct conn_slab_s conn_slab_t;
-typedef struct conn_slot_s conn_slot_t;
-struct conn_slot_s {
-  conn_slab_t *slab;
-  conn_slot_t *next_free;
-  bp_conn_t conn;
-};
-struct conn_slab_s {
-  conn_slab_t *prev, *next; /* slabs with a free slot */
-  conn_slot_t *free;
-  int used;
-  conn_slot_t slots[SLAB_CONNS];
-};
-
-static conn_slab_t *slabs_with_room;
-
-static conn_slot_t *slot_of(bp_conn_t *c) {
-  return (conn_slot_t *)((char *)c - offsetof(conn_slot_t, conn));
-}
-
-static void slab_unlink(conn_slab_t *sl) {
-  if (sl->prev) sl->prev->next = sl->next;
-  else slabs_with_room = sl->next;
-  if (sl->next) sl->next->prev = sl->prev;
-  sl->prev = sl->next = NULL;
-}
-
-static bp_conn_t *conn_alloc(void) {
-  conn_slab_t *sl = slabs_with_room;
-  conn_slot_t *slot;
-  if (!sl) {
-    sl = mmap(NULL, sizeof *sl, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (sl == MAP_FAILED) return NULL;
-    for (int i = SLAB_CONNS - 1; i >= 0; i--) {
-      sl->slots[i].slab = sl;
-      sl->slots[i].next_free = sl->free;
-      sl->free = &sl->slots[i];
-    }
-    slabs_with_room = sl;
-  }
-  slot = sl->free;
-  sl->free = slot->next_free;
-  if (++sl->used == SLAB_CONNS) slab_unlink(sl);
-  memset(&slot->conn, 0, sizeof slot->conn);
-  return &slot->conn;
-}
-
-static void conn_free(bp_conn_t *c) {
-  conn_slot_t *slot = slot_of(c);
-  conn_slab_t *sl = slot->slab;
-  if (sl->used-- == SLAB_CONNS) { /* it has room again */
-    sl->next = slabs_with_room;
-    if (slabs_with_room) slabs_with_room->prev = sl;
-    slabs_with_room = sl;
-  }
-  if (sl->used == 0 && (sl->prev || sl->next)) { /* keep one empty slab, not more */
-    slab_unlink(sl);
-    munmap(sl, sizeof *sl);
-    return;
-  }
-  slot->next_free = sl->free;
-  sl->free = slot;
-}
-#else
-static bp_conn_t *conn_alloc(void) { return calloc(1, sizeof(bp_conn_t)); }
-static void conn_free(bp_conn_t *c) { free(c); }
-#endif
-
-static void conn_free_cb(uv_handle_t *h) { conn_free(h->data); }
-
-/* A new connection: its handle is initialised by the caller, which then
- * accepts or opens into it. */
-static bp_conn_t *conn_new(bp_http_server_t *s) {
-  bp_conn_t *c = conn_alloc();
-  if (!c) return NULL;
-  c->closable.magic = BP_CLOSABLE_MAGIC;
-  c->closable.close = conn_close_closable;
-  c->server = s;
-  c->edge.fd = -1;
-  if (s->family == AF_UNIX) uv_pipe_init(uv_default_loop(), &c->h.pipe, 0);
-  else uv_tcp_init(uv_default_loop(), &c->h.tcp);
-  c->h.handle.data = c;
-  return c;
-}
-
-/* The handle is connected: register the connection and start reading. */
-static void conn_start(bp_http_server_t *s, bp_conn_t *c) {
-  uv_os_fd_t fd;
-  int rc;
-  uv_timer_init(uv_default_loop(), &c->timer);
-  c->timer.data = c;
-  c->handles_open = 2;
-  if (s->family != AF_UNIX) uv_tcp_nodelay(&c->h.tcp, 1);
-  http_parser_init(&c->parser, HTTP_REQUEST);
-  c->parser.data = c;
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
-  if (++s->nconns > s->peak_conns) s->peak_conns = s->nconns;
-  remote_name(c);
-  c->reading = 1;
-  c->idle_since = uv_now(uv_default_loop());
-  arm_read_timeout(c);
-  /* Input already there is reported at once. */
-  if ((rc = uv_fileno(&c->h.handle, &fd)) != 0 || (rc = bp__edge_add(&c->edge, fd, on_edge)) != 0) {
-    bp_log(BP_LOG_ERROR, "baseplate.server", "cannot watch a new connection: %s", uv_strerror(rc));
-    conn_close(c);
-  }
-}
-
-/* Serve a connection accepted on the listening socket. */
-static void conn_adopt(bp_http_server_t *s, int fd) {
-  bp_conn_t *c = conn_new(s);
-  int rc;
-  if (!c) {
-    close(fd);
-    return;
-  }
-  rc = s->family == AF_UNIX ? uv_pipe_open(&c->h.pipe, fd) : uv_tcp_open(&c->h.tcp, fd);
-  if (rc != 0) {
-    close(fd);
-    uv_close(&c->h.handle, conn_free_cb);
-    return;
-  }
-  conn_start(s, c);
-}
-
-static int at_capacity(const bp_http_server_t *s) {
-  return s->opts.max_concurrency > 0 && s->nconns >= s->opts.max_concurrency;
-}
-
-static void on_listener(uv_poll_t *h, int status, int events);
-
-/* Poll the listening socket when we can take connections; else they wait
- * in the kernel's backlog (max_concurrency reached, accepting paused). */
-static void listener_update(bp_http_server_t *s) {
-  int want = !s->stopping && !s->accept_paused && !at_capacity(s);
-  if (want == s->polling) return;
-  s->polling = want;
-  if (want) uv_poll_start(&s->lpoll, UV_READABLE, on_listener);
-  else uv_poll_stop(&s->lpoll);
-}
-
-static void on_accept_retry(uv_timer_t *t) {
-  bp_http_server_t *s = t->data;
-  s->accept_paused = 0;
-  listener_update(s);
-}
-
-/* Accepting failed for want of resources (file descriptors, most often).
- * As nginx does, stop accepting for a while: the connections wait in the
- * backlog and are served once descriptors are free again. Logged at most
- * once in 10 seconds, with how often it happened. */
-static void accept_failed(bp_http_server_t *s, int err) {
-  uint64_t now = uv_now(uv_default_loop());
-  s->accept_errors++;
-  s->accept_paused = 1;
-  listener_update(s);
-  uv_timer_start(&s->accept_retry, on_accept_retry, 100, 0);
-  if (s->accept_error_logged && now - s->accept_error_logged < 10000) return;
-  {
-    struct rlimit rl;
-    char limit[32] = "unlimited";
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-      snprintf(limit, sizeof limit, "%llu", (unsigned long long)rl.rlim_cur);
-    bp_log(BP_LOG_ERROR, "baseplate.server",
-           "cannot accept connections: %s (%d open connections, file descriptor limit %s): "
-           "new connections wait until some close (accepting paused %d time%s in %s)",
-           strerror(err), s->nconns, limit, s->accept_errors, s->accept_errors == 1 ? "" : "s",
-           s->accept_error_logged ? "the last 10 seconds" : "a row");
-  }
-  s->accept_error_logged = now ? now : 1;
-  s->accept_errors = 0;
-}
-
-/* Take the connections the kernel has completed: as many as are there (up
- * to a bound, so other work gets its turn), or one per wake-up when other
- * processes share the socket (else the first awake takes them all). */
-static void accept_ready(bp_http_server_t *s) {
-  for (int n = 0; n < 256 && !s->stopping && !at_capacity(s); n++) {
-    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      int e = errno;
-      if (e == EAGAIN || e == EWOULDBLOCK) return;
-      if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM) continue;
-      accept_failed(s, e); /* EMFILE, ENFILE, ENOBUFS, ENOMEM */
-      return;
-    }
-    conn_adopt(s, fd);
-    if (s->opts.shared_socket) return;
-  }
-  listener_update(s);
-}
-
-static void on_listener(uv_poll_t *h, int status, int events) {
-  bp_http_server_t *s = h->data;
-  if (status < 0) {
-    accept_failed(s, -status);
-    return;
-  }
-  accept_ready(s);
-}
-
-/* Stopping: take every connection the kernel has completed but we have not
- * accepted, so that closing the listener does not reset them; each is
- * answered once, with Connection: close. A socket of our own first stops
- * taking new connections (a filter that drops every packet: SYNs go
- * unanswered, clients retry and then find the port closed). A socket shared
- * with other processes is left alone: it stays open in them. */
-static void drain_backlog(bp_http_server_t *s) {
-  static struct sock_filter drop[] = {{BPF_RET | BPF_K, 0, 0, 0}};
-  struct sock_fprog prog = {1, drop};
-  int fd, n = 0;
-  if (s->opts.shared_socket) return;
-  if (s->family != AF_UNIX) (void)setsockopt(s->lfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
-  while (n++ < 4096 && (fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
-    conn_adopt(s, fd);
-}
+/* --- deadlines ----------------------------------------------------------------------- */
 
 /* A slow client: 408 if a request had begun, else just close. */
 static void on_header_timeout(uv_timer_t *t) {
   bp_conn_t *c = t->data;
-  if (c->in_request || c->writing || c->closing) return;
-  if (c->receiving) {
+  if (c->base.busy || c->base.writing || c->base.closing) return;
+  if (c->base.receiving) {
     reject(c, 408);
   } else {
-    stop_reading(c);
-    c->rlen = 0;
-    conn_close(c);
+    bp__conn_stop_reading(&c->base);
+    c->base.rlen = 0;
+    bp__conn_close(&c->base);
   }
-}
-
-static void on_idle_timeout(uv_timer_t *t) {
-  bp_conn_t *c = t->data;
-  if (!c->in_request && !c->writing) conn_close(c);
 }
 
 /* --- server ---------------------------------------------------------------------- */
@@ -1665,87 +1019,6 @@ void bp_http_server_options_init(bp_http_server_options_t *o) {
   o->body_timeout = 60.0;
 }
 
-static void listener_closed(uv_handle_t *h) {
-  bp_http_server_t *s = h->data;
-  if (--s->listener_handles > 0) return;
-  if (s->lfd >= 0) close(s->lfd);
-  s->lfd = -1;
-  s->listener_closed = 1;
-  if (s->nconns == 0 && !s->closed_waiter) free(s);
-}
-
-static void listener_close(bp_http_server_t *s) {
-  s->polling = 0;
-  uv_close((uv_handle_t *)&s->lpoll, listener_closed);
-  uv_close((uv_handle_t *)&s->accept_retry, listener_closed);
-  uv_close((uv_handle_t *)&s->sweep, listener_closed);
-}
-
-/* An idle keep-alive connection keeps only itself (about 1.4 KB): its
- * buffers, sized for the requests it served, go back to the allocator
- * once it has been idle for a second (not per request: a busy connection
- * reuses them). */
-static size_t conn_compact(bp_conn_t *c) {
-  size_t freed = c->rcap + c->acap + c->hcap * sizeof *c->hdrs + c->hcap_bytes + c->wcap;
-  free(c->rbuf);
-  free(c->abuf);
-  free(c->hdrs);
-  free(c->hbuf);
-  free(c->wbuf);
-  c->rbuf = c->abuf = c->hbuf = c->wbuf = NULL;
-  c->hdrs = NULL;
-  c->rcap = c->acap = c->hcap_bytes = c->wcap = 0;
-  c->hcap = 0;
-  c->rlen = c->alen = c->hlen = 0;
-  c->nhdrs = 0;
-  return freed;
-}
-
-static void on_sweep(uv_timer_t *t) {
-  bp_http_server_t *s = t->data;
-  uint64_t now = uv_now(uv_default_loop());
-  size_t freed = 0;
-  for (bp_conn_t *c = s->conns; c; c = c->next) {
-    if (c->receiving || c->in_request || c->writing || c->rlen || c->lingering || c->closing ||
-        now - c->idle_since < 1000 || !(c->rbuf || c->abuf || c->wbuf))
-      continue;
-    freed += conn_compact(c);
-  }
-  /* Load has fallen (a flood of connections has closed, or their buffers
-   * are released): hand free memory back to the system, which glibc does
-   * not do by itself for memory in the middle of its heap. */
-  if (freed >= (1u << 20) || (s->peak_conns >= 1000 && s->nconns < s->peak_conns / 2)) {
-    malloc_trim(0);
-    s->peak_conns = s->nconns;
-  }
-}
-
-void bp_http_server_drain(bp_http_server_t *s) { s->draining = 1; }
-
-int bp_http_server_shutdown(bp_http_server_t *s, int waiter) {
-  bp_http_server_stop(s);
-  if (s->nconns == 0) return BP_OK;
-  s->closed_waiter = waiter;
-  return BP_AGAIN;
-}
-
-void bp_http_server_stop(bp_http_server_t *s) {
-  bp_conn_t *c, *next;
-  if (!s || s->stopping) return;
-  s->stopping = 1;
-  listener_update(s);
-  drain_backlog(s);
-  listener_close(s);
-  for (c = s->conns; c; c = next) {
-    next = c->next;
-    /* Idle keep-alive connections go after a short linger (a request may
-     * already be on the wire: it is answered, with Connection: close); a
-     * request half received, being handled or being written finishes first. */
-    if (!c->in_request && !c->writing && !c->receiving && c->rlen == 0)
-      arm(c, on_idle_timeout, 0.2);
-  }
-}
-
 /* Limits the timers and counters can hold: a timeout of 1e17 seconds once
  * overflowed the milliseconds and reset every connection. */
 static int options_invalid(const bp_http_server_options_t *o, char *err, size_t errlen) {
@@ -1760,25 +1033,61 @@ static int options_invalid(const bp_http_server_options_t *o, char *err, size_t 
   return bad != NULL;
 }
 
-static void server_close_closable(bp__closable_t *cl) {
-  bp_http_server_t *s = (bp_http_server_t *)cl;
-  bp_http_server_stop(s);
+/* --- the protocol's callbacks and the server ------------------------------------------ */
+
+static void http_on_open(bp__conn_t *base) {
+  bp_conn_t *c = (bp_conn_t *)base;
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  arm_read_timeout(c);
 }
+
+static void http_on_input(bp__conn_t *base) { conn_process((bp_conn_t *)base); }
+
+static void http_on_close(bp__conn_t *base) {
+  bp_conn_t *c = (bp_conn_t *)base;
+  if (c->req.span) { /* abandoned: the client went away or the process stops */
+    bp_request_set_error(&c->req, "ConnectionClosed");
+    span_finish(&c->req, 499);
+  }
+  free(c->abuf);
+  free(c->hdrs);
+  free(c->hbuf);
+}
+
+static size_t http_on_compact(bp__conn_t *base) {
+  bp_conn_t *c = (bp_conn_t *)base;
+  size_t freed = c->acap + (size_t)c->hcap * sizeof *c->hdrs + c->hcap_bytes;
+  free(c->abuf);
+  free(c->hdrs);
+  free(c->hbuf);
+  c->abuf = c->hbuf = NULL;
+  c->hdrs = NULL;
+  c->acap = c->hcap_bytes = c->alen = c->hlen = 0;
+  c->hcap = c->nhdrs = 0;
+  return freed;
+}
+
+static const bp__protocol_t http_protocol = {
+    .name = "http",
+    .conn_size = sizeof(bp_conn_t),
+    .on_open = http_on_open,
+    .on_input = http_on_input,
+    .on_close = http_on_close,
+    .on_compact = http_on_compact,
+};
+
+static void http_server_free(bp__server_t *s) { free(s); }
 
 bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l,
                                        const bp_http_server_options_t *opts, char *err,
                                        size_t errlen) {
   bp_http_server_t *s = calloc(1, sizeof *s);
-  int rc;
   if (!s) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  s->closable.magic = BP_CLOSABLE_MAGIC;
-  s->closable.close = server_close_closable;
-  bp__ignore_sigpipe();
   s->app = app;
-  s->family = l->family;
   if (opts) s->opts = *opts;
   else bp_http_server_options_init(&s->opts);
   if (options_invalid(&s->opts, err, errlen)) {
@@ -1786,30 +1095,27 @@ bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *l,
     return NULL;
   }
   raise_parser_limit(s->opts.max_header_size);
-  s->lfd = l->fd;
-  l->fd = -1; /* the server owns the socket now */
-  uv_timer_init(uv_default_loop(), &s->accept_retry);
-  s->accept_retry.data = s;
-  rc = uv_poll_init(uv_default_loop(), &s->lpoll, s->lfd);
-  s->lpoll.data = s;
-  uv_timer_init(uv_default_loop(), &s->sweep);
-  s->sweep.data = s;
-  uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
-  uv_unref((uv_handle_t *)&s->sweep);
-  s->listener_handles = rc == 0 ? 3 : 2;
-  if (rc == 0 && listen(s->lfd, 511) != 0) rc = -errno;
-  if (rc != 0) {
-    snprintf(err, errlen, "cannot serve on %s: %s", l->describe, uv_strerror(rc));
-    s->stopping = 1;
-    if (s->listener_handles == 3) uv_close((uv_handle_t *)&s->lpoll, listener_closed);
-    uv_close((uv_handle_t *)&s->accept_retry, listener_closed);
-    uv_close((uv_handle_t *)&s->sweep, listener_closed);
-    return NULL;
-  }
-  listener_update(s);
+  s->base.max_concurrency = s->opts.max_concurrency;
+  s->base.shared_socket = s->opts.shared_socket;
+  s->base.keepalive_timeout = s->opts.keepalive_timeout;
+  /* pipelined input kept while a request is handled: a request's head */
+  s->base.max_buffered = s->opts.max_header_size + 16384;
+  s->base.free_fn = http_server_free;
+  if (bp__server_start(&s->base, &http_protocol, l, err, errlen) != BP_OK) return NULL;
   return s;
 }
 
-int bp_http_server_connections(const bp_http_server_t *s) { return s->nconns; }
+void bp_http_server_drain(bp_http_server_t *s) { bp__server_drain(&s->base); }
 
-int bp_http_server_active_requests(const bp_http_server_t *s) { return s->active; }
+void bp_http_server_stop(bp_http_server_t *s) {
+  if (s) bp__server_stop(&s->base);
+}
+
+int bp_http_server_shutdown(bp_http_server_t *s, int waiter) {
+  int rc = bp__server_shutdown(&s->base, waiter);
+  return rc;
+}
+
+int bp_http_server_connections(const bp_http_server_t *s) { return s->base.nconns; }
+
+int bp_http_server_active_requests(const bp_http_server_t *s) { return s->base.active; }
