@@ -18,6 +18,7 @@
 #include "runtime.h"
 #include "baseplate/log.h"
 #include "server/server.h"
+#include "server/span.h"
 
 #include <http_parser.h>
 #include <errno.h>
@@ -338,20 +339,6 @@ static const http_parser_settings settings = {
 
 /* --- dispatch ------------------------------------------------------------------ */
 
-/* Copy a header value into buf as a C string; NULL if absent, and a value
- * that cannot parse if too long (the trace is then not trusted). */
-static const char *header_str(bp_request_t *r, const char *name, char *buf, size_t size) {
-  size_t len;
-  const char *v = bp_request_header(r, name, &len);
-  if (!v) return NULL;
-  if (len >= size) return "invalid";
-  memcpy(buf, v, len);
-  buf[len] = '\0';
-  return buf;
-}
-
-/* Where a span is made for a request: named after the route, the child of
- * the upstream span when the trace headers are trusted and valid. */
 static void add_status_tag(bp_span_t *span, int status);
 
 /* The server span's own tags, added when someone reads the span's tags (an
@@ -364,31 +351,18 @@ static void request_tags(bp_span_t *span, void *ud) {
   if (r->span_status) add_status_tag(span, r->span_status);
 }
 
+static const char *request_header_get(void *r, const char *name, size_t *len) {
+  const char *v = bp_request_header(r, name, len);
+  return v;
+}
+
+/* The request's span: named after its route, the child of the upstream
+ * span when the trace headers are trusted and valid. */
 static void start_span(bp_request_t *r, bp_baseplate_t *bp, int trust) {
-  bp_trace_info_t ti, *tip = NULL;
-  bp_span_t *span;
-  if (trust) {
-    char t[32], sp[32], pa[32], sa[8], fl[32];
-    const char *trace = header_str(r, "X-Trace", t, sizeof t);
-    const char *spid = header_str(r, "X-Span", sp, sizeof sp);
-    if (trace && spid &&
-        bp_trace_info_from_upstream(&ti, trace, header_str(r, "X-Parent", pa, sizeof pa), spid,
-                                    header_str(r, "X-Sampled", sa, sizeof sa),
-                                    header_str(r, "X-Flags", fl, sizeof fl), NULL, 0) == BP_OK)
-      tip = &ti;
-  }
-  span = bp_span_new_server(bp, bp__route_name(r->match.route), tip);
-  if (!span) return;
-  r->span = span;
-  r->error[0] = '\0';
-  if (trust) {
-    size_t len;
-    const char *edge = bp_request_header(r, "X-Edge-Request", &len);
-    if (edge) bp_span_set_edge_request(span, edge, len);
-  }
   r->span_status = 0;
-  bp__span_defer_tags(span, request_tags, r);
-  bp_span_start(span);
+  r->error[0] = '\0';
+  r->span = bp__server_span_start(bp, bp__route_name(r->match.route), trust, &bp__http_trace_names,
+                                  request_header_get, r, request_tags, r);
 }
 
 bp_span_t *bp_request_span(bp_request_t *r) { return r->span; }
@@ -582,18 +556,15 @@ static void span_finish(bp_request_t *r, int status) {
   bp_span_t *span = r->span;
   const char *error = r->error[0] ? r->error : NULL;
   r->span = NULL;
-  if (span->tagger)
+  if (bp__server_span_tags_deferred(span))
     r->span_status = status; /* for request_tags, if they are ever added */
   else
     add_status_tag(span, status);
   if (!error && status >= 500) error = "HTTPError";
-  bp_span_finish(span, error);
-  /* Kept by someone (a Lua span object, a C module): its tags must not
-   * point into this request, which the next one reuses. */
-  if (span->refs > 1) bp__span_settle_tags(span);
+  /* (a span kept past the response gets its tags now: they point into this
+   * request, which the next one reuses) */
+  bp__server_span_finish(span, error);
   r->span_status = 0;
-  if (bp_span_current() == span) bp_span_enter(NULL);
-  bp_span_unref(span);
 }
 
 static void request_done(bp_conn_t *c, int status, size_t body_len) {

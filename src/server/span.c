@@ -1,0 +1,63 @@
+/* A message's server span, whatever the protocol (server/span.h). */
+#include "server/span.h"
+#include "span_internal.h"
+
+#include <string.h>
+
+const bp__trace_names_t bp__http_trace_names = {
+    "X-Trace", "X-Span", "X-Parent", "X-Sampled", "X-Flags", "X-Edge-Request",
+};
+
+const bp__trace_names_t bp__theader_trace_names = {
+    "Trace", "Span", "Parent", "Sampled", "Flags", "Edge-Request",
+};
+
+/* A header's value as a C string in buf; NULL if absent, and a value that
+ * cannot parse if too long (the trace is then not trusted). */
+static const char *header_str(bp__carrier_get_fn get, void *carrier, const char *name, char *buf,
+                              size_t size) {
+  size_t len;
+  const char *v = get(carrier, name, &len);
+  if (!v) return NULL;
+  if (len >= size) return "invalid";
+  memcpy(buf, v, len);
+  buf[len] = '\0';
+  return buf;
+}
+
+bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust,
+                                 const bp__trace_names_t *names, bp__carrier_get_fn get,
+                                 void *carrier, void (*tagger)(bp_span_t *span, void *ud),
+                                 void *ud) {
+  bp_trace_info_t ti, *tip = NULL;
+  bp_span_t *span;
+  if (trust) {
+    char t[32], sp[32], pa[32], sa[8], fl[32];
+    const char *trace = header_str(get, carrier, names->trace, t, sizeof t);
+    const char *spid = header_str(get, carrier, names->span, sp, sizeof sp);
+    if (trace && spid &&
+        bp_trace_info_from_upstream(&ti, trace, header_str(get, carrier, names->parent, pa, sizeof pa),
+                                    spid, header_str(get, carrier, names->sampled, sa, sizeof sa),
+                                    header_str(get, carrier, names->flags, fl, sizeof fl), NULL,
+                                    0) == BP_OK)
+      tip = &ti;
+  }
+  if (!(span = bp_span_new_server(bp, name, tip))) return NULL;
+  if (trust) {
+    size_t len;
+    const char *edge = get(carrier, names->edge, &len);
+    if (edge) bp_span_set_edge_request(span, edge, len);
+  }
+  if (tagger) bp__span_defer_tags(span, tagger, ud);
+  bp_span_start(span);
+  return span;
+}
+
+int bp__server_span_tags_deferred(const bp_span_t *span) { return span->tagger != NULL; }
+
+void bp__server_span_finish(bp_span_t *span, const char *error) {
+  bp_span_finish(span, error);
+  if (span->refs > 1) bp__span_settle_tags(span);
+  if (bp_span_current() == span) bp_span_enter(NULL);
+  bp_span_unref(span);
+}
