@@ -65,8 +65,12 @@ int bp__vm_start_main(const char *module, const char *fn);
  * (and the exit code the Lua side asked for, when it did). */
 int bp__vm_main_result(char *err, size_t errlen, int *exit_code);
 
-/* Hand a request to the Lua handler `handler` (a new coroutine). */
-void bp__vm_dispatch_request(bp_request_t *req, int handler);
+/* The protocols whose messages Lua handles (runtime.lua's PROTOCOL_*). */
+enum { BP__PROTOCOL_HTTP = 1, BP__PROTOCOL_THRIFT = 2 };
+/* A message of `protocol` for Lua handler `handler`: runtime.on_message
+ * runs the job that protocol registered (runtime.set_job) in a worker
+ * coroutine. */
+void bp__vm_dispatch(int protocol, void *msg, int handler);
 
 /* Resume the coroutine waiting as `waiter`. Never called from inside an FFI
  * call: only from loop callbacks. */

@@ -3,7 +3,7 @@
  *
  * The core owns one lua_State. Lua code calls the core through FFI; the core
  * calls into Lua at exactly two places, both from loop callbacks (never from
- * inside an FFI call): a request for a Lua handler (runtime.on_request) and
+ * inside an FFI call): a message for a Lua handler (runtime.on_message) and
  * the wake-up of a coroutine waiting on the core (runtime.on_wake). All
  * coroutine scheduling lives in lua/baseplate/runtime.lua.
  */
@@ -27,7 +27,7 @@
 
 static lua_State *L;
 static int ref_runtime = LUA_NOREF;
-static int ref_on_request = LUA_NOREF;
+static int ref_on_message = LUA_NOREF;
 static int ref_on_wake = LUA_NOREF;
 
 lua_State *bp__vm_state(void) { return L; }
@@ -141,7 +141,7 @@ int bp__vm_open(const bp__vm_options_t *opts, char *err, size_t errlen) {
     bp__vm_close();
     return BP_ERROR;
   }
-  if (!lua_istable(L, -1) || ref_field(-1, "on_request", &ref_on_request, err, errlen) ||
+  if (!lua_istable(L, -1) || ref_field(-1, "on_message", &ref_on_message, err, errlen) ||
       ref_field(-1, "on_wake", &ref_on_wake, err, errlen)) {
     if (!err[0]) snprintf(err, errlen, "baseplate.runtime did not return a table");
     bp__vm_close();
@@ -155,7 +155,7 @@ void bp__vm_close(void) {
   if (!L) return;
   lua_close(L);
   L = NULL;
-  ref_runtime = ref_on_request = ref_on_wake = LUA_NOREF;
+  ref_runtime = ref_on_message = ref_on_wake = LUA_NOREF;
 }
 
 /* A failure inside the runtime's own entry points is a bug in baseplate, not
@@ -199,14 +199,15 @@ int bp__vm_main_result(char *err, size_t errlen, int *exit_code) {
   return failed;
 }
 
-void bp__vm_dispatch_request(bp_request_t *req, int handler) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref_on_request);
+void bp__vm_dispatch(int protocol, void *msg, int handler) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref_on_message);
+  lua_pushinteger(L, protocol);
   /* The address as a number: the JIT compiles ffi.cast from a number to a
-   * pointer, not from a light userdata (the request's code would stay
+   * pointer, not from a light userdata (the message's code would stay
    * interpreted). User-space addresses fit a double's 53 bits. */
-  lua_pushnumber(L, (lua_Number)(uintptr_t)req);
+  lua_pushnumber(L, (lua_Number)(uintptr_t)msg);
   lua_pushinteger(L, handler);
-  call_entry(2);
+  call_entry(3);
 }
 
 void bp__vm_wake(int waiter, int status) {

@@ -513,7 +513,7 @@ function request_mt.__tostring(self)
     return "request " .. self.method .. " " .. self.path .. " (route " .. self.route_name .. ")"
 end
 
-runtime.set_request_job(request_job)
+runtime.set_job(runtime.PROTOCOL_HTTP, request_job)
 
 -- A request job died (an error outside the handler's protection, such as a
 -- response header whose name cannot be made a string): answer 500 if

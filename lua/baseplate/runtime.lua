@@ -1,5 +1,5 @@
 -- The coroutine scheduler. The C core calls into Lua only through the
--- functions below (on_request, on_wake, on_signal, start_main, main_result);
+-- functions below (on_message, on_wake, on_signal, start_main, main_result);
 -- everything that waits (sleep now, clients later) parks its coroutine here
 -- and is resumed by on_wake when the core finishes the operation.
 local ffi = require("ffi")
@@ -217,9 +217,16 @@ end
 M.wake = M.on_wake
 
 -- C -> Lua: a request for a Lua route. Set by baseplate.http when it loads.
-local request_job
-function M.set_request_job(fn)
-    request_job = fn
+-- The job each protocol runs for a message (bp__vm_dispatch's protocol
+-- numbers, src/runtime.h).
+M.PROTOCOL_HTTP = 1
+M.PROTOCOL_THRIFT = 2
+local jobs = {}
+
+--- Register `fn(msg, handler)`, the job that handles a message of
+--- `protocol` in a worker coroutine.
+function M.set_job(protocol, fn)
+    jobs[protocol] = fn
 end
 
 -- The worker a request job starts in, until the job first yields: what
@@ -227,11 +234,12 @@ end
 -- leaves its trace for) on every request.
 local starting
 
--- The core entered the request's span and leaves it when this returns.
-function M.on_request(req, handler)
+-- C -> Lua: a message of `protocol` for Lua handler `handler`. The core
+-- entered the message's span and leaves it when this returns.
+function M.on_message(protocol, msg, handler)
     local co = take_worker()
     starting = co
-    local ok, what = co_resume(co, request_job, req, handler)
+    local ok, what = co_resume(co, jobs[protocol], msg, handler)
     starting = nil
     return finish_resume(co, ok, what)
 end

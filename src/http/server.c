@@ -415,7 +415,7 @@ static void dispatch(bp_conn_t *c) {
      * the scheduler re-enters it each time the coroutine resumes. */
     bp_span_t *span = r->span;
     if (span) bp_span_enter(span);
-    bp__vm_dispatch_request(r, bp__route_lua_handler(r->match.route));
+    bp__vm_dispatch(BP__PROTOCOL_HTTP, r, bp__route_lua_handler(r->match.route));
     if (span) bp_span_enter(NULL);
   }
 }
