@@ -183,6 +183,11 @@ local function health_handler(app, state)
     end
 end
 
+--- serve's check of the [app:…] factory's result: an HTTP application.
+function M.accepts_app(app)
+    return type(app) == "table" and app.c ~= nil, "an application made with baseplate.http.app()"
+end
+
 function M.make_server(server_config, listener, app, opts)
     local cfg = config.parse_config(server_config, M.spec)
     local o = ffi.new("bp_http_server_options_t")

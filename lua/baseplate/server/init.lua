@@ -182,11 +182,22 @@ function M.make_app(file, section_name)
             config_error(file.path, section_name, "factory", spec .. " failed: " .. first_line(reason))
         end
     end
-    if type(app) ~= "table" or app.c == nil then
-        config_error(file.path, section_name, "factory", spec .. " returned " .. type(app)
-            .. ", expected an application made with baseplate.http.app()")
+    if app == nil then
+        config_error(file.path, section_name, "factory", spec .. " returned nil, expected an application")
     end
-    return app, app_config
+    return app, app_config, spec
+end
+
+--- The server module's word on the app (`accepts_app(app)`: true, or
+--- false and what it expects); a module without it takes any app.
+function M.check_app(file, section_name, spec, app, server_module)
+    local accepts = type(server_module) == "table" and server_module.accepts_app
+    if not accepts then return end
+    local ok, expected = accepts(app)
+    if not ok then
+        config_error(file.path, section_name, "factory", spec .. " returned " .. type(app)
+            .. ", expected " .. tostring(expected))
+    end
 end
 
 --- Load the server factory from [server:NAME].
@@ -195,7 +206,13 @@ function M.load_server(file, section_name)
     if factory.kind ~= "lua" then
         config_error(file.path, section_name, "factory", spec .. " is a C module; servers are Lua modules")
     end
-    return factory.fn, server_config
+    return factory.fn, server_config, package.loaded[factory.name]
+end
+
+--- Whether the server factory's module serves on a listening socket
+--- (`uses_listener = false`: a server with none, such as a queue consumer).
+local function uses_listener(server_module)
+    return not (type(server_module) == "table" and server_module.uses_listener == false)
 end
 
 local LISTEN_REUSEPORT = 1 -- BP_LISTEN_REUSEPORT
@@ -247,7 +264,7 @@ function M.supervise(n, listener)
     local wanted = n -- workers that should be running or starting
     local stopping = false
 
-    local fd = listener.shared_fd and C.bp_listener_fd(listener.c) or -1
+    local fd = listener and listener.shared_fd and C.bp_listener_fd(listener.c) or -1
     local function spawn_worker()
         local pid = C.bp_worker_spawn(fd)
         if pid < 0 then
@@ -275,8 +292,12 @@ function M.supervise(n, listener)
         end)
     end
 
-    slog:info("Supervising %d workers on %s, PID:%d", n,
-        ffi.string(C.bp_listener_describe(listener.c)), M.pid())
+    if listener then
+        slog:info("Supervising %d workers on %s, PID:%d", n,
+            ffi.string(C.bp_listener_describe(listener.c)), M.pid())
+    else
+        slog:info("Supervising %d workers, PID:%d", n, M.pid())
+    end
     for _ = 1, n do
         -- (cannot fork now: out of processes or memory; try again later)
         if not spawn_worker() then respawn_later(1) end
@@ -385,10 +406,12 @@ function M.serve(opts)
         -- single process would, listening on its own SO_REUSEPORT socket
         -- (the kernel spreads connections). A UNIX socket is shared instead.
         M.section_factory(file, app_section, "make_app")
-        M.load_server(file, server_section)
+        local _, _, server_module = M.load_server(file, server_section)
         local endpoint = opts.bind or "127.0.0.1:9090"
         local reserved
-        if endpoint:find("/", 1, true) then
+        if not uses_listener(server_module) then
+            reserved = nil
+        elseif endpoint:find("/", 1, true) then
             reserved = { c = M.bind(endpoint), shared_fd = true }
         else
             local l = C.bp_listener_reserve(endpoint, reuse_port and LISTEN_REUSEPORT or 0,
@@ -400,10 +423,15 @@ function M.serve(opts)
         M.supervise(workers, reserved)
         return nil
     end
-    local app = M.make_app(file, app_section)
+    local app, _, app_spec = M.make_app(file, app_section)
     M.state.app = app
-    local make_server, server_config = M.load_server(file, server_section)
-    listener = listener or M.bind(opts.bind or "127.0.0.1:9090", is_worker or reuse_port)
+    local make_server, server_config, server_module = M.load_server(file, server_section)
+    M.check_app(file, app_section, app_spec, app, server_module)
+    if uses_listener(server_module) then
+        listener = listener or M.bind(opts.bind or "127.0.0.1:9090", is_worker or reuse_port)
+    else
+        listener = nil
+    end
     M.state.listener = listener
 
     -- Workers and Einhorn share one socket between processes.
@@ -417,8 +445,12 @@ function M.serve(opts)
     runtime.add_signal_handler(function(signame)
         if signame ~= "SIGUSR1" then M.shutdown(server, signame) end
     end)
-    log.get_logger("baseplate.server"):info("Listening on %s, PID:%d",
-        ffi.string(C.bp_listener_describe(listener)), M.pid())
+    if listener then
+        log.get_logger("baseplate.server"):info("Listening on %s, PID:%d",
+            ffi.string(C.bp_listener_describe(listener)), M.pid())
+    else
+        log.get_logger("baseplate.server"):info("Serving (no listening socket), PID:%d", M.pid())
+    end
     if einhorn then M.einhorn_ack() end
     if is_worker then C.bp_worker_notify_ready() end
     if opts.reload then M.watch_for_changes(server) end
