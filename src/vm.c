@@ -13,6 +13,7 @@
 #include "runtime.h"
 #include "internal.h"
 #include "baseplate/log.h"
+#include "thrift/codec.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -133,6 +134,7 @@ int bp__vm_open(const bp__vm_options_t *opts, char *err, size_t errlen) {
   }
   luaL_openlibs(L);
   bp__json_preload(L);
+  bp__thrift_codec_preload(L);
   set_paths(opts);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "baseplate.runtime");
