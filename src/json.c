@@ -257,10 +257,4 @@ static int luaopen_json_c(lua_State *L) {
   return 1;
 }
 
-void bp__json_preload(lua_State *L) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_json_c);
-  lua_setfield(L, -2, "baseplate.json_c");
-  lua_pop(L, 2);
-}
+void bp__json_preload(lua_State *L) { bp__lua_preload(L, "baseplate.json_c", luaopen_json_c); }

@@ -40,6 +40,10 @@ int bp__edge_add(bp__edge_t *e, int fd, void (*cb)(bp__edge_t *e, int hangup));
  * including one already fetched in the batch being dispatched. */
 void bp__edge_remove(bp__edge_t *e);
 
+/* package.preload[name] = open: require(name) then opens a module built
+ * into the core. */
+void bp__lua_preload(lua_State *L, const char *name, lua_CFunction open);
+
 /* JSON for response bodies (src/json.c): makes require("baseplate.json_c")
  * available in L; bp__json_buffer() is the body its encode() last wrote
  * (exported for baseplate.http's FFI, not part of the C API). */

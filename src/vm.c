@@ -100,6 +100,14 @@ static void find_module_dirs(module_dirs_t *d) {
   snprintf(d->mod, sizeof d->mod, "%s", BP_LIBDIR_INSTALL);
 }
 
+void bp__lua_preload(lua_State *state, const char *name, lua_CFunction open) {
+  lua_getglobal(state, "package");
+  lua_getfield(state, -1, "preload");
+  lua_pushcfunction(state, open);
+  lua_setfield(state, -2, name);
+  lua_pop(state, 2);
+}
+
 static void set_paths(const bp__vm_options_t *opts) {
   module_dirs_t dirs;
   const char *extra = opts && opts->extra_path ? opts->extra_path : "";

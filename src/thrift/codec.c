@@ -17,6 +17,7 @@
  * box and unbox them through a pointer.
  */
 #include "codec.h"
+#include "../runtime.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -35,8 +36,8 @@ typedef struct tc_struct_s tc_struct_t;
 typedef struct tc_type_s tc_type_t;
 
 struct tc_type_s {
-  uint8_t t;      /* BP__T_* */
-  uint8_t binary; /* BP__T_STRING: declared binary, not string */
+  uint8_t t;             /* BP__T_* */
+  uint8_t binary;        /* BP__T_STRING: declared binary, not string */
   const tc_type_t *elem; /* list/set element, map key */
   const tc_type_t *val;  /* map value */
   const tc_struct_t *st; /* BP__T_STRUCT */
@@ -126,14 +127,22 @@ static void compile_type(compile_t *k, int idx, tc_type_t *ty, int depth, const 
   if (!lua_istable(L, idx)) luaL_error(L, "thrift schema: %s: a type must be a table", what);
   kind = field_string(L, idx, "kind", what);
   memset(ty, 0, sizeof *ty);
-  if (!strcmp(kind, "bool")) ty->t = BP__T_BOOL;
-  else if (!strcmp(kind, "byte") || !strcmp(kind, "i8")) ty->t = BP__T_BYTE;
-  else if (!strcmp(kind, "i16")) ty->t = BP__T_I16;
-  else if (!strcmp(kind, "i32")) ty->t = BP__T_I32;
-  else if (!strcmp(kind, "i64")) ty->t = BP__T_I64;
-  else if (!strcmp(kind, "double")) ty->t = BP__T_DOUBLE;
-  else if (!strcmp(kind, "string")) ty->t = BP__T_STRING;
-  else if (!strcmp(kind, "binary")) ty->t = BP__T_STRING, ty->binary = 1;
+  if (!strcmp(kind, "bool"))
+    ty->t = BP__T_BOOL;
+  else if (!strcmp(kind, "byte") || !strcmp(kind, "i8"))
+    ty->t = BP__T_BYTE;
+  else if (!strcmp(kind, "i16"))
+    ty->t = BP__T_I16;
+  else if (!strcmp(kind, "i32"))
+    ty->t = BP__T_I32;
+  else if (!strcmp(kind, "i64"))
+    ty->t = BP__T_I64;
+  else if (!strcmp(kind, "double"))
+    ty->t = BP__T_DOUBLE;
+  else if (!strcmp(kind, "string"))
+    ty->t = BP__T_STRING;
+  else if (!strcmp(kind, "binary"))
+    ty->t = BP__T_STRING, ty->binary = 1;
   else if (!strcmp(kind, "list") || !strcmp(kind, "set") || !strcmp(kind, "map")) {
     tc_type_t *sub = codec_alloc(L, k->c, 2 * sizeof *sub);
     int top = lua_gettop(L);
@@ -179,7 +188,9 @@ static const tc_struct_t *compile_struct(compile_t *k, int idx, int depth) {
   lua_rawset(L, k->memo);
   st->name = field_string(L, idx, "name", "a struct");
   kind = field_string(L, idx, "kind", st->name);
-  st->kind = !strcmp(kind, "union") ? KIND_UNION : !strcmp(kind, "exception") ? KIND_EXCEPTION : KIND_STRUCT;
+  st->kind = !strcmp(kind, "union")       ? KIND_UNION
+             : !strcmp(kind, "exception") ? KIND_EXCEPTION
+                                          : KIND_STRUCT;
   lua_getfield(L, idx, "fields");
   if (!lua_istable(L, -1)) luaL_error(L, "thrift schema: %s has no fields table", st->name);
   n = (int)lua_objlen(L, -1);
@@ -192,7 +203,8 @@ static const tc_struct_t *compile_struct(compile_t *k, int idx, int depth) {
     double id;
     lua_rawgeti(L, top + 1, i + 1);
     fidx = lua_gettop(L);
-    if (!lua_istable(L, fidx)) luaL_error(L, "thrift schema: %s: field %d is not a table", st->name, i + 1);
+    if (!lua_istable(L, fidx))
+      luaL_error(L, "thrift schema: %s: field %d is not a table", st->name, i + 1);
     f->name = field_string(L, fidx, "name", st->name);
     lua_getfield(L, fidx, "id");
     id = lua_tonumber(L, -1);
@@ -204,15 +216,17 @@ static const tc_struct_t *compile_struct(compile_t *k, int idx, int depth) {
       luaL_error(L, "thrift schema: %s: fields must be sorted by id, without duplicates", st->name);
     lua_getfield(L, fidx, "required");
     req = lua_tostring(L, -1);
-    f->req = req && !strcmp(req, "required") ? REQ_REQUIRED
+    f->req = req && !strcmp(req, "required")   ? REQ_REQUIRED
              : req && !strcmp(req, "optional") ? REQ_OPTIONAL
                                                : REQ_DEFAULT;
     lua_pop(L, 1);
     lua_getfield(L, fidx, "name");
     f->name_ref = add_ref(k);
     lua_getfield(L, fidx, "default");
-    if (lua_isnil(L, -1)) lua_pop(L, 1);
-    else f->default_ref = add_ref(k);
+    if (lua_isnil(L, -1))
+      lua_pop(L, 1);
+    else
+      f->default_ref = add_ref(k);
     lua_getfield(L, fidx, "type");
     compile_type(k, lua_gettop(L), &f->type, depth + 1, st->name);
     lua_settop(L, top + 1);
@@ -277,7 +291,7 @@ typedef struct {
   int proto;
   int env;
   int depth;
-  int16_t last_id; /* compact: the previous field id of the current struct */
+  int16_t last_id;           /* compact: the previous field id of the current struct */
   const char *where, *field; /* for messages: innermost struct and field */
   char err[256];
 } enc_t;
@@ -323,9 +337,9 @@ static inline uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t
 
 /* Compact type codes of the BP__T_* types (bool: as a container element). */
 static const uint8_t to_compact[16] = {
-    [BP__T_BOOL] = 1, [BP__T_BYTE] = 3, [BP__T_I16] = 4, [BP__T_I32] = 5, [BP__T_I64] = 6,
-    [BP__T_DOUBLE] = 7, [BP__T_STRING] = 8, [BP__T_LIST] = 9, [BP__T_SET] = 10, [BP__T_MAP] = 11,
-    [BP__T_STRUCT] = 12};
+    [BP__T_BOOL] = 1, [BP__T_BYTE] = 3,   [BP__T_I16] = 4,    [BP__T_I32] = 5,
+    [BP__T_I64] = 6,  [BP__T_DOUBLE] = 7, [BP__T_STRING] = 8, [BP__T_LIST] = 9,
+    [BP__T_SET] = 10, [BP__T_MAP] = 11,   [BP__T_STRUCT] = 12};
 
 static const char *type_name(lua_State *L, int idx) { return luaL_typename(L, idx); }
 
@@ -347,7 +361,7 @@ static int get_int(enc_t *e, int idx, int64_t lo, int64_t hi, const char *tname,
     int ok;
     lua_rawgeti(L, LUA_ENVIRONINDEX, 2); /* unbox */
     lua_pushvalue(L, idx);
-    lua_pushlightuserdata(L, out);
+    lua_pushnumber(L, (lua_Number)(uintptr_t)out);
     lua_call(L, 2, 1);
     ok = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -406,7 +420,8 @@ static int enc_struct(enc_t *e, const tc_struct_t *st, int idx) {
       uint8_t ct = to_compact[f->type.t];
       int delta = f->id - e->last_id;
       if (f->type.t == BP__T_BOOL) {
-        if (lua_type(L, v) != LUA_TBOOLEAN) return enc_fail(e, "expected a boolean, got %s", type_name(L, v));
+        if (lua_type(L, v) != LUA_TBOOLEAN)
+          return enc_fail(e, "expected a boolean, got %s", type_name(L, v));
         ct = lua_toboolean(L, v) ? 1 : 2;
       }
       if (delta > 0 && delta <= 15) {
@@ -444,95 +459,103 @@ static int enc_value(enc_t *e, const tc_type_t *ty, int idx) {
   lua_State *L = e->L;
   int64_t i;
   switch (ty->t) {
-  case BP__T_BOOL:
-    if (lua_type(L, idx) != LUA_TBOOLEAN) return enc_fail(e, "expected a boolean, got %s", type_name(L, idx));
-    if (e->proto == BP__T_BINARY) return put_byte(e, lua_toboolean(L, idx) ? 1 : 0);
-    return put_byte(e, lua_toboolean(L, idx) ? 1 : 2);
-  case BP__T_BYTE:
-    if (get_int(e, idx, INT8_MIN, INT8_MAX, "i8 (byte)", &i)) return -1;
-    return put_byte(e, (uint8_t)i);
-  case BP__T_I16:
-    if (get_int(e, idx, INT16_MIN, INT16_MAX, "i16", &i)) return -1;
-    return e->proto == BP__T_BINARY ? put_be(e, (uint64_t)i, 2) : put_varint(e, zigzag(i));
-  case BP__T_I32:
-    if (get_int(e, idx, INT32_MIN, INT32_MAX, "i32", &i)) return -1;
-    return e->proto == BP__T_BINARY ? put_be(e, (uint64_t)i, 4) : put_varint(e, zigzag(i));
-  case BP__T_I64:
-    if (get_int(e, idx, INT64_MIN, INT64_MAX, "i64", &i)) return -1;
-    return e->proto == BP__T_BINARY ? put_be(e, (uint64_t)i, 8) : put_varint(e, zigzag(i));
-  case BP__T_DOUBLE: {
-    double d;
-    uint64_t u;
-    if (lua_type(L, idx) != LUA_TNUMBER) return enc_fail(e, "expected a number, got %s", type_name(L, idx));
-    d = lua_tonumber(L, idx);
-    memcpy(&u, &d, 8);
-    if (e->proto == BP__T_BINARY) return put_be(e, u, 8);
-    {
-      uint8_t le[8];
-      for (int k = 0; k < 8; k++, u >>= 8) le[k] = (uint8_t)u;
-      return put(e, le, 8);
+    case BP__T_BOOL:
+      if (lua_type(L, idx) != LUA_TBOOLEAN)
+        return enc_fail(e, "expected a boolean, got %s", type_name(L, idx));
+      if (e->proto == BP__T_BINARY) return put_byte(e, lua_toboolean(L, idx) ? 1 : 0);
+      return put_byte(e, lua_toboolean(L, idx) ? 1 : 2);
+    case BP__T_BYTE:
+      if (get_int(e, idx, INT8_MIN, INT8_MAX, "i8 (byte)", &i)) return -1;
+      return put_byte(e, (uint8_t)i);
+    case BP__T_I16:
+      if (get_int(e, idx, INT16_MIN, INT16_MAX, "i16", &i)) return -1;
+      return e->proto == BP__T_BINARY ? put_be(e, (uint64_t)i, 2) : put_varint(e, zigzag(i));
+    case BP__T_I32:
+      if (get_int(e, idx, INT32_MIN, INT32_MAX, "i32", &i)) return -1;
+      return e->proto == BP__T_BINARY ? put_be(e, (uint64_t)i, 4) : put_varint(e, zigzag(i));
+    case BP__T_I64:
+      if (get_int(e, idx, INT64_MIN, INT64_MAX, "i64", &i)) return -1;
+      return e->proto == BP__T_BINARY ? put_be(e, (uint64_t)i, 8) : put_varint(e, zigzag(i));
+    case BP__T_DOUBLE: {
+      double d;
+      uint64_t u;
+      if (lua_type(L, idx) != LUA_TNUMBER)
+        return enc_fail(e, "expected a number, got %s", type_name(L, idx));
+      d = lua_tonumber(L, idx);
+      memcpy(&u, &d, 8);
+      if (e->proto == BP__T_BINARY) return put_be(e, u, 8);
+      {
+        uint8_t le[8];
+        for (int k = 0; k < 8; k++, u >>= 8) le[k] = (uint8_t)u;
+        return put(e, le, 8);
+      }
     }
-  }
-  case BP__T_STRING: {
-    size_t n;
-    const char *s;
-    if (lua_type(L, idx) != LUA_TSTRING) return enc_fail(e, "expected a string, got %s", type_name(L, idx));
-    s = lua_tolstring(L, idx, &n);
-    if (n > INT32_MAX) return enc_fail(e, "string too long");
-    if (e->proto == BP__T_BINARY ? put_be(e, n, 4) : put_varint(e, n)) return -1;
-    return put(e, s, n);
-  }
-  case BP__T_STRUCT:
-    return enc_struct(e, ty->st, idx);
-  case BP__T_LIST:
-  case BP__T_SET: {
-    size_t n;
-    int rc = 0;
-    if (!lua_istable(L, idx)) return enc_fail(e, "expected a table (an array), got %s", type_name(L, idx));
-    if (++e->depth > BP__T_MAX_DEPTH) return enc_fail(e, "nested deeper than %d", BP__T_MAX_DEPTH);
-    if (!lua_checkstack(L, 4)) return enc_fail(e, "out of Lua stack");
-    n = lua_objlen(L, idx);
-    if (enc_list_header(e, ty->elem->t, n)) return -1;
-    for (size_t k = 1; k <= n && !rc; k++) {
-      lua_rawgeti(L, idx, (int)k);
-      if (lua_isnil(L, -1)) rc = enc_fail(e, "element %d is nil", (int)k);
-      else rc = enc_value(e, ty->elem, lua_gettop(L));
-      lua_pop(L, 1);
+    case BP__T_STRING: {
+      size_t n;
+      const char *s;
+      if (lua_type(L, idx) != LUA_TSTRING)
+        return enc_fail(e, "expected a string, got %s", type_name(L, idx));
+      s = lua_tolstring(L, idx, &n);
+      if (n > INT32_MAX) return enc_fail(e, "string too long");
+      if (e->proto == BP__T_BINARY ? put_be(e, n, 4) : put_varint(e, n)) return -1;
+      return put(e, s, n);
     }
-    e->depth--;
-    return rc;
-  }
-  case BP__T_MAP: {
-    size_t n = 0;
-    if (!lua_istable(L, idx)) return enc_fail(e, "expected a table, got %s", type_name(L, idx));
-    if (++e->depth > BP__T_MAX_DEPTH) return enc_fail(e, "nested deeper than %d", BP__T_MAX_DEPTH);
-    if (!lua_checkstack(L, 6)) return enc_fail(e, "out of Lua stack");
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      n++;
-      lua_pop(L, 1);
+    case BP__T_STRUCT:
+      return enc_struct(e, ty->st, idx);
+    case BP__T_LIST:
+    case BP__T_SET: {
+      size_t n;
+      int rc = 0;
+      if (!lua_istable(L, idx))
+        return enc_fail(e, "expected a table (an array), got %s", type_name(L, idx));
+      if (++e->depth > BP__T_MAX_DEPTH)
+        return enc_fail(e, "nested deeper than %d", BP__T_MAX_DEPTH);
+      if (!lua_checkstack(L, 4)) return enc_fail(e, "out of Lua stack");
+      n = lua_objlen(L, idx);
+      if (enc_list_header(e, ty->elem->t, n)) return -1;
+      for (size_t k = 1; k <= n && !rc; k++) {
+        lua_rawgeti(L, idx, (int)k);
+        if (lua_isnil(L, -1))
+          rc = enc_fail(e, "element %d is nil", (int)k);
+        else
+          rc = enc_value(e, ty->elem, lua_gettop(L));
+        lua_pop(L, 1);
+      }
+      e->depth--;
+      return rc;
     }
-    if (n > INT32_MAX) return enc_fail(e, "too many entries");
-    if (e->proto == BP__T_BINARY) {
-      if (put_byte(e, ty->elem->t) || put_byte(e, ty->val->t) || put_be(e, n, 4)) return -1;
-    } else if (n == 0) {
-      if (put_byte(e, 0)) return -1;
-    } else if (put_varint(e, n) ||
-               put_byte(e, (uint8_t)(to_compact[ty->elem->t] << 4 | to_compact[ty->val->t]))) {
-      return -1;
-    }
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      int top = lua_gettop(L);
-      if (enc_value(e, ty->elem, top - 1) || enc_value(e, ty->val, top)) {
-        lua_pop(L, 2);
+    case BP__T_MAP: {
+      size_t n = 0;
+      if (!lua_istable(L, idx)) return enc_fail(e, "expected a table, got %s", type_name(L, idx));
+      if (++e->depth > BP__T_MAX_DEPTH)
+        return enc_fail(e, "nested deeper than %d", BP__T_MAX_DEPTH);
+      if (!lua_checkstack(L, 6)) return enc_fail(e, "out of Lua stack");
+      lua_pushnil(L);
+      while (lua_next(L, idx)) {
+        n++;
+        lua_pop(L, 1);
+      }
+      if (n > INT32_MAX) return enc_fail(e, "too many entries");
+      if (e->proto == BP__T_BINARY) {
+        if (put_byte(e, ty->elem->t) || put_byte(e, ty->val->t) || put_be(e, n, 4)) return -1;
+      } else if (n == 0) {
+        if (put_byte(e, 0)) return -1;
+      } else if (put_varint(e, n) ||
+                 put_byte(e, (uint8_t)(to_compact[ty->elem->t] << 4 | to_compact[ty->val->t]))) {
         return -1;
       }
-      lua_pop(L, 1);
+      lua_pushnil(L);
+      while (lua_next(L, idx)) {
+        int top = lua_gettop(L);
+        if (enc_value(e, ty->elem, top - 1) || enc_value(e, ty->val, top)) {
+          lua_pop(L, 2);
+          return -1;
+        }
+        lua_pop(L, 1);
+      }
+      e->depth--;
+      return 0;
     }
-    e->depth--;
-    return 0;
-  }
   }
   return enc_fail(e, "unknown type");
 }
@@ -547,7 +570,8 @@ static tc_codec_t *check_root(lua_State *L, int idx, int root_idx, const tc_stru
 
 static int check_proto(lua_State *L, int idx) {
   int p = luaL_checkint(L, idx);
-  if (p != BP__T_BINARY && p != BP__T_COMPACT) luaL_argerror(L, idx, "protocol must be 0 (binary) or 1 (compact)");
+  if (p != BP__T_BINARY && p != BP__T_COMPACT)
+    luaL_argerror(L, idx, "protocol must be 0 (binary) or 1 (compact)");
   return p;
 }
 
@@ -584,8 +608,8 @@ static int put_message_header(enc_t *e, const char *name, size_t n, int mtype, i
   if (e->proto == BP__T_BINARY)
     return put_be(e, 0x80010000u | (uint32_t)mtype, 4) || put_be(e, n, 4) || put(e, name, n) ||
            put_be(e, (uint32_t)seqid, 4);
-  return put_byte(e, 0x82) || put_byte(e, (uint8_t)(1 | mtype << 5)) || put_varint(e, (uint32_t)seqid) ||
-         put_varint(e, n) || put(e, name, n);
+  return put_byte(e, 0x82) || put_byte(e, (uint8_t)(1 | mtype << 5)) ||
+         put_varint(e, (uint32_t)seqid) || put_varint(e, n) || put(e, name, n);
 }
 
 /* encode_message(name, type, seqid, codec, root, value, proto) -> bytes. */
@@ -600,7 +624,8 @@ static int l_encode_message(lua_State *L) {
   check_root(L, 4, 5, &st);
   proto = check_proto(L, 7);
   if (mtype < BP__T_CALL || mtype > BP__T_ONEWAY) luaL_argerror(L, 2, "message type must be 1..4");
-  if (seq != floor(seq) || seq < INT32_MIN || seq > INT32_MAX) luaL_argerror(L, 3, "seqid must be an i32");
+  if (seq != floor(seq) || seq < INT32_MIN || seq > INT32_MAX)
+    luaL_argerror(L, 3, "seqid must be an i32");
   lua_settop(L, 7);
   enc_init(&e, L, 4, proto);
   if (put_message_header(&e, name, n, mtype, (int32_t)seq) || enc_struct(&e, st, 6)) {
@@ -634,8 +659,8 @@ static int dec_fail(dec_t *d, const char *fmt, ...) {
   return -1;
 }
 
-#define NEED(d, n) \
-  do { \
+#define NEED(d, n)                                                                          \
+  do {                                                                                      \
     if ((size_t)((d)->end - (d)->p) < (size_t)(n)) return dec_fail((d), "truncated input"); \
   } while (0)
 
@@ -647,6 +672,8 @@ static int get_be(dec_t *d, int n, uint64_t *out) {
   *out = v;
   return 0;
 }
+
+static int get_signed(dec_t *d, int n, int64_t *out);
 
 static int get_varint(dec_t *d, int max_bytes, uint64_t *out) {
   uint64_t v = 0;
@@ -676,30 +703,41 @@ static int get_size(dec_t *d, size_t min, const char *what, uint32_t *out) {
     if (v > INT32_MAX) return dec_fail(d, "%s %llu too large", what, (unsigned long long)v);
   }
   if (min && v > (uint64_t)(d->end - d->p) / min)
-    return dec_fail(d, "%s %llu exceeds the %zu bytes left", what, (unsigned long long)v, (size_t)(d->end - d->p));
+    return dec_fail(d, "%s %llu exceeds the %zu bytes left", what, (unsigned long long)v,
+                    (size_t)(d->end - d->p));
   *out = (uint32_t)v;
   return 0;
 }
 
 /* The smallest encoding of a value of wire type t. */
 static size_t min_size(int proto, int t) {
-  static const uint8_t binary[16] = {[BP__T_BOOL] = 1, [BP__T_BYTE] = 1, [BP__T_I16] = 2, [BP__T_I32] = 4,
-                                     [BP__T_I64] = 8, [BP__T_DOUBLE] = 8, [BP__T_STRING] = 4, [BP__T_STRUCT] = 1,
-                                     [BP__T_MAP] = 6, [BP__T_SET] = 5, [BP__T_LIST] = 5};
+  static const uint8_t binary[16] = {
+      [BP__T_BOOL] = 1, [BP__T_BYTE] = 1,   [BP__T_I16] = 2,    [BP__T_I32] = 4,
+      [BP__T_I64] = 8,  [BP__T_DOUBLE] = 8, [BP__T_STRING] = 4, [BP__T_STRUCT] = 1,
+      [BP__T_MAP] = 6,  [BP__T_SET] = 5,    [BP__T_LIST] = 5};
   if (proto == BP__T_BINARY) return binary[t & 15] ? binary[t & 15] : 1;
   return t == BP__T_DOUBLE ? 8 : 1;
 }
 
-static const int8_t from_compact[16] = {[1] = BP__T_BOOL,    [2] = BP__T_BOOL,   [3] = BP__T_BYTE,
-                                        [4] = BP__T_I16,     [5] = BP__T_I32,    [6] = BP__T_I64,
-                                        [7] = BP__T_DOUBLE,  [8] = BP__T_STRING, [9] = BP__T_LIST,
-                                        [10] = BP__T_SET,    [11] = BP__T_MAP,   [12] = BP__T_STRUCT};
+static const int8_t from_compact[16] = {
+    [1] = BP__T_BOOL, [2] = BP__T_BOOL, [3] = BP__T_BYTE,   [4] = BP__T_I16,
+    [5] = BP__T_I32,  [6] = BP__T_I64,  [7] = BP__T_DOUBLE, [8] = BP__T_STRING,
+    [9] = BP__T_LIST, [10] = BP__T_SET, [11] = BP__T_MAP,   [12] = BP__T_STRUCT};
 
 static int valid_type(int t) {
   switch (t) {
-  case BP__T_BOOL: case BP__T_BYTE: case BP__T_DOUBLE: case BP__T_I16: case BP__T_I32: case BP__T_I64:
-  case BP__T_STRING: case BP__T_STRUCT: case BP__T_MAP: case BP__T_SET: case BP__T_LIST:
-    return 1;
+    case BP__T_BOOL:
+    case BP__T_BYTE:
+    case BP__T_DOUBLE:
+    case BP__T_I16:
+    case BP__T_I32:
+    case BP__T_I64:
+    case BP__T_STRING:
+    case BP__T_STRUCT:
+    case BP__T_MAP:
+    case BP__T_SET:
+    case BP__T_LIST:
+      return 1;
   }
   return 0;
 }
@@ -724,7 +762,8 @@ static int list_header(dec_t *d, int *et, uint32_t *n) {
   if (wire_type(d, (int)(v & 15), et)) return -1;
   if ((v >> 4) != 15) {
     *n = (uint32_t)(v >> 4);
-    if (*n > (size_t)(d->end - d->p) / min_size(d->proto, *et)) return dec_fail(d, "list size exceeds the bytes left");
+    if (*n > (size_t)(d->end - d->p) / min_size(d->proto, *et))
+      return dec_fail(d, "list size exceeds the bytes left");
     return 0;
   }
   return get_size(d, min_size(d->proto, *et), "list size", n);
@@ -776,11 +815,8 @@ static int field_header(dec_t *d, int16_t *last_id, int *t, int16_t *id, int *bo
   if (b >> 4) {
     *id = (int16_t)(*last_id + (b >> 4));
   } else {
-    uint64_t v = 0;
     int64_t z;
-    if (get_varint(d, 3, &v)) return -1;
-    z = unzigzag(v);
-    if (z < INT16_MIN || z > INT16_MAX) return dec_fail(d, "field id out of range");
+    if (get_signed(d, 2, &z)) return -1;
     *id = (int16_t)z;
   }
   *last_id = *id;
@@ -792,10 +828,14 @@ static int skip(dec_t *d, int t, int boolv);
 static int skip_n(dec_t *d, int t, uint32_t n) {
   size_t fixed = 0;
   if (d->proto == BP__T_BINARY) {
-    if (t == BP__T_BOOL || t == BP__T_BYTE) fixed = 1;
-    else if (t == BP__T_I16) fixed = 2;
-    else if (t == BP__T_I32) fixed = 4;
-    else if (t == BP__T_I64 || t == BP__T_DOUBLE) fixed = 8;
+    if (t == BP__T_BOOL || t == BP__T_BYTE)
+      fixed = 1;
+    else if (t == BP__T_I16)
+      fixed = 2;
+    else if (t == BP__T_I32)
+      fixed = 4;
+    else if (t == BP__T_I64 || t == BP__T_DOUBLE)
+      fixed = 8;
   } else if (t == BP__T_BOOL || t == BP__T_BYTE) {
     fixed = 1;
   } else if (t == BP__T_DOUBLE) {
@@ -817,61 +857,82 @@ static int skip(dec_t *d, int t, int boolv) {
   uint32_t n;
   int rc = 0;
   switch (t) {
-  case BP__T_BOOL:
-    if (boolv >= 0) return 0;
-    /* fall through */
-  case BP__T_BYTE:
-    return skip_n(d, t, 1);
-  case BP__T_DOUBLE:
-    return skip_n(d, t, 1);
-  case BP__T_I16:
-  case BP__T_I32:
-  case BP__T_I64:
-    if (d->proto == BP__T_BINARY) return skip_n(d, t, 1);
-    return get_varint(d, 10, &v);
-  case BP__T_STRING:
-    if (get_size(d, 1, "string length", &n)) return -1;
-    d->p += n;
-    return 0;
-  case BP__T_STRUCT: {
-    int16_t last = 0, id;
-    int ft, bv;
-    if (++d->depth > BP__T_MAX_DEPTH) return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
-    for (;;) {
-      if (field_header(d, &last, &ft, &id, &bv)) return -1;
-      if (ft == BP__T_STOP) break;
-      if (skip(d, ft, bv)) return -1;
+    case BP__T_BOOL:
+      if (boolv >= 0) return 0;
+      /* fall through */
+    case BP__T_BYTE:
+      return skip_n(d, t, 1);
+    case BP__T_DOUBLE:
+      return skip_n(d, t, 1);
+    case BP__T_I16:
+    case BP__T_I32:
+    case BP__T_I64:
+      if (d->proto == BP__T_BINARY) return skip_n(d, t, 1);
+      return get_varint(d, 10, &v);
+    case BP__T_STRING:
+      if (get_size(d, 1, "string length", &n)) return -1;
+      d->p += n;
+      return 0;
+    case BP__T_STRUCT: {
+      int16_t last = 0, id;
+      int ft, bv;
+      if (++d->depth > BP__T_MAX_DEPTH)
+        return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
+      for (;;) {
+        if (field_header(d, &last, &ft, &id, &bv)) return -1;
+        if (ft == BP__T_STOP) break;
+        if (skip(d, ft, bv)) return -1;
+      }
+      d->depth--;
+      return 0;
     }
-    d->depth--;
-    return 0;
-  }
-  case BP__T_LIST:
-  case BP__T_SET: {
-    int et;
-    if (++d->depth > BP__T_MAX_DEPTH) return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
-    if (list_header(d, &et, &n)) return -1;
-    rc = skip_n(d, et, n);
-    d->depth--;
-    return rc;
-  }
-  case BP__T_MAP: {
-    int kt, vt;
-    if (++d->depth > BP__T_MAX_DEPTH) return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
-    if (map_header(d, &kt, &vt, &n)) return -1;
-    for (uint32_t i = 0; i < n && !rc; i++) rc = skip(d, kt, -1) || skip(d, vt, -1);
-    d->depth--;
-    return rc;
-  }
+    case BP__T_LIST:
+    case BP__T_SET: {
+      int et;
+      if (++d->depth > BP__T_MAX_DEPTH)
+        return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
+      if (list_header(d, &et, &n)) return -1;
+      rc = skip_n(d, et, n);
+      d->depth--;
+      return rc;
+    }
+    case BP__T_MAP: {
+      int kt, vt;
+      if (++d->depth > BP__T_MAX_DEPTH)
+        return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
+      if (map_header(d, &kt, &vt, &n)) return -1;
+      for (uint32_t i = 0; i < n && !rc; i++) rc = skip(d, kt, -1) || skip(d, vt, -1);
+      d->depth--;
+      return rc;
+    }
   }
   return dec_fail(d, "unknown wire type %d", t);
 }
 
 static int dec_value(dec_t *d, const tc_type_t *ty);
 
+/* A signed integer of n bytes (2, 4 or 8): big-endian in the binary
+ * protocol, a zigzag varint in range in the compact one. */
+static int get_signed(dec_t *d, int n, int64_t *out) {
+  uint64_t v = 0;
+  int64_t z, half;
+  if (d->proto == BP__T_BINARY) {
+    if (get_be(d, n, &v)) return -1;
+    *out = n == 2 ? (int16_t)v : n == 4 ? (int32_t)v : (int64_t)v;
+    return 0;
+  }
+  if (get_varint(d, n == 2 ? 3 : n == 4 ? 5 : 10, &v)) return -1;
+  z = unzigzag(v);
+  half = n == 8 ? INT64_MAX : (int64_t)1 << (8 * n - 1);
+  if (n < 8 && (z < -half || z >= half)) return dec_fail(d, "i%d out of range", 8 * n);
+  *out = z;
+  return 0;
+}
+
 static void push_int64(dec_t *d, int64_t v) {
   lua_State *L = d->L;
-  lua_rawgeti(L, LUA_ENVIRONINDEX, 1); /* box */
-  lua_pushlightuserdata(L, &v);
+  lua_rawgeti(L, LUA_ENVIRONINDEX, 1);          /* box */
+  lua_pushnumber(L, (lua_Number)(uintptr_t)&v); /* a number: ffi.cast compiles it */
   lua_call(L, 1, 1);
 }
 
@@ -901,8 +962,10 @@ static const tc_field_t *find_field(const tc_struct_t *st, int16_t id, int hint)
   while (lo <= hi) {
     int mid = (lo + hi) / 2;
     if (st->fields[mid].id == id) return &st->fields[mid];
-    if (st->fields[mid].id < id) lo = mid + 1;
-    else hi = mid - 1;
+    if (st->fields[mid].id < id)
+      lo = mid + 1;
+    else
+      hi = mid - 1;
   }
   return NULL;
 }
@@ -955,7 +1018,8 @@ static int dec_struct(dec_t *d, const tc_struct_t *st) {
     }
     lua_pop(L, 1);
   }
-  if (st->kind == KIND_UNION && set != 1) return dec_fail(d, "a union needs exactly one field set, not %d", set);
+  if (st->kind == KIND_UNION && set != 1)
+    return dec_fail(d, "a union needs exactly one field set, not %d", set);
   d->where = where;
   d->depth--;
   return 0;
@@ -969,110 +1033,92 @@ static int check_elem(dec_t *d, const tc_type_t *want, int got, uint32_t n) {
 static int dec_value(dec_t *d, const tc_type_t *ty) {
   lua_State *L = d->L;
   uint64_t v = 0;
+  int64_t z;
   uint32_t n;
   switch (ty->t) {
-  case BP__T_BOOL:
-    NEED(d, 1);
-    lua_pushboolean(L, d->proto == BP__T_BINARY ? *d->p != 0 : *d->p == 1);
-    d->p++;
-    return 0;
-  case BP__T_BYTE:
-    NEED(d, 1);
-    lua_pushnumber(L, (int8_t)*d->p++);
-    return 0;
-  case BP__T_I16:
-    if (d->proto == BP__T_BINARY) {
-      if (get_be(d, 2, &v)) return -1;
-      lua_pushnumber(L, (int16_t)v);
-    } else {
-      int64_t z;
-      if (get_varint(d, 3, &v)) return -1;
-      z = unzigzag(v);
-      if (z < INT16_MIN || z > INT16_MAX) return dec_fail(d, "i16 out of range");
+    case BP__T_BOOL:
+      NEED(d, 1);
+      lua_pushboolean(L, d->proto == BP__T_BINARY ? *d->p != 0 : *d->p == 1);
+      d->p++;
+      return 0;
+    case BP__T_BYTE:
+      NEED(d, 1);
+      lua_pushnumber(L, (int8_t)*d->p++);
+      return 0;
+    case BP__T_I16:
+    case BP__T_I32:
+      if (get_signed(d, ty->t == BP__T_I16 ? 2 : 4, &z)) return -1;
       lua_pushnumber(L, (lua_Number)z);
+      return 0;
+    case BP__T_I64:
+      if (get_signed(d, 8, &z)) return -1;
+      push_int64(d, z);
+      return 0;
+    case BP__T_DOUBLE: {
+      double x;
+      NEED(d, 8);
+      v = 0;
+      if (d->proto == BP__T_BINARY) {
+        for (int i = 0; i < 8; i++) v = v << 8 | d->p[i];
+      } else {
+        for (int i = 7; i >= 0; i--) v = v << 8 | d->p[i];
+      }
+      d->p += 8;
+      memcpy(&x, &v, 8);
+      lua_pushnumber(L, x);
+      return 0;
     }
-    return 0;
-  case BP__T_I32:
-    if (d->proto == BP__T_BINARY) {
-      if (get_be(d, 4, &v)) return -1;
-      lua_pushnumber(L, (int32_t)v);
-    } else {
-      int64_t z;
-      if (get_varint(d, 5, &v)) return -1;
-      z = unzigzag(v);
-      if (z < INT32_MIN || z > INT32_MAX) return dec_fail(d, "i32 out of range");
-      lua_pushnumber(L, (lua_Number)z);
+    case BP__T_STRING:
+      if (get_size(d, 1, "string length", &n)) return -1;
+      lua_pushlstring(L, (const char *)d->p, n);
+      d->p += n;
+      return 0;
+    case BP__T_STRUCT:
+      return dec_struct(d, ty->st);
+    case BP__T_LIST:
+    case BP__T_SET: {
+      int et, tbl;
+      if (++d->depth > BP__T_MAX_DEPTH)
+        return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
+      if (!lua_checkstack(L, 4)) return dec_fail(d, "out of Lua stack");
+      if (list_header(d, &et, &n) || check_elem(d, ty->elem, et, n)) return -1;
+      lua_createtable(L, (int)n, 0);
+      tbl = lua_gettop(L);
+      for (uint32_t i = 1; i <= n; i++) {
+        if (dec_value(d, ty->elem)) return -1;
+        lua_rawseti(L, tbl, (int)i);
+      }
+      d->depth--;
+      return 0;
     }
-    return 0;
-  case BP__T_I64:
-    if (d->proto == BP__T_BINARY) {
-      if (get_be(d, 8, &v)) return -1;
-      push_int64(d, (int64_t)v);
-    } else {
-      if (get_varint(d, 10, &v)) return -1;
-      push_int64(d, unzigzag(v));
+    case BP__T_MAP: {
+      int kt, vt, tbl;
+      if (++d->depth > BP__T_MAX_DEPTH)
+        return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
+      if (!lua_checkstack(L, 6)) return dec_fail(d, "out of Lua stack");
+      if (map_header(d, &kt, &vt, &n) || check_elem(d, ty->elem, kt, n) ||
+          check_elem(d, ty->val, vt, n))
+        return -1;
+      lua_createtable(L, 0, (int)n);
+      tbl = lua_gettop(L);
+      for (uint32_t i = 0; i < n; i++) {
+        if (dec_value(d, ty->elem)) return -1;
+        if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+          return dec_fail(d, "a map key is NaN");
+        if (dec_value(d, ty->val)) return -1;
+        lua_rawset(L, tbl);
+      }
+      d->depth--;
+      return 0;
     }
-    return 0;
-  case BP__T_DOUBLE: {
-    double x;
-    NEED(d, 8);
-    v = 0;
-    if (d->proto == BP__T_BINARY) {
-      for (int i = 0; i < 8; i++) v = v << 8 | d->p[i];
-    } else {
-      for (int i = 7; i >= 0; i--) v = v << 8 | d->p[i];
-    }
-    d->p += 8;
-    memcpy(&x, &v, 8);
-    lua_pushnumber(L, x);
-    return 0;
-  }
-  case BP__T_STRING:
-    if (get_size(d, 1, "string length", &n)) return -1;
-    lua_pushlstring(L, (const char *)d->p, n);
-    d->p += n;
-    return 0;
-  case BP__T_STRUCT:
-    return dec_struct(d, ty->st);
-  case BP__T_LIST:
-  case BP__T_SET: {
-    int et, tbl;
-    if (++d->depth > BP__T_MAX_DEPTH) return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
-    if (!lua_checkstack(L, 4)) return dec_fail(d, "out of Lua stack");
-    if (list_header(d, &et, &n) || check_elem(d, ty->elem, et, n)) return -1;
-    lua_createtable(L, (int)n, 0);
-    tbl = lua_gettop(L);
-    for (uint32_t i = 1; i <= n; i++) {
-      if (dec_value(d, ty->elem)) return -1;
-      lua_rawseti(L, tbl, (int)i);
-    }
-    d->depth--;
-    return 0;
-  }
-  case BP__T_MAP: {
-    int kt, vt, tbl;
-    if (++d->depth > BP__T_MAX_DEPTH) return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
-    if (!lua_checkstack(L, 6)) return dec_fail(d, "out of Lua stack");
-    if (map_header(d, &kt, &vt, &n) || check_elem(d, ty->elem, kt, n) || check_elem(d, ty->val, vt, n)) return -1;
-    lua_createtable(L, 0, (int)n);
-    tbl = lua_gettop(L);
-    for (uint32_t i = 0; i < n; i++) {
-      if (dec_value(d, ty->elem)) return -1;
-      if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))
-        return dec_fail(d, "a map key is NaN");
-      if (dec_value(d, ty->val)) return -1;
-      lua_rawset(L, tbl);
-    }
-    d->depth--;
-    return 0;
-  }
   }
   return dec_fail(d, "unknown type");
 }
 
 static size_t check_pos(lua_State *L, int idx, size_t len) {
   lua_Number pos = luaL_optnumber(L, idx, 1);
-  if (pos != floor(pos) || pos < 1 || pos > (lua_Number)len + 1) luaL_argerror(L, idx, "position out of range");
+  if (pos != floor(pos) || pos < 1 || pos > (lua_Number)len + 1)
+    luaL_argerror(L, idx, "position out of range");
   return (size_t)pos - 1;
 }
 
@@ -1208,9 +1254,5 @@ static int luaopen_thrift_c(lua_State *L) {
 }
 
 void bp__thrift_codec_preload(lua_State *L) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_thrift_c);
-  lua_setfield(L, -2, "baseplate.thrift_c");
-  lua_pop(L, 2);
+  bp__lua_preload(L, "baseplate.thrift_c", luaopen_thrift_c);
 }
