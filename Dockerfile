@@ -24,7 +24,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
     libluajit2-5.1-2 libuv1 libinih1 libhttp-parser2.9 libhiredis0.14 libpq5 libssl3 libedit2 \
-    lua-cjson \
+    lua-cjson thrift-compiler \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin baseplate

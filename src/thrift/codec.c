@@ -56,6 +56,7 @@ struct tc_struct_s {
   const char *name;
   uint8_t kind;
   int nfields;
+  uint8_t checked;    /* a union, or a field required or with a default */
   tc_field_t *fields; /* sorted by id */
 };
 
@@ -191,6 +192,7 @@ static const tc_struct_t *compile_struct(compile_t *k, int idx, int depth) {
   st->kind = !strcmp(kind, "union")       ? KIND_UNION
              : !strcmp(kind, "exception") ? KIND_EXCEPTION
                                           : KIND_STRUCT;
+  st->checked = st->kind == KIND_UNION;
   lua_getfield(L, idx, "fields");
   if (!lua_istable(L, -1)) luaL_error(L, "thrift schema: %s has no fields table", st->name);
   n = (int)lua_objlen(L, -1);
@@ -229,6 +231,7 @@ static const tc_struct_t *compile_struct(compile_t *k, int idx, int depth) {
       f->default_ref = add_ref(k);
     lua_getfield(L, fidx, "type");
     compile_type(k, lua_gettop(L), &f->type, depth + 1, st->name);
+    if (f->req == REQ_REQUIRED || f->default_ref) st->checked = 1;
     lua_settop(L, top + 1);
   }
   lua_settop(L, top);
@@ -1000,7 +1003,7 @@ static int dec_struct(dec_t *d, const tc_struct_t *st) {
     d->where = st->name;
     lua_rawset(L, tbl);
   }
-  for (int i = 0; i < st->nfields; i++) {
+  for (int i = 0; st->checked && i < st->nfields; i++) {
     const tc_field_t *f = &st->fields[i];
     lua_rawgeti(L, d->env, f->name_ref);
     lua_rawget(L, tbl);
