@@ -380,9 +380,11 @@ static int enc_struct(enc_t *e, const tc_struct_t *st, int idx) {
   const char *where = e->where, *field = e->field;
   int16_t last_id = e->last_id;
   if (!lua_istable(L, idx)) {
-    e->where = st->name;
-    e->field = NULL;
-    return enc_fail(e, "expected a table, got %s", type_name(L, idx));
+    if (!e->where) {
+      e->where = st->name;
+      return enc_fail(e, "expected a table, got %s", type_name(L, idx));
+    }
+    return enc_fail(e, "expected a table (%s), got %s", st->name, type_name(L, idx));
   }
   if (++e->depth > BP__T_MAX_DEPTH) return enc_fail(e, "nested deeper than %d", BP__T_MAX_DEPTH);
   if (!lua_checkstack(L, 8)) return enc_fail(e, "out of Lua stack");

@@ -162,6 +162,18 @@ t.test("round trips, both protocols", function()
     end
 end)
 
+t.test("maps with struct keys", function()
+    local h = schema:struct("Everything")
+    for _, p in ipairs(PROTOS) do
+        local v = h:decode(h:encode({ by_point = { [{ x = 1, y = 2 }] = "a", [{ x = 3, y = 4 }] = "b" } }, p), p)
+        local got = {}
+        for k, s in pairs(v.by_point) do got[#got + 1] = k.x .. "," .. k.y .. "=" .. s end
+        table.sort(got)
+        t.eq(got, { "1,2=a", "3,4=b" }, p)
+        t.raises("codec.Everything.by_point: expected a table (shared.Point), got number", h.encode, h, { by_point = { [1] = "x" } }, p)
+    end
+end)
+
 t.test("decode at a position, several values in one string", function()
     local P = schema:struct("shared.Point")
     for _, p in ipairs(PROTOS) do
