@@ -131,6 +131,10 @@ t.test("idl.load: an invalid IDL, a missing file, a missing compiler", function(
     local err = t.raises("bad.thrift", idl.load, dir .. "/bad.thrift")
     t.ok(tostring(err):find("nosuchtype", 1, true), "the compiler's message: " .. tostring(err))
     t.raises("missing.thrift", idl.load, dir .. "/missing.thrift")
+    f = io.open(dir .. "/keys.thrift", "w")
+    f:write('struct P { 1: i32 x }\nconst map<P, i32> MP = {{"x": 1}: 3}\n')
+    f:close()
+    t.raises("a constant map with non-scalar keys cannot be read", idl.load, dir .. "/keys.thrift")
     local saved = idl.compiler
     idl.compiler = dir .. "/no-such-thrift"
     err = t.raises("thrift-compiler", idl.load, IDL)
@@ -404,6 +408,31 @@ t.test("messages: envelopes both ways, strict and old binary headers", function(
     t.eq({ v, err }, { nil, "message: negative name length -1" })
     t.raises("message type must be 1..4", codec.encode_message, "x", 5, 1, messages.call[4], {}, "binary")
     t.raises("seqid must be an i32", codec.encode_message, "x", 1, 2 ^ 31, messages.call[4], {}, "binary")
+end)
+
+t.test("lifetimes: schemas collected while values and other schemas live on", function()
+    local saved_pause, saved_mul = collectgarbage("setpause", 1), collectgarbage("setstepmul", 1000)
+    local keep = {}
+    for i = 1, 200 do
+        local desc = { name = "S" .. i, kind = "struct", fields = {
+            { id = 1, name = "l", type = { kind = "list", elem = b("string") }, default = { "d" .. i } },
+            { id = 2, name = "n", type = b("i64"), default = ffi.new("int64_t", i) },
+        } }
+        local h = codec.compile({ desc })[desc]
+        local v = h:decode(h:encode({}, i % 2 == 0 and "binary" or "compact"), i % 2 == 0 and "binary" or "compact")
+        t.eq(v.l, { "d" .. i })
+        t.ok(v.n == i)
+        if i % 10 == 0 then keep[#keep + 1] = { h = h, v = v, i = i } end
+        desc = nil
+        collectgarbage("step")
+    end
+    collectgarbage()
+    for _, k in ipairs(keep) do
+        t.eq(k.h:decode(k.h:encode({ l = { "x" } })).l, { "x" })
+        t.eq(k.v.l, { "d" .. k.i })
+    end
+    collectgarbage("setpause", saved_pause)
+    collectgarbage("setstepmul", saved_mul)
 end)
 
 -- Interoperability with python3-thrift: the Python interpreter Debian's

@@ -59,8 +59,13 @@ local function compile_idl(path, include_dirs)
     local out = read_file(log) or ""
     local programs, err = {}, nil
     if ok then
-        for file in (io.popen("ls " .. shell_quote(dir .. "/gen-json")) or { lines = function() return function() end end })
-            :lines() do
+        local files = {}
+        local ls = io.popen("ls " .. shell_quote(dir .. "/gen-json") .. " 2>/dev/null")
+        if ls then
+            for file in ls:lines() do files[#files + 1] = file end
+            ls:close()
+        end
+        for _, file in ipairs(files) do
             local name = file:match("^(.+)%.json$")
             if name then
                 local text = read_file(dir .. "/gen-json/" .. file)
