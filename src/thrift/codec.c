@@ -375,6 +375,16 @@ static int get_int(enc_t *e, int idx, int64_t lo, int64_t hi, const char *tname,
 
 static int enc_value(enc_t *e, const tc_type_t *ty, int idx);
 
+/* A field header: type t, or in the compact protocol its code ct (for a
+ * bool field, the value), as a delta from the previous id when it can. */
+static int put_field_header(enc_t *e, int t, uint8_t ct, int16_t id) {
+  int delta = id - e->last_id;
+  if (e->proto == BP__T_BINARY) return put_byte(e, (uint8_t)t) || put_be(e, (uint16_t)id, 2);
+  e->last_id = id;
+  if (delta > 0 && delta <= 15) return put_byte(e, (uint8_t)(delta << 4 | ct));
+  return put_byte(e, ct) || put_varint(e, zigzag(id));
+}
+
 static int enc_struct(enc_t *e, const tc_struct_t *st, int idx) {
   lua_State *L = e->L;
   const char *where = e->where, *field = e->field;
@@ -419,27 +429,14 @@ static int enc_struct(enc_t *e, const tc_struct_t *st, int idx) {
     }
     v = lua_gettop(L);
     e->field = f->name;
-    if (e->proto == BP__T_BINARY) {
-      if (put_byte(e, f->type.t) || put_be(e, (uint16_t)f->id, 2)) return -1;
-    } else {
-      uint8_t ct = to_compact[f->type.t];
-      int delta = f->id - e->last_id;
-      if (f->type.t == BP__T_BOOL) {
-        if (lua_type(L, v) != LUA_TBOOLEAN)
-          return enc_fail(e, "expected a boolean, got %s", type_name(L, v));
-        ct = lua_toboolean(L, v) ? 1 : 2;
-      }
-      if (delta > 0 && delta <= 15) {
-        if (put_byte(e, (uint8_t)(delta << 4 | ct))) return -1;
-      } else if (put_byte(e, ct) || put_varint(e, zigzag(f->id))) {
-        return -1;
-      }
-      e->last_id = f->id;
-      if (f->type.t == BP__T_BOOL) {
-        lua_pop(L, 1);
-        continue;
-      }
+    if (e->proto == BP__T_COMPACT && f->type.t == BP__T_BOOL) { /* the value is in the header */
+      if (lua_type(L, v) != LUA_TBOOLEAN)
+        return enc_fail(e, "expected a boolean, got %s", type_name(L, v));
+      if (put_field_header(e, BP__T_BOOL, lua_toboolean(L, v) ? 1 : 2, f->id)) return -1;
+      lua_pop(L, 1);
+      continue;
     }
+    if (put_field_header(e, f->type.t, to_compact[f->type.t], f->id)) return -1;
     if (enc_value(e, &f->type, v)) return -1;
     e->field = f->name; /* a nested struct changed it */
     e->where = st->name;
@@ -617,6 +614,28 @@ static int put_message_header(enc_t *e, const char *name, size_t n, int mtype, i
          put_varint(e, (uint32_t)seqid) || put_varint(e, n) || put(e, name, n);
 }
 
+size_t bp__thrift_write_app_exception(int proto, const char *name, size_t name_len, int32_t seqid,
+                                      int type, const char *message, void *out, size_t cap) {
+  tbuf_t b = {NULL, 0, 0};
+  enc_t e;
+  size_t mlen = message ? strlen(message) : 0, len = 0;
+  memset(&e, 0, sizeof e);
+  e.b = &b;
+  e.proto = proto;
+  if (!put_message_header(&e, name, name_len, BP__T_EXCEPTION, seqid) &&
+      (!message || (!put_field_header(&e, BP__T_STRING, 8, 1) &&
+                    !(proto == BP__T_BINARY ? put_be(&e, mlen, 4) : put_varint(&e, mlen)) &&
+                    !put(&e, message, mlen))) &&
+      !put_field_header(&e, BP__T_I32, 5, 2) &&
+      !(proto == BP__T_BINARY ? put_be(&e, (uint32_t)type, 4) : put_varint(&e, zigzag(type))) &&
+      !put_byte(&e, BP__T_STOP)) {
+    len = b.len;
+    if (len <= cap) memcpy(out, b.p, len);
+  }
+  free(b.p);
+  return len;
+}
+
 /* encode_message(name, type, seqid, codec, root, value, proto) -> bytes. */
 static int l_encode_message(lua_State *L) {
   size_t n;
@@ -650,6 +669,7 @@ typedef struct {
   int env;
   int depth;
   const char *where;
+  int short_input; /* the input ended, or a size exceeded what remains */
   char err[256];
 } dec_t;
 
@@ -664,9 +684,10 @@ static int dec_fail(dec_t *d, const char *fmt, ...) {
   return -1;
 }
 
-#define NEED(d, n)                                                                          \
-  do {                                                                                      \
-    if ((size_t)((d)->end - (d)->p) < (size_t)(n)) return dec_fail((d), "truncated input"); \
+#define NEED(d, n)                                                   \
+  do {                                                               \
+    if ((size_t)((d)->end - (d)->p) < (size_t)(n))                   \
+      return (d)->short_input = 1, dec_fail((d), "truncated input"); \
   } while (0)
 
 static int get_be(dec_t *d, int n, uint64_t *out) {
@@ -708,8 +729,8 @@ static int get_size(dec_t *d, size_t min, const char *what, uint32_t *out) {
     if (v > INT32_MAX) return dec_fail(d, "%s %llu too large", what, (unsigned long long)v);
   }
   if (min && v > (uint64_t)(d->end - d->p) / min)
-    return dec_fail(d, "%s %llu exceeds the %zu bytes left", what, (unsigned long long)v,
-                    (size_t)(d->end - d->p));
+    return d->short_input = 1, dec_fail(d, "%s %llu exceeds the %zu bytes left", what,
+                                        (unsigned long long)v, (size_t)(d->end - d->p));
   *out = (uint32_t)v;
   return 0;
 }
@@ -768,7 +789,7 @@ static int list_header(dec_t *d, int *et, uint32_t *n) {
   if ((v >> 4) != 15) {
     *n = (uint32_t)(v >> 4);
     if (*n > (size_t)(d->end - d->p) / min_size(d->proto, *et))
-      return dec_fail(d, "list size exceeds the bytes left");
+      return d->short_input = 1, dec_fail(d, "list size exceeds the bytes left");
     return 0;
   }
   return get_size(d, min_size(d->proto, *et), "list size", n);
@@ -790,7 +811,7 @@ static int map_header(dec_t *d, int *kt, int *vt, uint32_t *n) {
   if (wire_type(d, *d->p >> 4, kt) || wire_type(d, *d->p & 15, vt)) return -1;
   d->p++;
   if (*n > (size_t)(d->end - d->p) / (min_size(d->proto, *kt) + min_size(d->proto, *vt)))
-    return dec_fail(d, "map size exceeds the bytes left");
+    return d->short_input = 1, dec_fail(d, "map size exceeds the bytes left");
   return 0;
 }
 
@@ -1154,74 +1175,86 @@ static int l_decode(lua_State *L) {
   return 2;
 }
 
+/* The envelope at d->p into *m (name pointing into the input). */
+static int read_message(dec_t *d, bp__thrift_message_t *m) {
+  const uint8_t *start = d->p;
+  uint64_t v = 0;
+  uint32_t n;
+  d->where = "message";
+  if (d->proto == BP__T_BINARY) {
+    if (get_be(d, 4, &v)) return -1;
+    if ((int32_t)v < 0) {
+      if ((v & 0xffff0000u) != 0x80010000u) return dec_fail(d, "bad version 0x%08x", (unsigned)v);
+      m->type = (int)(v & 0xff);
+      if (get_size(d, 1, "name length", &n)) return -1;
+      m->name = (const char *)d->p;
+      d->p += n;
+      if (get_be(d, 4, &v)) return -1;
+    } else { /* the old, non-strict header: the name first */
+      n = (uint32_t)v;
+      if (n > (size_t)(d->end - d->p)) {
+        d->short_input = 1;
+        return dec_fail(d, "name length %u exceeds the bytes left", n);
+      }
+      m->name = (const char *)d->p;
+      d->p += n;
+      if (get_be(d, 1, &v)) return -1;
+      m->type = (int)v;
+      if (get_be(d, 4, &v)) return -1;
+    }
+    m->seqid = (int32_t)(uint32_t)v;
+  } else {
+    if (get_be(d, 2, &v)) return -1;
+    if ((v >> 8) != 0x82 || (v & 0x1f) != 1)
+      return dec_fail(d, "not a compact protocol message (0x%04x)", (unsigned)v);
+    m->type = (int)(v >> 5) & 7;
+    if (get_varint(d, 5, &v)) return -1;
+    m->seqid = (int32_t)(uint32_t)v;
+    if (get_size(d, 1, "name length", &n)) return -1;
+    m->name = (const char *)d->p;
+    d->p += n;
+  }
+  m->name_len = n;
+  if (m->type < BP__T_CALL || m->type > BP__T_ONEWAY)
+    return dec_fail(d, "invalid message type %d", m->type);
+  m->body = (size_t)(d->p - start);
+  return 0;
+}
+
+int bp__thrift_read_message(const void *p, size_t len, int proto, bp__thrift_message_t *m,
+                            char *err, size_t errlen) {
+  dec_t d;
+  memset(&d, 0, sizeof d);
+  d.proto = proto;
+  d.p = p;
+  d.end = d.p + len;
+  if (read_message(&d, m) == 0) return BP_OK;
+  if (err && errlen) snprintf(err, errlen, "%s", d.err);
+  return d.short_input ? BP_AGAIN : BP_ERROR;
+}
+
 /* decode_message(bytes, proto[, pos]) -> name, type, seqid, body_pos | nil, err */
 static int l_decode_message(lua_State *L) {
   dec_t d;
   size_t len, pos;
   const char *s = luaL_checklstring(L, 1, &len);
-  uint64_t v = 0;
-  uint32_t n;
-  int mtype;
-  int32_t seqid;
-  const uint8_t *name;
+  bp__thrift_message_t m;
   memset(&d, 0, sizeof d);
   d.proto = check_proto(L, 2);
   pos = check_pos(L, 3, len);
   d.L = L;
   d.p = (const uint8_t *)s + pos;
   d.end = (const uint8_t *)s + len;
-  d.where = "message";
-  if (d.proto == BP__T_BINARY) {
-    if (get_be(&d, 4, &v)) goto fail;
-    if ((int32_t)v < 0) {
-      if ((v & 0xffff0000u) != 0x80010000u) {
-        dec_fail(&d, "bad version 0x%08x", (unsigned)v);
-        goto fail;
-      }
-      mtype = (int)(v & 0xff);
-      if (get_size(&d, 1, "name length", &n)) goto fail;
-      name = d.p;
-      d.p += n;
-      if (get_be(&d, 4, &v)) goto fail;
-    } else { /* the old, non-strict header: the name first */
-      n = (uint32_t)v;
-      if (n > (size_t)(d.end - d.p)) {
-        dec_fail(&d, "name length %u exceeds the bytes left", n);
-        goto fail;
-      }
-      name = d.p;
-      d.p += n;
-      if (get_be(&d, 1, &v)) goto fail;
-      mtype = (int)v;
-      if (get_be(&d, 4, &v)) goto fail;
-    }
-    seqid = (int32_t)(uint32_t)v;
-  } else {
-    if (get_be(&d, 2, &v)) goto fail;
-    if ((v >> 8) != 0x82 || (v & 0x1f) != 1) {
-      dec_fail(&d, "not a compact protocol message (0x%04x)", (unsigned)v);
-      goto fail;
-    }
-    mtype = (int)(v >> 5) & 7;
-    if (get_varint(&d, 5, &v)) goto fail;
-    seqid = (int32_t)(uint32_t)v;
-    if (get_size(&d, 1, "name length", &n)) goto fail;
-    name = d.p;
-    d.p += n;
+  if (read_message(&d, &m)) {
+    lua_pushnil(L);
+    lua_pushstring(L, d.err);
+    return 2;
   }
-  if (mtype < BP__T_CALL || mtype > BP__T_ONEWAY) {
-    dec_fail(&d, "invalid message type %d", mtype);
-    goto fail;
-  }
-  lua_pushlstring(L, (const char *)name, n);
-  lua_pushinteger(L, mtype);
-  lua_pushnumber(L, seqid);
-  lua_pushnumber(L, (lua_Number)(d.p - (const uint8_t *)s) + 1);
+  lua_pushlstring(L, m.name, m.name_len);
+  lua_pushinteger(L, m.type);
+  lua_pushnumber(L, m.seqid);
+  lua_pushnumber(L, (lua_Number)(pos + m.body) + 1);
   return 4;
-fail:
-  lua_pushnil(L);
-  lua_pushstring(L, d.err);
-  return 2;
 }
 
 /* set_int64_helpers(box, unbox): see the top of the file. */

@@ -5,6 +5,8 @@
 #define BASEPLATE_THRIFT_CODEC_H
 
 #include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* Wire types, as the binary protocol numbers them; the compact protocol's
  * own numbers are mapped to these when read. */
@@ -31,6 +33,30 @@ enum { BP__T_BINARY = 0, BP__T_COMPACT = 1 };
 
 /* How deep structs and containers may nest in what is decoded or encoded. */
 #define BP__T_MAX_DEPTH 64
+
+/* A message envelope. */
+typedef struct {
+  const char *name; /* into the input; not NUL-terminated */
+  size_t name_len;
+  int type; /* BP__T_CALL ... BP__T_ONEWAY */
+  int32_t seqid;
+  size_t body; /* where the body starts, from the start of the input */
+} bp__thrift_message_t;
+
+/* Reads the envelope at the start of p (len bytes) in protocol `proto`
+ * (BP__T_BINARY: strict or the old header without a version;
+ * BP__T_COMPACT). BP_OK and *m; BP_AGAIN when the input ends too soon (more
+ * bytes could complete it); BP_ERROR when it cannot be a message. err (may
+ * be NULL) gets the reason either way. */
+int bp__thrift_read_message(const void *p, size_t len, int proto, bp__thrift_message_t *m,
+                            char *err, size_t errlen);
+
+/* Writes a whole EXCEPTION message carrying a TApplicationException (type,
+ * message) in reply to `name`/`seqid`, into out (cap bytes). Returns the
+ * length of the message; it is written only when it fits (call with cap 0
+ * to learn the size, as snprintf). 0 when out of memory. */
+size_t bp__thrift_write_app_exception(int proto, const char *name, size_t name_len, int32_t seqid,
+                                      int type, const char *message, void *out, size_t cap);
 
 /* Makes require("baseplate.thrift_c") available in L. */
 void bp__thrift_codec_preload(lua_State *L);
