@@ -121,6 +121,12 @@ static const char *field_string(lua_State *L, int idx, const char *key, const ch
   return s;
 }
 
+/* A copy owned by the codec: descriptions may be collected before it. */
+static const char *keep_string(compile_t *k, const char *s) {
+  size_t n = strlen(s) + 1;
+  return memcpy(codec_alloc(k->L, k->c, n), s, n);
+}
+
 static void compile_type(compile_t *k, int idx, tc_type_t *ty, int depth, const char *what) {
   lua_State *L = k->L;
   const char *kind;
@@ -187,7 +193,7 @@ static const tc_struct_t *compile_struct(compile_t *k, int idx, int depth) {
   lua_pushvalue(L, idx);
   lua_pushlightuserdata(L, st);
   lua_rawset(L, k->memo);
-  st->name = field_string(L, idx, "name", "a struct");
+  st->name = keep_string(k, field_string(L, idx, "name", "a struct"));
   kind = field_string(L, idx, "kind", st->name);
   st->kind = !strcmp(kind, "union")       ? KIND_UNION
              : !strcmp(kind, "exception") ? KIND_EXCEPTION
@@ -207,7 +213,7 @@ static const tc_struct_t *compile_struct(compile_t *k, int idx, int depth) {
     fidx = lua_gettop(L);
     if (!lua_istable(L, fidx))
       luaL_error(L, "thrift schema: %s: field %d is not a table", st->name, i + 1);
-    f->name = field_string(L, fidx, "name", st->name);
+    f->name = keep_string(k, field_string(L, fidx, "name", st->name));
     lua_getfield(L, fidx, "id");
     id = lua_tonumber(L, -1);
     lua_pop(L, 1);

@@ -431,6 +431,18 @@ t.test("lifetimes: schemas collected while values and other schemas live on", fu
         t.eq(k.h:decode(k.h:encode({ l = { "x" } })).l, { "x" })
         t.eq(k.v.l, { "d" .. k.i })
     end
+    -- The C side keeps names of its own: messages survive the descriptions.
+    local c = require("baseplate.thrift_c")
+    local ud = c.compile({ { name = "Temp" .. ("x"):rep(40), kind = "struct", fields = {
+        { id = 1, name = "field" .. ("y"):rep(40), required = "required", type = b("i32") } } } })
+    collectgarbage()
+    local junk = {}
+    for i = 1, 20000 do junk[i] = ("z"):rep(45) .. i end
+    junk = nil
+    collectgarbage()
+    t.raises("Temp" .. ("x"):rep(40) .. ".field" .. ("y"):rep(40) .. ": required field is missing", c.encode, ud, 1, {}, 0)
+    local v, err = c.decode(ud, 1, "\0", 0, 1)
+    t.eq({ v, err }, { nil, "Temp" .. ("x"):rep(40) .. ": required field field" .. ("y"):rep(40) .. " is missing" })
     collectgarbage("setpause", saved_pause)
     collectgarbage("setstepmul", saved_mul)
 end)
