@@ -343,6 +343,7 @@ struct bp__conn_slab_s {
   int used;
 };
 
+#if CONN_SLABS
 static size_t slot_size(const bp__server_t *s) {
   size_t n = sizeof(conn_slot_t) + s->protocol->conn_size;
   return (n + _Alignof(max_align_t) - 1) & ~(size_t)(_Alignof(max_align_t) - 1);
@@ -365,6 +366,7 @@ static void slab_link(bp__server_t *s, bp__conn_slab_t *sl) {
   if (s->slabs) s->slabs->prev = sl;
   s->slabs = sl;
 }
+#endif
 
 static bp__conn_t *conn_alloc(bp__server_t *s) {
 #if CONN_SLABS
