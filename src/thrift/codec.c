@@ -1239,6 +1239,24 @@ int bp__thrift_read_message(const void *p, size_t len, int proto, bp__thrift_mes
   return d.short_input ? BP_AGAIN : BP_ERROR;
 }
 
+int bp__thrift_message_end(const void *p, size_t len, int proto, bp__thrift_message_t *m,
+                           size_t *end, char *err, size_t errlen) {
+  dec_t d;
+  memset(&d, 0, sizeof d);
+  d.proto = proto;
+  d.p = p;
+  d.end = d.p + len;
+  if (read_message(&d, m) == 0) {
+    d.where = "message body";
+    if (skip(&d, BP__T_STRUCT, -1) == 0) {
+      *end = (size_t)(d.p - (const uint8_t *)p);
+      return BP_OK;
+    }
+  }
+  if (err && errlen) snprintf(err, errlen, "%s", d.err);
+  return d.short_input ? BP_AGAIN : BP_ERROR;
+}
+
 /* decode_message(bytes, proto[, pos]) -> name, type, seqid, body_pos | nil, err */
 static int l_decode_message(lua_State *L) {
   dec_t d;

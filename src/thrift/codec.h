@@ -51,6 +51,12 @@ typedef struct {
 int bp__thrift_read_message(const void *p, size_t len, int proto, bp__thrift_message_t *m,
                             char *err, size_t errlen);
 
+/* As bp__thrift_read_message, and finds where the message ends (its body
+ * skipped, bounded by len and BP__T_MAX_DEPTH): *end, from the start of
+ * the input. For transports that do not frame their messages. */
+int bp__thrift_message_end(const void *p, size_t len, int proto, bp__thrift_message_t *m,
+                           size_t *end, char *err, size_t errlen);
+
 /* Writes a whole EXCEPTION message carrying a TApplicationException (type,
  * message) in reply to `name`/`seqid`, into out (cap bytes). Returns the
  * length of the message; it is written only when it fits (call with cap 0
