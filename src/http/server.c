@@ -72,7 +72,10 @@ struct bp_conn_s {
   size_t alen, acap;
   bp_hdr_t *hdrs;
   int nhdrs, hcap, hdr_state;
-  size_t url_len, head_bytes;
+  int too_many_headers; /* more than max_header_count: 431 once the head is in */
+  int head_done; /* the current request's head is parsed */
+  size_t url_len;
+  size_t head_raw; /* bytes of the current request's head fed to the parser so far */
   char *hbuf; /* response headers added by the handler */
   size_t hlen, hcap_bytes;
   bp_request_t req;
@@ -112,23 +115,13 @@ static void arm_read_timeout(bp_conn_t *c) {
 
 /* --- http_parser callbacks ---------------------------------------------------- */
 
-static int count_head(bp_conn_t *c, size_t len) {
-  c->head_bytes += len;
-  if (c->head_bytes > SERVER(c)->opts.max_header_size) {
-    c->parse_error = 431;
-    return -1;
-  }
-  return 0;
-}
-
 /* http_parser's own limit on a request head is process-wide (80 KiB unless
- * set): it is raised to the largest server's max_header_size. It counts
- * every byte (separators, whitespace); count_head counts what the callbacks
- * see, never more, and keeps a server with a smaller limit than another's
- * to its own. */
+ * set): it is raised to the largest server's max_header_size, so that it
+ * never fires before a server's own (conn_process feeds the parser at most
+ * max_header_size + 1 bytes of a head, and counts them all). */
 static void raise_parser_limit(size_t max_header_size) {
   static uint64_t current; /* (0: not set yet; http_parser's own is 80 KiB) */
-  uint64_t want = (uint64_t)max_header_size;
+  uint64_t want = (uint64_t)max_header_size + 64; /* (its count may include the byte past ours) */
   if (want > UINT32_MAX) want = UINT32_MAX;
   if (want > current) {
     current = want;
@@ -140,8 +133,9 @@ static int on_message_begin(http_parser *p) {
   bp_conn_t *c = p->data;
   arm_read_timeout(c); /* the keep-alive wait is over; the request has begun */
   c->base.receiving = 1;
-  c->alen = c->url_len = c->head_bytes = 0;
+  c->alen = c->url_len = 0;
   c->nhdrs = 0;
+  c->too_many_headers = 0;
   c->hdr_state = HDR_NONE;
   c->hlen = 0;
   c->body_deadline = 0;
@@ -150,14 +144,13 @@ static int on_message_begin(http_parser *p) {
 
 static int on_url(http_parser *p, const char *at, size_t len) {
   bp_conn_t *c = p->data;
-  if (count_head(c, len) || append(c, at, len)) return -1;
+  if (append(c, at, len)) return -1;
   c->url_len += len;
   return 0;
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t len) {
   bp_conn_t *c = p->data;
-  if (count_head(c, len)) return -1;
   /* RFC 9112 5.1: no whitespace between a field name and its colon (a
    * proxy may read "Content-Length : 5" otherwise than we do) */
   if (memchr(at, ' ', len) || memchr(at, '\t', len)) {
@@ -165,11 +158,12 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
     return -1;
   }
   if (c->hdr_state != HDR_FIELD) {
-    if (c->nhdrs >= SERVER(c)->opts.max_header_count) {
-      c->parse_error = 431;
-      return -1;
-    }
-    if (count_head(c, 4)) return -1; /* ": " and CRLF */
+    c->hdr_state = HDR_FIELD;
+    /* Too many: the rest are not kept, and the answer (431) waits for the
+     * end of the head, so that it does not depend on how the head arrived
+     * (a malformed field further on is a 400 either way). */
+    if (c->nhdrs >= SERVER(c)->opts.max_header_count) c->too_many_headers = 1;
+    if (c->too_many_headers) return 0;
     if (c->nhdrs == c->hcap) {
       int cap = c->hcap ? c->hcap * 2 : 16;
       bp_hdr_t *n = realloc(c->hdrs, cap * sizeof *n);
@@ -182,8 +176,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
     c->hdrs[c->nhdrs].value_off = 0;
     c->hdrs[c->nhdrs].value_len = 0;
     c->nhdrs++;
-    c->hdr_state = HDR_FIELD;
   }
+  if (c->too_many_headers) return 0;
   if (append(c, at, len)) return -1;
   c->hdrs[c->nhdrs - 1].name_len += len;
   return 0;
@@ -191,7 +185,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
 
 static int on_header_value(http_parser *p, const char *at, size_t len) {
   bp_conn_t *c = p->data;
-  if (count_head(c, len)) return -1;
+  if (c->too_many_headers) return 0;
   if (c->hdr_state != HDR_VALUE) {
     c->hdrs[c->nhdrs - 1].value_off = c->alen;
     c->hdr_state = HDR_VALUE;
@@ -212,6 +206,11 @@ static int on_headers_complete(http_parser *p) {
     c->parse_error = 505;
     return -1;
   }
+  if (c->too_many_headers) {
+    c->parse_error = 431;
+    return -1;
+  }
+  c->head_done = 1;
   for (int i = 0; i < c->nhdrs; i++) {
     if (header_is(c, &c->hdrs[i], "host", 4)) hosts++;
     else if (header_is(c, &c->hdrs[i], "transfer-encoding", 17)) te++;
@@ -447,7 +446,18 @@ static void conn_process(bp_conn_t *c) {
       bp__conn_idle(&c->base); /* may come back here with what it reads */
       return;
     }
-    n = http_parser_execute(&c->parser, &settings, c->base.rbuf, c->base.rlen);
+    /* A head is at most max_header_size bytes, every byte counted (blank
+     * lines before it too): the parser sees one byte more at most, so that
+     * a malformed head is a 400 and an oversized one a 431 however the
+     * bytes arrived. */
+    size_t feed = c->base.rlen;
+    int in_head = !c->head_done;
+    if (in_head) {
+      size_t room = SERVER(c)->opts.max_header_size + 1 - c->head_raw;
+      if (feed > room) feed = room;
+    }
+    n = http_parser_execute(&c->parser, &settings, c->base.rbuf, feed);
+    if (in_head) c->head_raw += n;
     if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
       http_parser_pause(&c->parser, 0);
     } else if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || c->parse_error) {
@@ -460,7 +470,13 @@ static void conn_process(bp_conn_t *c) {
     }
     memmove(c->base.rbuf, c->base.rbuf + n, c->base.rlen - n);
     c->base.rlen -= n;
+    if (!c->head_done && c->head_raw > SERVER(c)->opts.max_header_size) {
+      reject(c, 431);
+      return;
+    }
     if (c->base.busy) {
+      c->head_done = 0; /* what follows is the next request's head */
+      c->head_raw = 0;
       dispatch(c);
       return;
     }
@@ -1010,6 +1026,8 @@ static void http_on_open(bp__conn_t *base) {
   bp_conn_t *c = (bp_conn_t *)base;
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
+  c->head_done = c->too_many_headers = 0;
+  c->head_raw = 0;
   arm_read_timeout(c);
 }
 
