@@ -213,6 +213,34 @@ BP_EXTERN const char *bp_listener_describe(const bp_listener_t *l);
 /** Close the socket (if no server took it) and free. NULL is fine. */
 BP_EXTERN void bp_listener_free(bp_listener_t *l);
 
+/* --- servers, whatever their protocol ---------------------------------------- */
+
+/**
+ * Every server (bp_http_server_t, bp_thrift_server_t) begins with the
+ * protocol-neutral core: a pointer to one is a bp_server_t pointer too, and
+ * these work on any of them.
+ */
+typedef struct bp_server_s bp_server_t;
+
+/** Keep serving, but close each connection once its message is answered. */
+BP_EXTERN void bp_server_drain(bp_server_t *server);
+/**
+ * Stop accepting (after taking what waits in the backlog); idle connections
+ * close, the others once answered. The server frees itself once the last
+ * connection is closed: do not use it afterwards.
+ */
+BP_EXTERN void bp_server_stop(bp_server_t *server);
+/**
+ * Graceful shutdown: bp_server_stop, then BP_OK if no connection is left,
+ * else BP_AGAIN and `waiter` is woken (bp_wake) with BP_OK when the last
+ * one closes.
+ */
+BP_EXTERN int bp_server_shutdown(bp_server_t *server, int waiter);
+/** Open connections. */
+BP_EXTERN int bp_server_connections(const bp_server_t *server);
+/** Messages (requests, calls) being handled. */
+BP_EXTERN int bp_server_active(const bp_server_t *server);
+
 /* --- the HTTP server -------------------------------------------------------- */
 
 typedef struct bp_http_server_s bp_http_server_t;

@@ -750,3 +750,20 @@ int bp__server_start(bp__server_t *s, const bp__protocol_t *protocol, bp_listene
   listener_update(s);
   return BP_OK;
 }
+
+/* --- the public API ------------------------------------------------------------------ */
+
+void bp_server_drain(bp_server_t *s) { bp__server_drain(s); }
+
+void bp_server_stop(bp_server_t *s) {
+  if (s) bp__server_stop(s);
+}
+
+int bp_server_shutdown(bp_server_t *s, int waiter) {
+  int rc = bp__server_shutdown(s, waiter);
+  return rc;
+}
+
+int bp_server_connections(const bp_server_t *s) { return s->nconns; }
+
+int bp_server_active(const bp_server_t *s) { return s->active; }

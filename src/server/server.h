@@ -22,7 +22,7 @@
 #include <sys/types.h>
 
 typedef struct bp__conn_s bp__conn_t;
-typedef struct bp__server_s bp__server_t;
+typedef struct bp_server_s bp__server_t; /* bp_server_t in the public API */
 typedef struct bp__conn_slab_s bp__conn_slab_t;
 
 typedef struct {
@@ -83,7 +83,7 @@ struct bp__conn_s {
   char remote[64];       /* the peer's address ("-" on a UNIX socket) */
 };
 
-struct bp__server_s {
+struct bp_server_s {
   bp__closable_t closable;
   const bp__protocol_t *protocol;
   /* The listening socket is polled and accepted from here (not uv_listen):

@@ -40,126 +40,30 @@ assert(ffi.sizeof("bp_http_server_options_t") == C.bp_http_server_options_size()
     "bp_http_server_options_t: the Lua declaration does not match the core")
 
 local config = require("baseplate.lib.config")
-local runtime = require("baseplate.runtime")
 local http = require("baseplate.http")
+
+local base = require("baseplate.server.base")
 
 local M = {}
 
--- The longest duration a server setting takes: anything longer is a
--- mistake (1e17 seconds once overflowed the timers' milliseconds).
-local MAX_DURATION = 86400
-
--- A duration: a Timespan ("30 seconds") or a plain number of seconds ("30",
--- as Baseplate.py's examples write stop_timeout), from 0 to a day.
-local function duration(text)
-    local ok, v = pcall(config.Timespan, text)
-    if not ok then
-        v = tonumber(text)
-        if not v or v ~= v then
-            error("expected a timespan such as \"30 seconds\" or a number of seconds, got "
-                .. config.quote(text), 0)
-        end
-    end
-    if v < 0 or v > MAX_DURATION then
-        error("expected from 0 to 86400 seconds (a day), got " .. config.quote(text), 0)
-    end
-    return v
-end
-
--- A whole number from lo to hi (the C side's int or size_t holds it).
-local function whole(lo, hi)
-    return function(text)
-        local ok, n = pcall(config.Integer, text)
-        if not ok or n < lo or n > hi then
-            error(string.format("expected a whole number from %d to %d, got %s", lo, hi, config.quote(text)), 0)
-        end
-        return n
-    end
-end
+local duration, whole = base.duration, base.whole
 
 -- A request head smaller than 1024 bytes cannot hold a real request line;
 -- http_parser counts in 32 bits.
 local header_size = whole(1024, 2 ^ 31)
 -- Bodies are held in memory whole.
 local body_size = whole(0, 2 ^ 32)
-local count = whole(0, 1000000)
 
 -- The [server:…] keys of the HTTP server (docs/serve.md).
-M.spec = {
-    max_concurrency = config.Optional(count, 0),
-    stop_timeout = config.Optional(duration, 10),
-    drain_time = config.Optional(duration, 0),
-    max_header_size = config.Optional(header_size, 64 * 1024),
-    max_body_size = config.Optional(body_size, 16 * 1024 * 1024),
-    max_header_count = config.Optional(whole(1, 100000), 100),
-    header_timeout = config.Optional(duration, 10),
-    body_timeout = config.Optional(duration, 60),
-    keepalive_timeout = config.Optional(duration, 75),
-    workers = config.Optional(whole(1, 1024), 1),
-    reuse_port = config.Optional(config.Boolean, false), -- read at bind time (server/init.lua)
-    monitoring = {
-        concurrency = config.Optional(config.Boolean, true),
-        connection_pool = config.Optional(config.Boolean, false),
-        gc = { stats = config.Optional(config.Boolean, true) },
-        blocked_hub = config.Optional(config.Timespan, nil),
-        interval = config.Optional(function(text)
-            local v = duration(text)
-            if v <= 0 then error("must be more than 0 seconds", 0) end
-            return v
-        end, 10),
-    },
-}
+M.spec = base.common_spec()
+M.spec.max_header_size = config.Optional(header_size, 64 * 1024)
+M.spec.max_body_size = config.Optional(body_size, 16 * 1024 * 1024)
+M.spec.max_header_count = config.Optional(whole(1, 100000), 100)
+M.spec.header_timeout = config.Optional(duration, 10)
+M.spec.body_timeout = config.Optional(duration, 60)
+M.spec.keepalive_timeout = config.Optional(duration, 75)
 
-local Server = {}
-Server.__index = Server
-
---- Stop accepting and close once in-flight requests are answered.
-function Server:stop()
-    if self.c ~= nil and not self.stopped then
-        self.stopped = true
-        C.bp_http_server_stop(self.c)
-    end
-end
-
---- Keep serving, but close connections after each response.
-function Server:drain()
-    if not self.stopped then C.bp_http_server_drain(self.c) end
-end
-
-local function start_shutdown(waiter, self)
-    self.waiter = waiter
-    local rc = C.bp_http_server_shutdown(self.c, waiter)
-    return rc
-end
-
---- Graceful shutdown: stop accepting, close idle connections, and wait (in
---- the calling coroutine) until in-flight requests are answered or
---- `timeout` seconds pass. Returns true when everything closed in time.
-function Server:shutdown(timeout)
-    if self.stopped then return true end
-    self.stopped = true
-    local done = false
-    runtime.spawn(function(me)
-        runtime.sleep(timeout)
-        if not done and me.waiter then
-            runtime.wake(me.waiter, core.ETIMEDOUT)
-        end
-    end, self)
-    local rc = runtime.await(start_shutdown, self)
-    done = true
-    return rc == core.OK
-end
-
-function Server:connections()
-    return self.stopped and 0 or C.bp_http_server_connections(self.c)
-end
-
-function Server:active_requests()
-    return self.stopped and 0 or C.bp_http_server_active_requests(self.c)
-end
-
-local PROBES = { ["1"] = "readiness", ["2"] = "liveness", ["3"] = "startup",
-                 readiness = "readiness", liveness = "liveness", startup = "startup" }
+local PROBES = base.PROBES
 
 --- The runtime's /health endpoint (Baseplate.py's HTTP health check):
 --- GET /health?type=readiness|liveness|startup (or 1|2|3), default readiness.
@@ -212,7 +116,7 @@ function M.make_server(server_config, listener, app, opts)
         error(core.errmsg(), 0)
     end
     -- The server frees itself when stopped and drained: no ffi.gc here.
-    local server = setmetatable({ c = c, app = app, config = server_config, settings = cfg }, Server)
+    local server = base.wrap(c, { app = app, config = server_config, settings = cfg })
     require("baseplate.server.monitoring").start(server, app, cfg)
     return server
 end
