@@ -348,9 +348,6 @@ int bp__theader_read(bp__theader_frame_t *f, const char *in, size_t len, size_t 
     return fail(err, errlen, BP_ERROR,
                 "not a Thrift frame (length %zu beyond the 30-bit limit; starts %02x %02x %02x %02x)",
                 size, p[0], p[1], p[2], p[3]);
-  if (size > max_frame)
-    return fail(err, errlen, BP_ETOOBIG, "frame of %zu bytes exceeds the limit of %zu", size,
-                max_frame);
   if (size < 2)
     return fail(err, errlen, BP_ERROR, "frame of %zu bytes is too short for a message", size);
   /* What the frame holds is known from its first bytes: refuse garbage
@@ -363,6 +360,9 @@ int bp__theader_read(bp__theader_frame_t *f, const char *in, size_t len, size_t 
                   "compact)",
                   q[0], q[1]);
   }
+  if (size > max_frame)
+    return fail(err, errlen, BP_ETOOBIG, "frame of %zu bytes exceeds the limit of %zu", size,
+                max_frame);
   if (len - 4 < size) {
     *need = 4 + size;
     return fail(err, errlen, BP_AGAIN, "truncated frame (%zu of %zu bytes)", len, 4 + size);
