@@ -24,5 +24,6 @@
 #include "baseplate/runtime.h"
 #include "baseplate/redis.h"
 #include "baseplate/postgres.h"
+#include "baseplate/thrift.h"
 
 #endif

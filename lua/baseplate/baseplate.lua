@@ -273,6 +273,25 @@ RequestContext.__dir = function(self)
 end
 M.RequestContext = RequestContext
 
+--- The __index of a message's context object (an HTTP request, a Thrift
+--- call's context): a field its getter computes once, then a method, then
+--- the Baseplate's context attributes (the object's `_bp`, if any).
+function M.context_index(getters, methods)
+    return function(self, k)
+        local g = getters[k]
+        if g then
+            local v = g(self)
+            rawset(self, k, v)
+            return v
+        end
+        local m = methods[k]
+        if m ~= nil then return m end
+        local bp = rawget(self, "_bp")
+        if bp then return bp:context_value(self, k, self.span) end
+        return nil
+    end
+end
+
 --- A new context object (for make_server_span).
 function Baseplate:make_context_object()
     return setmetatable({ _bp = self }, RequestContext)

@@ -301,20 +301,7 @@ function getters.span(self)
 end
 
 local request_mt = {
-    __index = function(self, k)
-        local g = getters[k]
-        if g then
-            local v = g(self)
-            rawset(self, k, v)
-            return v
-        end
-        local m = Request[k]
-        if m ~= nil then return m end
-        -- the context: clients and values from configure_context
-        local bp = rawget(self, "_bp")
-        if bp then return bp:context_value(self, k, self.span) end
-        return nil
-    end,
+    __index = require("baseplate.baseplate").context_index(getters, Request),
 }
 M.Request = Request
 
@@ -518,12 +505,12 @@ runtime.set_job(runtime.PROTOCOL_HTTP, request_job)
 -- A request job died (an error outside the handler's protection, such as a
 -- response header whose name cannot be made a string): answer 500 if
 -- nothing was sent yet.
-runtime.set_job_died(function(request)
+request_mt.__job_died = function(request)
     local r = type(request) == "table" and rawget(request, "_r")
     if r and C.bp_response_sent(r) == 0 then
         C.bp_request_set_error(r, "InternalError")
         send_internal_error(r)
     end
-end)
+end
 
 return M

@@ -149,11 +149,13 @@ end
 -- What each running request coroutine serves, for the SIGUSR1 dump.
 local active = setmetatable({}, { __mode = "k" })
 
--- Called with what a job that died was serving (baseplate.http answers
--- its request: a client must not wait forever for a dead coroutine).
-local job_died
-function M.set_job_died(fn)
-    job_died = fn
+-- What a job serves (runtime.serving) may say what to do when the job dies
+-- with an error outside its own protection: its metatable's __job_died is
+-- called with it (baseplate.http answers the request, baseplate.thrift the
+-- call: a client must not wait forever for a dead coroutine).
+local function job_died_hook(serving)
+    local mt = getmetatable(serving)
+    return type(mt) == "table" and rawget(mt, "__job_died") or nil
 end
 
 local function finish_resume(co, ok, what)
@@ -162,7 +164,8 @@ local function finish_resume(co, ok, what)
         logger():error("coroutine died: %s", traceback(co, tostring(what)))
         local serving = active[co]
         active[co] = nil
-        if serving ~= nil and job_died then
+        local job_died = serving ~= nil and job_died_hook(serving)
+        if job_died then
             local hook_ok, err = pcall(job_died, serving)
             if not hook_ok then logger():error("after a coroutine died: %s", tostring(err)) end
         end

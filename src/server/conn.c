@@ -266,6 +266,8 @@ static void written(bp__conn_t *c) {
   if (c->rlen > 0 || !c->reading) schedule_resume(c);
 }
 
+void bp__conn_continue(bp__conn_t *c) { written(c); }
+
 static void after_write(uv_write_t *w, int status) {
   bp__conn_t *c = w->data;
   c->writing = 0;

@@ -143,6 +143,9 @@ void bp__conn_stop_reading(bp__conn_t *c);
  * idle (keep-alive) or ends (lingering close when input is unread).
  * BP_OK, or BP_ECLOSED (the connection is closing). */
 int bp__conn_write(bp__conn_t *c, size_t len);
+/* A message was handled and nothing goes back (a oneway call): go on as
+ * after a write (the next message, or the close). */
+void bp__conn_continue(bp__conn_t *c);
 /* Nothing buffered to parse: read more, or close at the end of input or
  * when the server stops. */
 void bp__conn_idle(bp__conn_t *c);

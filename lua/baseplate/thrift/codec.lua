@@ -60,6 +60,36 @@ function Struct:decode(bytes, protocol, pos)
     return c.decode(self.codec, self.index, bytes, proto_id(protocol, 2), pos or 1)
 end
 
+-- Values made with :new know their struct: a raised exception value is
+-- matched with a method's declared exceptions this way.
+local instance_mts = setmetatable({}, { __mode = "k" })
+
+local function instance_tostring(v)
+    local mt = getmetatable(v)
+    local msg = rawget(v, "message")
+    return mt.__thrift.name .. (msg ~= nil and (": " .. tostring(msg)) or "")
+end
+
+--- A value of this struct: `fields` (a table keyed by field name, nil for
+--- an empty one) marked as this struct's, so that error(Handle:new{…})
+--- in a Thrift handler raises this declared exception, and
+--- `Struct.of(value)` finds its struct again.
+function Struct:new(fields)
+    local mt = instance_mts[self]
+    if not mt then
+        mt = { __thrift = self, __tostring = instance_tostring }
+        instance_mts[self] = mt
+    end
+    return setmetatable(fields or {}, mt)
+end
+
+--- The struct handle a value was made with (Struct:new), or nil.
+function M.struct_of(value)
+    if type(value) ~= "table" then return nil end
+    local mt = getmetatable(value)
+    return type(mt) == "table" and rawget(mt, "__thrift") or nil
+end
+
 local base = {}
 for _, k in ipairs({ "bool", "byte", "i16", "i32", "i64", "double", "string", "binary" }) do
     base[k] = { kind = k }

@@ -1,0 +1,394 @@
+-- Thrift services in Lua: a processor binds a service of an IDL to a table
+-- of handler functions; baseplate.server.thrift serves it (docs/thrift.md).
+--
+--   local thrift = require("baseplate.thrift")
+--   local schema = thrift.load("users.thrift")
+--   local NotFound = schema:struct("NotFound")
+--   local handler = {}
+--   function handler.get_user(context, id)
+--       if id ~= 1 then error(NotFound:new({ id = id })) end
+--       return { id = id, name = "a" }
+--   end
+--   return thrift.processor(schema:service("Users"), handler, { baseplate = bp })
+--
+-- Each call runs in a coroutine of its own: the handler receives the call's
+-- context (span, headers, deadline, the Baseplate's context attributes) and
+-- the arguments in their declared order, and returns the result. A declared
+-- exception raised with error(Exc:new{…}) goes back as itself; any other
+-- error is logged with its traceback and answered with a
+-- TApplicationException (INTERNAL_ERROR).
+local ffi = require("ffi")
+local core = require("baseplate.core")
+local runtime = require("baseplate.runtime")
+local codec = require("baseplate.thrift.codec")
+local idl = require("baseplate.thrift.idl")
+local log = require("baseplate.log")
+
+ffi.cdef([[
+typedef struct bp_thrift_call_s bp_thrift_call_t;
+typedef struct bp_span_s bp_span_t;
+const char *bp_thrift_call_method(const bp_thrift_call_t *call, size_t *len);
+int bp_thrift_call_type(const bp_thrift_call_t *call);
+int32_t bp_thrift_call_seqid(const bp_thrift_call_t *call);
+int bp_thrift_call_protocol(const bp_thrift_call_t *call);
+int bp_thrift_call_transport(const bp_thrift_call_t *call);
+const char *bp_thrift_call_message(const bp_thrift_call_t *call, size_t *len, size_t *body_off);
+const char *bp_thrift_call_header(const bp_thrift_call_t *call, const char *name, size_t *len);
+int bp_thrift_call_header_count(const bp_thrift_call_t *call);
+void bp_thrift_call_header_at(const bp_thrift_call_t *call, int i, const char **name,
+                              size_t *name_len, const char **value, size_t *value_len);
+const char *bp_thrift_call_remote_addr(const bp_thrift_call_t *call);
+bp_span_t *bp_thrift_call_span(const bp_thrift_call_t *call);
+void bp_thrift_call_set_error(bp_thrift_call_t *call, const char *error_class);
+int bp_thrift_call_reply(bp_thrift_call_t *call, const char *msg, size_t len);
+int bp_thrift_call_fail(bp_thrift_call_t *call, int type, const char *message);
+int bp_thrift_call_finish(bp_thrift_call_t *call);
+]])
+
+local C = core.C
+local ffi_string, ffi_cast = ffi.string, ffi.cast
+local unpack = unpack or table.unpack -- luacheck: ignore
+local traceback = debug.traceback
+
+local server_log = log.get_logger("baseplate.server.thrift")
+
+local M = {}
+
+--- Read an IDL (baseplate.thrift.idl's load): the schema of its structs,
+--- enums, constants and services.
+M.load = idl.load
+
+M.app_error = codec.app_error
+
+local call_ptr_t = ffi.typeof("bp_thrift_call_t *")
+local len_cell = ffi.new("size_t[1]")
+local len2_cell = ffi.new("size_t[1]")
+local str_cell = ffi.new("const char *[1]")
+local str2_cell = ffi.new("const char *[1]")
+local PROTOCOLS = { [0] = "binary", [1] = "compact" }
+local TRANSPORTS = { [0] = "unframed", [1] = "framed", [2] = "header" }
+local ONEWAY = codec.ONEWAY
+
+----------------------------------------------------------------------------
+-- TApplicationException
+
+local AppError = {}
+AppError.__index = AppError
+AppError.__tostring = function(e) return "TApplicationException: " .. tostring(e.message) end
+
+--- An error value that goes back to the caller as a TApplicationException
+--- of `type` (M.app_error) with `message`: error(thrift.ApplicationException(…)).
+function M.ApplicationException(type_, message)
+    return setmetatable({ type = type_ or codec.app_error.UNKNOWN, message = message or "",
+                          class = "TApplicationException" }, AppError)
+end
+M.AppError = AppError
+
+----------------------------------------------------------------------------
+-- The health check every Thrift service answers (formats.md): is_healthy,
+-- as BaseplateServiceV2 (1: IsHealthyRequest request) and as the older
+-- BaseplateService (no arguments) declare it. The two share a name and a
+-- result, and the older's empty arguments decode as V2's without a request.
+
+local health = {}
+do
+    local b = codec.base_type
+    local request = { name = "baseplate.IsHealthyRequest", kind = "struct", fields = {
+        { id = 1, name = "probe", required = "optional", type = b("i32") },
+    } }
+    local args = { name = "BaseplateServiceV2_is_healthy_args", kind = "struct", fields = {
+        { id = 1, name = "request", required = "default", type = { kind = "struct", struct = request } },
+    } }
+    local result = { name = "BaseplateServiceV2_is_healthy_result", kind = "struct", fields = {
+        { id = 0, name = "success", required = "optional", type = b("bool") },
+    } }
+    local h = codec.compile({ request, args, result })
+    health.method = { name = "is_healthy", oneway = false, args = h[args], result = h[result],
+                      exceptions = {}, builtin = true }
+end
+local PROBE_NAMES = { [1] = "readiness", [2] = "liveness", [3] = "startup" }
+
+----------------------------------------------------------------------------
+-- Processors
+
+local Processor = {}
+Processor.__index = Processor
+M.Processor = Processor
+
+local processors = {} -- id -> Processor (the C server knows its processor by id)
+
+-- The short name of an exception's struct ("users.NotFound" -> "NotFound").
+local function short_name(name)
+    return name:match("([^.]+)$") or name
+end
+
+--- A processor for `service` (schema:service(name)) whose methods are
+--- `handler`'s functions of the same names (handler.method(context, ...)).
+--- opts.baseplate: a Baseplate whose server span each call gets (metrics,
+--- tracing, context attributes); opts.trust_trace_headers: take the
+--- caller's trace from the THeader headers (default: the app config's
+--- baseplate.trust_trace_headers, else false); opts.app_config.
+function M.processor(service, handler, opts)
+    opts = opts or {}
+    if type(service) ~= "table" or type(service.methods) ~= "table" then
+        error("processor: expected a service (schema:service(name))", 2)
+    end
+    if type(handler) ~= "table" then error("processor: expected a table of handler functions", 2) end
+    local methods, missing = {}, {}
+    for name, m in pairs(service.methods) do
+        local fn = handler[name]
+        if fn == nil and name == "is_healthy" then
+            fn = false -- the built-in health check, with the service's own codec
+        elseif type(fn) ~= "function" then
+            missing[#missing + 1] = name
+        end
+        local exc = {}
+        for _, f in ipairs(m.exceptions or {}) do
+            local st = f.type and f.type.struct
+            if st and st.name then exc[st.name] = f.name end
+        end
+        methods[name] = { m = m, fn = fn, exceptions = exc }
+    end
+    if #missing > 0 then
+        table.sort(missing)
+        error("processor for " .. tostring(service.name) .. ": no handler function for "
+            .. table.concat(missing, ", "), 2)
+    end
+    if not methods.is_healthy then methods.is_healthy = { m = health.method, fn = false, exceptions = {} } end
+    local trust = opts.trust_trace_headers
+    if trust == nil and opts.app_config then
+        local config = require("baseplate.lib.config")
+        local cfg = config.parse_config(opts.app_config, {
+            baseplate = { trust_trace_headers = config.Optional(config.Boolean, false) },
+        })
+        trust = cfg.baseplate.trust_trace_headers
+    end
+    local self = setmetatable({
+        service = service, handler = handler, methods = methods, baseplate = opts.baseplate,
+        trust_trace_headers = trust and true or false, config = opts.app_config,
+    }, Processor)
+    if opts.baseplate ~= nil and (type(opts.baseplate) ~= "table" or opts.baseplate.c == nil) then
+        error("processor: opts.baseplate must be a Baseplate", 2)
+    end
+    self.id = #processors + 1
+    processors[self.id] = self
+    return self
+end
+
+--- Supply the health check is_healthy runs (unless the handler has its
+--- own is_healthy): fn(probe) with probe "readiness", "liveness" or
+--- "startup"; a true result is healthy. The server fails readiness by
+--- itself once it is shutting down.
+function Processor:health_check(fn)
+    if type(fn) ~= "function" then error("health_check: expected a function", 2) end
+    self.is_healthy = fn
+    return self
+end
+
+local function builtin_health(processor, request)
+    local probe = PROBE_NAMES[request and request.probe or 1] or "readiness"
+    if probe == "readiness" and require("baseplate.server").SERVER_STATE.shutting_down then
+        return false
+    end
+    if processor.is_healthy then
+        local ok, healthy = pcall(processor.is_healthy, probe)
+        return ok and healthy and true or false
+    end
+    return true
+end
+
+----------------------------------------------------------------------------
+-- A call's context
+
+local span_module
+local function span_mod()
+    if not span_module then span_module = require("baseplate.span") end
+    return span_module
+end
+
+local getters = {}
+
+function getters.span(self)
+    local c = C.bp_thrift_call_span(self._call)
+    if c == nil then return nil end
+    return span_mod().wrap(c, self)
+end
+
+function getters.method(self) return ffi_string(C.bp_thrift_call_method(self._call, nil)) end
+
+function getters.headers(self)
+    local call = self._call
+    local h = {}
+    for i = 0, C.bp_thrift_call_header_count(call) - 1 do
+        C.bp_thrift_call_header_at(call, i, str_cell, len_cell, str2_cell, len2_cell)
+        h[ffi_string(str_cell[0], len_cell[0])] = ffi_string(str2_cell[0], len2_cell[0])
+    end
+    return h
+end
+
+function getters.remote_addr(self) return ffi_string(C.bp_thrift_call_remote_addr(self._call)) end
+
+function getters.protocol(self) return PROTOCOLS[C.bp_thrift_call_protocol(self._call)] end
+
+function getters.transport(self) return TRANSPORTS[C.bp_thrift_call_transport(self._call)] end
+
+--- The caller's Deadline-Budget header, in seconds (nil without one).
+function getters.deadline_budget(self)
+    local p = C.bp_thrift_call_header(self._call, "Deadline-Budget", len_cell)
+    if p == nil then return nil end
+    local ms = tonumber(ffi_string(p, len_cell[0]))
+    if not ms or ms < 0 then return nil end
+    return ms / 1000
+end
+
+--- The edge context the caller passed (Edge-Request), raw bytes.
+local Context = {}
+
+--- The THeader header `name` (any case), or nil.
+function Context:header(name)
+    local p = C.bp_thrift_call_header(self._call, name, len_cell)
+    if p == nil then return nil end
+    return ffi_string(p, len_cell[0])
+end
+
+function getters.edge_context(self) return Context.header(self, "Edge-Request") end
+
+--- Seconds left of the caller's deadline (nil without a Deadline-Budget).
+function Context:time_remaining()
+    local budget = self.deadline_budget
+    if not budget then return nil end
+    local left = budget - (runtime.now() - rawget(self, "_start"))
+    return left > 0 and left or 0
+end
+
+local context_mt = {
+    __index = require("baseplate.baseplate").context_index(getters, Context),
+    __tostring = function(self)
+        return "thrift call " .. tostring(self.method)
+    end,
+    -- The call's job died outside the handler's protection (a bug of
+    -- ours): the caller gets an INTERNAL_ERROR rather than no answer.
+    __job_died = function(self)
+        if not rawget(self, "_done") then
+            rawset(self, "_done", true)
+            C.bp_thrift_call_set_error(self._call, "InternalError")
+            C.bp_thrift_call_fail(self._call, codec.app_error.INTERNAL_ERROR, "Internal error")
+        end
+    end,
+}
+M.Context = Context
+
+----------------------------------------------------------------------------
+-- Serving a call (runtime.set_job: the worker coroutine's job)
+
+local function fail(call, type_, message)
+    local rc = C.bp_thrift_call_fail(call, type_, message)
+    return rc
+end
+
+local function error_handler(err)
+    if codec.struct_of(err) or getmetatable(err) == AppError then return err end
+    return traceback(tostring(err), 2)
+end
+
+local function args_in_order(m, args)
+    local fields = m.args.fields
+    local out = {}
+    for i = 1, #fields do out[i] = args[fields[i].name] end
+    return out, #fields
+end
+
+local function reply(call, name, seqid, result, value, protocol)
+    local ok, msg = pcall(codec.encode_message, name, codec.REPLY, seqid, result, value, protocol)
+    if not ok then
+        local err = tostring(msg)
+        server_log:error("cannot encode the result of %s: %s", name, err)
+        C.bp_thrift_call_set_error(call, "TProtocolException")
+        return fail(call, codec.app_error.INTERNAL_ERROR, "Internal error")
+    end
+    local rc = C.bp_thrift_call_reply(call, msg, #msg)
+    return rc
+end
+
+local serving = runtime.serving
+
+local function call_job(callp, processor_id)
+    local call = ffi_cast(call_ptr_t, callp) -- callp: the call's address, a number
+    local processor = processors[processor_id]
+    local name = ffi_string(C.bp_thrift_call_method(call, nil))
+    local entry = processor.methods[name]
+    if not entry then
+        C.bp_thrift_call_set_error(call, "TApplicationException")
+        return fail(call, codec.app_error.UNKNOWN_METHOD, "Unknown function " .. name)
+    end
+    local m = entry.m
+    local protocol = PROTOCOLS[C.bp_thrift_call_protocol(call)]
+    local seqid = C.bp_thrift_call_seqid(call)
+    local oneway = C.bp_thrift_call_type(call) == ONEWAY
+    local p = C.bp_thrift_call_message(call, len_cell, len2_cell)
+    local args, derr = m.args:decode(ffi_string(p, len_cell[0]), protocol, tonumber(len2_cell[0]) + 1)
+    if not args then
+        server_log:warning("bad arguments to %s from %s: %s", name,
+            ffi_string(C.bp_thrift_call_remote_addr(call)), tostring(derr))
+        C.bp_thrift_call_set_error(call, "TProtocolException")
+        return fail(call, codec.app_error.PROTOCOL_ERROR, tostring(derr))
+    end
+
+    local bp = processor.baseplate
+    local context = setmetatable({ _call = call, _bp = bp, _start = runtime.now() }, context_mt)
+    if bp and bp._observers[1] and C.bp_thrift_call_span(call) ~= nil then
+        local span = context.span
+        bp:notify_server_span_created(context, span)
+        span_mod().notify(span, "on_start")
+    end
+    serving(context)
+
+    local ok, res
+    if entry.fn then
+        local list, n = args_in_order(m, args)
+        ok, res = xpcall(entry.fn, error_handler, context, unpack(list, 1, n))
+    else
+        ok, res = true, builtin_health(processor, args.request)
+    end
+
+    local err_for_span = nil
+    local rc
+    rawset(context, "_done", true) -- (the answer below is the last thing that can fail)
+    if oneway then
+        if not ok then
+            err_for_span = res
+            server_log:exception("unhandled error in oneway method " .. name .. ": "
+                .. tostring(res):match("^[^\n]*"), { traceback = tostring(res) })
+            C.bp_thrift_call_set_error(call, span_mod().error_class(res))
+        end
+        rc = C.bp_thrift_call_finish(call)
+    elseif ok then
+        rc = reply(call, name, seqid, m.result, { success = res }, protocol)
+    else
+        err_for_span = res
+        local st = codec.struct_of(res)
+        local field = st and entry.exceptions[st.name]
+        if field then
+            C.bp_thrift_call_set_error(call, short_name(st.name))
+            rc = reply(call, name, seqid, m.result, { [field] = res }, protocol)
+        elseif getmetatable(res) == AppError then
+            C.bp_thrift_call_set_error(call, "TApplicationException")
+            rc = fail(call, tonumber(res.type) or 0, tostring(res.message))
+        else
+            local text = st and ("undeclared exception " .. tostring(res)) or tostring(res)
+            server_log:exception("unhandled error in method " .. name .. ": " .. text:match("^[^\n]*"),
+                { traceback = text })
+            C.bp_thrift_call_set_error(call, st and short_name(st.name) or span_mod().error_class(res))
+            rc = fail(call, codec.app_error.INTERNAL_ERROR, "Internal error")
+        end
+    end
+    if bp and bp._observers[1] then
+        local span = rawget(context, "span")
+        if span and span._observers then span_mod().notify(span, "on_finish", err_for_span) end
+    end
+    return rc
+end
+
+runtime.set_job(runtime.PROTOCOL_THRIFT, call_job)
+
+return M
