@@ -35,8 +35,9 @@ struct bp_thrift_server_s {
   int trust;
   int handler; /* the Lua handler's id */
   bp_thrift_server_options_t opts;
-  uint64_t dropped_logged; /* loop time of the last "closing a connection" line */
-  int drops_unlogged;      /* since then */
+  uint64_t drop_window;    /* loop time the current window of "closing a connection" lines began */
+  int drops_logged;        /* lines in that window */
+  int drops_unlogged;      /* connections closed without a line since the last line */
 };
 
 typedef struct tconn_s tconn_t;
@@ -70,24 +71,30 @@ struct tconn_s {
 /* --- when a connection must go ------------------------------------------------ */
 
 /* Close a connection whose input makes no sense (or too much of it). The
- * reason is logged, at most once a second per server: a client sending
- * garbage must not flood the log. */
+ * reason is logged, at most DROP_LINES lines in DROP_WINDOW ms per server: a
+ * client sending garbage must not flood the log. */
+#define DROP_LINES 10
+#define DROP_WINDOW 10000
 static void drop(tconn_t *c, int level, const char *fmt, ...) {
   bp_thrift_server_t *s = SERVER(c);
   uint64_t now = uv_now(uv_default_loop());
   if (bp_log_enabled(LOGGER, level)) {
-    if (now - s->dropped_logged >= 1000 || s->dropped_logged == 0) {
+    if (s->drops_logged == 0 || now - s->drop_window >= DROP_WINDOW) {
+      s->drop_window = now;
+      s->drops_logged = 0;
+    }
+    if (s->drops_logged < DROP_LINES) {
       char why[256];
       va_list ap;
       va_start(ap, fmt);
       vsnprintf(why, sizeof why, fmt, ap);
       va_end(ap);
       if (s->drops_unlogged)
-        bp_log(level, LOGGER, "closing the connection from %s: %s (and %d more since the last such line)",
+        bp_log(level, LOGGER, "closing the connection from %s: %s (and %d more not logged)",
                c->base.remote, why, s->drops_unlogged);
       else
         bp_log(level, LOGGER, "closing the connection from %s: %s", c->base.remote, why);
-      s->dropped_logged = now;
+      s->drops_logged++;
       s->drops_unlogged = 0;
     } else {
       s->drops_unlogged++;

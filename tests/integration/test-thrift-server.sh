@@ -19,9 +19,38 @@ PASSED=$((PASSED + $(echo "$out" | grep -c '^ok ')))
 FAILED=$((FAILED + $(echo "$out" | grep -c '^FAILED ')))
 case "$out" in *" passed, "*) ;; *) fail "the Python client ran to the end" "$out" ;; esac
 
+rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+out=$($PY "$SOURCE_DIR/tests/integration/tools/thrift_hostile.py" "$PORT" 2 2>&1)
+echo "$out" | grep -v '^[0-9]* passed'
+PASSED=$((PASSED + $(echo "$out" | grep -c '^ok ')))
+FAILED=$((FAILED + $(echo "$out" | grep -c '^FAILED ')))
+case "$out" in *" passed, "*) ;; *) fail "the hostile client ran to the end" "$out" ;; esac
+rss_after=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+check "hostile input leaves memory alone (RSS grew by $((rss_after - rss_before)) KB)" \
+  "$([ $((rss_after - rss_before)) -lt 20000 ] && echo yes)" yes
+check_contains "a frame over max_frame_size is logged" "$(cat "$LOG")" "(max_frame_size is 65536 bytes)"
+
 check_contains "a Lua error is logged with its traceback" "$(cat "$LOG")" "unhandled error in method fail: "
 check_contains "... and the traceback" "$(cat "$LOG")" "stack traceback"
 
 stop_server TERM
 check_eq "SIGTERM stops the server cleanly" "$SERVER_RC" 0
+
+# --- metrics: one server span per call, named after the method ---------------------
+start_capture
+cp -r "$APPS/thriftapp.lua" "$APPS/thrift" "$TMP/"
+sed "s/^baseplate.trust_trace_headers = true$/&\nmetrics.tagging = true\nmetrics.endpoint = 127.0.0.1:$UDP_PORT/" \
+  "$APPS/thriftapp.ini" > "$TMP/metrics.ini"
+start_server "$TMP/metrics.ini" || { fail "the Thrift server starts with metrics"; finish; }
+reset
+$PY "$SOURCE_DIR/tests/integration/tools/thrift_client.py" "$PORT" "$TMP/thrift" framed-binary >/dev/null 2>&1
+got=$(lines)
+check_contains "a call's latency, by method" "$got" "baseplate.server.latency,endpoint=add:N|ms"
+check_contains "a call that succeeded" "$got" "baseplate.server.rate,endpoint=add,success=True:"
+count() { echo "$got" | awk -F'[:|]' -v k="$1" '$1 == k {n += $2} END {print n + 0}'; }
+check_eq "a declared exception is a failure" "$(count baseplate.server.rate,endpoint=get,success=False)" 1
+check_eq "so are errors (three calls of fail)" "$(count baseplate.server.rate,endpoint=fail,success=False)" 3
+check_contains "oneway calls are measured too" "$got" "baseplate.server.latency,endpoint=note:N|ms"
+check_contains "the built-in health check too" "$got" "baseplate.server.latency,endpoint=is_healthy:N|ms"
+stop_server TERM
 finish
