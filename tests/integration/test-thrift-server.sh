@@ -33,8 +33,39 @@ check_contains "a frame over max_frame_size is logged" "$(cat "$LOG")" "(max_fra
 check_contains "a Lua error is logged with its traceback" "$(cat "$LOG")" "unhandled error in method fail: "
 check_contains "... and the traceback" "$(cat "$LOG")" "stack traceback"
 
+# A call in flight when SIGTERM comes is answered before the server exits.
+cat > "$TMP/slow.py" <<'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[2])
+from testsvc import Test
+from thrift.protocol.THeaderProtocol import THeaderProtocol
+from thrift.transport.THeaderTransport import THeaderClientType
+from thrift.transport.TSocket import TSocket
+sock = TSocket("127.0.0.1", int(sys.argv[1]))
+sock.setTimeout(5000)
+prot = THeaderProtocol(sock, [THeaderClientType.HEADERS])
+prot.trans.open()
+client = Test.Client(prot)
+client.sleep(1.0)
+print("slept; then", client.add(1, 1) if len(sys.argv) > 3 else "done")
+PYEOF
+mkdir -p "$TMP/gen" && thrift -r --gen py -out "$TMP/gen" "$APPS/thrift/testsvc.thrift" 2>/dev/null
+$PY "$TMP/slow.py" "$PORT" "$TMP/gen" > "$TMP/slow.out" 2>&1 &
+slow=$!
+sleep 0.4
 stop_server TERM
+wait $slow
+check_eq "a call in flight at SIGTERM is answered" "$(cat "$TMP/slow.out")" "slept; then done"
 check_eq "SIGTERM stops the server cleanly" "$SERVER_RC" 0
+
+# --workers: each worker serves; SIGTERM stops them all.
+start_server "$APPS/thriftapp.ini" --workers 2 || { fail "the Thrift server starts with two workers"; finish; }
+for _ in 1 2 3; do wait_for_log "Listening on" 5; done
+sleep 0.5
+out=$($PY "$SOURCE_DIR/tests/integration/tools/thrift_client.py" "$PORT" "$APPS/thrift" header-binary framed-compact 2>&1)
+check_contains "two workers serve calls" "$out" " 0 failed"
+stop_server TERM
+check_eq "SIGTERM stops the workers and the supervisor" "$SERVER_RC" 0
 
 # --- metrics: one server span per call, named after the method ---------------------
 start_capture

@@ -13,7 +13,9 @@ method; in THeader modes also the headers the server sees, the trace it
 continues and the Deadline-Budget. Prints one "ok"/"FAILED" line per
 check and "N passed, M failed" (exit 1 on a failure).
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ MODES = sys.argv[3:] or ["header-binary", "header-compact", "header-zlib", "fram
                          "framed-compact", "unframed-binary", "unframed-compact"]
 
 OUT = tempfile.mkdtemp(prefix="bp-thrift-py.")
+atexit.register(shutil.rmtree, OUT, True)
 subprocess.check_call(["thrift", "-r", "--gen", "py", "-out", OUT, os.path.join(IDL_DIR, "testsvc.thrift")])
 sys.path.insert(0, OUT)
 
