@@ -3,6 +3,7 @@
 #                (with a private PostgreSQL and redis-server for its /time and /visits)
 #   make test    install what is missing, build, run every test (plain and ASan+UBSan builds,
 #                and the fuzz targets briefly over their corpus)
+#   make serve-thrift  build, serve examples/thrift (a Thrift service in Lua) on 127.0.0.1:9090
 #   make fuzz    build the fuzz targets and run each for FUZZ_SECONDS (docs/building.md)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -11,7 +12,7 @@ FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build serve test test-plain test-asan test-fuzz asan fuzz-build fuzz install bench clean
+.PHONY: all deps build serve serve-thrift test test-plain test-asan test-fuzz asan fuzz-build fuzz install bench clean
 
 all: build
 
@@ -26,6 +27,9 @@ build: deps $(BUILD)/CMakeCache.txt
 
 serve: build
 	BUILD=$(BUILD) bash scripts/serve-example
+
+serve-thrift: build
+	cd examples/thrift && ../../$(BUILD)/bin/baseplate-serve --debug greeter.ini
 
 $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DBP_SANITIZE=ON $(CMAKE_FLAGS)
