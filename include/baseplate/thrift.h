@@ -85,5 +85,16 @@ BP_EXTERN int bp_thrift_call_reply(bp_thrift_call_t *call, const char *msg, size
 BP_EXTERN int bp_thrift_call_fail(bp_thrift_call_t *call, int type, const char *message);
 /** A oneway call is over (nothing goes back); as bp_thrift_call_reply. */
 BP_EXTERN int bp_thrift_call_finish(bp_thrift_call_t *call);
+/** Whether the call was answered (or finished) already. */
+BP_EXTERN int bp_thrift_call_answered(const bp_thrift_call_t *call);
+
+/**
+ * A method written in C (attached to a processor with Lua's
+ * thrift.c_method(fn, data)): read the call (bp_thrift_call_message: the
+ * arguments are the C code's to decode) and answer it once, at once or
+ * later from a loop callback. BP_OK or BP_AGAIN (answered later); another
+ * status answers a call not answered yet with INTERNAL_ERROR.
+ */
+typedef int (*bp_thrift_method_fn)(bp_thrift_call_t *call, void *data);
 
 #endif

@@ -334,6 +334,8 @@ int bp_thrift_call_finish(bp_thrift_call_t *call) {
   return BP_OK;
 }
 
+int bp_thrift_call_answered(const bp_thrift_call_t *call) { return check_open(call) != BP_OK; }
+
 const char *bp_thrift_call_method(const bp_thrift_call_t *call, size_t *len) {
   if (len) *len = call->method_len;
   return call->method;

@@ -67,6 +67,49 @@ check_contains "two workers serve calls" "$out" " 0 failed"
 stop_server TERM
 check_eq "SIGTERM stops the workers and the supervisor" "$SERVER_RC" 0
 
+# --- methods written in C ----------------------------------------------------------
+if cc -shared -fPIC -o "$TMP/thrift_c_method.so" "$APPS/thrift_c_method.c" -I"$SOURCE_DIR/include" \
+     2>"$TMP/cc.err"; then
+  cp -r "$APPS/thriftapp.lua" "$APPS/thrift" "$TMP/"
+  sed "s|^baseplate.trust_trace_headers = true$|&\nc_method = $TMP/thrift_c_method.so|" \
+    "$APPS/thriftapp.ini" > "$TMP/cmethod.ini"
+  start_server "$TMP/cmethod.ini" || { fail "the Thrift server starts with C methods"; finish; }
+  cat > "$TMP/cm.py" <<'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[2])
+from testsvc import Test
+from thrift.Thrift import TApplicationException
+from thrift.protocol.THeaderProtocol import THeaderProtocol
+from thrift.transport.THeaderTransport import THeaderClientType, THeaderSubprotocolID
+from thrift.transport.TSocket import TSocket
+for sub in (THeaderSubprotocolID.BINARY, THeaderSubprotocolID.COMPACT):
+    prot = THeaderProtocol(TSocket("127.0.0.1", int(sys.argv[1])), [THeaderClientType.HEADERS], sub)
+    prot.trans.open()
+    c = Test.Client(prot)
+    try:
+        print("add", c.add(2, 3))
+    except TApplicationException as e:
+        print("add raised", e.type, e.message)
+    c.note("x")
+    try:
+        c.fail("x")
+    except TApplicationException as e:
+        print("fail raised", e.type, e.message)
+    print("lua", c.get(1))
+PYEOF
+  out=$($PY "$TMP/cm.py" "$PORT" "$TMP/gen" 2>&1)
+  check_eq "methods written in C answer, fail and finish oneway calls" "$out" "add 1005
+fail raised 6 Internal error
+lua one
+add raised 9 add_c speaks binary only
+fail raised 6 Internal error
+lua one"
+  check_contains "a failing C method is logged" "$(cat "$LOG")" "C method fail failed: "
+  stop_server TERM
+else
+  fail "compiling the C methods" "$(cat "$TMP/cc.err")"
+fi
+
 # --- metrics: one server span per call, named after the method ---------------------
 start_capture
 cp -r "$APPS/thriftapp.lua" "$APPS/thrift" "$TMP/"

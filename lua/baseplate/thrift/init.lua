@@ -43,6 +43,8 @@ void bp_thrift_call_set_error(bp_thrift_call_t *call, const char *error_class);
 int bp_thrift_call_reply(bp_thrift_call_t *call, const char *msg, size_t len);
 int bp_thrift_call_fail(bp_thrift_call_t *call, int type, const char *message);
 int bp_thrift_call_finish(bp_thrift_call_t *call);
+int bp_thrift_call_answered(const bp_thrift_call_t *call);
+typedef int (*bp_thrift_method_fn)(bp_thrift_call_t *call, void *data);
 ]])
 
 local C = core.C
@@ -83,6 +85,80 @@ function M.ApplicationException(type_, message)
                           class = "TApplicationException" }, AppError)
 end
 M.AppError = AppError
+
+local function fail(call, type_, message)
+    local rc = C.bp_thrift_call_fail(call, type_, message)
+    return rc
+end
+
+----------------------------------------------------------------------------
+-- Methods written in C
+
+local CMethod = {}
+CMethod.__index = CMethod
+local method_fn_t = ffi.typeof("bp_thrift_method_fn")
+
+ffi.cdef([[
+void *dlopen(const char *filename, int flags);
+void *dlsym(void *handle, const char *symbol);
+char *dlerror(void);
+]])
+local RTLD_NOW = 2
+local libs = {} -- path -> handle (never closed: their functions stay in use)
+
+-- `module` as a path: itself when it has a '/', else found on package.cpath
+-- as a Lua C module would be.
+local function module_path(module)
+    if module:find("/", 1, true) then return module end
+    local path, err = package.searchpath(module, package.cpath)
+    if not path then error("c_method: no C module " .. module .. ":" .. err, 3) end
+    return path
+end
+
+--- A method written in C, for a handler table:
+---   thrift.c_method("mymodule", "add_c"[, data])   -- mymodule.so on package.cpath (or a path)
+---   thrift.c_method(fn[, data])                    -- a function pointer cdata
+--- The function is `int fn(bp_thrift_call_t *call, void *data)`: it decodes
+--- the arguments itself and answers the call (include/baseplate/thrift.h).
+function M.c_method(fn, symbol, data)
+    if type(fn) == "string" then
+        if type(symbol) ~= "string" then error("c_method: expected a symbol name after the module", 2) end
+        local path = module_path(fn)
+        local lib = libs[path]
+        if not lib then
+            lib = C.dlopen(path, RTLD_NOW)
+            if lib == nil then error("c_method: cannot load " .. path .. ": " .. ffi_string(C.dlerror()), 2) end
+            libs[path] = lib
+        end
+        local sym = C.dlsym(lib, symbol)
+        if sym == nil then error("c_method: " .. path .. " has no function '" .. symbol .. "'", 2) end
+        fn = sym
+    else
+        data = symbol
+    end
+    local ok, f = pcall(ffi_cast, method_fn_t, fn)
+    if fn == nil or not ok then error("c_method: expected a C function, got " .. tostring(fn), 2) end
+    return setmetatable({ fn = f, data = data and ffi_cast("void *", data) or nil }, CMethod)
+end
+
+local function run_c_method(call, name, entry)
+    local rc = entry.fn.fn(call, entry.fn.data)
+    if rc ~= core.OK and rc ~= core.AGAIN and C.bp_thrift_call_answered(call) == 0 then
+        server_log:error("C method %s failed: %s", name, core.strerror(rc))
+        C.bp_thrift_call_set_error(call, "InternalError")
+        return fail(call, codec.app_error.INTERNAL_ERROR, "Internal error")
+    end
+    if rc == core.OK and C.bp_thrift_call_answered(call) == 0 then
+        if C.bp_thrift_call_type(call) == ONEWAY then
+            rc = C.bp_thrift_call_finish(call)
+            return rc
+        end
+        server_log:error("C method %s returned without answering", name)
+        C.bp_thrift_call_set_error(call, "InternalError")
+        return fail(call, codec.app_error.INTERNAL_ERROR, "Internal error")
+    end
+    return rc
+end
 
 ----------------------------------------------------------------------------
 -- The health check every Thrift service answers (formats.md): is_healthy,
@@ -139,7 +215,7 @@ function M.processor(service, handler, opts)
         local fn = handler[name]
         if fn == nil and name == "is_healthy" then
             fn = false -- the built-in health check, with the service's own codec
-        elseif type(fn) ~= "function" then
+        elseif type(fn) ~= "function" and getmetatable(fn) ~= CMethod then
             missing[#missing + 1] = name
         end
         local exc = {}
@@ -147,7 +223,7 @@ function M.processor(service, handler, opts)
             local st = f.type and f.type.struct
             if st and st.name then exc[st.name] = f.name end
         end
-        methods[name] = { m = m, fn = fn, exceptions = exc }
+        methods[name] = { m = m, fn = fn, exceptions = exc, c = getmetatable(fn) == CMethod }
     end
     if #missing > 0 then
         table.sort(missing)
@@ -281,11 +357,6 @@ M.Context = Context
 ----------------------------------------------------------------------------
 -- Serving a call (runtime.set_job: the worker coroutine's job)
 
-local function fail(call, type_, message)
-    local rc = C.bp_thrift_call_fail(call, type_, message)
-    return rc
-end
-
 local function error_handler(err)
     if codec.struct_of(err) or getmetatable(err) == AppError then return err end
     return traceback(tostring(err), 2)
@@ -321,6 +392,7 @@ local function call_job(callp, processor_id)
         C.bp_thrift_call_set_error(call, "TApplicationException")
         return fail(call, codec.app_error.UNKNOWN_METHOD, "Unknown function " .. name)
     end
+    if entry.c then return run_c_method(call, name, entry) end
     local m = entry.m
     local protocol = PROTOCOLS[C.bp_thrift_call_protocol(call)]
     local seqid = C.bp_thrift_call_seqid(call)

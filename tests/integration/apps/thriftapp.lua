@@ -39,6 +39,12 @@ function M.make_processor(app_config)
     function handler.budget(context) return context.deadline_budget or -1 end
     function handler.sleep(_, seconds) runtime.sleep(seconds) end
 
+    if app_config.c_method then -- methods written in C (thrift_c_method.c)
+        handler.add = thrift.c_method(app_config.c_method, "add_c")
+        handler.note = thrift.c_method(app_config.c_method, "note_c")
+        handler.fail = thrift.c_method(app_config.c_method, "fail_c")
+    end
+
     return thrift.processor(schema:service("Test"), handler, { baseplate = bp, app_config = app_config })
 end
 
