@@ -90,4 +90,24 @@ unserve
 check_eq "nothing listening" "$(hc thrift "127.0.0.1:$PORT")" \
   "NOT OK: cannot connect to 127.0.0.1:$PORT: connection refused
 rc=1"
+
+# --- our own Thrift server (baseplate.server.thrift) ------------------------------------
+cp "$APPS/thriftapp.lua" "$TMP/"
+cp -r "$APPS/thrift" "$TMP/"
+printf '[app:main]\nfactory = thriftapp:make_processor\n[server:main]\nfactory = baseplate.server.thrift\ndrain_time = 2 seconds\nstop_timeout = 1 second\n' \
+  > "$TMP/hcthrift.ini"
+start_server "$TMP/hcthrift.ini" || { fail "the Thrift server starts"; finish; }
+check_eq "baseplate.server.thrift: healthy" "$(hc thrift "127.0.0.1:$PORT")" "OK!
+rc=0"
+check_eq "baseplate.server.thrift: liveness" "$(hc thrift "127.0.0.1:$PORT" --probe liveness)" "OK!
+rc=0"
+kill -TERM "$SERVER_PID"
+wait_for_log "shutting down gracefully" 5
+check_eq "baseplate.server.thrift shutting down: readiness fails" "$(hc thrift "127.0.0.1:$PORT")" \
+  "NOT OK: service indicated unhealthiness in probe 1
+rc=1"
+check_eq "baseplate.server.thrift shutting down: liveness passes" \
+  "$(hc thrift "127.0.0.1:$PORT" --probe liveness)" "OK!
+rc=0"
+stop_server TERM
 finish
