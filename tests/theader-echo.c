@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
   size_t max_frame = 16384000, len = 0, cap = 1 << 16, pos = 0, need;
   char *in = malloc(cap), err[256];
   bp__theader_kv_t extra[16];
-  int nextra = 0, zlib = 0, i, rc;
+  int nextra = 0, zlib = 0, i, rc, status = 0;
   bp__theader_frame_t f;
 
   for (i = 1; i < argc; i++) {
@@ -64,11 +64,13 @@ int main(int argc, char **argv) {
     rc = bp__theader_read(&f, in + pos, len - pos, max_frame, &need, err, sizeof err);
     if (rc == BP_AGAIN) {
       fprintf(stderr, "truncated need=%zu\n", need);
-      return 1;
+      status = 1;
+      break;
     }
     if (rc != BP_OK) {
       fprintf(stderr, "error %s %s\n", bp_strerror(rc), err);
-      return 1;
+      status = 1;
+      break;
     }
     fprintf(stderr, "frame transport=%d protocol=%d zlib=%d seqid=%d flags=%u len=%zu payload=",
             f.transport, f.protocol, f.zlib, (int)f.seqid, (unsigned)f.flags, f.frame_len);
@@ -95,16 +97,17 @@ int main(int argc, char **argv) {
     bound = bp__theader_write_bound(&o, f.payload_len);
     out = malloc(bound ? bound : 1);
     w = bp__theader_write(&o, f.payload, f.payload_len, out, bound);
-    if (w == 0) {
-      fprintf(stderr, "error writing the frame\n");
-      return 1;
-    }
-    fwrite(out, 1, w, stdout);
+    if (w > 0) fwrite(out, 1, w, stdout);
     free(out);
     free(hdrs);
+    if (w == 0) {
+      fprintf(stderr, "error writing the frame\n");
+      status = 1;
+      break;
+    }
     pos += f.frame_len;
   }
   bp__theader_frame_free(&f);
   free(in);
-  return 0;
+  return status;
 }

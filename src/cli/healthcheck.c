@@ -1,7 +1,8 @@
 /* baseplate-healthcheck: ask a service whether it is healthy, as
  * Baseplate.py's tool does. HTTP (`wsgi`, `http`): GET /health?type=PROBE
- * (formats.md), healthy when the answer is a 2xx with a JSON body. Thrift
- * arrives with the Thrift server.
+ * (formats.md), healthy when the answer is a 2xx with a JSON body. Thrift:
+ * BaseplateServiceV2.is_healthy(IsHealthyRequest{probe}) over THeader in
+ * the binary protocol, healthy when it returns true (healthcheck_thrift.c).
  *
  * Prints "OK!" and exits 0, or "NOT OK: reason" and exits 1 (both on
  * stdout, as Baseplate.py prints them). Usage errors exit 2. The whole check
@@ -10,6 +11,7 @@
  * The tool needs no Lua: a private libuv loop runs the one request. */
 #include "args.h"
 #include "healthcheck_reply.h"
+#include "healthcheck_thrift.h"
 
 #include <http_parser.h>
 #include <uv.h>
@@ -34,11 +36,15 @@ typedef struct {
   uv_connect_t connect;
   uv_write_t write;
   bp__hc_reply_t reply;
+  bp__hc_thrift_t thrift_reply;
+  int thrift; /* the check is Thrift's, not HTTP's */
+  int probe;
   char host[256], port[16];
   const char *path; /* UNIX socket, or NULL */
   const char *endpoint;
   char url[512];
   char request[1024];
+  size_t request_len;
   char readbuf[16384];
   int finished;
   int resolving;    /* a name lookup is in flight */
@@ -91,8 +97,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     finish("cannot read from %s: %s", ck.endpoint, uv_strerror((int)n));
     return;
   }
-  if (bp__hc_reply_feed(&ck.reply, buf->base, n == UV_EOF ? 0 : (size_t)n, ck.url, ck.endpoint,
-                        verdict, sizeof verdict))
+  if (ck.thrift ? bp__hc_thrift_feed(&ck.thrift_reply, buf->base, n == UV_EOF ? 0 : (size_t)n,
+                                     ck.probe, ck.endpoint, verdict, sizeof verdict)
+                : bp__hc_reply_feed(&ck.reply, buf->base, n == UV_EOF ? 0 : (size_t)n, ck.url,
+                                    ck.endpoint, verdict, sizeof verdict))
     finish(verdict[0] ? "%s" : NULL, verdict);
 }
 
@@ -123,7 +131,7 @@ static void on_connect(uv_connect_t *req, int status) {
     connect_failed(status);
     return;
   }
-  uv_buf_t b = uv_buf_init(ck.request, (unsigned)strlen(ck.request));
+  uv_buf_t b = uv_buf_init(ck.request, (unsigned)ck.request_len);
   int rc = uv_write(&ck.write, (uv_stream_t *)&ck.conn, &b, 1, on_written);
   if (rc == 0) rc = uv_read_start((uv_stream_t *)&ck.conn, on_alloc, on_read);
   if (rc < 0) finish("cannot talk to %s: %s", ck.endpoint, uv_strerror(rc));
@@ -183,20 +191,28 @@ static int parse_endpoint(const char *e) {
   return 0;
 }
 
-static int run_http_check(const char *endpoint, int probe, double timeout) {
+static int run_check(const char *endpoint, int probe, double timeout) {
   int rc;
   ck.endpoint = endpoint;
-  if (ck.path) {
+  ck.probe = probe;
+  if (ck.thrift) {
+    snprintf(ck.url, sizeof ck.url, "is_healthy (probe %d) from %s", probe, endpoint);
+    ck.request_len = bp__hc_thrift_request(probe, ck.request, sizeof ck.request);
+    bp__hc_thrift_init(&ck.thrift_reply);
+  } else if (ck.path) {
     snprintf(ck.url, sizeof ck.url, "http+unix://%s/health?type=%d", ck.path, probe);
   } else {
     snprintf(ck.url, sizeof ck.url, "http://%s%s%s:%s/health?type=%d",
              strchr(ck.host, ':') ? "[" : "", ck.host, strchr(ck.host, ':') ? "]" : "", ck.port,
              probe);
   }
-  snprintf(ck.request, sizeof ck.request,
-           "GET /health?type=%d HTTP/1.1\r\nHost: %s\r\nUser-Agent: baseplate-healthcheck\r\n"
-           "Accept: application/json\r\nConnection: close\r\n\r\n",
-           probe, ck.path ? "localhost" : endpoint);
+  if (!ck.thrift) {
+    snprintf(ck.request, sizeof ck.request,
+             "GET /health?type=%d HTTP/1.1\r\nHost: %s\r\nUser-Agent: baseplate-healthcheck\r\n"
+             "Accept: application/json\r\nConnection: close\r\n\r\n",
+             probe, ck.path ? "localhost" : endpoint);
+    ck.request_len = strlen(ck.request);
+  }
 
   uv_loop_init(&ck.loop);
   bp__hc_reply_init(&ck.reply);
@@ -225,6 +241,7 @@ static int run_http_check(const char *endpoint, int probe, double timeout) {
   uv_run(&ck.loop, UV_RUN_DEFAULT);
   if (ck.addrs) uv_freeaddrinfo(ck.addrs);
   uv_loop_close(&ck.loop);
+  if (ck.thrift) bp__hc_thrift_free(&ck.thrift_reply);
   if (ck.error[0]) {
     printf("NOT OK: %s\n", ck.error);
     return 1;
@@ -286,11 +303,6 @@ int main(int argc, char **argv) {
   if (parse_endpoint(endpoint) < 0)
     bp_cli_fail(&cli, "argument endpoint: invalid endpoint: '%s' (expected host:port or a path)",
                 endpoint);
-  if (strcmp(type, "thrift") == 0) {
-    fprintf(stderr,
-            "baseplate-healthcheck: thrift health checks are not supported yet "
-            "(this version serves HTTP only; use 'wsgi' or 'http')\n");
-    return 2;
-  }
-  return run_http_check(endpoint, probe, timeout);
+  ck.thrift = strcmp(type, "thrift") == 0;
+  return run_check(endpoint, probe, timeout);
 }

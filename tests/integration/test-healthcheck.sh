@@ -133,10 +133,10 @@ check_eq "100 Continue, then 200 with JSON" "$(hc wsgi "127.0.0.1:$PORT")" "OK!
 rc=0"
 wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
 
-# --- thrift (not yet) and usage errors -----------------------------------------------------
-out=$(hc thrift 127.0.0.1:9090 --probe liveness)
-check_contains "thrift: not supported yet" "$out" "baseplate-healthcheck: thrift health checks are not supported yet"
-check_contains "thrift: exit 2" "$out" "rc=2"
+# --- thrift (test-healthcheck-thrift.sh has the rest) and usage errors -----------------------
+check_eq "thrift is a type: NOT OK, not a usage error" "$(hc thrift "127.0.0.1:$PORT" --probe liveness)" \
+  "NOT OK: cannot connect to 127.0.0.1:$PORT: connection refused
+rc=1"
 out=$(hc)
 check_contains "no arguments: usage" "$out" "usage: baseplate-healthcheck [-h] [--probe {readiness,liveness,startup}]"
 check_contains "no arguments: argparse error" "$out" "baseplate-healthcheck: error: the following arguments are required: type, endpoint"
