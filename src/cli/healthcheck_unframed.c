@@ -7,8 +7,11 @@
 
 #include "thrift/codec.h"
 
-int bp__thrift_message_end(const void *p, size_t len, int proto, bp__thrift_message_t *m,
-                           size_t *end, char *err, size_t errlen) {
+void bp__thrift_scan_init(bp__thrift_scan_t *s) { (void)s; }
+
+int bp__thrift_message_scan(bp__thrift_scan_t *s, const void *p, size_t len, int proto,
+                            bp__thrift_message_t *m, size_t *end, char *err, size_t errlen) {
+  (void)s, (void)p, (void)len, (void)proto, (void)m, (void)end;
   if (err && errlen) snprintf(err, errlen, "an unframed reply to a THeader request");
   return BP_ERROR;
 }

@@ -1239,22 +1239,117 @@ int bp__thrift_read_message(const void *p, size_t len, int proto, bp__thrift_mes
   return d.short_input ? BP_AGAIN : BP_ERROR;
 }
 
-int bp__thrift_message_end(const void *p, size_t len, int proto, bp__thrift_message_t *m,
-                           size_t *end, char *err, size_t errlen) {
+/* Finding where an unframed message ends, resumably: the body is walked
+ * with an explicit stack, one step at a time (a field header and its
+ * value, a container's header, an element), and when the input runs out
+ * the walk stops before the step it could not finish and resumes there
+ * once more bytes came. So a message that arrives in many reads is walked
+ * once, not once per read. */
+enum { SCAN_STRUCT, SCAN_LIST, SCAN_MAP };
+
+void bp__thrift_scan_init(bp__thrift_scan_t *s) { memset(s, 0, sizeof *s); }
+
+static int scan_push(dec_t *d, bp__thrift_scan_t *s, int kind, int t1, int t2, uint32_t left) {
+  bp__thrift_scan_frame_t *f;
+  if (s->depth >= BP__T_MAX_DEPTH) return dec_fail(d, "nested deeper than %d", BP__T_MAX_DEPTH);
+  f = &s->stack[s->depth++];
+  f->kind = (uint8_t)kind;
+  f->t1 = (uint8_t)t1;
+  f->t2 = (uint8_t)t2;
+  f->last_id = 0;
+  f->left = left;
+  return 0;
+}
+
+/* One value of type t: a primitive whole, or a container's header (its
+ * frame pushed). Pushes only once everything it reads is there. */
+static int scan_value(dec_t *d, bp__thrift_scan_t *s, int t, int boolv) {
+  uint32_t n;
+  int a, b;
+  switch (t) {
+    case BP__T_STRUCT:
+      return scan_push(d, s, SCAN_STRUCT, 0, 0, 0);
+    case BP__T_LIST:
+    case BP__T_SET:
+      if (list_header(d, &a, &n)) return -1;
+      return scan_push(d, s, SCAN_LIST, a, 0, n);
+    case BP__T_MAP:
+      if (map_header(d, &a, &b, &n)) return -1;
+      return scan_push(d, s, SCAN_MAP, a, b, n * 2); /* (n < 2^31) */
+  }
+  return skip(d, t, boolv);
+}
+
+int bp__thrift_message_scan(bp__thrift_scan_t *s, const void *p, size_t len, int proto,
+                            bp__thrift_message_t *m, size_t *end, char *err, size_t errlen) {
+  const uint8_t *in = p;
+  size_t head = len < sizeof s->head ? len : sizeof s->head;
   dec_t d;
   memset(&d, 0, sizeof d);
   d.proto = proto;
-  d.p = p;
-  d.end = d.p + len;
-  if (read_message(&d, m) == 0) {
-    d.where = "message body";
-    if (skip(&d, BP__T_STRUCT, -1) == 0) {
-      *end = (size_t)(d.p - (const uint8_t *)p);
-      return BP_OK;
-    }
+  d.end = in + len;
+  /* Resume only on the same input, grown; anything else starts over. */
+  if (s->started && (s->proto != proto || len < s->pos || head < s->head_len ||
+                     memcmp(s->head, in, s->head_len) != 0))
+    s->started = 0;
+  if (!s->started) {
+    d.p = in;
+    if (read_message(&d, &s->msg) != 0) goto failed;
+    s->name_off = (size_t)((const uint8_t *)s->msg.name - in);
+    s->pos = s->msg.body;
+    s->proto = proto;
+    s->depth = 0;
+    if (scan_push(&d, s, SCAN_STRUCT, 0, 0, 0)) goto failed;
+    s->started = 1;
   }
+  s->head_len = head;
+  memcpy(s->head, in, head);
+  d.where = "message body";
+  d.p = in + s->pos;
+  while (s->depth > 0) {
+    bp__thrift_scan_frame_t *f = &s->stack[s->depth - 1];
+    int rc = 0;
+    s->steps++;
+    if (f->kind == SCAN_STRUCT) {
+      int16_t before = f->last_id, last = f->last_id, id;
+      int t, boolv;
+      rc = field_header(&d, &last, &t, &id, &boolv);
+      if (!rc && t == BP__T_STOP) {
+        s->depth--;
+      } else if (!rc) {
+        f->last_id = last; /* (a value scan_value cannot finish undoes it) */
+        rc = scan_value(&d, s, t, boolv);
+        if (rc) f->last_id = before;
+      }
+    } else if (f->left == 0) {
+      s->depth--;
+    } else {
+      int t = f->kind == SCAN_LIST || (f->left & 1) == 0 ? f->t1 : f->t2;
+      f->left--;
+      rc = scan_value(&d, s, t, -1);
+      if (rc) f->left++;
+    }
+    if (rc) goto failed; /* (the step is undone: the next call starts it at s->pos again) */
+    s->pos = (size_t)(d.p - in);
+  }
+  *m = s->msg;
+  m->name = (const char *)in + s->name_off;
+  *end = s->pos;
+  s->started = 0;
+  return BP_OK;
+failed:
   if (err && errlen) snprintf(err, errlen, "%s", d.err);
-  return d.short_input ? BP_AGAIN : BP_ERROR;
+  if (d.short_input) return BP_AGAIN;
+  s->started = 0;
+  return BP_ERROR;
+}
+
+int bp__thrift_message_end(const void *p, size_t len, int proto, bp__thrift_message_t *m,
+                           size_t *end, char *err, size_t errlen) {
+  bp__thrift_scan_t s;
+  bp__thrift_scan_init(&s);
+  int rc = bp__thrift_message_scan(&s, p, len, proto, m, end, err, errlen);
+  return rc;
 }
 
 /* decode_message(bytes, proto[, pos]) -> name, type, seqid, body_pos | nil, err */

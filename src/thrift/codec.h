@@ -51,6 +51,35 @@ typedef struct {
 int bp__thrift_read_message(const void *p, size_t len, int proto, bp__thrift_message_t *m,
                             char *err, size_t errlen);
 
+/* Where an unframed message ends, found resumably (bp__thrift_message_scan). */
+typedef struct {
+  uint8_t kind, t1, t2; /* a struct, list or map being walked; element or key, value types */
+  int16_t last_id;      /* a struct's last field id (the compact protocol's deltas) */
+  uint32_t left;        /* elements (a map's keys and values) left */
+} bp__thrift_scan_frame_t;
+
+typedef struct {
+  int started, proto;
+  size_t pos;      /* how far the walk got, from the start of the input */
+  size_t name_off; /* the envelope's name, from the start of the input */
+  bp__thrift_message_t msg;
+  uint8_t head[16]; /* the input's first bytes: a different input starts over */
+  size_t head_len;
+  int depth;
+  unsigned long steps; /* steps taken, in all (never reset: the walk's cost, for tests) */
+  bp__thrift_scan_frame_t stack[BP__T_MAX_DEPTH];
+} bp__thrift_scan_t;
+
+void bp__thrift_scan_init(bp__thrift_scan_t *s);
+/* As bp__thrift_message_end, but when it returns BP_AGAIN the walk is kept
+ * in *s and the next call, with the same input grown by more bytes,
+ * resumes where it stopped: a message arriving in many pieces costs one
+ * walk in all (a container's header waits until its elements' smallest
+ * encodings are all in, then they are walked at once). A different input
+ * starts over. The walk is over after BP_OK and BP_ERROR. */
+int bp__thrift_message_scan(bp__thrift_scan_t *s, const void *p, size_t len, int proto,
+                            bp__thrift_message_t *m, size_t *end, char *err, size_t errlen);
+
 /* As bp__thrift_read_message, and finds where the message ends (its body
  * skipped, bounded by len and BP__T_MAX_DEPTH): *end, from the start of
  * the input. For transports that do not frame their messages. */

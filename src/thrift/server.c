@@ -438,7 +438,7 @@ static int options_invalid(const bp_thrift_server_options_t *o, char *err, size_
   const char *bad = NULL;
   if (!(o->message_timeout >= 0 && o->message_timeout <= 86400)) bad = "message_timeout (0 to 86400 seconds)";
   else if (!(o->idle_timeout >= 0 && o->idle_timeout <= 86400)) bad = "idle_timeout (0 to 86400 seconds)";
-  else if (o->max_frame_size < 1024 || o->max_frame_size > 0x7fffffffu) bad = "max_frame_size (1024 to 2^31 - 1)";
+  else if (o->max_frame_size < 1024 || o->max_frame_size > 0x3fffffffu) bad = "max_frame_size (1024 to 2^30 - 1)";
   else if (o->max_concurrency < 0) bad = "max_concurrency (0 or more)";
   if (bad) snprintf(err, errlen, "invalid server option %s", bad);
   return bad != NULL;

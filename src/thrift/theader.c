@@ -120,6 +120,7 @@ void bp__theader_frame_init(bp__theader_frame_t *f) { memset(f, 0, sizeof *f); }
 void bp__theader_frame_free(bp__theader_frame_t *f) {
   free(f->buf);
   free(f->headers);
+  free(f->scan);
   memset(f, 0, sizeof *f);
 }
 
@@ -127,6 +128,8 @@ size_t bp__theader_frame_compact(bp__theader_frame_t *f) {
   size_t freed = f->bufcap + (size_t)f->hcap * sizeof *f->headers;
   free(f->buf);
   free(f->headers);
+  free(f->scan);
+  f->scan = NULL;
   f->buf = NULL;
   f->bufcap = 0;
   f->headers = NULL;
@@ -332,7 +335,11 @@ int bp__theader_read(bp__theader_frame_t *f, const char *in, size_t len, size_t 
     bp__thrift_message_t m;
     size_t end = 0, n = len < max_frame ? len : max_frame;
     int proto = is_binary(p) ? BP__T_BINARY : BP__T_COMPACT;
-    rc = bp__thrift_message_end(p, n, proto, &m, &end, err, errlen);
+    if (!f->scan) {
+      if (!(f->scan = malloc(sizeof(bp__thrift_scan_t)))) return fail(err, errlen, BP_ENOMEM, "out of memory");
+      bp__thrift_scan_init(f->scan);
+    }
+    rc = bp__thrift_message_scan(f->scan, p, n, proto, &m, &end, err, errlen);
     if (rc == BP_AGAIN && len > max_frame)
       return fail(err, errlen, BP_ETOOBIG, "unframed message larger than %zu bytes", max_frame);
     if (rc != BP_OK) return rc;

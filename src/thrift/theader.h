@@ -43,6 +43,7 @@ typedef struct {
   char *buf;
   size_t bufcap;
   int hcap;
+  void *scan; /* an unframed message's walk, kept across BP_AGAIN */
 } bp__theader_frame_t;
 
 void bp__theader_frame_init(bp__theader_frame_t *f);
@@ -57,7 +58,9 @@ size_t bp__theader_frame_compact(bp__theader_frame_t *f);
  * a frame of any transport (garbage, an unknown protocol or transform, a
  * malformed header). err gets the reason. Never allocates more than
  * max_frame plus a small constant, whatever sizes the input declares. An
- * unframed message's end is found by skipping it (bp__thrift_message_end). */
+ * unframed message's end is found by walking it (bp__thrift_message_scan):
+ * after BP_AGAIN, a call with the same input grown resumes the walk, so a
+ * large unframed message costs one walk however many reads it takes. */
 int bp__theader_read(bp__theader_frame_t *f, const char *in, size_t len, size_t max_frame,
                      size_t *need, char *err, size_t errlen);
 

@@ -10,6 +10,19 @@ if ! $PY -c 'import thrift.protocol.THeaderProtocol' 2>"$TMP/err"; then
   finish
 fi
 
+# Configuration errors name the file, section and key.
+cp -r "$APPS/thriftapp.lua" "$APPS/thrift" "$TMP/"
+sed 's/^max_frame_size = 65536$/max_frame_size = 2147483647/' "$APPS/thriftapp.ini" > "$TMP/bad.ini"
+check_eq "max_frame_size beyond THeader's limit" "$(cd "$TMP" && "$BIN/baseplate-serve" bad.ini 2>&1 | tail -1)" \
+  "baseplate-serve: error: bad.ini: [server:main] max_frame_size: expected a whole number from 1024 to 1073741823, got \"2147483647\""
+sed 's/^message_timeout = 2 seconds$/message_timeout = soon/' "$APPS/thriftapp.ini" > "$TMP/bad.ini"
+check_contains "a bad message_timeout" "$(cd "$TMP" && "$BIN/baseplate-serve" bad.ini 2>&1 | tail -1)" \
+  "bad.ini: [server:main] message_timeout: expected a timespan"
+printf '[app:main]\nfactory = testapp:make_app\n[server:main]\nfactory = baseplate.server.thrift\n' > "$TMP/http-app.ini"
+cp "$APPS/testapp.lua" "$TMP/"
+check_contains "an HTTP app given to the Thrift server" "$(cd "$TMP" && "$BIN/baseplate-serve" http-app.ini 2>&1 | tail -1)" \
+  "a processor made with baseplate.thrift.processor()"
+
 start_server "$APPS/thriftapp.ini" || { fail "the Thrift server starts"; finish; }
 check_contains "the server says where it listens" "$(cat "$LOG")" "Listening on ('127.0.0.1', $PORT)"
 

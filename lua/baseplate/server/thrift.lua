@@ -39,7 +39,8 @@ local M = {}
 
 -- The [server:…] keys of the Thrift server (docs/serve.md, docs/thrift.md).
 M.spec = base.common_spec()
-M.spec.max_frame_size = config.Optional(base.whole(1024, 2 ^ 31 - 1), 16 * 1024 * 1024)
+-- (THeader frames are at most 2^30 - 1 bytes, as in Apache Thrift)
+M.spec.max_frame_size = config.Optional(base.whole(1024, 2 ^ 30 - 1), 16 * 1024 * 1024)
 M.spec.message_timeout = config.Optional(base.duration, 10)
 M.spec.idle_timeout = config.Optional(base.duration, 0)
 
