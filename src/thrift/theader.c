@@ -124,6 +124,10 @@ void bp__theader_frame_free(bp__theader_frame_t *f) {
   memset(f, 0, sizeof *f);
 }
 
+void bp__theader_frame_reset(bp__theader_frame_t *f) {
+  if (f->scan) bp__thrift_scan_init(f->scan);
+}
+
 size_t bp__theader_frame_compact(bp__theader_frame_t *f) {
   size_t freed = f->bufcap + (size_t)f->hcap * sizeof *f->headers;
   free(f->buf);

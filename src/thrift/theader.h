@@ -48,6 +48,9 @@ typedef struct {
 
 void bp__theader_frame_init(bp__theader_frame_t *f);
 void bp__theader_frame_free(bp__theader_frame_t *f);
+/* Forget an unframed message's walk left by BP_AGAIN: the next read is of
+ * another input (not needed after BP_OK or an error). */
+void bp__theader_frame_reset(bp__theader_frame_t *f);
 /* Give back the frame's storage between messages; the bytes freed. */
 size_t bp__theader_frame_compact(bp__theader_frame_t *f);
 
@@ -59,8 +62,9 @@ size_t bp__theader_frame_compact(bp__theader_frame_t *f);
  * malformed header). err gets the reason. Never allocates more than
  * max_frame plus a small constant, whatever sizes the input declares. An
  * unframed message's end is found by walking it (bp__thrift_message_scan):
- * after BP_AGAIN, a call with the same input grown resumes the walk, so a
- * large unframed message costs one walk however many reads it takes. */
+ * after BP_AGAIN, the next call must be with the same input grown (or
+ * follow bp__theader_frame_reset), and resumes the walk, so a large
+ * unframed message costs one walk however many reads it takes. */
 int bp__theader_read(bp__theader_frame_t *f, const char *in, size_t len, size_t max_frame,
                      size_t *need, char *err, size_t errlen);
 

@@ -58,8 +58,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ASSERT(f.frame_len > 0 && f.frame_len <= size - pos && f.payload_len <= max_frame);
     ASSERT(f.nheaders <= BP__THEADER_MAX_INFO);
     /* One byte short is not a frame yet. */
+    bp__theader_frame_reset(&h);
     ASSERT(bp__theader_read(&h, in + pos, f.frame_len - 1, max_frame, &need, err, sizeof err) ==
            BP_AGAIN);
+    /* Read as it arrives, in pieces, with one frame kept across them (an
+     * unframed message's walk resumes): the same frame in the end. */
+    {
+      bp__theader_frame_t st;
+      size_t k, step = f.frame_len / 16 + 1;
+      int r2 = BP_AGAIN;
+      bp__theader_frame_init(&st);
+      for (k = step; k < f.frame_len && r2 == BP_AGAIN; k += step)
+        r2 = bp__theader_read(&st, in + pos, k, max_frame, &need, err, sizeof err);
+      ASSERT(r2 == BP_AGAIN);
+      r2 = bp__theader_read(&st, in + pos, size - pos, max_frame, &need, err, sizeof err);
+      ASSERT(r2 == BP_OK && st.frame_len == f.frame_len);
+      same(&f, &st);
+      bp__theader_frame_free(&st);
+    }
     {
       bp__theader_out_t o = {f.transport, f.protocol, f.zlib, f.seqid,
                              f.flags,     f.headers,  f.nheaders};
