@@ -151,13 +151,13 @@ static void w_field(w_t *w, int t, int16_t id, int boolv) {
     w_byte(w, (unsigned)delta << 4 | ct);
   } else {
     w_byte(w, ct);
-    w_varint(w, (uint64_t)(((int64_t)id << 1) ^ ((int64_t)id >> 63)));
+    w_varint(w, ((uint64_t)(int64_t)id << 1) ^ (uint64_t)((int64_t)id >> 63));
   }
   w->last[w->depth] = id;
 }
 static void w_i32(w_t *w, int32_t v) {
   if (w->proto == BP__T_BINARY) w_be(w, (uint32_t)v, 4);
-  else w_varint(w, (uint32_t)((v << 1) ^ (v >> 31)));
+  else w_varint(w, ((uint32_t)v << 1) ^ (uint32_t)(v >> 31));
 }
 static void w_size(w_t *w, uint32_t n) {
   if (w->proto == BP__T_BINARY) w_be(w, n, 4);
