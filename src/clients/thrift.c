@@ -404,6 +404,9 @@ static void conn_shutdown(bp__closable_t *self) {
 static void arm_timer(bp_thrift_conn_t *c, double seconds) {
   c->timeout = seconds;
   c->timer_status = BP_ETIMEDOUT;
+  /* From now, not from when the loop last woke: the caller may have
+   * worked (or blocked) since. */
+  uv_update_time(bp_loop());
   if (seconds > 0) uv_timer_start(&c->timer, on_timer, (uint64_t)(seconds * 1000.0 + 0.5), 0);
 }
 

@@ -255,14 +255,14 @@ local function span_error(err)
     return err
 end
 
-local function add_trace_headers(headers, span, context)
+local function add_trace_headers(headers, span, parent, context)
     local ti = span.trace_info
     headers[#headers + 1] = { "Trace", ti.trace_id }
     headers[#headers + 1] = { "Span", ti.span_id }
     if ti.parent_id then headers[#headers + 1] = { "Parent", ti.parent_id } end
     if ti.sampled ~= nil then headers[#headers + 1] = { "Sampled", ti.sampled and "1" or "0" } end
     if ti.flags then headers[#headers + 1] = { "Flags", format("%d", ti.flags) } end
-    local edge = span.edge_request
+    local edge = parent.edge_request
     if edge == nil and type(context) == "table" then edge = context.edge_context end
     if type(edge) == "string" and edge ~= "" then headers[#headers + 1] = { "Edge-Request", edge } end
 end
@@ -330,7 +330,7 @@ local function call(client, mname, m, ...)
     }
     if span == nil then return run(client, req) end
     local child = span:make_child(client._name .. "." .. mname)
-    add_trace_headers(headers, child, context)
+    add_trace_headers(headers, child, span, context)
     child:start()
     local ok, res = pcall(run, client, req)
     child:finish(not ok and span_error(res) or nil)
