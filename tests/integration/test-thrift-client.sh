@@ -32,6 +32,7 @@ mv "$LOG" "$TMP/b.log"
 sed "s/DOWN_PORT/$LUA_PORT/" "$APPS/thriftproxy.ini" > "$TMP/a.ini"
 start_server "$TMP/a.ini" || { fail "service A starts"; finish; }
 PROXY_PORT=$PORT
+PROXY_PID=$SERVER_PID
 EXTRA_PIDS="$EXTRA_PIDS $SERVER_PID"
 mv "$LOG" "$TMP/a.log"
 SERVER_PID=
@@ -68,4 +69,8 @@ FAILED=$((FAILED + $(echo "$out" | grep -c '^FAILED ')))
 case "$out" in *" passed, "*) ;; *) fail "the checks ran to the end" "$out" ;; esac
 
 check_eq "service A logged no error" "$(grep -c '"level": "ERROR"' "$TMP/a.log")" 0
+# A stops cleanly with its pooled client connections open (under ASan: no leak)
+SERVER_PID=$PROXY_PID
+stop_server TERM
+check_eq "service A stops cleanly, client connections and all" "$SERVER_RC" 0
 finish
