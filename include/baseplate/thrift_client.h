@@ -61,7 +61,7 @@ BP_EXTERN int bp_thrift_connect(const char *host, int port, const char *path, do
  * `nheaders` info headers. Everything is copied before this returns.
  *
  * A CALL (`oneway` 0) then waits for one reply frame of at most
- * `max_frame` bytes: `waiter` is woken with BP_OK once it is in
+ * `max_frame` bytes (1024 to 2^30 - 1): `waiter` is woken with BP_OK once it is in
  * (bp_thrift_conn_reply), BP_EIO when the connection was lost, BP_ETIMEDOUT
  * when `timeout` seconds (0 = none) passed first, BP_ETOOBIG when the reply
  * is larger than max_frame, or BP_ERROR when what came back is not a frame;

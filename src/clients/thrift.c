@@ -536,7 +536,7 @@ int bp_thrift_conn_send(bp_thrift_conn_t *c, const char *msg, size_t len, int pr
   }
   if (!msg || len == 0 || (protocol != BP__T_BINARY && protocol != BP__T_COMPACT) || nheaders < 0 ||
       (nheaders > 0 && !headers) || nheaders > BP__THEADER_MAX_INFO || !(timeout >= 0) ||
-      max_frame < 1024 || max_frame > 0x7fffffffu || len > 0x7fffffffu) {
+      max_frame < 1024 || max_frame > 0x3fffffffu || len > 0x7fffffffu) {
     set_err(c, "invalid arguments");
     return BP_EINVAL;
   }
@@ -563,6 +563,7 @@ int bp_thrift_conn_send(bp_thrift_conn_t *c, const char *msg, size_t len, int pr
   }
   c->err[0] = '\0';
   c->rlen = 0;
+  bp__theader_frame_reset(&c->frame); /* a new input: forget a walk an earlier read left */
   c->have_reply = 0;
   c->max_frame = max_frame;
   c->oneway = oneway != 0;

@@ -208,8 +208,8 @@ function M.pool_from_config(app_config, prefix, name)
     local function bad(key, why) error(config.ConfigurationError(key_base .. "." .. key, why), 0) end
     if cfg.size < 1 then bad("size", "must be at least 1") end
     if cfg.max_connection_attempts < 1 then bad("max_connection_attempts", "must be at least 1") end
-    if cfg.max_frame_size < 1024 or cfg.max_frame_size > 0x7fffffff then
-        bad("max_frame_size", "must be 1024 to 2^31 - 1")
+    if cfg.max_frame_size < 1024 or cfg.max_frame_size > 0x3fffffff then
+        bad("max_frame_size", "must be 1024 to 2^30 - 1")
     end
     local e = cfg.endpoint
     local target = { timeout = cfg.timeout, where = tostring(e) }
