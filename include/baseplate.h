@@ -25,5 +25,6 @@
 #include "baseplate/redis.h"
 #include "baseplate/postgres.h"
 #include "baseplate/thrift.h"
+#include "baseplate/thrift_client.h"
 
 #endif

@@ -294,6 +294,10 @@ function M.load(path, include_dirs)
             if m.service == svc.name then
                 m.args = handles[m.args]
                 if m.result then m.result = handles[m.result] end
+                -- the handles of the declared exceptions, in order (clients
+                -- raise the values of their structs)
+                m.exception_structs = {}
+                for i, f in ipairs(m.exceptions) do m.exception_structs[i] = handles[f.type.struct] end
             end
         end
     end
