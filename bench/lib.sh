@@ -1,4 +1,4 @@
-# Shared by the HTTP benchmarks (sourced): ports, a server's CPU time, one
+# Shared by the benchmarks (sourced): ports, a server's CPU time, one
 # wrk measurement, medians, and the side-by-side comparison. Expects TMP
 # (a scratch directory) and DURATION (seconds per measurement).
 
@@ -36,25 +36,30 @@ wrk_run() {
     END { printf "%.0f %.3f %.3f %s %.2f\n", rps, p50, p99, bad + 0, ticks * tick_us / n }' "$TMP/wrk.out"
 }
 
+# side_load PORT OUTFILE: the load side_by_side puts on one server (wrk, one
+# thread, CPU 1, 50 connections, DURATION); side_count OUTFILE: how many
+# requests it made. A benchmark of another protocol redefines both.
+side_load() { taskset -c 1 wrk -t1 -c50 -d"${DURATION}s" "http://127.0.0.1:$1/" > "$2"; }
+side_count() { awk '/requests in/ { print $1 }' "$1"; }
+
 # side_by_side ROUNDS NAME_A PORT_A PID_A NAME_B PORT_B PID_B: both servers
-# loaded at once (a wrk each, both on CPU 1, 50 connections, DURATION),
-# ROUNDS times; prints the CPU time each spent per request and the ratio
-# A/B of each round, then their median. Whatever state the machine is in,
-# both see it, which runs taken one after the other cannot promise.
+# loaded at once (side_load on each, both on CPU 1), ROUNDS times; prints
+# the CPU time each spent per request and the ratio A/B of each round, then
+# their median. Whatever state the machine is in, both see it, which runs
+# taken one after the other cannot promise.
 side_by_side() {
   local rounds=$1 na=$2 pa=$3 ida=$4 nb=$5 pb=$6 idb=$7 r a0 b0 a1 b1 wa wb
   : > "$TMP/side"
   for r in $(seq 1 "$rounds"); do
     a0=$(cpu_ticks "$ida"); b0=$(cpu_ticks "$idb")
-    taskset -c 1 wrk -t1 -c50 -d"${DURATION}s" "http://127.0.0.1:$pa/" > "$TMP/side.a" &
+    side_load "$pa" "$TMP/side.a" &
     wa=$!
-    taskset -c 1 wrk -t1 -c50 -d"${DURATION}s" "http://127.0.0.1:$pb/" > "$TMP/side.b" &
+    side_load "$pb" "$TMP/side.b" &
     wb=$!
     wait "$wa" "$wb"
     a1=$(cpu_ticks "$ida"); b1=$(cpu_ticks "$idb")
     awk -v r="$r" -v na="$na" -v nb="$nb" -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v tu="$TICK_US" \
-      -v an="$(awk '/requests in/ { print $1 }' "$TMP/side.a")" \
-      -v bn="$(awk '/requests in/ { print $1 }' "$TMP/side.b")" 'BEGIN {
+      -v an="$(side_count "$TMP/side.a")" -v bn="$(side_count "$TMP/side.b")" 'BEGIN {
       x = a * tu / an; y = b * tu / bn
       printf "round %s: %s %.2f, %s %.2f, ratio %.3f\n", r, na, x, nb, y, x / y
       printf "%f\n", x / y >> "'"$TMP/side"'" }'
