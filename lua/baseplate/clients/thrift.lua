@@ -45,7 +45,7 @@ void bp_thrift_conn_close(bp_thrift_conn_t *c);
 
 local C = core.C
 local ffi_string = ffi.string
-local type, tostring, select, setmetatable, error, pcall, rawget = type, tostring, select, setmetatable, error, pcall, rawget
+local type, tostring, setmetatable, error, pcall, rawget = type, tostring, setmetatable, error, pcall, rawget
 local format, floor, min = string.format, math.floor, math.min
 
 local M = {}
@@ -291,10 +291,27 @@ local function run(client, req)
     error(value, 0)
 end
 
-local function call(client, mname, m, ...)
+-- The arguments table of a method from its positional arguments: a
+-- function made once per method, without a loop (a loop's exit here made
+-- the JIT abort the call path: "return to lower frame").
+local packers = setmetatable({}, { __mode = "k" })
+local function packer(m)
+    local p = packers[m]
+    if p then return p end
     local fields = m.args.fields
-    local args = {}
-    for i = 1, #fields do args[fields[i].name] = (select(i, ...)) end
+    local params, sets = {}, {}
+    for i = 1, #fields do
+        params[i] = "a" .. i
+        sets[i] = format("[%q] = a%d", fields[i].name, i)
+    end
+    p = assert(loadstring(format("return function(%s) return { %s } end",
+        table.concat(params, ", "), table.concat(sets, ", "))))()
+    packers[m] = p
+    return p
+end
+
+local function call(client, mname, m, ...)
+    local args = packer(m)(...)
     local pool = client._pool
     next_seqid = next_seqid < 0x7fffffff and next_seqid + 1 or 1
     local protocol = pool.protocol
@@ -328,7 +345,10 @@ local function call(client, mname, m, ...)
         method = mname, m = m, msg = msg, seqid = next_seqid, oneway = m.oneway, headers = headers,
         protocol_id = PROTOCOL_IDS[protocol], timeout = budget or 0, max_frame = pool.max_frame_size,
     }
-    if span == nil then return run(client, req) end
+    if span == nil then
+        local res = run(client, req)
+        return res
+    end
     local child = span:make_child(client._name .. "." .. mname)
     add_trace_headers(headers, child, span, context)
     child:start()
@@ -347,6 +367,17 @@ M.Client = Client
 -- Per service: method name -> function(client, ...).
 local method_cache = setmetatable({}, { __mode = "k" })
 
+-- (a function of its own: a closure made in client_index would make every
+-- return from it close upvalues, which the JIT does not compile)
+local function make_method(k, m)
+    return function(this, ...)
+        if getmetatable(this) ~= Client then
+            error(format("%s: call it as a method (client:%s(...))", k, k), 2)
+        end
+        return call(this, k, m, ...)
+    end
+end
+
 local function client_index(self, k)
     local service = rawget(self, "_service")
     local fns = method_cache[service]
@@ -358,12 +389,7 @@ local function client_index(self, k)
     if f then return f end
     local m = type(k) == "string" and service.methods[k]
     if not m then return nil end
-    f = function(this, ...)
-        if getmetatable(this) ~= Client then
-            error(format("%s: call it as a method (client:%s(...))", k, k), 2)
-        end
-        return call(this, k, m, ...)
-    end
+    f = make_method(k, m)
     fns[k] = f
     return f
 end

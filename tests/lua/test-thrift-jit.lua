@@ -1,0 +1,117 @@
+-- The Thrift call path stays JIT-compiled, as the HTTP one does
+-- (test-http-jit.lua): serve calls from this process, made by our own
+-- client in another coroutine of it, and watch LuaJIT's trace events. A
+-- trace must be compiled through baseplate.thrift, and no NYI abort may
+-- happen in baseplate's own modules (server or client side).
+local t = require("testlib")
+local baseplate = require("baseplate")
+local thrift = require("baseplate.thrift")
+local server = require("baseplate.server")
+local thrift_server = require("baseplate.server.thrift")
+local thrift_client = require("baseplate.clients.thrift")
+local runtime = require("baseplate.runtime")
+local vmdef = require("jit.vmdef")
+local funcinfo = require("jit.util").funcinfo
+
+local schema = thrift.load("../integration/apps/thrift/testsvc.thrift")
+local NotFound = schema:struct("NotFound")
+local served = 0
+local app_config = { ["metrics.tagging"] = "true" }
+local bp = baseplate.Baseplate(app_config)
+bp:configure_observers()
+local handler = {}
+function handler.add(_, a, b)
+    served = served + 1
+    return a + b
+end
+function handler.get(context, id)
+    served = served + 1
+    context.span:incr_tag("gets")
+    if id == 7LL then error(NotFound:new({ id = id, message = "no" })) end
+    return "one"
+end
+local processor = thrift.processor(schema:service("Test"), setmetatable(handler, {
+    __index = function() return function() end end,
+}), { baseplate = bp })
+
+local listener, port
+for _ = 1, 20 do
+    port = 20000 + math.random(0, 19999)
+    local ok, l = pcall(server.bind, "127.0.0.1:" .. port)
+    if ok then listener = l break end
+end
+assert(listener, "no free port")
+local srv = thrift_server.make_server({}, listener, processor)
+
+local stops, aborts, started = {}, {}, {}
+local function source_of(func, pc)
+    local info = funcinfo(func, pc)
+    return (info.source or "?") .. (pc and info.currentline and (":" .. info.currentline) or "")
+end
+jit.attach(function(what, tr, func, pc, otr, oex)
+    if what == "start" then
+        started[tr] = source_of(func, pc)
+    elseif what == "stop" then
+        stops[#stops + 1] = source_of(func)
+    elseif what == "abort" then
+        local msg = vmdef.traceerr[otr] or tostring(otr)
+        if type(oex) == "number" and msg:find("%%d") then
+            msg = msg:format(oex)
+        elseif oex and msg:find("%%s") then
+            msg = msg:format(vmdef.ffnames and vmdef.ffnames[oex] or tostring(oex))
+        end
+        aborts[#aborts + 1] = tostring(started[tr]) .. " -> " .. source_of(func, pc) .. ": " .. msg
+    end
+end, "trace")
+
+local N = 600
+local client = thrift_client.client_from_config(schema:service("Test"),
+    { ["t.endpoint"] = "127.0.0.1:" .. port }, "t.")
+local results = { sums = 0, not_found = 0 }
+local done = false
+runtime.spawn(function()
+    for i = 1, N do
+        if i % 3 == 0 then
+            local ok, err = pcall(client.get, client, 7LL)
+            if not ok and require("baseplate.thrift.codec").struct_of(err) == NotFound then
+                results.not_found = results.not_found + 1
+            end
+        elseif client:add(i, 1) == i + 1 then
+            results.sums = results.sums + 1
+        end
+    end
+    done = true
+end)
+local deadline = baseplate.now() + 20
+while not done and baseplate.now() < deadline do
+    baseplate.sleep(0.02)
+end
+jit.attach(function() end)
+srv:stop()
+
+t.test("every call served in-process", function()
+    t.eq(served, N)
+    t.eq(results.sums, N - N / 3)
+    t.eq(results.not_found, N / 3)
+end)
+
+t.test("the call path compiles to traces", function()
+    local through = 0
+    for _, src in ipairs(stops) do
+        if src:find("baseplate/thrift/", 1, true) or src:find("baseplate/clients/thrift.lua", 1, true) then
+            through = through + 1
+        end
+    end
+    t.ok(#stops > 0, "no trace compiled at all")
+    t.ok(through > 0, "no trace in baseplate.thrift or the client; traces: " .. table.concat(stops, ", "))
+end)
+
+t.test("no NYI aborts in baseplate's modules", function()
+    local bad = {}
+    for _, a in ipairs(aborts) do
+        if a:find("baseplate/", 1, true) and a:find("NYI", 1, true) then bad[#bad + 1] = a end
+    end
+    t.eq(bad, {}, "NYI aborts")
+end)
+
+t.done()
