@@ -152,19 +152,25 @@ local function keep(err)
     return tostring(err)
 end
 
---- Run fn(conn, ...) with a checked-out connection and give it back (an
---- error discards it unless `keep_on_error(err)` says its state is known).
-function Pool:with(fn, ...)
-    local conn, since = self:checkout()
-    local res = { xpcall(fn, keep, conn, ...) }
-    if res[1] then
+local function settle(self, conn, since, ok, ...)
+    if ok then
         self:checkin(conn, false, since)
-        return unpack(res, 2, table.maxn(res))
+        return ...
     end
-    local err = res[2]
+    local err = ...
     local known = type(err) == "table" and err.connection_ok
     self:checkin(conn, not known, since)
     error(err, 0)
+end
+
+--- Run fn(conn, ...) with a checked-out connection and give it back (an
+--- error discards it unless the error is a table with `connection_ok`);
+--- fn's results are returned.
+function Pool:with(fn, ...)
+    local conn, since = self:checkout()
+    -- (fn's results passed on as arguments rather than packed in a table
+    -- and unpacked with table.maxn, which the JIT does not compile)
+    return settle(self, conn, since, xpcall(fn, keep, conn, ...))
 end
 
 --- Pool figures: size, in_use, open_and_available, overflow.

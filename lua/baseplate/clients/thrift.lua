@@ -411,6 +411,11 @@ function M.client(service, pool, name, span)
     if type(service) ~= "table" or type(service.methods) ~= "table" then
         error("thrift client: expected a service (schema:service(name))", 2)
     end
+    if not method_cache[service] then -- every method's function, once per service
+        local fns = {}
+        for k, m in pairs(service.methods) do fns[k] = make_method(k, m) end
+        method_cache[service] = fns
+    end
     return setmetatable({ _service = service, _pool = pool, _name = name or "thrift", _span = span }, Client)
 end
 
