@@ -11,7 +11,7 @@
  * freed when the last one goes. */
 #include "baseplate/postgres.h"
 #include "baseplate/log.h"
-#include "runtime.h"
+#include "clients/conn.h"
 
 #include <arpa/inet.h>
 #include <libpq-fe.h>
@@ -557,7 +557,7 @@ int bp_pg_connect(const char *conninfo, double connect_timeout, double statement
     defer(c, rc);
   }
   if (connect_timeout > 0 && c->pending == BP_AGAIN)
-    uv_timer_start(&c->timer, on_timer, to_ms(connect_timeout), 0);
+    bp__client_timer_start(&c->timer, on_timer, to_ms(connect_timeout));
   *out = c;
   return BP_AGAIN;
 }
@@ -732,7 +732,7 @@ static int send_op(bp_pg_conn_t *c, int kind, const char *name, const char *sql,
     conn_break(c);
     return BP_EIO;
   }
-  if (timeout > 0) uv_timer_start(&c->timer, on_timer, to_ms(timeout), 0);
+  if (timeout > 0) bp__client_timer_start(&c->timer, on_timer, to_ms(timeout));
   return BP_AGAIN;
 }
 

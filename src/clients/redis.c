@@ -1,19 +1,14 @@
 /* Redis connections (include/baseplate/redis.h, docs/redis.md): commands in
  * RESP written on a libuv TCP stream, replies parsed by hiredis's reader.
  *
- * A connection is driven by three loop events: the connect (after an
- * asynchronous name lookup), reads, and one timer that bounds whatever is in
- * flight. The waiter of the operation in flight is woken exactly once, as
- * the last thing a loop callback does (finish()): the woken coroutine may
- * send again or close at once.
- *
- * Memory: the connection counts its references (the caller's, the TCP
- * handle, the timer handle, the name lookup, the connect and write
- * requests) and is freed when the last goes, so bp_redis_close() is safe at
- * any time, and after the loop itself is gone. */
+ * The connection itself (name lookup, connect, the timer that bounds
+ * whatever is in flight, writes, waking the waiter once, reference counting
+ * and close) is the clients' common one, src/clients/conn.c; this file is
+ * the protocol on it: replies read, TLS (rediss://) over memory BIOs, and
+ * what a timeout was waiting for. */
 #include "baseplate/redis.h"
+#include "clients/conn.h"
 #include "internal.h"
-#include "runtime.h"
 
 #include <hiredis/hiredis.h>
 #include <openssl/err.h>
@@ -21,7 +16,6 @@
 #include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,38 +27,8 @@ _Static_assert(REDIS_REPLY_STRING == BP_REDIS_STRING && REDIS_REPLY_ARRAY == BP_
                    REDIS_REPLY_STATUS == BP_REDIS_STATUS && REDIS_REPLY_ERROR == BP_REDIS_ERROR,
                "reply types");
 
-enum { ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_READY, ST_BROKEN };
-
-typedef struct {
-  uv_tcp_t handle;
-  struct bp_redis_conn_s *conn;
-} redis_tcp_t;
-
-typedef struct {
-  uv_write_t req;
-  struct bp_redis_conn_s *conn;
-  char *buf;
-} redis_write_t;
-
 struct bp_redis_conn_s {
-  bp__closable_t closable; /* first: loop handles point here */
-  uv_timer_t timer;
-  uv_getaddrinfo_t gai;
-  uv_connect_t connect_req;
-  redis_tcp_t *tcp; /* the current socket, NULL when none */
-  struct addrinfo *addrs, *next_addr;
-  struct sockaddr_storage numeric; /* the address when host was one */
-  int have_numeric;
-  int state;
-  int refs;
-  int busy;               /* an operation's waiter has yet to be woken */
-  int waiter;
-  int timer_status;       /* what the timer wakes with: BP_ETIMEDOUT, or a deferred failure */
-  int quiet;              /* the loop is shutting down: wake nobody */
-  unsigned wakes;         /* operations finished so far */
-  int user_closed;
-  int port;
-  double timeout;         /* of the operation in flight */
+  bp__cconn_t base; /* first */
   redisReader *reader;
   SSL_CTX *tls_ctx;       /* rediss://: TLS through memory BIOs, NULL for plain TCP */
   SSL *ssl;
@@ -75,80 +39,29 @@ struct bp_redis_conn_s {
   int too_many;           /* the reply announced more than MAX_REPLY_ELEMENTS */
   char *out;              /* formatting buffer, reused */
   size_t outcap;
-  char host[256];  /* a DNS name has at most 253 characters */
-  char err[256];
 };
 
-static void conn_free(bp_redis_conn_t *c) {
+static void conn_free(bp__cconn_t *base) {
+  bp_redis_conn_t *c = (bp_redis_conn_t *)base;
   int i;
   for (i = 0; i < c->nreplies; i++) freeReplyObject(c->replies[i]);
   free(c->replies);
   if (c->reader) redisReaderFree(c->reader);
-  if (c->addrs) uv_freeaddrinfo(c->addrs);
   if (c->ssl) SSL_free(c->ssl); /* and its BIOs */
   free(c->out);
   free(c);
 }
 
-static void unref(bp_redis_conn_t *c) {
-  if (--c->refs == 0) conn_free(c);
-}
-
-/* Wake the waiter of the operation in flight with `status`. Call last: the
- * woken coroutine may send again or close. */
-static void finish(bp_redis_conn_t *c, int status) {
-  int waiter = c->waiter;
-  if (!c->busy) return;
-  c->busy = 0;
-  c->waiter = 0;
-  c->wakes++;
-  uv_timer_stop(&c->timer);
-  /* An idle connection does not keep the process alive (a script ends). */
-  if (c->tcp) uv_unref((uv_handle_t *)&c->tcp->handle);
-  if (!c->quiet) bp__vm_wake(waiter, status);
-}
-
-static void tcp_closed(uv_handle_t *h) {
-  redis_tcp_t *t = (redis_tcp_t *)h;
-  bp_redis_conn_t *c = t->conn;
-  free(t);
-  unref(c);
-}
-
-static void close_tcp(bp_redis_conn_t *c) {
-  if (!c->tcp) return;
-  uv_close((uv_handle_t *)&c->tcp->handle, tcp_closed);
-  c->tcp = NULL;
-}
-
-/* The connection can no longer be used; `why` (printf) says why. */
-static void set_err(bp_redis_conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(bp_redis_conn_t *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->err, sizeof c->err, fmt, ap);
-  va_end(ap);
-}
-
-static void break_conn(bp_redis_conn_t *c) {
-  if (c->state == ST_RESOLVING) uv_cancel((uv_req_t *)&c->gai); /* on_resolved frees the rest */
-  c->state = ST_BROKEN;
-  close_tcp(c);
-}
-
-/* Fail the operation in flight from the loop, not from inside the call
- * that found the failure. */
-static void on_timer(uv_timer_t *t);
-static void fail_later(bp_redis_conn_t *c, int status) {
-  c->timer_status = status;
-  uv_timer_start(&c->timer, on_timer, 0, 0);
-}
+#define set_err(c, ...) bp__cconn_set_err(&(c)->base, __VA_ARGS__)
+#define break_conn(c) bp__cconn_break(&(c)->base)
+#define finish(c, status) bp__cconn_finish(&(c)->base, status)
 
 /* --- reading replies ------------------------------------------------------ */
 
 static char read_buf[64 * 1024]; /* one loop thread: every read is consumed at once */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+static void on_alloc(bp__cconn_t *base, uv_buf_t *buf) {
+  (void)base;
   buf->base = read_buf;
   buf->len = sizeof read_buf;
 }
@@ -168,14 +81,14 @@ static int keep_reply(bp_redis_conn_t *c, redisReply *r) {
 static void feed(bp_redis_conn_t *c, const char *data, size_t len);
 static void tls_read(bp_redis_conn_t *c, const char *data, size_t len);
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  bp_redis_conn_t *c = ((redis_tcp_t *)s)->conn;
+static void on_read(bp__cconn_t *base, ssize_t nread, const uv_buf_t *buf) {
+  bp_redis_conn_t *c = (bp_redis_conn_t *)base;
   if (nread == 0) return;
   if (nread < 0) {
     if (nread == UV_EOF)
-      set_err(c, "%s:%d: Server closed the connection", c->host, c->port);
+      set_err(c, "%s: Server closed the connection", c->base.where);
     else
-      set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror((int)nread));
+      set_err(c, "%s: %s", c->base.where, uv_strerror((int)nread));
     break_conn(c);
     finish(c, BP_EIO);
     return;
@@ -232,10 +145,10 @@ static void feed(bp_redis_conn_t *c, const char *data, size_t len) {
     if (rc != REDIS_OK) goto protocol;
     if (!reply) return;
     c->reply_elements = 0;
-    if (!c->busy) {
+    if (!c->base.busy) {
       /* A reply nobody asked for: the stream is out of step. */
       freeReplyObject(reply);
-      set_err(c, "%s:%d: unexpected reply from the server", c->host, c->port);
+      set_err(c, "%s: unexpected reply from the server", c->base.where);
       break_conn(c);
       return;
     }
@@ -253,68 +166,12 @@ static void feed(bp_redis_conn_t *c, const char *data, size_t len) {
   }
 protocol:
   if (c->too_many)
-    set_err(c, "%s:%d: protocol error: a reply with more than %zu array elements, or a negative count",
-            c->host, c->port, MAX_REPLY_ELEMENTS);
+    set_err(c, "%s: protocol error: a reply with more than %zu array elements, or a negative count",
+            c->base.where, MAX_REPLY_ELEMENTS);
   else
-    set_err(c, "%s:%d: protocol error: %s", c->host, c->port, c->reader->errstr);
+    set_err(c, "%s: protocol error: %s", c->base.where, c->reader->errstr);
   break_conn(c);
   finish(c, BP_EIO);
-}
-
-/* --- writing --------------------------------------------------------------- */
-
-static void write_done(uv_write_t *req, int status) {
-  redis_write_t *w = (redis_write_t *)req;
-  bp_redis_conn_t *c = w->conn;
-  free(w->buf);
-  free(w);
-  if (status < 0 && c->state != ST_BROKEN) {
-    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(status));
-    break_conn(c);
-    finish(c, BP_EIO);
-  }
-  unref(c);
-}
-
-/* Write buf[0..len) to the socket: at once if it takes it, else from the
- * loop. `owned` buffers are the write's (freed when done); others are
- * copied when they cannot go at once. A uv error code, or 0. */
-static int write_out(bp_redis_conn_t *c, char *buf, size_t len, int owned) {
-  uv_buf_t b = uv_buf_init(buf, (unsigned)len);
-  size_t written = 0;
-  redis_write_t *w;
-  int rc = uv_try_write((uv_stream_t *)&c->tcp->handle, &b, 1);
-  if (rc > 0) written = (size_t)rc;
-  if (rc < 0 && rc != UV_EAGAIN) goto fail;
-  if (written == len) {
-    if (owned) free(buf);
-    return 0;
-  }
-  rc = UV_ENOMEM;
-  if (!(w = malloc(sizeof *w))) goto fail;
-  w->conn = c;
-  w->buf = owned ? buf : malloc(len - written);
-  if (!w->buf) {
-    free(w);
-    goto fail;
-  }
-  if (owned) {
-    b = uv_buf_init(buf + written, (unsigned)(len - written));
-  } else {
-    memcpy(w->buf, buf + written, len - written);
-    b = uv_buf_init(w->buf, (unsigned)(len - written));
-  }
-  rc = uv_write(&w->req, (uv_stream_t *)&c->tcp->handle, &b, 1, write_done);
-  if (rc < 0) {
-    free(w->buf);
-    free(w);
-    return rc;
-  }
-  c->refs++;
-  return 0;
-fail:
-  if (owned) free(buf);
-  return rc;
 }
 
 /* --- TLS (rediss://) ---------------------------------------------------------
@@ -332,7 +189,7 @@ static int tls_failed(bp_redis_conn_t *c, const char *what) {
   else
     snprintf(detail, sizeof detail, "connection closed");
   ERR_clear_error();
-  set_err(c, "%s:%d: TLS %s failed: %s", c->host, c->port, what, detail);
+  set_err(c, "%s: TLS %s failed: %s", c->base.where, what, detail);
   break_conn(c);
   return BP_EIO;
 }
@@ -345,9 +202,9 @@ static int tls_flush(bp_redis_conn_t *c) {
   if (n == 0) return BP_OK;
   if (!(buf = malloc(n))) return BP_ENOMEM;
   BIO_read(c->wbio, buf, (int)n);
-  rc = write_out(c, buf, n, 1);
+  rc = bp__cconn_write(&c->base, buf, n, 1);
   if (rc < 0) {
-    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
+    set_err(c, "%s: %s", c->base.where, uv_strerror(rc));
     break_conn(c);
     return BP_EIO;
   }
@@ -361,9 +218,7 @@ static void tls_handshake(bp_redis_conn_t *c) {
     return;
   }
   if (r == 1) {
-    c->state = ST_READY;
-    c->err[0] = '\0';
-    finish(c, BP_OK);
+    bp__cconn_ready(&c->base);
   } else if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
     finish(c, tls_failed(c, "handshake"));
   }
@@ -373,7 +228,7 @@ static void tls_read(bp_redis_conn_t *c, const char *data, size_t len) {
   static char plain[16 * 1024];
   int n;
   BIO_write(c->rbio, data, (int)len);
-  if (c->state == ST_HANDSHAKE) {
+  if (c->base.state == BP__CCONN_HANDSHAKE) {
     tls_handshake(c);
     return;
   }
@@ -383,7 +238,7 @@ static void tls_read(bp_redis_conn_t *c, const char *data, size_t len) {
       int e = SSL_get_error(c->ssl, n);
       if (e == SSL_ERROR_WANT_READ) break;
       if (e == SSL_ERROR_ZERO_RETURN) {
-        set_err(c, "%s:%d: Server closed the connection", c->host, c->port);
+        set_err(c, "%s: Server closed the connection", c->base.where);
         break_conn(c);
         finish(c, BP_EIO);
       } else {
@@ -392,9 +247,9 @@ static void tls_read(bp_redis_conn_t *c, const char *data, size_t len) {
       return;
     }
     /* A reply can wake the waiter, who may send or close at once. */
-    unsigned wakes = c->wakes;
+    unsigned wakes = c->base.wakes;
     feed(c, plain, (size_t)n);
-    if (c->state != ST_READY || c->wakes != wakes) return;
+    if (c->base.state != BP__CCONN_READY || c->base.wakes != wakes) return;
   }
   if (tls_flush(c) != BP_OK) finish(c, BP_EIO);
 }
@@ -444,7 +299,7 @@ static SSL_CTX *tls_context(const char *ca_file, int verify, char *err, size_t e
 static int tls_start(bp_redis_conn_t *c) {
   struct in6_addr a6;
   struct in_addr a4;
-  int is_ip = inet_pton(AF_INET, c->host, &a4) == 1 || inet_pton(AF_INET6, c->host, &a6) == 1;
+  int is_ip = inet_pton(AF_INET, c->base.host, &a4) == 1 || inet_pton(AF_INET6, c->base.host, &a6) == 1;
   if (!(c->ssl = SSL_new(c->tls_ctx)) || !(c->rbio = BIO_new(BIO_s_mem())) ||
       !(c->wbio = BIO_new(BIO_s_mem()))) {
     BIO_free(c->rbio);
@@ -453,144 +308,39 @@ static int tls_start(bp_redis_conn_t *c) {
   }
   SSL_set_bio(c->ssl, c->rbio, c->wbio);
   SSL_set_connect_state(c->ssl);
-  if (!is_ip) SSL_set_tlsext_host_name(c->ssl, c->host);
+  if (!is_ip) SSL_set_tlsext_host_name(c->ssl, c->base.host);
   if (SSL_CTX_get_verify_mode(c->tls_ctx) & SSL_VERIFY_PEER) {
-    if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host)
-               : SSL_set1_host(c->ssl, c->host)) != 1)
+    if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->base.host)
+               : SSL_set1_host(c->ssl, c->base.host)) != 1)
       return tls_failed(c, "set-up");
   }
-  c->state = ST_HANDSHAKE;
+  c->base.state = BP__CCONN_HANDSHAKE;
   tls_handshake(c);
   return BP_OK;
 }
 
 /* --- connecting ----------------------------------------------------------- */
 
-static void try_next_address(bp_redis_conn_t *c);
-
-static void on_connect(uv_connect_t *req, int status) {
-  bp_redis_conn_t *c = req->data;
-  int rc;
-  if (c->state != ST_CONNECTING) { /* timed out or closed meanwhile */
-    unref(c);
-    return;
-  }
-  c->refs--; /* the request; the caller's reference still holds */
-  if (status < 0) {
-    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(status));
-    close_tcp(c);
-    try_next_address(c);
-    return;
-  }
-  uv_tcp_nodelay(&c->tcp->handle, 1);
-  rc = uv_read_start((uv_stream_t *)&c->tcp->handle, on_alloc, on_read);
-  if (rc < 0) {
-    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
-    break_conn(c);
-    finish(c, BP_EIO);
-    return;
-  }
-  if (c->tls_ctx) {
-    if (tls_start(c) != BP_OK) finish(c, BP_EIO);
-    return;
-  }
-  c->state = ST_READY;
-  c->err[0] = '\0';
-  finish(c, BP_OK);
+/* Connected: TLS begins (rediss://), or the connection is ready. */
+static int on_connect(bp__cconn_t *base) {
+  bp_redis_conn_t *c = (bp_redis_conn_t *)base;
+  if (!c->tls_ctx) return BP_OK;
+  return tls_start(c) == BP_OK ? BP_AGAIN : BP_EIO;
 }
 
-/* Connect to the next address of the lookup (or the numeric one); once
- * none is left, fail with the last error. */
-static void try_next_address(bp_redis_conn_t *c) {
-  const struct sockaddr *addr = NULL;
-  int rc;
-  for (;;) {
-    if (c->have_numeric) {
-      addr = (const struct sockaddr *)&c->numeric;
-      c->have_numeric = 0;
-    } else {
-      while (c->next_addr && c->next_addr->ai_family != AF_INET && c->next_addr->ai_family != AF_INET6)
-        c->next_addr = c->next_addr->ai_next;
-      if (!c->next_addr) break;
-      addr = c->next_addr->ai_addr;
-      c->next_addr = c->next_addr->ai_next;
-    }
-    c->tcp = malloc(sizeof *c->tcp);
-    if (!c->tcp) {
-      set_err(c, "out of memory");
-      break;
-    }
-    c->tcp->conn = c;
-    uv_tcp_init(bp_loop(), &c->tcp->handle);
-    c->tcp->handle.data = c;
-    c->refs++;
-    c->connect_req.data = c;
-    rc = uv_tcp_connect(&c->connect_req, &c->tcp->handle, addr, on_connect);
-    if (rc == 0) {
-      c->refs++;
-      c->state = ST_CONNECTING;
-      return;
-    }
-    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
-    close_tcp(c);
-  }
-  c->state = ST_BROKEN;
-  if (!c->err[0]) set_err(c, "%s:%d: no address to connect to", c->host, c->port);
-  fail_later(c, BP_EIO);
+static void on_timeout(bp__cconn_t *base) {
+  bp_redis_conn_t *c = (bp_redis_conn_t *)base;
+  set_err(c, "%s: timed out after %gs waiting for %d of %d replies", c->base.where, c->base.timeout,
+          c->expected - c->nreplies, c->expected);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  bp_redis_conn_t *c = req->data;
-  if (c->state != ST_RESOLVING) { /* timed out or closed meanwhile */
-    if (res) uv_freeaddrinfo(res);
-    unref(c);
-    return;
-  }
-  c->refs--;
-  if (status < 0) {
-    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(status));
-    c->state = ST_BROKEN;
-    finish(c, BP_EIO);
-    return;
-  }
-  c->addrs = c->next_addr = res;
-  try_next_address(c);
-}
-
-static void on_timer(uv_timer_t *t) {
-  bp_redis_conn_t *c = t->data;
-  int status = c->timer_status;
-  if (status == BP_ETIMEDOUT) {
-    if (c->state == ST_RESOLVING || c->state == ST_CONNECTING || c->state == ST_HANDSHAKE)
-      set_err(c, "%s:%d: timed out connecting after %gs", c->host, c->port, c->timeout);
-    else
-      set_err(c, "%s:%d: timed out after %gs waiting for %d of %d replies", c->host, c->port,
-              c->timeout, c->expected - c->nreplies, c->expected);
-    break_conn(c);
-  }
-  finish(c, status);
-}
-
-static void timer_closed(uv_handle_t *h) {
-  bp_redis_conn_t *c = h->data;
-  /* A close while an operation was in flight wakes its waiter now. */
-  finish(c, BP_ECLOSED);
-  unref(c);
-}
-
-/* Loop shutdown: close the handles, wake nobody. */
-static void conn_shutdown(bp__closable_t *self) {
-  bp_redis_conn_t *c = (bp_redis_conn_t *)self;
-  c->quiet = 1;
-  break_conn(c);
-  if (!uv_is_closing((uv_handle_t *)&c->timer)) uv_close((uv_handle_t *)&c->timer, timer_closed);
-}
-
-static void arm_timer(bp_redis_conn_t *c, double seconds) {
-  c->timeout = seconds;
-  c->timer_status = BP_ETIMEDOUT;
-  if (seconds > 0) uv_timer_start(&c->timer, on_timer, (uint64_t)(seconds * 1000.0 + 0.5), 0);
-}
+static const bp__cconn_proto_t redis_proto = {
+    .on_connect = on_connect,
+    .on_alloc = on_alloc,
+    .on_read = on_read,
+    .on_timeout = on_timeout,
+    .on_free = conn_free,
+};
 
 int bp_redis_connect(const char *host, int port, double connect_timeout, int waiter,
                      bp_redis_conn_t **out, char *err, size_t errlen) {
@@ -602,10 +352,7 @@ int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
                          size_t errlen) {
   SSL_CTX *tls_ctx = NULL;
   bp_redis_conn_t *c;
-  struct addrinfo hints;
-  char portstr[16];
   size_t hl;
-  int rc;
 
   *out = NULL;
   bp__ignore_sigpipe();
@@ -614,13 +361,7 @@ int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
              port);
     return BP_EINVAL;
   }
-  if (host[0] == '[') host++;
-  hl = strlen(host);
-  if (hl && host[hl - 1] == ']') hl--;
-  if (hl == 0 || hl >= sizeof c->host) {
-    snprintf(err, errlen, "redis: invalid host name (%s)", hl ? "longer than 255 characters" : "empty");
-    return BP_EINVAL;
-  }
+  if (bp__cconn_parse_host("redis", &host, &hl, err, errlen) != BP_OK) return BP_EINVAL;
   if (tls && !(tls_ctx = tls_context(tls->ca_file, tls->verify, err, errlen))) return BP_EINVAL;
   c = calloc(1, sizeof *c);
   if (!c || !(c->reader = reader_new())) {
@@ -628,39 +369,11 @@ int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
     snprintf(err, errlen, "redis: out of memory");
     return BP_ENOMEM;
   }
-  memcpy(c->host, host, hl);
-  c->port = port;
   c->tls_ctx = tls_ctx;
-  c->closable.magic = BP_CLOSABLE_MAGIC;
-  c->closable.close = conn_shutdown;
-  c->refs = 2; /* the caller's and the timer's */
-  uv_timer_init(bp_loop(), &c->timer);
-  c->timer.data = c;
-  c->busy = 1;
-  c->waiter = waiter;
+  bp__cconn_init(&c->base, &redis_proto, host, hl, port, NULL);
+  snprintf(c->base.where, sizeof c->base.where, "%s:%d", c->base.host, port);
   *out = c;
-  arm_timer(c, connect_timeout);
-
-  if (uv_ip4_addr(c->host, port, (struct sockaddr_in *)&c->numeric) == 0 ||
-      uv_ip6_addr(c->host, port, (struct sockaddr_in6 *)&c->numeric) == 0) {
-    c->have_numeric = 1;
-    try_next_address(c);
-    return BP_AGAIN;
-  }
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  snprintf(portstr, sizeof portstr, "%d", port);
-  c->gai.data = c;
-  c->state = ST_RESOLVING;
-  rc = uv_getaddrinfo(bp_loop(), &c->gai, on_resolved, c->host, portstr, &hints);
-  if (rc < 0) {
-    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
-    c->state = ST_BROKEN;
-    fail_later(c, BP_EIO);
-  } else {
-    c->refs++;
-  }
+  bp__cconn_connect(&c->base, connect_timeout, waiter);
   return BP_AGAIN;
 }
 
@@ -696,17 +409,14 @@ static char *put_header(char *p, char kind, size_t n) {
   return p;
 }
 
-
 /* Writing failed (uv error `rc`): the connection breaks, and the waiter
  * learns it from the loop. */
-static int send_failed(bp_redis_conn_t *c, int rc, int waiter) {
-  if (c->state != ST_BROKEN) {
-    set_err(c, "%s:%d: %s", c->host, c->port, uv_strerror(rc));
+static int send_failed(bp_redis_conn_t *c, int rc) {
+  if (c->base.state != BP__CCONN_BROKEN) {
+    set_err(c, "%s: %s", c->base.where, uv_strerror(rc));
     break_conn(c);
   }
-  c->busy = 1;
-  c->waiter = waiter;
-  fail_later(c, BP_EIO);
+  bp__cconn_finish_later(&c->base, BP_EIO);
   return BP_AGAIN;
 }
 
@@ -716,8 +426,8 @@ int bp_redis_send(bp_redis_conn_t *c, int ncmds, const int *argcs, const char *c
   int i, j, rc;
   char *p;
 
-  if (!c || c->busy || c->state != ST_READY || c->user_closed) {
-    if (c && c->busy) set_err(c, "busy: an operation is in flight");
+  if (!c || c->base.busy || c->base.state != BP__CCONN_READY || c->base.user_closed) {
+    if (c && c->base.busy) set_err(c, "busy: an operation is in flight");
     return BP_EINVAL;
   }
   if (ncmds < 1 || !argcs || !argv || !argvlen || !(timeout >= 0)) {
@@ -770,23 +480,20 @@ int bp_redis_send(bp_redis_conn_t *c, int ncmds, const int *argcs, const char *c
   for (i = 0; i < c->nreplies; i++) freeReplyObject(c->replies[i]);
   c->nreplies = 0;
   c->expected = ncmds;
-  c->err[0] = '\0';
+  c->base.err[0] = '\0';
 
-  uv_ref((uv_handle_t *)&c->tcp->handle);
+  bp__cconn_begin(&c->base, timeout, waiter);
   if (c->ssl) {
     /* Memory BIOs take everything: SSL_write completes at once. */
     if (SSL_write(c->ssl, c->out, (int)total) != (int)total) {
       tls_failed(c, "write");
-      return send_failed(c, 0, waiter);
+      return send_failed(c, 0);
     }
     rc = tls_flush(c) == BP_OK ? 0 : UV_EIO;
   } else {
-    rc = write_out(c, c->out, total, 0);
+    rc = bp__cconn_write(&c->base, c->out, total, 0);
   }
-  if (rc < 0) return send_failed(c, rc, waiter);
-  c->busy = 1;
-  c->waiter = waiter;
-  arm_timer(c, timeout);
+  if (rc < 0) return send_failed(c, rc);
   return BP_AGAIN;
 }
 
@@ -828,19 +535,12 @@ const bp_redis_reply_t *bp_redis_reply_element(const bp_redis_reply_t *r, size_t
   return (const bp_redis_reply_t *)x->element[i];
 }
 
-const char *bp_redis_error(const bp_redis_conn_t *c) { return c ? c->err : "closed"; }
+const char *bp_redis_error(const bp_redis_conn_t *c) { return c ? c->base.err : "closed"; }
 
-int bp_redis_broken(const bp_redis_conn_t *c) { return !c || c->state == ST_BROKEN || c->user_closed; }
+int bp_redis_broken(const bp_redis_conn_t *c) { return !c || bp__cconn_broken(&c->base); }
 
-int bp_redis_busy(const bp_redis_conn_t *c) { return c ? c->busy : 0; }
+int bp_redis_busy(const bp_redis_conn_t *c) { return c ? c->base.busy : 0; }
 
 void bp_redis_close(bp_redis_conn_t *c) {
-  if (!c || c->user_closed) return;
-  c->user_closed = 1;
-  if (!uv_is_closing((uv_handle_t *)&c->timer)) {
-    if (c->busy) set_err(c, "closed");
-    break_conn(c);
-    uv_close((uv_handle_t *)&c->timer, timer_closed); /* wakes a waiter with BP_ECLOSED */
-  }
-  unref(c);
+  if (c) bp__cconn_close(&c->base);
 }
