@@ -46,6 +46,9 @@ static bp_timeout_t *timer_start(double seconds, int waiter, int status) {
   uv_timer_init(uv_default_loop(), &s->timer);
   s->timer.data = s;
   ms = !(seconds > 0) ? 0 : (uint64_t)(seconds * 1000.0 + 0.5);
+  /* from now: libuv counts from the loop's cached time, which code that
+   * ran long since the loop last woke has left behind */
+  uv_update_time(uv_default_loop());
   uv_timer_start(&s->timer, timeout_fired, ms, 0);
   return s;
 }

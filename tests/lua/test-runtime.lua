@@ -78,6 +78,18 @@ t.test("an error in spawned work does not stop the scheduler", function()
     baseplate.sleep(0.01)
 end)
 
+t.test("a sleep counts from when it starts, even after the loop was kept busy", function()
+    baseplate.sleep(0) -- a fresh loop iteration: the loop's cached time is now
+    local C = require("baseplate.core").C
+    local function clock() return C.bp_monotonic() end
+    local busy_until = clock() + 0.3
+    while clock() < busy_until do end -- code that keeps the loop from waking
+    local t0 = clock()
+    baseplate.sleep(0.2)
+    local slept = clock() - t0
+    t.ok(slept >= 0.19, string.format("slept %.3f s of 0.2", slept))
+end)
+
 t.test("fatal() errors carry a plain message", function()
     local ok, err = pcall(runtime.fatal, "one line", 3)
     t.eq(ok, false)
