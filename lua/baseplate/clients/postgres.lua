@@ -63,9 +63,8 @@ local M = {}
 --------------------------------------------------------------------------------
 -- Errors
 
-local PostgresError = {}
-PostgresError.__index = PostgresError
-PostgresError.__tostring = function(e) return e.message end
+-- (the one client error type, baseplate.clients.base)
+local PostgresError = require("baseplate.clients.base").ClientError
 M.PostgresError = PostgresError
 
 -- A failure of the connection itself: it is discarded.

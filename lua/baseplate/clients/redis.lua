@@ -55,9 +55,9 @@ M.REPLY_NIL, M.REPLY_STATUS, M.REPLY_ERROR = NIL, STATUS, ERROR
 --------------------------------------------------------------------------------
 -- Errors
 
-local RedisError = {}
-RedisError.__index = RedisError
-RedisError.__tostring = function(e) return e.message end
+-- (the one client error type, baseplate.clients.base: class "RedisError"
+-- for an error reply)
+local RedisError = require("baseplate.clients.base").ClientError
 M.RedisError = RedisError
 
 -- A Redis error reply: the connection is fine (the pool keeps it).
@@ -66,8 +66,8 @@ local function reply_error(msg)
 end
 
 -- A failure of the connection itself (it is discarded).
-local function connection_error(class, msg)
-    return setmetatable({ class = class, message = msg }, RedisError)
+local function connection_error(class, msg, endpoint, command)
+    return setmetatable({ class = class, message = msg, endpoint = endpoint, command = command }, RedisError)
 end
 
 --------------------------------------------------------------------------------
@@ -129,12 +129,13 @@ end
 local function status_error(conn, rc, what, timeout)
     if rc == core.ETIMEDOUT then
         return connection_error("TimeoutError",
-            format("redis %s: %s timed out after %gs", conn.where, what, timeout or conn.timeout))
+            format("redis %s: %s timed out after %gs", conn.where, what, timeout or conn.timeout), conn.where, what)
     end
     local detail = conn.c ~= nil and ffi_string(C.bp_redis_error(conn.c)) or core.strerror(rc)
     if detail == "" then detail = core.strerror(rc) end
     if detail:sub(1, #conn.where + 2) == conn.where .. ": " then detail = detail:sub(#conn.where + 3) end
-    return connection_error("ConnectionError", format("redis %s: %s failed: %s", conn.where, what, detail))
+    return connection_error("ConnectionError", format("redis %s: %s failed: %s", conn.where, what, detail),
+        conn.where, what)
 end
 
 -- Send commands (a list of argument lists) in one round trip; returns the

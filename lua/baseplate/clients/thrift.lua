@@ -59,9 +59,9 @@ local PROTOCOL_NAMES = { [0] = "binary", [1] = "compact" }
 --- A failure of the transport (Apache Thrift's TTransportException): `type`
 --- is one of the constants below, `message` names the client, the method
 --- and the endpoint.
-local TransportException = {}
-TransportException.__index = TransportException
-TransportException.__tostring = function(e) return e.message end
+-- (the one client error type, baseplate.clients.base, with class
+-- "TTransportException")
+local TransportException = require("baseplate.clients.base").ClientError
 M.TransportException = TransportException
 
 M.UNKNOWN, M.NOT_OPEN, M.TIMED_OUT, M.END_OF_FILE = 0, 1, 3, 4
@@ -244,6 +244,7 @@ local function transport_exception(client, method, f)
         type = ttype,
         message = format("thrift client %s: %s (%s) failed: %s", client._name, method,
             client._pool.endpoint, f.detail),
+        client = client._name, endpoint = client._pool.endpoint, command = method,
     }, TransportException)
 end
 
