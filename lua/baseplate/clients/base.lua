@@ -1,6 +1,7 @@
 -- What every client shares on the Lua side (Redis, PostgreSQL, Thrift, and
 -- the clients to come): one error type, so that a handler catches a Redis,
--- SQL, Thrift or HTTP failure the same way.
+-- SQL, Thrift or HTTP failure the same way; and the context factory and
+-- config parser that put a client on each request's context.
 --
 --   local ok, err = pcall(context.redis.get, context.redis, "k")
 --   if not ok and clients.is_error(err) then
@@ -36,6 +37,51 @@ end
 --- Whether `err` is a client error (of any client).
 function M.is_error(err)
     return type(err) == "table" and getmetatable(err) == ClientError
+end
+
+--------------------------------------------------------------------------------
+-- Putting a client on each context
+
+local Factory = {}
+Factory.__index = Factory
+M.Factory = Factory
+
+--- A context factory over `pool` (baseplate.clients.pool):
+--- make_object_for_context(name, span) returns make(name, span, factory)
+--- (the client object of one request); `fields` are kept on the factory
+--- (a Thrift service, prepared statements…).
+function M.context_factory(pool, make, fields)
+    local f = fields or {}
+    f.pool, f.make = pool, make
+    return setmetatable(f, Factory)
+end
+
+function Factory:make_object_for_context(name, span)
+    return self.make(name, span, self)
+end
+
+--- The pool's gauges, for the server's runtime metrics
+--- (monitoring.connection_pool): pool.size, pool.in_use, and what more the
+--- factory's `pool_gauges` names (open_and_available, overflow).
+function Factory:report_runtime_metrics(batch)
+    local s = self.pool:stats()
+    batch:gauge("pool.size"):replace(s.size)
+    batch:gauge("pool.in_use"):replace(s.in_use)
+    for _, k in ipairs(self.pool_gauges or {}) do batch:gauge("pool." .. k):replace(s[k]) end
+end
+
+--- A parser for Baseplate:configure_context ({ cache = SomeClient() }):
+--- parse(key_path, raw) returns build(key_path, raw, parser), a context
+--- factory built from the keys under `key_path.`. `fields` are kept on the
+--- parser (a client's options).
+function M.client_parser(build, fields)
+    local config = require("baseplate.lib.config")
+    local Parser = setmetatable({}, { __index = config.Parser })
+    Parser.__index = Parser
+    function Parser:parse(key_path, raw)
+        return build(key_path, raw, self)
+    end
+    return setmetatable(fields or {}, Parser)
 end
 
 return M

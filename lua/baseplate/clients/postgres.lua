@@ -519,45 +519,34 @@ function M.pool_from_config(app_config, prefix, name)
     })
 end
 
-local Factory = {}
-Factory.__index = Factory
-M.PostgresContextFactory = Factory
+local base = require("baseplate.clients.base")
+M.PostgresContextFactory = base.Factory
+
+local function make_monitored(name, span, factory)
+    return setmetatable({ _name = name, _span = span, _pool = factory.pool, _statements = factory.statements },
+        Monitored)
+end
 
 --- A context factory over `pool`; `statements` ({ name = sql }) are
 --- registered for prepare/query_prepared up front.
 function M.context_factory(pool, statements)
-    local f = setmetatable({ pool = pool, statements = {} }, Factory)
+    local f = base.context_factory(pool, make_monitored,
+        { statements = {}, pool_gauges = { "open_and_available", "overflow" } })
     for name, sql in pairs(statements or {}) do
         Monitored.prepare(f:make_object_for_context("", nil), name, sql)
     end
     return f
 end
 
-function Factory:make_object_for_context(name, span)
-    return setmetatable({ _name = name, _span = span, _pool = self.pool, _statements = self.statements },
-        Monitored)
+local function build(key_path, raw, parser)
+    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path), parser.statements)
 end
-
-function Factory:report_runtime_metrics(batch)
-    local s = self.pool:stats()
-    batch:gauge("pool.size"):replace(s.size)
-    batch:gauge("pool.in_use"):replace(s.in_use)
-    batch:gauge("pool.open_and_available"):replace(s.open_and_available)
-    batch:gauge("pool.overflow"):replace(s.overflow)
-end
-
-local Parser = setmetatable({}, { __index = config.Parser })
-Parser.__index = Parser
 
 --- For configure_context: { db = PostgresClient() } reads db.url,
 --- db.pool_size… `opts.statements` ({ name = sql }) are prepared statements
 --- every request can run with query_prepared/execute_prepared.
 function M.PostgresClient(opts)
-    return setmetatable({ statements = opts and opts.statements }, Parser)
-end
-
-function Parser:parse(key_path, raw)
-    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path), self.statements)
+    return base.client_parser(build, { statements = opts and opts.statements })
 end
 
 return M

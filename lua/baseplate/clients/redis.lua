@@ -440,35 +440,25 @@ end
 --------------------------------------------------------------------------------
 -- The context factory and its config parser
 
-local Factory = {}
-Factory.__index = Factory
-M.RedisContextFactory = Factory
+local base = require("baseplate.clients.base")
+M.RedisContextFactory = base.Factory
+
+local function make_monitored(name, span, factory)
+    return M.monitored(name, span, factory.pool)
+end
 
 function M.context_factory(pool)
-    return setmetatable({ pool = pool }, Factory)
+    return base.context_factory(pool, make_monitored)
 end
 
-function Factory:make_object_for_context(name, span)
-    return M.monitored(name, span, self.pool)
+local function build(key_path, raw)
+    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path))
 end
-
-function Factory:report_runtime_metrics(batch)
-    local s = self.pool:stats()
-    batch:gauge("pool.size"):replace(s.size)
-    batch:gauge("pool.in_use"):replace(s.in_use)
-end
-
-local Parser = setmetatable({}, { __index = config.Parser })
-Parser.__index = Parser
 
 --- For configure_context: { foo = RedisClient() } reads foo.url and the
 --- other keys, and puts a MonitoredRedisConnection on each request as foo.
 function M.RedisClient()
-    return setmetatable({}, Parser)
-end
-
-function Parser:parse(key_path, raw)
-    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path))
+    return base.client_parser(build)
 end
 
 --------------------------------------------------------------------------------

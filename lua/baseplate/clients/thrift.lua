@@ -436,26 +436,20 @@ end
 --------------------------------------------------------------------------------
 -- The context factory and its config parser
 
-local Factory = {}
-Factory.__index = Factory
-M.ThriftContextFactory = Factory
+local base = require("baseplate.clients.base")
+M.ThriftContextFactory = base.Factory
+
+local function make_client(name, span, factory)
+    return M.client(factory.service, factory.pool, name, span)
+end
 
 function M.context_factory(pool, service)
-    return setmetatable({ pool = pool, service = service }, Factory)
+    return base.context_factory(pool, make_client, { service = service })
 end
 
-function Factory:make_object_for_context(name, span)
-    return M.client(self.service, self.pool, name, span)
+local function build(key_path, raw, parser)
+    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path), parser.service)
 end
-
-function Factory:report_runtime_metrics(batch)
-    local s = self.pool:stats()
-    batch:gauge("pool.size"):replace(s.size)
-    batch:gauge("pool.in_use"):replace(s.in_use)
-end
-
-local Parser = setmetatable({}, { __index = config.Parser })
-Parser.__index = Parser
 
 --- For configure_context: { users = ThriftClient(schema:service("Users")) }
 --- reads users.endpoint and the other keys, and puts a client of the
@@ -464,11 +458,7 @@ function M.ThriftClient(service)
     if type(service) ~= "table" or type(service.methods) ~= "table" then
         error("ThriftClient: expected a service (schema:service(name))", 2)
     end
-    return setmetatable({ service = service }, Parser)
-end
-
-function Parser:parse(key_path, raw)
-    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path), self.service)
+    return base.client_parser(build, { service = service })
 end
 
 return M
