@@ -5,6 +5,11 @@
 #include "clients/conn.h"
 #include "internal.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +24,8 @@ typedef struct {
 static void unref(bp__cconn_t *c) {
   if (--c->refs > 0) return;
   if (c->addrs) uv_freeaddrinfo(c->addrs);
+  if (c->ssl) SSL_free(c->ssl); /* and its BIOs */
+  c->ssl = NULL;
   c->proto->on_free(c);
 }
 
@@ -140,9 +147,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   c->proto->on_alloc(c, buf);
 }
 
+static void tls_read(bp__cconn_t *c, const char *data, size_t len);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   bp__cconn_t *c = ((bp__cconn_sock_t *)s)->conn;
-  c->proto->on_read(c, nread, buf);
+  if (c->ssl && nread > 0)
+    tls_read(c, buf->base, (size_t)nread);
+  else
+    c->proto->on_read(c, nread, buf);
 }
 
 static void write_done(uv_write_t *req, int status) {
@@ -161,7 +173,15 @@ static void write_done(uv_write_t *req, int status) {
   unref(c);
 }
 
+static int raw_write(bp__cconn_t *c, char *buf, size_t len, int owned);
+static int tls_write(bp__cconn_t *c, char *buf, size_t len, int owned);
+
 int bp__cconn_write(bp__cconn_t *c, char *buf, size_t len, int owned) {
+  int rc = c->ssl ? tls_write(c, buf, len, owned) : raw_write(c, buf, len, owned);
+  return rc;
+}
+
+static int raw_write(bp__cconn_t *c, char *buf, size_t len, int owned) {
   uv_buf_t b = uv_buf_init(buf, (unsigned)len);
   size_t written = 0;
   write_t *w;
@@ -212,6 +232,17 @@ void bp__cconn_ready(bp__cconn_t *c) {
   bp__cconn_finish(c, BP_OK);
 }
 
+/* The connection (and its TLS) is up: the protocol's turn. */
+static void connected(bp__cconn_t *c) {
+  int rc = c->proto->on_connect ? c->proto->on_connect(c) : BP_OK;
+  if (rc == BP_OK)
+    bp__cconn_ready(c);
+  else if (rc != BP_AGAIN)
+    bp__cconn_finish(c, rc);
+}
+
+static void tls_start(bp__cconn_t *c);
+
 static void on_connect(uv_connect_t *req, int status) {
   bp__cconn_t *c = req->data;
   int rc;
@@ -239,11 +270,11 @@ static void on_connect(uv_connect_t *req, int status) {
     bp__cconn_finish(c, BP_EIO);
     return;
   }
-  rc = c->proto->on_connect ? c->proto->on_connect(c) : BP_OK;
-  if (rc == BP_OK)
-    bp__cconn_ready(c);
-  else if (rc != BP_AGAIN)
-    bp__cconn_finish(c, rc);
+  if (c->tls_ctx) {
+    tls_start(c); /* connected() once the handshake is done */
+    return;
+  }
+  connected(c);
 }
 
 static int new_sock(bp__cconn_t *c) {
@@ -384,4 +415,167 @@ void bp__cconn_connect(bp__cconn_t *c, double timeout, int waiter) {
   } else {
     c->refs++;
   }
+}
+
+/* --- TLS ----------------------------------------------------------------------------
+ * OpenSSL works on memory BIOs: bytes from the socket go into rbio, what
+ * OpenSSL wants sent comes out of wbio and is written like plain data. */
+
+void bp__cconn_use_tls(bp__cconn_t *c, SSL_CTX *ctx) { c->tls_ctx = ctx; }
+
+static int tls_failed(bp__cconn_t *c, const char *what) {
+  unsigned long e = ERR_get_error();
+  char detail[160] = "";
+  long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+  if (v != X509_V_OK)
+    snprintf(detail, sizeof detail, "certificate verify failed: %s", X509_verify_cert_error_string(v));
+  else if (e)
+    ERR_error_string_n(e, detail, sizeof detail);
+  else
+    snprintf(detail, sizeof detail, "connection closed");
+  ERR_clear_error();
+  bp__cconn_set_err(c, "%s: TLS %s failed: %s", c->where, what, detail);
+  bp__cconn_break(c);
+  return BP_EIO;
+}
+
+/* Send what OpenSSL has for the socket. */
+static int tls_flush(bp__cconn_t *c) {
+  size_t n = BIO_ctrl_pending(c->wbio);
+  char *buf;
+  int rc;
+  if (n == 0) return BP_OK;
+  if (!(buf = malloc(n))) return BP_ENOMEM;
+  BIO_read(c->wbio, buf, (int)n);
+  rc = raw_write(c, buf, n, 1);
+  if (rc < 0) {
+    bp__cconn_set_err(c, "%s: %s", c->where, uv_strerror(rc));
+    bp__cconn_break(c);
+    return BP_EIO;
+  }
+  return BP_OK;
+}
+
+static int tls_write(bp__cconn_t *c, char *buf, size_t len, int owned) {
+  /* Memory BIOs take everything: SSL_write completes at once. */
+  int n = SSL_write(c->ssl, buf, (int)len);
+  if (owned) free(buf);
+  if (n != (int)len) {
+    tls_failed(c, "write");
+    return UV_EIO;
+  }
+  return tls_flush(c) == BP_OK ? 0 : UV_EIO;
+}
+
+static void tls_handshake(bp__cconn_t *c) {
+  int r = SSL_do_handshake(c->ssl);
+  if (tls_flush(c) != BP_OK) {
+    bp__cconn_finish(c, BP_EIO);
+    return;
+  }
+  if (r == 1) {
+    connected(c);
+  } else if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+    bp__cconn_finish(c, tls_failed(c, "handshake"));
+  }
+}
+
+static void tls_read(bp__cconn_t *c, const char *data, size_t len) {
+  static char plain[16 * 1024];
+  int n;
+  BIO_write(c->rbio, data, (int)len);
+  if (c->state == BP__CCONN_HANDSHAKE) {
+    tls_handshake(c);
+    return;
+  }
+  for (;;) {
+    n = SSL_read(c->ssl, plain, sizeof plain);
+    if (n <= 0) {
+      int e = SSL_get_error(c->ssl, n);
+      uv_buf_t none = uv_buf_init(NULL, 0);
+      if (e == SSL_ERROR_WANT_READ) break;
+      if (e == SSL_ERROR_ZERO_RETURN) {
+        c->proto->on_read(c, UV_EOF, &none); /* the server closed it */
+      } else {
+        bp__cconn_finish(c, tls_failed(c, "read"));
+      }
+      return;
+    }
+    /* What the protocol reads can wake the waiter, who may send or close at once. */
+    {
+      unsigned wakes = c->wakes;
+      uv_buf_t b = uv_buf_init(plain, (unsigned)n);
+      c->proto->on_read(c, n, &b);
+      if (c->state != BP__CCONN_READY || c->wakes != wakes || !c->ssl) return;
+    }
+  }
+  if (tls_flush(c) != BP_OK) bp__cconn_finish(c, BP_EIO);
+}
+
+static void tls_start(bp__cconn_t *c) {
+  struct in6_addr a6;
+  struct in_addr a4;
+  int is_ip = inet_pton(AF_INET, c->host, &a4) == 1 || inet_pton(AF_INET6, c->host, &a6) == 1;
+  if (!(c->ssl = SSL_new(c->tls_ctx)) || !(c->rbio = BIO_new(BIO_s_mem())) ||
+      !(c->wbio = BIO_new(BIO_s_mem()))) {
+    BIO_free(c->rbio);
+    c->rbio = NULL;
+    bp__cconn_finish(c, tls_failed(c, "set-up"));
+    return;
+  }
+  SSL_set_bio(c->ssl, c->rbio, c->wbio);
+  SSL_set_connect_state(c->ssl);
+  if (!is_ip) SSL_set_tlsext_host_name(c->ssl, c->host);
+  if (SSL_CTX_get_verify_mode(c->tls_ctx) & SSL_VERIFY_PEER) {
+    if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host) : SSL_set1_host(c->ssl, c->host)) !=
+        1) {
+      bp__cconn_finish(c, tls_failed(c, "set-up"));
+      return;
+    }
+  }
+  c->state = BP__CCONN_HANDSHAKE;
+  tls_handshake(c);
+}
+
+/* One client context per CA file and verification mode, kept for the
+ * process's life. */
+SSL_CTX *bp__tls_client_context(const char *client, const char *ca_file, int verify, char *err,
+                                size_t errlen) {
+  static struct {
+    char *ca_file;
+    int verify;
+    SSL_CTX *ctx;
+  } cache[8];
+  static int ncache;
+  SSL_CTX *ctx;
+  int i;
+  for (i = 0; i < ncache; i++)
+    if (cache[i].verify == verify && ((!ca_file && !cache[i].ca_file) ||
+                                      (ca_file && cache[i].ca_file && !strcmp(ca_file, cache[i].ca_file))))
+      return cache[i].ctx;
+  if (!(ctx = SSL_CTX_new(TLS_client_method()))) {
+    snprintf(err, errlen, "%s: cannot create a TLS context", client);
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (verify) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if ((ca_file && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) ||
+        (!ca_file && SSL_CTX_set_default_verify_paths(ctx) != 1)) {
+      unsigned long e = ERR_get_error();
+      snprintf(err, errlen, "%s: cannot load the CA certificates %s: %s", client, ca_file ? ca_file : "(system)",
+               e ? ERR_reason_error_string(e) : "unknown error");
+      ERR_clear_error();
+      SSL_CTX_free(ctx);
+      return NULL;
+    }
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+  }
+  if (ncache == (int)BP_ARRAY_SIZE(cache)) return ctx; /* not cached: leaks, but only past 8 kinds */
+  cache[ncache].ca_file = ca_file ? strdup(ca_file) : NULL;
+  cache[ncache].verify = verify;
+  cache[ncache].ctx = ctx;
+  ncache++;
+  return ctx;
 }

@@ -39,6 +39,9 @@ enum {
 };
 
 typedef struct bp__cconn_s bp__cconn_t;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX, SSL, BIO */
+struct ssl_st;
+struct bio_st;
 
 typedef struct {
   /* The socket is connected and read. BP_OK: the connection is ready (the
@@ -97,6 +100,9 @@ struct bp__cconn_s {
   char host[256]; /* a DNS name has at most 253 characters */
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* a UNIX socket's, or "" */
   char where[272]; /* how messages name the peer; the protocol writes it */
+  struct ssl_ctx_st *tls_ctx; /* TLS on this connection (bp__cconn_use_tls), else NULL */
+  struct ssl_st *ssl;
+  struct bio_st *rbio, *wbio; /* what came from the socket / what goes to it */
   char err[256];
 };
 
@@ -165,5 +171,19 @@ void bp__cconn_close(bp__cconn_t *c);
  * that worked (or blocked) since would see its timer fire early, before a
  * reply that came in time is read. Every client arms its limits this way. */
 void bp__client_timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t ms);
+
+/* --- TLS, a layer of the connection ---------------------------------------------
+ * OpenSSL on memory BIOs: once connected, the handshake (SNI and the peer's
+ * name or address verified when the context verifies), then what the
+ * protocol writes with bp__cconn_write is encrypted, and on_read sees
+ * plaintext. The protocol never touches OpenSSL. */
+
+/* A client context for `ca_file` (NULL: the system's) and `verify`, kept for
+ * the process's life (one per kind). NULL with "<client>: …" in err. */
+struct ssl_ctx_st *bp__tls_client_context(const char *client, const char *ca_file, int verify, char *err,
+                                          size_t errlen);
+/* Speak TLS with `ctx` on this connection (before bp__cconn_connect). The
+ * protocol's on_connect runs once the handshake is done. */
+void bp__cconn_use_tls(bp__cconn_t *c, struct ssl_ctx_st *ctx);
 
 #endif

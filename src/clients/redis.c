@@ -3,19 +3,15 @@
  *
  * The connection itself (name lookup, connect, the timer that bounds
  * whatever is in flight, writes, waking the waiter once, reference counting
- * and close) is the clients' common one, src/clients/conn.c; this file is
- * the protocol on it: replies read, TLS (rediss://) over memory BIOs, and
- * what a timeout was waiting for. */
+ * and close, and TLS for rediss://) is the clients' common one,
+ * src/clients/conn.c; this file is the protocol on it: commands written,
+ * replies read, and what a timeout was waiting for. */
 #include "baseplate/redis.h"
 #include "clients/conn.h"
 #include "internal.h"
 
 #include <hiredis/hiredis.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +26,6 @@ _Static_assert(REDIS_REPLY_STRING == BP_REDIS_STRING && REDIS_REPLY_ARRAY == BP_
 struct bp_redis_conn_s {
   bp__cconn_t base; /* first */
   redisReader *reader;
-  SSL_CTX *tls_ctx;       /* rediss://: TLS through memory BIOs, NULL for plain TCP */
-  SSL *ssl;
-  BIO *rbio, *wbio;       /* what came from the socket / what goes to it */
   redisReply **replies;
   int nreplies, expected, cap;
   size_t reply_elements;  /* array elements announced so far by the reply being read */
@@ -47,7 +40,6 @@ static void conn_free(bp__cconn_t *base) {
   for (i = 0; i < c->nreplies; i++) freeReplyObject(c->replies[i]);
   free(c->replies);
   if (c->reader) redisReaderFree(c->reader);
-  if (c->ssl) SSL_free(c->ssl); /* and its BIOs */
   free(c->out);
   free(c);
 }
@@ -79,7 +71,6 @@ static int keep_reply(bp_redis_conn_t *c, redisReply *r) {
 }
 
 static void feed(bp_redis_conn_t *c, const char *data, size_t len);
-static void tls_read(bp_redis_conn_t *c, const char *data, size_t len);
 
 static void on_read(bp__cconn_t *base, ssize_t nread, const uv_buf_t *buf) {
   bp_redis_conn_t *c = (bp_redis_conn_t *)base;
@@ -93,10 +84,7 @@ static void on_read(bp__cconn_t *base, ssize_t nread, const uv_buf_t *buf) {
     finish(c, BP_EIO);
     return;
   }
-  if (c->ssl)
-    tls_read(c, buf->base, (size_t)nread);
-  else
-    feed(c, buf->base, (size_t)nread);
+  feed(c, buf->base, (size_t)nread);
 }
 
 /* hiredis allocates an array's element pointers as soon as its header
@@ -174,159 +162,7 @@ protocol:
   finish(c, BP_EIO);
 }
 
-/* --- TLS (rediss://) ---------------------------------------------------------
- * OpenSSL works on memory BIOs: bytes from the socket go into rbio, what
- * OpenSSL wants sent comes out of wbio and is written like plain data. */
-
-static int tls_failed(bp_redis_conn_t *c, const char *what) {
-  unsigned long e = ERR_get_error();
-  char detail[160] = "";
-  long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
-  if (v != X509_V_OK)
-    snprintf(detail, sizeof detail, "certificate verify failed: %s", X509_verify_cert_error_string(v));
-  else if (e)
-    ERR_error_string_n(e, detail, sizeof detail);
-  else
-    snprintf(detail, sizeof detail, "connection closed");
-  ERR_clear_error();
-  set_err(c, "%s: TLS %s failed: %s", c->base.where, what, detail);
-  break_conn(c);
-  return BP_EIO;
-}
-
-/* Send what OpenSSL has for the socket. */
-static int tls_flush(bp_redis_conn_t *c) {
-  size_t n = BIO_ctrl_pending(c->wbio);
-  char *buf;
-  int rc;
-  if (n == 0) return BP_OK;
-  if (!(buf = malloc(n))) return BP_ENOMEM;
-  BIO_read(c->wbio, buf, (int)n);
-  rc = bp__cconn_write(&c->base, buf, n, 1);
-  if (rc < 0) {
-    set_err(c, "%s: %s", c->base.where, uv_strerror(rc));
-    break_conn(c);
-    return BP_EIO;
-  }
-  return BP_OK;
-}
-
-static void tls_handshake(bp_redis_conn_t *c) {
-  int r = SSL_do_handshake(c->ssl);
-  if (tls_flush(c) != BP_OK) {
-    finish(c, BP_EIO);
-    return;
-  }
-  if (r == 1) {
-    bp__cconn_ready(&c->base);
-  } else if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
-    finish(c, tls_failed(c, "handshake"));
-  }
-}
-
-static void tls_read(bp_redis_conn_t *c, const char *data, size_t len) {
-  static char plain[16 * 1024];
-  int n;
-  BIO_write(c->rbio, data, (int)len);
-  if (c->base.state == BP__CCONN_HANDSHAKE) {
-    tls_handshake(c);
-    return;
-  }
-  for (;;) {
-    n = SSL_read(c->ssl, plain, sizeof plain);
-    if (n <= 0) {
-      int e = SSL_get_error(c->ssl, n);
-      if (e == SSL_ERROR_WANT_READ) break;
-      if (e == SSL_ERROR_ZERO_RETURN) {
-        set_err(c, "%s: Server closed the connection", c->base.where);
-        break_conn(c);
-        finish(c, BP_EIO);
-      } else {
-        finish(c, tls_failed(c, "read"));
-      }
-      return;
-    }
-    /* A reply can wake the waiter, who may send or close at once. */
-    unsigned wakes = c->base.wakes;
-    feed(c, plain, (size_t)n);
-    if (c->base.state != BP__CCONN_READY || c->base.wakes != wakes) return;
-  }
-  if (tls_flush(c) != BP_OK) finish(c, BP_EIO);
-}
-
-/* One client context per CA file and verification mode, kept for the
- * process's life. */
-static SSL_CTX *tls_context(const char *ca_file, int verify, char *err, size_t errlen) {
-  static struct {
-    char *ca_file;
-    int verify;
-    SSL_CTX *ctx;
-  } cache[8];
-  static int ncache;
-  SSL_CTX *ctx;
-  int i;
-  for (i = 0; i < ncache; i++)
-    if (cache[i].verify == verify && ((!ca_file && !cache[i].ca_file) ||
-                                      (ca_file && cache[i].ca_file && !strcmp(ca_file, cache[i].ca_file))))
-      return cache[i].ctx;
-  if (!(ctx = SSL_CTX_new(TLS_client_method()))) {
-    snprintf(err, errlen, "redis: cannot create a TLS context");
-    return NULL;
-  }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  if (verify) {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if ((ca_file && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) ||
-        (!ca_file && SSL_CTX_set_default_verify_paths(ctx) != 1)) {
-      unsigned long e = ERR_get_error();
-      snprintf(err, errlen, "redis: cannot load the CA certificates %s: %s", ca_file ? ca_file : "(system)",
-               e ? ERR_reason_error_string(e) : "unknown error");
-      ERR_clear_error();
-      SSL_CTX_free(ctx);
-      return NULL;
-    }
-  } else {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-  }
-  if (ncache == (int)BP_ARRAY_SIZE(cache)) return ctx; /* not cached: leaks, but only past 8 kinds */
-  cache[ncache].ca_file = ca_file ? strdup(ca_file) : NULL;
-  cache[ncache].verify = verify;
-  cache[ncache].ctx = ctx;
-  ncache++;
-  return ctx;
-}
-
-static int tls_start(bp_redis_conn_t *c) {
-  struct in6_addr a6;
-  struct in_addr a4;
-  int is_ip = inet_pton(AF_INET, c->base.host, &a4) == 1 || inet_pton(AF_INET6, c->base.host, &a6) == 1;
-  if (!(c->ssl = SSL_new(c->tls_ctx)) || !(c->rbio = BIO_new(BIO_s_mem())) ||
-      !(c->wbio = BIO_new(BIO_s_mem()))) {
-    BIO_free(c->rbio);
-    c->rbio = NULL;
-    return tls_failed(c, "set-up");
-  }
-  SSL_set_bio(c->ssl, c->rbio, c->wbio);
-  SSL_set_connect_state(c->ssl);
-  if (!is_ip) SSL_set_tlsext_host_name(c->ssl, c->base.host);
-  if (SSL_CTX_get_verify_mode(c->tls_ctx) & SSL_VERIFY_PEER) {
-    if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->base.host)
-               : SSL_set1_host(c->ssl, c->base.host)) != 1)
-      return tls_failed(c, "set-up");
-  }
-  c->base.state = BP__CCONN_HANDSHAKE;
-  tls_handshake(c);
-  return BP_OK;
-}
-
 /* --- connecting ----------------------------------------------------------- */
-
-/* Connected: TLS begins (rediss://), or the connection is ready. */
-static int on_connect(bp__cconn_t *base) {
-  bp_redis_conn_t *c = (bp_redis_conn_t *)base;
-  if (!c->tls_ctx) return BP_OK;
-  return tls_start(c) == BP_OK ? BP_AGAIN : BP_EIO;
-}
 
 static void on_timeout(bp__cconn_t *base) {
   bp_redis_conn_t *c = (bp_redis_conn_t *)base;
@@ -335,7 +171,6 @@ static void on_timeout(bp__cconn_t *base) {
 }
 
 static const bp__cconn_proto_t redis_proto = {
-    .on_connect = on_connect,
     .on_alloc = on_alloc,
     .on_read = on_read,
     .on_timeout = on_timeout,
@@ -350,7 +185,7 @@ int bp_redis_connect(const char *host, int port, double connect_timeout, int wai
 int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
                          const bp_redis_tls_t *tls, int waiter, bp_redis_conn_t **out, char *err,
                          size_t errlen) {
-  SSL_CTX *tls_ctx = NULL;
+  struct ssl_ctx_st *tls_ctx = NULL;
   bp_redis_conn_t *c;
   size_t hl;
 
@@ -362,15 +197,16 @@ int bp_redis_connect_tls(const char *host, int port, double connect_timeout,
     return BP_EINVAL;
   }
   if (bp__cconn_parse_host("redis", &host, &hl, err, errlen) != BP_OK) return BP_EINVAL;
-  if (tls && !(tls_ctx = tls_context(tls->ca_file, tls->verify, err, errlen))) return BP_EINVAL;
+  if (tls && !(tls_ctx = bp__tls_client_context("redis", tls->ca_file, tls->verify, err, errlen)))
+    return BP_EINVAL;
   c = calloc(1, sizeof *c);
   if (!c || !(c->reader = reader_new())) {
     free(c);
     snprintf(err, errlen, "redis: out of memory");
     return BP_ENOMEM;
   }
-  c->tls_ctx = tls_ctx;
   bp__cconn_init(&c->base, &redis_proto, host, hl, port, NULL);
+  if (tls_ctx) bp__cconn_use_tls(&c->base, tls_ctx);
   snprintf(c->base.where, sizeof c->base.where, "%s:%d", c->base.host, port);
   *out = c;
   bp__cconn_connect(&c->base, connect_timeout, waiter);
@@ -483,16 +319,7 @@ int bp_redis_send(bp_redis_conn_t *c, int ncmds, const int *argcs, const char *c
   c->base.err[0] = '\0';
 
   bp__cconn_begin(&c->base, timeout, waiter);
-  if (c->ssl) {
-    /* Memory BIOs take everything: SSL_write completes at once. */
-    if (SSL_write(c->ssl, c->out, (int)total) != (int)total) {
-      tls_failed(c, "write");
-      return send_failed(c, 0);
-    }
-    rc = tls_flush(c) == BP_OK ? 0 : UV_EIO;
-  } else {
-    rc = bp__cconn_write(&c->base, c->out, total, 0);
-  }
+  rc = bp__cconn_write(&c->base, c->out, total, 0); /* (encrypted on a TLS connection) */
   if (rc < 0) return send_failed(c, rc);
   return BP_AGAIN;
 }
