@@ -8,33 +8,34 @@
  * stdout, as Baseplate.py prints them). Usage errors exit 2. The whole check
  * (resolving, connecting, the request, the answer) is bounded by --timeout.
  *
- * The tool needs no Lua: a private libuv loop runs the one request. */
+ * The tool needs no Lua. libcurl connects (the name resolved, each address
+ * tried, IPv6 and IPv4, or a UNIX socket) and carries the bytes
+ * (CURLOPT_CONNECT_ONLY, curl_easy_send/recv); the answer is read and
+ * judged as it arrives by healthcheck_reply.c (HTTP) or healthcheck_thrift.c
+ * (THeader), whose parsers are fuzzed. */
 #include "args.h"
 #include "healthcheck_reply.h"
 #include "healthcheck_thrift.h"
 
+#include <curl/curl.h>
 #include <http_parser.h>
-#include <uv.h>
+#include <uv.h> /* uv_strerror: errors worded as the rest of the project words them */
 
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
-  uv_loop_t loop;
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } conn;
-  int conn_open;
-  uv_timer_t timer;
-  uv_getaddrinfo_t resolve;
-  struct addrinfo *addrs, *next_addr;
-  uv_connect_t connect;
-  uv_write_t write;
+  CURL *curl;
+  curl_socket_t sock;
+  double deadline; /* monotonic seconds */
+  double timeout;
   bp__hc_reply_t reply;
   bp__hc_thrift_t thrift_reply;
   int thrift; /* the check is Thrift's, not HTTP's */
@@ -46,8 +47,7 @@ typedef struct {
   char request[1024];
   size_t request_len;
   char readbuf[16384];
-  int finished;
-  int resolving;    /* a name lookup is in flight */
+  char curl_err[CURL_ERROR_SIZE];
   char error[1024]; /* the reason it is not healthy; empty: healthy */
 } check_t;
 
@@ -55,110 +55,136 @@ static check_t ck;
 
 /* --- the check ---------------------------------------------------------------- */
 
-static void on_closed(uv_handle_t *h) {}
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
-/* End the check (the first reason wins); the loop ends once all is closed. */
-static void finish(const char *fmt, ...) {
-  if (ck.finished) return;
-  ck.finished = 1;
-  if (fmt) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ck.error, sizeof ck.error, fmt, ap);
-    va_end(ap);
+/* The reason it is not healthy (the first one wins). */
+static void fail(const char *fmt, ...) {
+  va_list ap;
+  if (ck.error[0]) return;
+  va_start(ap, fmt);
+  vsnprintf(ck.error, sizeof ck.error, fmt, ap);
+  va_end(ap);
+}
+
+static void timed_out(void) { fail("timed out after %g seconds waiting for %s", ck.timeout, ck.url); }
+
+/* Wait until the socket is readable (or writable); 0, or -1 when the check
+ * is out of time. */
+static int wait_for(int writable) {
+  struct pollfd p = {.fd = (int)ck.sock, .events = writable ? POLLOUT : POLLIN};
+  for (;;) {
+    double left = ck.deadline - now();
+    int rc;
+    if (left <= 0) return -1;
+    rc = poll(&p, 1, (int)(left * 1000.0) + 1);
+    if (rc > 0) return 0;
+    if (rc < 0 && errno != EINTR) return -1;
   }
-  uv_timer_stop(&ck.timer);
-  uv_close((uv_handle_t *)&ck.timer, on_closed);
-  if (ck.conn_open) uv_close((uv_handle_t *)&ck.conn, on_closed);
-  ck.conn_open = 0;
 }
 
-static void on_timeout(uv_timer_t *t) {
-  double seconds = *(double *)t->data;
-  finish("timed out after %g seconds waiting for %s", seconds, ck.url);
-  if (ck.resolving && uv_cancel((uv_req_t *)&ck.resolve) != 0) {
-    /* The name lookup is under way in a thread and cannot be stopped:
-     * answer now rather than wait for the resolver's own timeout. */
-    printf("NOT OK: %s\n", ck.error);
-    fflush(stdout);
-    _exit(1);
+/* The OS error libcurl met, as libuv words it ("connection refused"). */
+static const char *os_error(CURLcode rc) {
+  long e = 0;
+  curl_easy_getinfo(ck.curl, CURLINFO_OS_ERRNO, &e);
+  if (e) return uv_strerror((int)-e);
+  return ck.curl_err[0] ? ck.curl_err : curl_easy_strerror(rc);
+}
+
+static int connect_service(void) {
+  char url[300];
+  CURLcode rc;
+  if (ck.path) {
+    snprintf(url, sizeof url, "http://localhost/");
+    curl_easy_setopt(ck.curl, CURLOPT_UNIX_SOCKET_PATH, ck.path);
+  } else {
+    snprintf(url, sizeof url, "http://%s%s%s:%s/", strchr(ck.host, ':') ? "[" : "", ck.host,
+             strchr(ck.host, ':') ? "]" : "", ck.port);
   }
+  curl_easy_setopt(ck.curl, CURLOPT_URL, url);
+  curl_easy_setopt(ck.curl, CURLOPT_CONNECT_ONLY, 1L);
+  curl_easy_setopt(ck.curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(ck.curl, CURLOPT_ERRORBUFFER, ck.curl_err);
+  curl_easy_setopt(ck.curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(ck.timeout * 1000.0 + 0.5));
+  curl_easy_setopt(ck.curl, CURLOPT_TIMEOUT_MS, (long)(ck.timeout * 1000.0 + 0.5));
+  rc = curl_easy_perform(ck.curl);
+  if (rc == CURLE_OPERATION_TIMEDOUT) {
+    timed_out();
+    return -1;
+  }
+  if (rc == CURLE_COULDNT_RESOLVE_HOST) {
+    fail("cannot resolve %s: %s", ck.host, ck.curl_err[0] ? ck.curl_err : curl_easy_strerror(rc));
+    return -1;
+  }
+  if (rc != CURLE_OK) {
+    fail("cannot connect to %s: %s", ck.endpoint, os_error(rc));
+    return -1;
+  }
+  if (curl_easy_getinfo(ck.curl, CURLINFO_ACTIVESOCKET, &ck.sock) != CURLE_OK ||
+      ck.sock == CURL_SOCKET_BAD) {
+    fail("cannot connect to %s: no socket", ck.endpoint);
+    return -1;
+  }
+  return 0;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  buf->base = ck.readbuf;
-  buf->len = sizeof ck.readbuf;
+static int send_request(void) {
+  size_t off = 0;
+  while (off < ck.request_len) {
+    size_t n = 0;
+    CURLcode rc = curl_easy_send(ck.curl, ck.request + off, ck.request_len - off, &n);
+    if (rc == CURLE_AGAIN) {
+      if (wait_for(1) < 0) {
+        timed_out();
+        return -1;
+      }
+      continue;
+    }
+    if (rc != CURLE_OK) {
+      fail("cannot send the request to %s: %s", ck.endpoint, os_error(rc));
+      return -1;
+    }
+    off += n;
+  }
+  return 0;
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+/* Read and judge the answer until there is a verdict. */
+static void read_answer(void) {
   char verdict[sizeof ck.error];
-  if (ck.finished || n == 0) return; /* 0: nothing this time (EAGAIN), not the end */
-  if (n < 0 && n != UV_EOF) {
-    finish("cannot read from %s: %s", ck.endpoint, uv_strerror((int)n));
-    return;
+  for (;;) {
+    size_t n = 0;
+    int done;
+    CURLcode rc = curl_easy_recv(ck.curl, ck.readbuf, sizeof ck.readbuf, &n);
+    if (rc == CURLE_AGAIN) {
+      if (wait_for(0) < 0) {
+        timed_out();
+        return;
+      }
+      continue;
+    }
+    if (rc != CURLE_OK) {
+      fail("cannot read from %s: %s", ck.endpoint, os_error(rc));
+      return;
+    }
+    /* n == 0: the end of the answer (the service closed) */
+    verdict[0] = '\0';
+    done = ck.thrift ? bp__hc_thrift_feed(&ck.thrift_reply, ck.readbuf, n, ck.probe, ck.endpoint, verdict,
+                                          sizeof verdict)
+                     : bp__hc_reply_feed(&ck.reply, ck.readbuf, n, ck.url, ck.endpoint, verdict,
+                                         sizeof verdict);
+    if (done) {
+      if (verdict[0]) fail("%s", verdict);
+      return;
+    }
+    if (n == 0) { /* (the parsers judge the end themselves; this is a backstop) */
+      fail("%s closed the connection without answering", ck.endpoint);
+      return;
+    }
   }
-  if (ck.thrift ? bp__hc_thrift_feed(&ck.thrift_reply, buf->base, n == UV_EOF ? 0 : (size_t)n,
-                                     ck.probe, ck.endpoint, verdict, sizeof verdict)
-                : bp__hc_reply_feed(&ck.reply, buf->base, n == UV_EOF ? 0 : (size_t)n, ck.url,
-                                    ck.endpoint, verdict, sizeof verdict))
-    finish(verdict[0] ? "%s" : NULL, verdict);
-}
-
-static void on_written(uv_write_t *w, int status) {
-  if (status < 0) finish("cannot send the request to %s: %s", ck.endpoint, uv_strerror(status));
-}
-
-static void try_connect(void);
-
-static void on_closed_retry(uv_handle_t *h) {
-  if (!ck.finished) try_connect();
-}
-
-/* A connection attempt failed: try the name's next address (IPv4 after
- * IPv6...) once the handle is closed, or give up. */
-static void connect_failed(int status) {
-  if (ck.next_addr) {
-    ck.conn_open = 0;
-    uv_close((uv_handle_t *)&ck.conn, on_closed_retry);
-    return;
-  }
-  finish("cannot connect to %s: %s", ck.endpoint, uv_strerror(status));
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-  if (ck.finished) return;
-  if (status < 0) {
-    connect_failed(status);
-    return;
-  }
-  uv_buf_t b = uv_buf_init(ck.request, (unsigned)ck.request_len);
-  int rc = uv_write(&ck.write, (uv_stream_t *)&ck.conn, &b, 1, on_written);
-  if (rc == 0) rc = uv_read_start((uv_stream_t *)&ck.conn, on_alloc, on_read);
-  if (rc < 0) finish("cannot talk to %s: %s", ck.endpoint, uv_strerror(rc));
-}
-
-static void try_connect(void) {
-  struct addrinfo *ai = ck.next_addr;
-  int rc;
-  ck.next_addr = ai->ai_next;
-  uv_tcp_init(&ck.loop, &ck.conn.tcp);
-  ck.conn_open = 1;
-  rc = uv_tcp_connect(&ck.connect, &ck.conn.tcp, ai->ai_addr, on_connect);
-  if (rc < 0) connect_failed(rc);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  ck.resolving = 0;
-  if (status == UV_ECANCELED || ck.finished) {
-    uv_freeaddrinfo(res);
-    return;
-  }
-  if (status < 0) {
-    finish("cannot resolve %s: %s", ck.host, uv_strerror(status));
-    return;
-  }
-  ck.addrs = ck.next_addr = res;
-  try_connect();
 }
 
 /* "host:port", "[v6]:port" or a UNIX socket path (anything with a '/'). */
@@ -192,7 +218,6 @@ static int parse_endpoint(const char *e) {
 }
 
 static int run_check(const char *endpoint, int probe, double timeout) {
-  int rc;
   ck.endpoint = endpoint;
   ck.probe = probe;
   if (ck.thrift) {
@@ -214,33 +239,17 @@ static int run_check(const char *endpoint, int probe, double timeout) {
     ck.request_len = strlen(ck.request);
   }
 
-  uv_loop_init(&ck.loop);
   bp__hc_reply_init(&ck.reply);
-
-  uv_timer_init(&ck.loop, &ck.timer);
-  ck.timer.data = &timeout;
-  uv_timer_start(&ck.timer, on_timeout, (uint64_t)(timeout * 1000.0 + 0.5), 0);
-
-  if (ck.path) {
-    uv_pipe_init(&ck.loop, &ck.conn.pipe, 0);
-    ck.conn_open = 1;
-    uv_pipe_connect(&ck.connect, &ck.conn.pipe, ck.path, on_connect);
+  ck.timeout = timeout;
+  ck.deadline = now() + timeout;
+  ck.sock = CURL_SOCKET_BAD;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(ck.curl = curl_easy_init())) {
+    fail("cannot start libcurl");
   } else {
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG;
-    rc = uv_getaddrinfo(&ck.loop, &ck.resolve, on_resolved, ck.host, ck.port, &hints);
-    if (rc < 0) {
-      finish("cannot resolve %s: %s", ck.host, uv_strerror(rc));
-    } else {
-      ck.resolving = 1;
-    }
+    if (connect_service() == 0 && send_request() == 0) read_answer();
+    curl_easy_cleanup(ck.curl);
   }
-  uv_run(&ck.loop, UV_RUN_DEFAULT);
-  if (ck.addrs) uv_freeaddrinfo(ck.addrs);
-  uv_loop_close(&ck.loop);
+  curl_global_cleanup();
   if (ck.thrift) bp__hc_thrift_free(&ck.thrift_reply);
   if (ck.error[0]) {
     printf("NOT OK: %s\n", ck.error);
