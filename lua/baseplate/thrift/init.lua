@@ -49,7 +49,7 @@ typedef int (*bp_thrift_method_fn)(bp_thrift_call_t *call, void *data);
 
 local C = core.C
 local ffi_string, ffi_cast = ffi.string, ffi.cast
-local unpack = unpack or table.unpack -- luacheck: ignore
+local format = string.format
 local traceback = debug.traceback
 
 local server_log = log.get_logger("baseplate.server.thrift")
@@ -362,11 +362,22 @@ local function error_handler(err)
     return traceback(tostring(err), 2)
 end
 
-local function args_in_order(m, args)
+-- A method's call of its handler with the arguments in declared order:
+-- function(fn, context, args) return xpcall(fn, error_handler, context,
+-- args.a, args.b…) end, made once per method (no list built and unpacked
+-- per call).
+local callers = setmetatable({}, { __mode = "k" })
+local function caller(m)
+    local f = callers[m]
+    if f then return f end
     local fields = m.args.fields
-    local out = {}
-    for i = 1, #fields do out[i] = args[fields[i].name] end
-    return out, #fields
+    local list = {}
+    for i = 1, #fields do list[i] = format("args[%q]", fields[i].name) end
+    f = assert(loadstring(format("local xpcall, eh = ... return function(fn, context, args) "
+        .. "return xpcall(fn, eh, context%s) end", #list > 0 and (", " .. table.concat(list, ", ")) or "")))(
+        xpcall, error_handler)
+    callers[m] = f
+    return f
 end
 
 local function reply(call, name, seqid, result, value, protocol)
@@ -417,8 +428,7 @@ local function call_job(callp, processor_id)
 
     local ok, res
     if entry.fn then
-        local list, n = args_in_order(m, args)
-        ok, res = xpcall(entry.fn, error_handler, context, unpack(list, 1, n))
+        ok, res = caller(m)(entry.fn, context, args)
     else
         ok, res = true, builtin_health(processor, args.request)
     end
