@@ -445,7 +445,11 @@ static int tls_flush(bp__cconn_t *c) {
   char *buf;
   int rc;
   if (n == 0) return BP_OK;
-  if (!(buf = malloc(n))) return BP_ENOMEM;
+  if (!(buf = malloc(n))) {
+    bp__cconn_set_err(c, "%s: out of memory", c->where);
+    bp__cconn_break(c);
+    return BP_ENOMEM;
+  }
   BIO_read(c->wbio, buf, (int)n);
   rc = raw_write(c, buf, n, 1);
   if (rc < 0) {

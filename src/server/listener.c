@@ -187,15 +187,18 @@ int bp_einhorn_ack(const char *sock_path, int pid, char *err, size_t errlen) {
   strcpy(un.sun_path, sock_path);
   if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
       connect(fd, (struct sockaddr *)&un, sizeof un) != 0) {
-    snprintf(err, errlen, "cannot reach the Einhorn master at %s: %s", sock_path, strerror(errno));
+    int e = errno;
+    snprintf(err, errlen, "cannot reach the Einhorn master at %s: %s", sock_path, strerror(e));
     if (fd >= 0) close(fd);
-    return BP_EIO;
+    return -e; /* (the status vocabulary: an errno is its negative) */
   }
   n = snprintf(msg, sizeof msg, "{\"command\": \"worker:ack\", \"pid\": %d}\n", pid);
-  if (write(fd, msg, (size_t)n) != n) {
-    snprintf(err, errlen, "cannot send the ACK to %s: %s", sock_path, strerror(errno));
+  ssize_t w = write(fd, msg, (size_t)n);
+  if (w != n) {
+    int e = w < 0 ? errno : EIO; /* (a short write: no errno) */
+    snprintf(err, errlen, "cannot send the ACK to %s: %s", sock_path, strerror(e));
     close(fd);
-    return BP_EIO;
+    return -e;
   }
   close(fd);
   return BP_OK;
