@@ -26,5 +26,6 @@
 #include "baseplate/postgres.h"
 #include "baseplate/thrift.h"
 #include "baseplate/thrift_client.h"
+#include "baseplate/http_client.h"
 
 #endif
