@@ -55,6 +55,16 @@ local MIRRORS = {
     { "baseplate.clients.redis", "REPLY_NIL", "BP_REDIS_NIL" },
     { "baseplate.clients.redis", "REPLY_STATUS", "BP_REDIS_STATUS" },
     { "baseplate.clients.redis", "REPLY_ERROR", "BP_REDIS_ERROR" },
+    { "baseplate.clients.http", "FILTER_EXTERNAL", "BP_HTTP_FILTER_EXTERNAL" },
+    { "baseplate.clients.http", "FILTER_INTERNAL", "BP_HTTP_FILTER_INTERNAL" },
+    { "baseplate.clients.http", "ALLOW", "BP_HTTP_ALLOW" },
+    { "baseplate.clients.http", "DENY", "BP_HTTP_DENY" },
+    { "baseplate.clients.http", "FAIL_NONE", "BP_HTTP_FAIL_NONE" },
+    { "baseplate.clients.http", "FAIL_CONNECT", "BP_HTTP_FAIL_CONNECT" },
+    { "baseplate.clients.http", "FAIL_REFUSED", "BP_HTTP_FAIL_REFUSED" },
+    { "baseplate.clients.http", "FAIL_TIMEOUT", "BP_HTTP_FAIL_TIMEOUT" },
+    { "baseplate.clients.http", "FAIL_TOOBIG", "BP_HTTP_FAIL_TOOBIG" },
+    { "baseplate.clients.http", "FAIL_OTHER", "BP_HTTP_FAIL_OTHER" },
 }
 
 local function read(path)
