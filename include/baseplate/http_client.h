@@ -133,8 +133,7 @@ BP_EXTERN const char *bp_http_call_address(const bp_http_call_t *c);
  * BP_ECLOSED from the loop. NULL is fine. */
 BP_EXTERN void bp_http_call_free(bp_http_call_t *c);
 
-/** Calls in flight in the process, and connections libcurl keeps (alive or
- * opening) for them and for later calls. */
+/** The calls in flight in the process. */
 BP_EXTERN int bp_http_calls_in_flight(void);
 
 /** The most idle connections kept alive for reuse (libcurl's connection

@@ -43,6 +43,14 @@ got=$(curl -s --max-time 10 "$url")
 check_contains "relay without upstream trace: X-Trace still sent" "$got" '"x-trace":"'
 case "$got" in *x-sampled*) fail "relay: X-Sampled only when sampled" "$got" ;; *) pass "relay: X-Sampled only when sampled" ;; esac
 
+# Calls still in flight when a script returns: it ends at once and cleanly.
+t0=$(date +%s%3N)
+out=$(cd "$TMP" && timeout 20 "$BIN/baseplate-script" client.ini httpclientapp:abandon "$PORT" 2>&1; echo "rc=$?")
+t1=$(date +%s%3N)
+check_contains "abandoned calls: they were in flight" "$out" "leaving 5 calls in flight"
+check_contains "abandoned calls: the script exits 0" "$out" "rc=0"
+[ $((t1 - t0)) -lt 3000 ] && pass "abandoned calls: the script does not wait for them" || fail "abandoned calls: the script does not wait for them" "$((t1 - t0)) ms"
+
 stop_server TERM
 check_eq "server stops cleanly" "$SERVER_RC" "0"
 finish

@@ -209,4 +209,18 @@ function M.run(app_config, args)
     print(table.concat(out, "\n"))
 end
 
+-- Leaves calls in flight when it returns: the loop's shutdown abandons them
+-- and closes libcurl's connections (the sanitizer build sees any leak).
+function M.abandon(app_config, args)
+    local base = "http://127.0.0.1:" .. assert(tonumber(args[1]), "port")
+    local c = client.from_config(app_config, "api.", { internal = true })
+    local s = client.session(c, "api")
+    s:get(base .. "/echo") -- one connection kept alive
+    for _ = 1, 5 do
+        baseplate.spawn(function() s:get(base .. "/sleep/5000") end)
+    end
+    baseplate.sleep(0.1)
+    print("leaving " .. require("ffi").C.bp_http_calls_in_flight() .. " calls in flight")
+end
+
 return M
