@@ -23,6 +23,7 @@
 #include "baseplate/module.h"
 #include "baseplate/runtime.h"
 #include "baseplate/redis.h"
+#include "baseplate/memcache.h"
 #include "baseplate/postgres.h"
 #include "baseplate/thrift.h"
 #include "baseplate/thrift_client.h"

@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# The servers the client tests talk to: a real redis-server and a real
-# PostgreSQL, on loopback, on their own ports, with their data under the
+# The servers the client tests talk to: a real redis-server, a real
+# PostgreSQL and a real memcached, on loopback, on their own ports, with their data under the
 # build directory. ctest runs `services.sh start` before the tests that need
 # them and `services.sh stop` after (a fixture), so a fresh machine with
 # nothing running works, and nothing is left behind.
 #
 #   tests/services.sh start|stop BUILD_DIR
 #
-# Ports: BP_TEST_REDIS_PORT (16379) and BP_TEST_PG_PORT (15432). The tests
-# find them as BP_TEST_REDIS_URL and BP_TEST_PG_URL (set by tests/CMakeLists.txt).
-# BP_SERVICES ("redis postgres") picks which to start (scripts/serve-example
+# Ports: BP_TEST_REDIS_PORT (16379), BP_TEST_PG_PORT (15432) and
+# BP_TEST_MEMCACHED_PORT (16411). The tests find them as BP_TEST_REDIS_URL,
+# BP_TEST_PG_URL and BP_TEST_MEMCACHED_ENDPOINT (set by tests/CMakeLists.txt).
+# BP_SERVICES ("redis postgres memcached") picks which to start (scripts/serve-example
 # starts only those whose port is free).
 set -euo pipefail
 action=${1:?start or stop}
 BUILD=${2:?build directory}
 REDIS_PORT=${BP_TEST_REDIS_PORT:-16379}
 PG_PORT=${BP_TEST_PG_PORT:-15432}
+MEMCACHED_PORT=${BP_TEST_MEMCACHED_PORT:-16411}
 DIR=$BUILD/test-services
-SERVICES=" ${BP_SERVICES:-redis postgres} "
+SERVICES=" ${BP_SERVICES:-redis postgres memcached} "
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 
 # PostgreSQL refuses to run as root: its files belong to a plain user.
@@ -40,6 +42,20 @@ start() {
   stop quiet
   case "$SERVICES" in *" redis "*) start_redis ;; esac
   case "$SERVICES" in *" postgres "*) start_postgres ;; esac
+  case "$SERVICES" in *" memcached "*) start_memcached ;; esac
+}
+
+# memcached with its default item size limit (1 MB), as the client's
+# max_item_size default; -U 0: no UDP.
+start_memcached() {
+  command -v memcached >/dev/null || { echo "services: memcached is missing (scripts/install-deps)" >&2; exit 1; }
+  mkdir -p "$DIR/memcached"
+  local user=()
+  if [ "$(id -u)" = 0 ]; then user=(-u nobody); chown nobody "$DIR/memcached"; fi
+  memcached -d -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 64 "${user[@]}" \
+    -P "$DIR/memcached/memcached.pid" 2>"$DIR/memcached/memcached.log"
+  wait_port "$MEMCACHED_PORT" 10 || { echo "services: memcached did not start" >&2; cat "$DIR/memcached/memcached.log" >&2; exit 1; }
+  echo "services: memcached on 127.0.0.1:$MEMCACHED_PORT"
 }
 
 start_redis() {
@@ -69,6 +85,10 @@ stop() {
   if [ -f "$DIR/redis/redis.pid" ]; then
     kill "$(cat "$DIR/redis/redis.pid")" 2>/dev/null || true
     rm -f "$DIR/redis/redis.pid"
+  fi
+  if [ -f "$DIR/memcached/memcached.pid" ]; then
+    kill "$(cat "$DIR/memcached/memcached.pid")" 2>/dev/null || true
+    rm -f "$DIR/memcached/memcached.pid"
   fi
   if [ -f "$DIR/pg/data/postmaster.pid" ]; then
     as_pg "$PGBIN/pg_ctl" -D "$DIR/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
