@@ -108,7 +108,8 @@ BP_EXTERN int bp_memcache_check_key(const char *key, size_t len, char *err, size
  * connection's batch: the caller's buffers are not needed afterwards) or,
  * with the reason in bp_memcache_error(), BP_EINVAL (a bad key, an unknown
  * command, a busy or broken connection), BP_ETOOBIG (a value larger than
- * max_item_size), BP_ENOMEM. A refused command leaves the batch as it was.
+ * max_item_size), BP_ENOMEM. A refused command drops the whole batch queued
+ * so far (nothing of it is sent).
  */
 
 /** get (or gets when `gets`) of nkeys >= 1 keys in one command. */

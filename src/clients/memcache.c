@@ -486,7 +486,7 @@ static void expect(bp_memcache_conn_t *c, int kind, int gets, unsigned nkeys) {
   e->nkeys = nkeys;
 }
 
-int bp_memcache_get(bp_memcache_conn_t *c, int gets, int nkeys, const char *const *keys,
+static int do_get(bp_memcache_conn_t *c, int gets, int nkeys, const char *const *keys,
                     const size_t *key_lens) {
   size_t len = 6, i;
   char *p;
@@ -516,7 +516,7 @@ int bp_memcache_get(bp_memcache_conn_t *c, int gets, int nkeys, const char *cons
   return BP_OK;
 }
 
-int bp_memcache_store(bp_memcache_conn_t *c, int command, const char *key, size_t key_len,
+static int do_store(bp_memcache_conn_t *c, int command, const char *key, size_t key_len,
                       uint32_t flags, long long exptime, uint64_t cas, const char *data,
                       size_t len) {
   static const char *const names[] = {NULL, "set", "add", "replace", "append", "prepend", "cas"};
@@ -565,12 +565,12 @@ static int simple(bp_memcache_conn_t *c, int kind, const char *verb, const char 
   return BP_OK;
 }
 
-int bp_memcache_delete(bp_memcache_conn_t *c, const char *key, size_t key_len) {
+static int do_delete(bp_memcache_conn_t *c, const char *key, size_t key_len) {
   if (c && !key) return key_ok(c, NULL, 0), BP_EINVAL;
   return simple(c, BP__MC_DELETE, "delete", key, key_len, "");
 }
 
-int bp_memcache_incr(bp_memcache_conn_t *c, int decr, const char *key, size_t key_len,
+static int do_incr(bp_memcache_conn_t *c, int decr, const char *key, size_t key_len,
                      uint64_t delta) {
   char rest[32];
   if (c && !key) return key_ok(c, NULL, 0), BP_EINVAL;
@@ -578,14 +578,14 @@ int bp_memcache_incr(bp_memcache_conn_t *c, int decr, const char *key, size_t ke
   return simple(c, BP__MC_ARITH, decr ? "decr" : "incr", key, key_len, rest);
 }
 
-int bp_memcache_touch(bp_memcache_conn_t *c, const char *key, size_t key_len, long long exptime) {
+static int do_touch(bp_memcache_conn_t *c, const char *key, size_t key_len, long long exptime) {
   char rest[32];
   if (c && !key) return key_ok(c, NULL, 0), BP_EINVAL;
   snprintf(rest, sizeof rest, " %lld", exptime);
   return simple(c, BP__MC_TOUCH, "touch", key, key_len, rest);
 }
 
-int bp_memcache_flush_all(bp_memcache_conn_t *c, long long delay) {
+static int do_flush_all(bp_memcache_conn_t *c, long long delay) {
   char rest[32];
   if (delay < 0) {
     if (c) set_err(c, "a negative delay");
@@ -596,6 +596,45 @@ int bp_memcache_flush_all(bp_memcache_conn_t *c, long long delay) {
   else
     rest[0] = '\0';
   return simple(c, BP__MC_FLUSH, "flush_all", NULL, 0, rest);
+}
+
+/* A refused command drops the batch queued so far (never half a batch
+ * sent later). */
+static int queued(bp_memcache_conn_t *c, int rc) {
+  if (rc != BP_OK && c && !c->base.busy) {
+    c->outlen = 0;
+    c->nexpect = 0;
+    c->sent = 0;
+  }
+  return rc;
+}
+
+int bp_memcache_get(bp_memcache_conn_t *c, int gets, int nkeys, const char *const *keys,
+                    const size_t *key_lens) {
+  return queued(c, do_get(c, gets, nkeys, keys, key_lens));
+}
+
+int bp_memcache_store(bp_memcache_conn_t *c, int command, const char *key, size_t key_len,
+                      uint32_t flags, long long exptime, uint64_t cas, const char *data,
+                      size_t len) {
+  return queued(c, do_store(c, command, key, key_len, flags, exptime, cas, data, len));
+}
+
+int bp_memcache_delete(bp_memcache_conn_t *c, const char *key, size_t key_len) {
+  return queued(c, do_delete(c, key, key_len));
+}
+
+int bp_memcache_incr(bp_memcache_conn_t *c, int decr, const char *key, size_t key_len,
+                     uint64_t delta) {
+  return queued(c, do_incr(c, decr, key, key_len, delta));
+}
+
+int bp_memcache_touch(bp_memcache_conn_t *c, const char *key, size_t key_len, long long exptime) {
+  return queued(c, do_touch(c, key, key_len, exptime));
+}
+
+int bp_memcache_flush_all(bp_memcache_conn_t *c, long long delay) {
+  return queued(c, do_flush_all(c, delay));
 }
 
 /* --- sending ------------------------------------------------------------------- */

@@ -1,0 +1,664 @@
+-- memcached: non-blocking (memcached's text protocol on the event loop),
+-- pooled and instrumented, as Baseplate.py's baseplate.clients.memcache.
+--
+--   local memcache = require("baseplate.clients.memcache")
+--   local lib = require("baseplate.clients.memcache.lib")
+--   bp:configure_context({ cache = memcache.MemcacheClient(
+--       lib.make_dump_and_compress_fn(1000), lib.decompress_and_load) })
+--   -- [app:main] cache.endpoint = localhost:11211
+--   request.cache:set("k", { a = 1 }, 60)
+--   request.cache:get("k")                 --> { a = 1 }
+--   request.cache:get_many({ "k", "j" })   --> { k = { a = 1 } }
+--
+-- Every call is a child span "{name}.{command}" of the request's span.
+-- Failures raise client errors (baseplate.clients.base): class
+-- "ConnectionError", "TimeoutError" or "MemcacheError" (the server refused
+-- the command, a key is not a memcached key, a value cannot be read).
+local ffi = require("ffi")
+local core = require("baseplate.core")
+local runtime = require("baseplate.runtime")
+local config = require("baseplate.lib.config")
+local Pool = require("baseplate.clients.pool")
+local base = require("baseplate.clients.base")
+
+ffi.cdef([[
+typedef struct bp_memcache_conn_s bp_memcache_conn_t;
+typedef struct {
+  const char *key;
+  size_t key_len;
+  const char *data;
+  size_t data_len;
+  uint32_t flags;
+  uint64_t cas;
+  int reply;
+} bp_memcache_value_t;
+int bp_memcache_connect(const char *host, int port, const char *path, double connect_timeout,
+                        size_t max_item_size, int waiter, bp_memcache_conn_t **out, char *err,
+                        size_t errlen);
+int bp_memcache_check_key(const char *key, size_t len, char *err, size_t errlen);
+int bp_memcache_get(bp_memcache_conn_t *c, int gets, int nkeys, const char *const *keys,
+                    const size_t *key_lens);
+int bp_memcache_store(bp_memcache_conn_t *c, int command, const char *key, size_t key_len,
+                      uint32_t flags, long long exptime, uint64_t cas, const char *data, size_t len);
+int bp_memcache_delete(bp_memcache_conn_t *c, const char *key, size_t key_len);
+int bp_memcache_incr(bp_memcache_conn_t *c, int decr, const char *key, size_t key_len, uint64_t delta);
+int bp_memcache_touch(bp_memcache_conn_t *c, const char *key, size_t key_len, long long exptime);
+int bp_memcache_flush_all(bp_memcache_conn_t *c, long long delay);
+int bp_memcache_send(bp_memcache_conn_t *c, double timeout, int waiter);
+int bp_memcache_reply_count(const bp_memcache_conn_t *c);
+int bp_memcache_reply(const bp_memcache_conn_t *c, int i, uint64_t *number, const char **text,
+                      size_t *len);
+int bp_memcache_value_count(const bp_memcache_conn_t *c);
+int bp_memcache_value(const bp_memcache_conn_t *c, int i, bp_memcache_value_t *out);
+const char *bp_memcache_error(const bp_memcache_conn_t *c);
+int bp_memcache_broken(const bp_memcache_conn_t *c);
+int bp_memcache_busy(const bp_memcache_conn_t *c);
+void bp_memcache_close(bp_memcache_conn_t *c);
+int bp_memcache_zlib_compress(const char *in, size_t len, int level, const char **out,
+                              size_t *out_len, char *err, size_t errlen);
+int bp_memcache_zlib_inflate(const char *in, size_t len, size_t max_out, const char **out,
+                             size_t *out_len, char *err, size_t errlen);
+]])
+
+local C = core.C
+local ffi_string = ffi.string
+local type, tostring, tonumber, setmetatable, error, pcall, pairs = type, tostring, tonumber, setmetatable, error,
+    pcall, pairs
+local format, floor = string.format, math.floor
+
+local M = {}
+
+-- memcache.h's constants (tests/lua/test-ffi-decls.lua checks them)
+local SET, ADD, REPLACE, APPEND, PREPEND, CAS = 1, 2, 3, 4, 5, 6
+M.SET, M.ADD, M.REPLACE, M.APPEND, M.PREPEND, M.CAS = SET, ADD, REPLACE, APPEND, PREPEND, CAS
+local STORED, NOT_STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, OK, END, NUMBER = 1, 2, 3, 4, 5, 6, 7, 8, 9
+local ERROR, CLIENT_ERROR, SERVER_ERROR = 10, 11, 12
+M.REPLY_STORED, M.REPLY_NOT_STORED, M.REPLY_EXISTS, M.REPLY_NOT_FOUND = STORED, NOT_STORED, EXISTS, NOT_FOUND
+M.REPLY_DELETED, M.REPLY_TOUCHED, M.REPLY_OK, M.REPLY_END, M.REPLY_NUMBER = DELETED, TOUCHED, OK, END, NUMBER
+M.REPLY_ERROR, M.REPLY_CLIENT_ERROR, M.REPLY_SERVER_ERROR = ERROR, CLIENT_ERROR, SERVER_ERROR
+M.MAX_KEY_LENGTH = 250
+M.DEFAULT_MAX_ITEM_SIZE = 1024 * 1024
+
+-- A get asks at most this many keys; get_many sends more as several gets
+-- in one write.
+local KEYS_PER_GET = 100
+
+--------------------------------------------------------------------------------
+-- Errors
+
+local ClientError = base.ClientError
+M.MemcacheError = ClientError
+
+local function client_error(class, message, client, endpoint, command, connection_ok)
+    return setmetatable({ class = class, message = message, client = client, endpoint = endpoint,
+        command = command, connection_ok = connection_ok }, ClientError)
+end
+
+--------------------------------------------------------------------------------
+-- Connections
+
+local uint64_t = ffi.typeof("uint64_t")
+local TWO53 = 2 ^ 53
+local value_cell = ffi.new("bp_memcache_value_t")
+local number_cell = ffi.new("uint64_t[1]")
+local text_cell = ffi.new("const char *[1]")
+local len_cell = ffi.new("size_t[1]")
+local keyerr = ffi.new("char[128]")
+
+-- A 64-bit unsigned number from C: a Lua number when exact, else uint64_t.
+local function u64(v)
+    if v < TWO53 then return tonumber(v) end
+    return uint64_t(v)
+end
+
+local function start_connect(waiter, cfg, out)
+    local rc = C.bp_memcache_connect(cfg.host, cfg.port or 0, cfg.path, cfg.connect_timeout, cfg.max_item_size,
+        waiter, out, core.errbuf, core.errbuf_size)
+    return rc
+end
+
+local function start_send(waiter, conn, timeout)
+    local rc = C.bp_memcache_send(conn.c, timeout, waiter)
+    return rc
+end
+
+function M.close_conn(conn)
+    if conn.c ~= nil then
+        C.bp_memcache_close(ffi.gc(conn.c, nil))
+        conn.c = nil
+    end
+end
+
+local function status_error(conn, rc, what, name)
+    if rc == core.ETIMEDOUT then
+        return client_error("TimeoutError", format("memcache %s (%s): %s timed out after %gs", name or "?",
+            conn.where, what, conn.timeout), name, conn.where, what)
+    end
+    local detail = conn.c ~= nil and ffi_string(C.bp_memcache_error(conn.c)) or core.strerror(rc)
+    if detail == "" then detail = core.strerror(rc) end
+    if detail:sub(1, #conn.where + 2) == conn.where .. ": " then detail = detail:sub(#conn.where + 3) end
+    return client_error("ConnectionError", format("memcache %s (%s): %s failed: %s", name or "?", conn.where,
+        what, detail), name, conn.where, what)
+end
+
+local function open(cfg)
+    local out = ffi.new("bp_memcache_conn_t *[1]")
+    local rc = runtime.await(start_connect, cfg, out)
+    local conn = { c = out[0], timeout = cfg.timeout, where = cfg.where }
+    if conn.c == nil then
+        error(client_error("ConnectionError", format("memcache %s (%s): %s", cfg.name, cfg.where, core.errmsg()),
+            cfg.name, cfg.where, "connect"), 0)
+    end
+    ffi.gc(conn.c, C.bp_memcache_close)
+    if rc ~= core.OK then
+        local err = status_error(conn, rc, "connect", cfg.name)
+        M.close_conn(conn)
+        error(err, 0)
+    end
+    return conn
+end
+
+local function usable(conn)
+    return conn.c ~= nil and C.bp_memcache_broken(conn.c) == 0
+end
+
+--------------------------------------------------------------------------------
+-- Configuration
+
+local spec = {
+    endpoint = config.Endpoint,
+    max_pool_size = config.Optional(config.Integer, 2147483648),
+    connect_timeout = config.Optional(config.Timespan, nil),
+    timeout = config.Optional(config.Timespan, nil),
+    no_delay = config.Optional(config.Boolean, true),
+    pool_timeout = config.Optional(config.Timespan, 5),
+    max_item_size = config.Optional(config.Integer, M.DEFAULT_MAX_ITEM_SIZE),
+}
+
+--- A connection pool from the keys under `prefix` ("memcache." by default):
+--- endpoint (required: host:port, [v6]:port or a UNIX socket's path),
+--- max_pool_size, connect_timeout, timeout (none by default), no_delay
+--- (accepted; sockets always have TCP_NODELAY), and this client's own
+--- pool_timeout (how long a call waits for a free connection, 5 seconds)
+--- and max_item_size (the largest value read or written, 1 MB as
+--- memcached's default). serializer(key, value) -> data, flags and
+--- deserializer(key, data, flags) -> value are kept with the pool.
+function M.pool_from_config(app_config, prefix, serializer, deserializer, name)
+    prefix = prefix or "memcache."
+    local key_base = prefix:gsub("%.$", "")
+    local cfg = config.parse_config_at(app_config, prefix, spec)
+    if cfg.max_pool_size < 1 then
+        error(config.ConfigurationError(key_base .. ".max_pool_size", "must be at least 1"), 0)
+    end
+    if cfg.max_item_size < 1 then
+        error(config.ConfigurationError(key_base .. ".max_item_size", "must be at least 1"), 0)
+    end
+    local e = cfg.endpoint
+    local target = {
+        name = name or key_base,
+        host = e.family ~= "AF_UNIX" and e.host or nil,
+        port = e.port,
+        path = e.family == "AF_UNIX" and e.path or nil,
+        connect_timeout = cfg.connect_timeout or 0,
+        timeout = cfg.timeout or 0,
+        max_item_size = cfg.max_item_size,
+        where = tostring(e),
+    }
+    local pool = Pool.new({
+        name = target.name,
+        size = cfg.max_pool_size,
+        timeout = cfg.pool_timeout,
+        connect = function() return open(target) end,
+        close = M.close_conn,
+        usable = usable,
+    })
+    local lib = require("baseplate.clients.memcache.lib")
+    pool.endpoint = target.where
+    pool.serializer = serializer or lib.raw_serializer
+    pool.deserializer = deserializer or lib.raw_deserializer
+    return pool
+end
+
+--------------------------------------------------------------------------------
+-- Sending a batch
+
+-- The keys of a get, shared by every call (bp_memcache_get copies them).
+local keys_cap = 0
+local keys_arr, key_lens
+
+local function reserve_keys(n)
+    if n > keys_cap then
+        keys_cap = math.max(n, 2 * keys_cap, 16)
+        keys_arr = ffi.new("const char *[?]", keys_cap)
+        key_lens = ffi.new("size_t[?]", keys_cap)
+    end
+end
+
+-- Queue a request's commands on conn (req.queue), send them, and read every
+-- reply: { kind, number or text } per command, and the values
+-- { key, data, flags, cas }. Raises connection failures.
+local function exchange(conn, req)
+    local c = conn.c
+    local rc = req.queue(c, req)
+    if rc ~= core.OK then
+        -- a refused command: nothing was sent, the connection is fine
+        error(client_error("MemcacheError", format("memcache %s: %s: %s", req.client, req.command,
+            ffi_string(C.bp_memcache_error(c))), req.client, conn.where, req.command, true), 0)
+    end
+    rc = runtime.await(start_send, conn, conn.timeout)
+    if rc ~= core.OK then error(status_error(conn, rc, req.command, req.client), 0) end
+    local n = C.bp_memcache_reply_count(c)
+    local replies, failure = {}, nil
+    for i = 1, n do
+        local kind = C.bp_memcache_reply(c, i - 1, number_cell, text_cell, len_cell)
+        if kind == NUMBER then
+            replies[i] = u64(number_cell[0])
+        elseif kind >= ERROR then
+            local text = kind == ERROR and "ERROR (the server does not know the command)"
+                or (kind == CLIENT_ERROR and "CLIENT_ERROR " or "SERVER_ERROR ") .. ffi_string(text_cell[0], len_cell[0])
+            failure = failure or client_error("MemcacheError", format("memcache %s (%s): %s: %s", req.client,
+                conn.where, req.command, text), req.client, conn.where, req.command, kind == SERVER_ERROR)
+            replies[i] = kind
+        else
+            replies[i] = kind
+        end
+    end
+    if failure then error(failure, 0) end
+    local nv = C.bp_memcache_value_count(c)
+    local values
+    if nv > 0 then
+        values = {}
+        local v = value_cell
+        for i = 1, nv do
+            C.bp_memcache_value(c, i - 1, v)
+            values[i] = { ffi_string(v.key, v.key_len), ffi_string(v.data, v.data_len), v.flags,
+                req.gets and u64(v.cas) or nil }
+        end
+    end
+    return replies, values
+end
+
+-- Run req on a pooled connection; a pool that has no connection in time is
+-- a TimeoutError.
+local function run(pool, req)
+    local ok, replies, values = pcall(pool.with, pool, exchange, req)
+    if ok then return replies, values end
+    local err = replies
+    if type(err) == "string" and err:find("no connection available", 1, true) then
+        error(client_error("TimeoutError", format("memcache %s (%s): %s: %s", req.client, pool.endpoint,
+            req.command, err), req.client, pool.endpoint, req.command), 0)
+    end
+    error(err, 0)
+end
+
+local function in_span(span, pool, req)
+    span:set_tag("method", req.command)
+    if req.key then span:set_tag("key", req.key) end
+    if req.keys then span:set_tag("key_count", #req.keys) end
+    return run(pool, req)
+end
+
+local function call(self, req)
+    req.client = self._name
+    local span = self._span
+    if span == nil then return run(self._pool, req) end
+    return span:make_child(self._name .. "." .. req.command):with(in_span, self._pool, req)
+end
+
+--------------------------------------------------------------------------------
+-- Checking arguments
+
+local function check_key(self, command, key)
+    if type(key) ~= "string" then
+        error(client_error("MemcacheError", format("memcache %s: %s: a key is a string, not a %s", self._name,
+            command, type(key)), self._name, self._pool.endpoint, command, true), 3)
+    end
+    if C.bp_memcache_check_key(key, #key, keyerr, 128) ~= core.OK then
+        error(client_error("MemcacheError", format("memcache %s: %s: invalid key %q: %s", self._name, command,
+            #key > 60 and key:sub(1, 60) .. "..." or key, ffi_string(keyerr)), self._name, self._pool.endpoint,
+            command, true), 3)
+    end
+    return key
+end
+
+local function check_keys(self, command, keys)
+    if type(keys) ~= "table" then
+        error(format("memcache %s: %s: expected a list of keys", self._name, command), 3)
+    end
+    for i = 1, #keys do check_key(self, command, keys[i]) end
+    return keys
+end
+
+local function check_int(self, command, what, v, min)
+    if type(v) ~= "number" or v ~= floor(v) or v < (min or -2 ^ 53) or v >= 2 ^ 53 then
+        error(format("memcache %s: %s: %s must be an integer%s, not %s", self._name, command, what,
+            min and " >= " .. min or "", tostring(v)), 3)
+    end
+    return v
+end
+
+local function to_u64(self, command, what, v)
+    if type(v) == "number" and v >= 0 and v == floor(v) and v < 2 ^ 64 then return uint64_t(v) end
+    if type(v) == "string" and v:match("^%d+$") and #v <= 20 then
+        local n = require("baseplate.clients.memcache.lib").parse_int(v)
+        if n ~= nil then return uint64_t(n) end
+    end
+    if type(v) == "cdata" then
+        local ok, n = pcall(uint64_t, v)
+        if ok and not (ffi.istype("int64_t", v) and v < 0) then return n end
+    end
+    error(format("memcache %s: %s: %s must be an unsigned 64-bit integer, not %s", self._name, command, what,
+        tostring(v)), 3)
+end
+
+local function serialize(self, command, key, value)
+    local ok, data, flags = pcall(self._pool.serializer, key, value)
+    if not ok then
+        if type(data) == "table" then error(data, 3) end
+        error(client_error("MemcacheError", format("memcache %s: %s: %s", self._name, command, tostring(data)),
+            self._name, self._pool.endpoint, command, true), 3)
+    end
+    if type(data) ~= "string" or type(flags) ~= "number" or flags < 0 or flags > 4294967295 or flags ~= floor(flags) then
+        error(format("memcache %s: %s: the serializer must return a string and flags (0..2^32-1)", self._name,
+            command), 3)
+    end
+    return data, flags
+end
+
+local function deserialize(self, command, key, data, flags)
+    local ok, v = pcall(self._pool.deserializer, key, data, flags)
+    if not ok then
+        if type(v) == "table" then error(v, 0) end
+        error(client_error("MemcacheError", format("memcache %s (%s): %s: %s", self._name, self._pool.endpoint,
+            command, tostring(v)), self._name, self._pool.endpoint, command, true), 0)
+    end
+    return v
+end
+
+--------------------------------------------------------------------------------
+-- The commands
+
+local function queue_get(c, req)
+    local keys, gets = req.keys, req.gets and 1 or 0
+    local n = #keys
+    local i = 1
+    while i <= n do
+        local m = math.min(KEYS_PER_GET, n - i + 1)
+        reserve_keys(m)
+        for j = 0, m - 1 do
+            local k = keys[i + j]
+            keys_arr[j] = k
+            key_lens[j] = #k
+        end
+        local rc = C.bp_memcache_get(c, gets, m, keys_arr, key_lens)
+        if rc ~= core.OK then return rc end
+        i = i + m
+    end
+    return core.OK
+end
+
+local function queue_store(c, req)
+    local items = req.items
+    for i = 1, #items do
+        local it = items[i]
+        local rc = C.bp_memcache_store(c, it[1], it[2], #it[2], it[4], req.expire, it[5] or 0, it[3], #it[3])
+        if rc ~= core.OK then return rc end
+    end
+    return core.OK
+end
+
+local function queue_delete(c, req)
+    local keys = req.keys
+    for i = 1, #keys do
+        local rc = C.bp_memcache_delete(c, keys[i], #keys[i])
+        if rc ~= core.OK then return rc end
+    end
+    return core.OK
+end
+
+local function queue_incr(c, req)
+    local rc = C.bp_memcache_incr(c, req.decr, req.key, #req.key, req.delta)
+    return rc
+end
+
+local function queue_touch(c, req)
+    local rc = C.bp_memcache_touch(c, req.key, #req.key, req.expire)
+    return rc
+end
+
+local function queue_flush(c, req)
+    local rc = C.bp_memcache_flush_all(c, req.delay)
+    return rc
+end
+
+local Monitored = {}
+Monitored.__index = Monitored
+M.MonitoredMemcacheConnection = Monitored
+
+function M.monitored(name, span, pool)
+    return setmetatable({ _name = name, _span = span, _pool = pool }, Monitored)
+end
+
+-- The values of a get, by key (only keys asked for).
+local function fetch(self, command, keys, gets, single)
+    local _, values = call(self, { command = command, queue = queue_get, keys = keys, gets = gets,
+        key = single })
+    return values
+end
+
+--- The value of key, or `default` when there is none.
+function Monitored:get(key, default)
+    check_key(self, "get", key)
+    local values = fetch(self, "get", { key }, false, key)
+    if values then
+        for i = 1, #values do
+            local v = values[i]
+            if v[1] == key then return deserialize(self, "get", key, v[2], v[3]) end
+        end
+    end
+    return default
+end
+
+--- { [key] = value } of the keys that have one (one round trip).
+function Monitored:get_many(keys)
+    check_keys(self, "get_many", keys)
+    local out = {}
+    if #keys == 0 then return out end
+    local asked = {}
+    for i = 1, #keys do asked[keys[i]] = true end
+    local values = fetch(self, "get_many", keys, false)
+    for i = 1, values and #values or 0 do
+        local v = values[i]
+        if asked[v[1]] then out[v[1]] = deserialize(self, "get_many", v[1], v[2], v[3]) end
+    end
+    return out
+end
+
+--- The value of key and its CAS unique (for cas()), or default and
+--- cas_default when there is none.
+function Monitored:gets(key, default, cas_default)
+    check_key(self, "gets", key)
+    local values = fetch(self, "gets", { key }, true, key)
+    if values then
+        for i = 1, #values do
+            local v = values[i]
+            if v[1] == key then return deserialize(self, "gets", key, v[2], v[3]), v[4] end
+        end
+    end
+    return default, cas_default
+end
+
+--- { [key] = { value, cas } } of the keys that have one.
+function Monitored:gets_many(keys)
+    check_keys(self, "gets_many", keys)
+    local out = {}
+    if #keys == 0 then return out end
+    local asked = {}
+    for i = 1, #keys do asked[keys[i]] = true end
+    local values = fetch(self, "gets_many", keys, true)
+    for i = 1, values and #values or 0 do
+        local v = values[i]
+        if asked[v[1]] then out[v[1]] = { deserialize(self, "gets_many", v[1], v[2], v[3]), v[4] } end
+    end
+    return out
+end
+
+local function store(self, command, op, key, value, expire, cas)
+    check_key(self, command, key)
+    expire = check_int(self, command, "expire", expire or 0)
+    local data, flags = serialize(self, command, key, value)
+    local replies = call(self, { command = command, queue = queue_store, expire = expire, key = key,
+        items = { { op, key, data, flags, cas } } })
+    return replies[1]
+end
+
+--- Store value under key (expire: seconds, 0 for never): true.
+function Monitored:set(key, value, expire)
+    return store(self, "set", SET, key, value, expire) == STORED
+end
+
+--- Store when key has no value: whether it was stored.
+function Monitored:add(key, value, expire)
+    return store(self, "add", ADD, key, value, expire) == STORED
+end
+
+--- Store when key has a value: whether it was stored.
+function Monitored:replace(key, value, expire)
+    return store(self, "replace", REPLACE, key, value, expire) == STORED
+end
+
+--- Add the (serialized) value's bytes after key's: whether key had a value.
+function Monitored:append(key, value, expire)
+    return store(self, "append", APPEND, key, value, expire) == STORED
+end
+
+--- Add the (serialized) value's bytes before key's: whether key had a value.
+function Monitored:prepend(key, value, expire)
+    return store(self, "prepend", PREPEND, key, value, expire) == STORED
+end
+
+--- Store when key's CAS unique is still `cas` (from gets): true; false when
+--- someone stored since; nil when key has no value.
+function Monitored:cas(key, value, cas, expire)
+    local u = to_u64(self, "cas", "cas", cas)
+    local r = store(self, "cas", CAS, key, value, expire, u)
+    if r == STORED then return true end
+    if r == EXISTS then return false end
+    return nil
+end
+
+--- Store every key → value of `values` in one round trip; returns the list
+--- of keys that were not stored.
+function Monitored:set_many(values, expire)
+    if type(values) ~= "table" then error(format("memcache %s: set_many: expected a table", self._name), 2) end
+    expire = check_int(self, "set_many", "expire", expire or 0)
+    local items, keys = {}, {}
+    for k, v in pairs(values) do
+        check_key(self, "set_many", k)
+        local data, flags = serialize(self, "set_many", k, v)
+        items[#items + 1] = { SET, k, data, flags }
+        keys[#keys + 1] = k
+    end
+    if #items == 0 then return {} end
+    local replies = call(self, { command = "set_many", queue = queue_store, expire = expire, items = items,
+        keys = keys })
+    local failed = {}
+    for i = 1, #items do
+        if replies[i] ~= STORED then failed[#failed + 1] = items[i][2] end
+    end
+    return failed
+end
+
+--- Remove key's value: whether it had one.
+function Monitored:delete(key)
+    check_key(self, "delete", key)
+    local replies = call(self, { command = "delete", queue = queue_delete, keys = { key }, key = key })
+    return replies[1] == DELETED
+end
+
+--- Remove the values of the keys (one round trip): true.
+function Monitored:delete_many(keys)
+    check_keys(self, "delete_many", keys)
+    if #keys == 0 then return true end
+    call(self, { command = "delete_many", queue = queue_delete, keys = keys })
+    return true
+end
+
+local function arith(self, command, decr, key, value)
+    check_key(self, command, key)
+    local delta = to_u64(self, command, "the value", value == nil and 1 or value)
+    local replies = call(self, { command = command, queue = queue_incr, key = key, decr = decr, delta = delta })
+    local r = replies[1]
+    if r == NOT_FOUND then return nil end
+    return r
+end
+
+--- Add value (default 1) to key's number: the new number, or nil when key
+--- has no value. memcached counts in unsigned 64 bits (wrapping).
+function Monitored:incr(key, value)
+    return arith(self, "incr", 0, key, value)
+end
+
+--- Subtract value (default 1) from key's number, stopping at 0: the new
+--- number, or nil when key has no value.
+function Monitored:decr(key, value)
+    return arith(self, "decr", 1, key, value)
+end
+
+--- Set key's expiry: whether it had a value.
+function Monitored:touch(key, expire)
+    check_key(self, "touch", key)
+    expire = check_int(self, "touch", "expire", expire or 0)
+    local replies = call(self, { command = "touch", queue = queue_touch, key = key, expire = expire })
+    return replies[1] == TOUCHED
+end
+
+--- Drop every value (after `delay` seconds): true.
+function Monitored:flush_all(delay)
+    delay = check_int(self, "flush_all", "delay", delay or 0, 0)
+    call(self, { command = "flush_all", queue = queue_flush, delay = delay })
+    return true
+end
+
+--------------------------------------------------------------------------------
+-- The context factory and its config parser
+
+local Factory = {}
+Factory.__index = Factory
+M.MemcacheContextFactory = Factory
+
+function M.context_factory(pool, name)
+    return setmetatable({ pool = pool, name = name }, Factory)
+end
+
+function Factory:make_object_for_context(name, span)
+    return M.monitored(name, span, self.pool)
+end
+
+function Factory:report_runtime_metrics(batch)
+    local s = self.pool:stats()
+    batch:gauge("pool.size"):replace(s.size)
+    batch:gauge("pool.in_use"):replace(s.in_use)
+    batch:gauge("pool.open_and_available"):replace(s.open_and_available)
+end
+
+local Parser = setmetatable({}, { __index = config.Parser })
+Parser.__index = Parser
+
+--- For configure_context: { cache = MemcacheClient(serializer, deserializer) }
+--- (or MemcacheClient{ serializer = , deserializer = }) reads cache.endpoint
+--- and the other keys, and puts a MonitoredMemcacheConnection on each
+--- request as cache.
+function M.MemcacheClient(serializer, deserializer)
+    if type(serializer) == "table" and deserializer == nil then
+        serializer, deserializer = serializer.serializer, serializer.deserializer
+    end
+    return setmetatable({ serializer = serializer, deserializer = deserializer }, Parser)
+end
+
+function Parser:parse(key_path, raw)
+    return M.context_factory(M.pool_from_config(raw, key_path .. ".", self.serializer, self.deserializer,
+        key_path), key_path)
+end
+
+return M
