@@ -13,7 +13,10 @@ LOG=$TMP/server.log
 PORT=$(random_port)
 # (LeakSanitizer needs a thread of its own at exit, which a limit of one
 # process refuses: no leak check for this process in the sanitizer build)
-(cd "$APPS" && ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" exec prlimit --nproc=1:1 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+# The limit counts every process of the user: a user no other process runs
+# as (not nobody, which the test services may run as), so that the one
+# process is the supervisor.
+(cd "$APPS" && ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" exec prlimit --nproc=1:1 setpriv --reuid=64999 --regid=64999 --clear-groups \
   "$BIN/baseplate-serve" --bind "127.0.0.1:$PORT" --workers 2 testapp.ini) >"$LOG" 2>&1 &
 SERVER_PID=$!
 wait_for_log "Supervising 2 workers" || fail "the supervisor starts" "$(cat "$LOG")"
