@@ -3,7 +3,7 @@
  *
  * One CURLM serves the process. libcurl owns its sockets and its timer and
  * says what it wants through two callbacks: CURLMOPT_SOCKETFUNCTION (watch
- * this socket for these events: a uv_poll per socket) and
+ * this socket for these events: a uv_poll per socket, through src/clients/watch.c) and
  * CURLMOPT_TIMERFUNCTION (call me back in this many milliseconds: one loop
  * timer). Both call curl_multi_socket_action from the loop; afterwards the
  * finished transfers are read with curl_multi_info_read and their waiters
@@ -23,6 +23,7 @@
 #include "baseplate/http_client.h"
 #include "baseplate/log.h"
 #include "clients/conn.h"
+#include "clients/watch.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -70,8 +71,9 @@ struct bp_http_call_s {
   char err[CURL_ERROR_SIZE + 256];
 };
 
+/* A socket libcurl opened, watched on the loop (src/clients/watch.c). */
 typedef struct sock_s {
-  uv_poll_t poll; /* first: the poll callback finds the socket from it */
+  bp__watch_t *watch;
   curl_socket_t fd;
   struct sock_s *prev, *next;
 } sock_t;
@@ -419,9 +421,9 @@ static void set_refs(void) {
   int keep = M.inflight > 0;
   for (sock_t *k = M.socks; k; k = k->next) {
     if (keep)
-      uv_ref((uv_handle_t *)&k->poll);
+      bp__watch_keep_loop(k->watch, 1);
     else
-      uv_unref((uv_handle_t *)&k->poll);
+      bp__watch_keep_loop(k->watch, 0);
   }
   if (keep)
     uv_ref((uv_handle_t *)&M.timer);
@@ -433,8 +435,8 @@ static void handle_gone(void) {
   if (--M.handles_open == 0 && M.state == 2) M.state = 0; /* may be set up again */
 }
 
-static void sock_closed(uv_handle_t *h) {
-  free(h);
+static void sock_closed(bp__watch_t *w) {
+  free(w->owner);
   handle_gone();
 }
 
@@ -444,13 +446,13 @@ static void sock_close(sock_t *k) {
   else
     M.socks = k->next;
   if (k->next) k->next->prev = k->prev;
-  uv_close((uv_handle_t *)&k->poll, sock_closed);
+  bp__watch_close(k->watch);
 }
 
 static void read_done(void);
 
-static void on_poll(uv_poll_t *p, int status, int events) {
-  sock_t *k = (sock_t *)p;
+static void on_poll(bp__watch_t *w, int status, int events) {
+  sock_t *k = w->owner;
   int flags = 0, running;
   if (status < 0)
     flags = CURL_CSELECT_ERR;
@@ -480,23 +482,22 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
   }
   if (!k) {
     if (!(k = calloc(1, sizeof *k))) return -1;
-    if ((rc = uv_poll_init_socket(bp_loop(), &k->poll, s)) != 0) {
+    if (!(k->watch = bp__watch_new((int)s, &M.closable, k, on_poll, sock_closed, &rc))) {
       free(k);
       bp_log(BP_LOG_WARNING, LOGGER, "cannot watch a socket: %s", uv_strerror(rc));
       return -1;
     }
     M.handles_open++;
-    k->poll.data = &M.closable;
     k->fd = s;
     k->next = M.socks;
     if (M.socks) M.socks->prev = k;
     M.socks = k;
     curl_multi_assign(M.multi, s, k);
-    if (M.inflight == 0) uv_unref((uv_handle_t *)&k->poll);
+    if (M.inflight == 0) bp__watch_keep_loop(k->watch, 0);
   }
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  if ((rc = uv_poll_start(&k->poll, events, on_poll)) != 0) {
+  if ((rc = bp__watch_set(k->watch, events)) != 0) {
     bp_log(BP_LOG_WARNING, LOGGER, "cannot watch a socket: %s", uv_strerror(rc));
     return -1;
   }

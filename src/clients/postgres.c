@@ -10,6 +10,7 @@
  * each poll handle and a name resolution in flight hold a reference — and is
  * freed when the last one goes. */
 #include "baseplate/postgres.h"
+#include "clients/watch.h"
 #include "baseplate/log.h"
 #include "clients/conn.h"
 
@@ -31,8 +32,7 @@ struct bp_pg_conn_s {
   bp__closable_t closable; /* first: every handle's data points at the connection */
   PGconn *pg;
   uv_timer_t timer;
-  uv_poll_t *poll; /* watching PQsocket(pg), or NULL */
-  int poll_events;
+  bp__watch_t *poll; /* watching PQsocket(pg), or NULL */
   uv_getaddrinfo_t *gai; /* a resolution in flight, or NULL */
   PGresult *result;      /* the last statement's, until taken */
   int refs;
@@ -114,22 +114,17 @@ static void unref(bp_pg_conn_t *c) {
   free(c);
 }
 
-static void poll_closed(uv_handle_t *h) {
-  bp_pg_conn_t *c = h->data;
-  free(h);
-  unref(c);
-}
+static void poll_closed(bp__watch_t *w) { unref(w->owner); }
 
 static void timer_closed(uv_handle_t *h) { unref(h->data); }
 
 static void unwatch(bp_pg_conn_t *c) {
   if (!c->poll) return;
-  uv_close((uv_handle_t *)c->poll, poll_closed);
+  bp__watch_close(c->poll);
   c->poll = NULL;
-  c->poll_events = 0;
 }
 
-static void on_poll(uv_poll_t *p, int status, int events);
+static void on_poll(bp__watch_t *p, int status, int events);
 
 /* Watch libpq's socket for `events`; `fresh` replaces the handle (while
  * connecting the socket may have been replaced by one with the same number).
@@ -140,25 +135,11 @@ static int watch(bp_pg_conn_t *c, int events, int fresh) {
   if (fd < 0) return UV_EBADF;
   if (fresh) unwatch(c);
   if (!c->poll) {
-    uv_poll_t *p = malloc(sizeof *p);
-    if (!p) return UV_ENOMEM;
-    if ((rc = uv_poll_init(bp_loop(), p, fd)) != 0) {
-      free(p);
-      return rc;
-    }
-    p->data = c;
+    if (!(c->poll = bp__watch_new(fd, c, c, on_poll, poll_closed, &rc))) return rc;
     c->refs++;
-    c->poll = p;
-    c->poll_events = 0;
   }
-  if (events != c->poll_events) {
-    if ((rc = uv_poll_start(c->poll, events, on_poll)) != 0) return rc;
-    c->poll_events = events;
-  }
-  if (c->busy)
-    uv_ref((uv_handle_t *)c->poll);
-  else
-    uv_unref((uv_handle_t *)c->poll);
+  if ((rc = bp__watch_set(c->poll, events)) != 0) return rc;
+  bp__watch_keep_loop(c->poll, c->busy);
   return 0;
 }
 
@@ -640,8 +621,8 @@ static void idle_read(bp_pg_conn_t *c) {
   drain_notifies(c);
 }
 
-static void on_poll(uv_poll_t *p, int status, int events) {
-  bp_pg_conn_t *c = p->data;
+static void on_poll(bp__watch_t *p, int status, int events) {
+  bp_pg_conn_t *c = p->owner;
   if (p != c->poll) return;
   if (status < 0) {
     /* libuv reports POLLERR (a refused connect, a reset) as UV_EBADF and
