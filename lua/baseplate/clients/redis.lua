@@ -66,8 +66,9 @@ local function reply_error(msg)
 end
 
 -- A failure of the connection itself (it is discarded).
-local function connection_error(class, msg, endpoint, command)
-    return setmetatable({ class = class, message = msg, endpoint = endpoint, command = command }, RedisError)
+local function connection_error(class, msg, endpoint, command, client)
+    return setmetatable({ class = class, message = msg, endpoint = endpoint, command = command, client = client },
+        RedisError)
 end
 
 --------------------------------------------------------------------------------
@@ -129,13 +130,14 @@ end
 local function status_error(conn, rc, what, timeout)
     if rc == core.ETIMEDOUT then
         return connection_error("TimeoutError",
-            format("redis %s: %s timed out after %gs", conn.where, what, timeout or conn.timeout), conn.where, what)
+            format("redis %s: %s timed out after %gs", conn.where, what, timeout or conn.timeout), conn.where, what,
+            conn.client)
     end
     local detail = conn.c ~= nil and ffi_string(C.bp_redis_error(conn.c)) or core.strerror(rc)
     if detail == "" then detail = core.strerror(rc) end
     if detail:sub(1, #conn.where + 2) == conn.where .. ": " then detail = detail:sub(#conn.where + 3) end
     return connection_error("ConnectionError", format("redis %s: %s failed: %s", conn.where, what, detail),
-        conn.where, what)
+        conn.where, what, conn.client)
 end
 
 -- Send commands (a list of argument lists) in one round trip; returns the
@@ -172,9 +174,10 @@ end
 local function open(cfg)
     local out = ffi.new("bp_redis_conn_t *[1]")
     local rc = runtime.await(start_connect, cfg, out)
-    local conn = { c = out[0], timeout = cfg.timeout or 0, where = cfg.where }
+    local conn = { c = out[0], timeout = cfg.timeout or 0, where = cfg.where, client = cfg.client }
     if conn.c == nil then
-        error(connection_error("ConnectionError", format("redis %s: %s", cfg.where, core.errmsg())), 0)
+        error(connection_error("ConnectionError", format("redis %s: %s", cfg.where, core.errmsg()), cfg.where,
+            "connect", cfg.client), 0)
     end
     ffi.gc(conn.c, C.bp_redis_close)
     if rc ~= core.OK then
@@ -295,6 +298,7 @@ function M.pool_from_config(app_config, prefix, name)
     target.connect_timeout = cfg.socket_connect_timeout
     target.timeout = cfg.socket_timeout or 0
     target.where = target.host .. ":" .. target.port
+    target.client = name or key_base
     return Pool.new({
         name = name or key_base,
         size = cfg.max_connections,
@@ -315,7 +319,10 @@ end
 -- One command: its reply, an error reply raised (the connection is kept).
 local function run_one(conn, cmds, what)
     local r = send(conn, cmds, what)[1]
-    if type(r) == "table" and getmetatable(r) == RedisError then error(r, 0) end
+    if type(r) == "table" and getmetatable(r) == RedisError then
+        r.client, r.endpoint, r.command = conn.client, conn.where, what
+        error(r, 0)
+    end
     return r
 end
 
