@@ -5,10 +5,7 @@
 local t = require("testlib")
 local baseplate = require("baseplate")
 local http = require("baseplate.http")
-local server = require("baseplate.server")
 local http_server = require("baseplate.server.http")
-local vmdef = require("jit.vmdef")
-local funcinfo = require("jit.util").funcinfo
 
 local served = 0
 -- With a Baseplate and the tagged metrics observer: the span path too.
@@ -26,37 +23,12 @@ app:get("user", "/users/{id}", function(request)
     return { id = request.params.id, ua = request.headers["user-agent"] }
 end)
 
-local listener, port
-for _ = 1, 20 do
-    port = 20000 + math.random(0, 19999)
-    local ok, l = pcall(server.bind, "127.0.0.1:" .. port)
-    if ok then listener = l break end
-end
-assert(listener, "no free port")
+local jitwatch = require("jitwatch")
+local listener, port = jitwatch.bind_free()
 local srv = http_server.make_server({}, listener, app)
 
-local stops, aborts, started = {}, {}, {}
-local function source_of(func)
-    local info = funcinfo(func)
-    return info.source or "?"
-end
-jit.attach(function(what, tr, func, pc, otr, oex)
-    if what == "start" then
-        started[tr] = source_of(func)
-    elseif what == "stop" then
-        stops[#stops + 1] = source_of(func)
-    elseif what == "abort" then
-        local msg = vmdef.traceerr[otr] or tostring(otr)
-        if type(oex) == "number" and msg:find("%%d") then
-            msg = msg:format(oex)
-        elseif oex and msg:find("%%s") then
-            msg = msg:format(vmdef.ffnames and vmdef.ffnames[oex] or tostring(oex))
-        end
-        -- where the trace began, and where it stopped (often a builtin,
-        -- such as ffi.cast, called from baseplate's code)
-        aborts[#aborts + 1] = tostring(started[tr]) .. " -> " .. source_of(func) .. ": " .. msg
-    end
-end, "trace")
+local watch = jitwatch.watch()
+local stops, aborts = watch.stops, watch.aborts
 
 local N = 400
 local urls = {}
@@ -72,7 +44,7 @@ local deadline = baseplate.now() + 20
 while served < N and baseplate.now() < deadline do
     baseplate.sleep(0.02)
 end
-jit.attach(function() end)
+watch.stop()
 srv:stop()
 os.remove(out)
 
@@ -93,11 +65,7 @@ t.test("the request path compiles to traces", function()
 end)
 
 t.test("no NYI aborts in baseplate's modules", function()
-    local bad = {}
-    for _, a in ipairs(aborts) do
-        if a:find("baseplate/", 1, true) and a:find("NYI", 1, true) then bad[#bad + 1] = a end
-    end
-    t.eq(bad, {}, "NYI aborts")
+    t.eq(jitwatch.nyi(aborts), {}, "NYI aborts")
 end)
 
 t.done()

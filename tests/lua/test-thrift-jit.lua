@@ -6,12 +6,9 @@
 local t = require("testlib")
 local baseplate = require("baseplate")
 local thrift = require("baseplate.thrift")
-local server = require("baseplate.server")
 local thrift_server = require("baseplate.server.thrift")
 local thrift_client = require("baseplate.clients.thrift")
 local runtime = require("baseplate.runtime")
-local vmdef = require("jit.vmdef")
-local funcinfo = require("jit.util").funcinfo
 
 local schema = thrift.load("../integration/apps/thrift/testsvc.thrift")
 local NotFound = schema:struct("NotFound")
@@ -34,38 +31,15 @@ local processor = thrift.processor(schema:service("Test"), setmetatable(handler,
     __index = function() return function() end end,
 }), { baseplate = bp })
 
-local listener, port
-for _ = 1, 20 do
-    port = 20000 + math.random(0, 19999)
-    local ok, l = pcall(server.bind, "127.0.0.1:" .. port)
-    if ok then listener = l break end
-end
-assert(listener, "no free port")
+local jitwatch = require("jitwatch")
+local listener, port = jitwatch.bind_free()
 local srv = thrift_server.make_server({}, listener, processor)
 
 local client = thrift_client.client_from_config(schema:service("Test"),
     { ["t.endpoint"] = "127.0.0.1:" .. port }, "t.")
 
-local stops, aborts, started = {}, {}, {}
-local function source_of(func, pc)
-    local info = funcinfo(func, pc)
-    return (info.source or "?") .. (pc and info.currentline and (":" .. info.currentline) or "")
-end
-jit.attach(function(what, tr, func, pc, otr, oex)
-    if what == "start" then
-        started[tr] = source_of(func, pc)
-    elseif what == "stop" then
-        stops[#stops + 1] = source_of(func)
-    elseif what == "abort" then
-        local msg = vmdef.traceerr[otr] or tostring(otr)
-        if type(oex) == "number" and msg:find("%%d") then
-            msg = msg:format(oex)
-        elseif oex and msg:find("%%s") then
-            msg = msg:format(vmdef.ffnames and vmdef.ffnames[oex] or tostring(oex))
-        end
-        aborts[#aborts + 1] = tostring(started[tr]) .. " -> " .. source_of(func, pc) .. ": " .. msg
-    end
-end, "trace")
+local watch = jitwatch.watch()
+local stops, aborts = watch.stops, watch.aborts
 
 local N = 600
 local results = { sums = 0, not_found = 0 }
@@ -87,7 +61,7 @@ local deadline = baseplate.now() + 20
 while not done and baseplate.now() < deadline do
     baseplate.sleep(0.02)
 end
-jit.attach(function() end)
+watch.stop()
 srv:stop()
 
 t.test("every call served in-process", function()
@@ -116,11 +90,7 @@ local function known(a)
 end
 
 t.test("no NYI aborts in baseplate's modules", function()
-    local bad = {}
-    for _, a in ipairs(aborts) do
-        if a:find("baseplate/", 1, true) and a:find("NYI", 1, true) and not known(a) then bad[#bad + 1] = a end
-    end
-    t.eq(bad, {}, "NYI aborts")
+    t.eq(jitwatch.nyi(aborts, known), {}, "NYI aborts")
 end)
 
 t.done()

@@ -62,12 +62,16 @@ end
 
 --- The pool's gauges, for the server's runtime metrics
 --- (monitoring.connection_pool): pool.size, pool.in_use, and what more the
---- factory's `pool_gauges` names (open_and_available, overflow).
+--- factory's `pool_gauges` names (open_and_available, overflow); then the
+--- client's own, from the factory's `more_gauges(batch, factory)`.
 function Factory:report_runtime_metrics(batch)
-    local s = self.pool:stats()
-    batch:gauge("pool.size"):replace(s.size)
-    batch:gauge("pool.in_use"):replace(s.in_use)
-    for _, k in ipairs(self.pool_gauges or {}) do batch:gauge("pool." .. k):replace(s[k]) end
+    if self.pool then
+        local s = self.pool:stats()
+        batch:gauge("pool.size"):replace(s.size)
+        batch:gauge("pool.in_use"):replace(s.in_use)
+        for _, k in ipairs(self.pool_gauges or {}) do batch:gauge("pool." .. k):replace(s[k]) end
+    end
+    if self.more_gauges then self.more_gauges(batch, self) end
 end
 
 --- A parser for Baseplate:configure_context ({ cache = SomeClient() }):

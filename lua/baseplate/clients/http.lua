@@ -554,22 +554,14 @@ function M.client_from_settings(name, s, internal)
     return client
 end
 
-local Factory = {}
-Factory.__index = Factory
-M.HTTPContextFactory = Factory
+M.HTTPContextFactory = clients.Factory
 
-function Factory:make_object_for_context(name, span)
-    return setmetatable({ _client = self.client, _name = name, _span = span }, Session)
+local function make_session(name, span, factory)
+    return setmetatable({ _client = factory.client, _name = name, _span = span }, Session)
 end
 
-function Factory:report_runtime_metrics(batch)
+local function in_flight_gauge(batch)
     batch:gauge("requests.in_flight"):replace(C.bp_http_calls_in_flight())
-    local pool = self.client._pool
-    if pool then
-        local st = pool:stats()
-        batch:gauge("pool.size"):replace(st.size)
-        batch:gauge("pool.in_use"):replace(st.in_use)
-    end
 end
 
 --- A session outside a request (a script, the shell): calls are not traced.
@@ -577,11 +569,15 @@ function M.session(client, name)
     return setmetatable({ _client = client, _name = name or client._name }, Session)
 end
 
-local Parser = setmetatable({}, { __index = config.Parser })
-Parser.__index = Parser
+local function build(key_path, raw, parser)
+    local s = config.parse_config_at(raw, key_path .. ".", spec)
+    for k, v in pairs(parser.kwargs) do s[k] = v end
+    local client = M.client_from_settings(key_path, s, parser.internal)
+    return clients.context_factory(client._pool, make_session, { client = client, more_gauges = in_flight_gauge })
+end
 
 local function parser(internal, kwargs)
-    return setmetatable({ internal = internal, kwargs = kwargs or {} }, Parser)
+    return clients.client_parser(build, { internal = internal, kwargs = kwargs or {} })
 end
 
 --- For configure_context: an external client (third-party services; no
@@ -591,13 +587,6 @@ function M.ExternalClient(kwargs) return parser(false, kwargs) end
 --- the trace headers and X-Edge-Request; refuses public addresses).
 function M.InternalClient(kwargs) return parser(true, kwargs) end
 M.ExternalRequestsClient, M.InternalRequestsClient = M.ExternalClient, M.InternalClient
-
-function Parser:parse(key_path, raw)
-    local s = config.parse_config_at(raw, key_path .. ".", spec)
-    for k, v in pairs(self.kwargs) do s[k] = v end
-    local client = M.client_from_settings(key_path, s, self.internal)
-    return setmetatable({ client = client }, Factory)
-end
 
 --- A client and its session straight from a config table (scripts, tests):
 --- http.from_config(app_config, "web.", { internal = false }).

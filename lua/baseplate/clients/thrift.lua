@@ -292,27 +292,10 @@ local function run(client, req)
     error(value, 0)
 end
 
--- The arguments table of a method from its positional arguments: a
--- function made once per method, without a loop (a loop's exit here made
--- the JIT abort the call path: "return to lower frame").
-local packers = setmetatable({}, { __mode = "k" })
-local function packer(m)
-    local p = packers[m]
-    if p then return p end
-    local fields = m.args.fields
-    local params, sets = {}, {}
-    for i = 1, #fields do
-        params[i] = "a" .. i
-        sets[i] = format("[%q] = a%d", fields[i].name, i)
-    end
-    p = assert(loadstring(format("return function(%s) return { %s } end",
-        table.concat(params, ", "), table.concat(sets, ", "))))()
-    packers[m] = p
-    return p
-end
+local pack_args = thrift.pack_args
 
 local function call(client, mname, m, ...)
-    local args = packer(m)(...)
+    local args = pack_args(m)(...)
     local pool = client._pool
     next_seqid = next_seqid < 0x7fffffff and next_seqid + 1 or 1
     local protocol = pool.protocol

@@ -362,21 +362,48 @@ local function error_handler(err)
     return traceback(tostring(err), 2)
 end
 
--- A method's call of its handler with the arguments in declared order:
--- function(fn, context, args) return xpcall(fn, error_handler, context,
--- args.a, args.b…) end, made once per method (no list built and unpacked
--- per call).
-local callers = setmetatable({}, { __mode = "k" })
-local function caller(m)
-    local f = callers[m]
+-- A method's arguments by position, both ways, through functions made once
+-- per method from its argument names (no loop and no list per call: the JIT
+-- compiles them; a loop's exit on the client's call path made it abort).
+local function per_method(cache, m, source, ...)
+    local f = cache[m]
     if f then return f end
-    local fields = m.args.fields
+    local names = {}
+    for i, field in ipairs(m.args.fields) do names[i] = field.name end
+    f = assert(loadstring(source(names)))(...)
+    cache[m] = f
+    return f
+end
+
+-- The server's call of a handler: function(fn, context, args) return
+-- xpcall(fn, error_handler, context, args.a, args.b…) end.
+local callers = setmetatable({}, { __mode = "k" })
+local function caller_source(names)
     local list = {}
-    for i = 1, #fields do list[i] = format("args[%q]", fields[i].name) end
-    f = assert(loadstring(format("local xpcall, eh = ... return function(fn, context, args) "
-        .. "return xpcall(fn, eh, context%s) end", #list > 0 and (", " .. table.concat(list, ", ")) or "")))(
-        xpcall, error_handler)
-    callers[m] = f
+    for i, n in ipairs(names) do list[i] = format(", args[%q]", n) end
+    return "local xpcall, eh = ... return function(fn, context, args) return xpcall(fn, eh, context"
+        .. table.concat(list) .. ") end"
+end
+local function caller(m)
+    local f = per_method(callers, m, caller_source, xpcall, error_handler)
+    return f
+end
+
+-- A client's arguments table: function(a1, a2…) return { a = a1, b = a2… } end.
+local packers = setmetatable({}, { __mode = "k" })
+local function packer_source(names)
+    local params, sets = {}, {}
+    for i, n in ipairs(names) do
+        params[i] = "a" .. i
+        sets[i] = format("[%q] = a%d", n, i)
+    end
+    return format("return function(%s) return { %s } end", table.concat(params, ", "), table.concat(sets, ", "))
+end
+
+--- The function that makes method `m`'s arguments table from its positional
+--- arguments (the Thrift client's calls).
+function M.pack_args(m)
+    local f = per_method(packers, m, packer_source)
     return f
 end
 

@@ -623,27 +623,20 @@ end
 --------------------------------------------------------------------------------
 -- The context factory and its config parser
 
-local Factory = {}
-Factory.__index = Factory
-M.MemcacheContextFactory = Factory
+M.MemcacheContextFactory = base.Factory
+
+local function make_monitored(name, span, factory)
+    return M.monitored(name, span, factory.pool)
+end
 
 function M.context_factory(pool, name)
-    return setmetatable({ pool = pool, name = name }, Factory)
+    return base.context_factory(pool, make_monitored, { name = name, pool_gauges = { "open_and_available" } })
 end
 
-function Factory:make_object_for_context(name, span)
-    return M.monitored(name, span, self.pool)
+local function build(key_path, raw, parser)
+    return M.context_factory(M.pool_from_config(raw, key_path .. ".", parser.serializer, parser.deserializer,
+        key_path), key_path)
 end
-
-function Factory:report_runtime_metrics(batch)
-    local s = self.pool:stats()
-    batch:gauge("pool.size"):replace(s.size)
-    batch:gauge("pool.in_use"):replace(s.in_use)
-    batch:gauge("pool.open_and_available"):replace(s.open_and_available)
-end
-
-local Parser = setmetatable({}, { __index = config.Parser })
-Parser.__index = Parser
 
 --- For configure_context: { cache = MemcacheClient(serializer, deserializer) }
 --- (or MemcacheClient{ serializer = , deserializer = }) reads cache.endpoint
@@ -653,12 +646,7 @@ function M.MemcacheClient(serializer, deserializer)
     if type(serializer) == "table" and deserializer == nil then
         serializer, deserializer = serializer.serializer, serializer.deserializer
     end
-    return setmetatable({ serializer = serializer, deserializer = deserializer }, Parser)
-end
-
-function Parser:parse(key_path, raw)
-    return M.context_factory(M.pool_from_config(raw, key_path .. ".", self.serializer, self.deserializer,
-        key_path), key_path)
+    return base.client_parser(build, { serializer = serializer, deserializer = deserializer })
 end
 
 return M
