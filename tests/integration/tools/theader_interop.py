@@ -24,10 +24,9 @@ from thrift.transport.THeaderTransport import (
     THeaderTransformID,
 )
 from thrift.transport.TTransport import TFramedTransport, TMemoryBuffer
+from checklib import check, finish  # noqa: E402
 
 ECHO = sys.argv[1]
-PASSED = 0
-FAILED = 0
 ALL_CLIENTS = (
     THeaderClientType.HEADERS,
     THeaderClientType.FRAMED_BINARY,
@@ -38,17 +37,6 @@ ALL_CLIENTS = (
 PROTOCOLS = {"binary": (TBinaryProtocol, THeaderSubprotocolID.BINARY, 0),
              "compact": (TCompactProtocol, THeaderSubprotocolID.COMPACT, 1)}
 
-
-def check(name, got, want):
-    global PASSED, FAILED
-    if got == want:
-        PASSED += 1
-        print("ok     " + name)
-    else:
-        FAILED += 1
-        print("FAILED " + name)
-        print("  got:  %r" % (got,))
-        print("  want: %r" % (want,))
 
 
 def write_message(proto, name, seqid, text, number):
@@ -243,5 +231,4 @@ for case in CASES[:3]:
     rc, out, err = echo(frame[:-1])
     check(case.label + " cut short", (rc, err[-1]), (1, "truncated need=%d" % len(frame)))
 
-print("%d passed, %d failed" % (PASSED, FAILED))
-sys.exit(1 if FAILED else 0)
+finish()

@@ -32,7 +32,7 @@ sys.path.insert(0, OUT)
 
 from shared.ttypes import Point  # noqa: E402
 from testsvc import Test  # noqa: E402
-from testsvc.ttypes import AllTypes, Color, NotFound  # noqa: E402
+from testsvc.ttypes import AllTypes, Color  # noqa: E402
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol  # noqa: E402
 from thrift.protocol.TCompactProtocol import TCompactProtocol  # noqa: E402
 from thrift.protocol.THeaderProtocol import THeaderProtocol  # noqa: E402
@@ -44,21 +44,9 @@ from thrift.transport.THeaderTransport import (  # noqa: E402
 )
 from thrift.transport.TSocket import TSocket  # noqa: E402
 from thrift.transport.TTransport import TBufferedTransport, TFramedTransport  # noqa: E402
-
-PASSED = 0
-FAILED = 0
+from checklib import check, finish  # noqa: E402
 
 
-def check(name, got, want):
-    global PASSED, FAILED
-    if got == want:
-        PASSED += 1
-        print("ok     " + name)
-    else:
-        FAILED += 1
-        print("FAILED " + name)
-        print("  got:  %r" % (got,))
-        print("  want: %r" % (want,))
 
 
 def connect(mode):
@@ -200,5 +188,4 @@ for mode in MODES:
         check(mode + ": without one, no budget", client.budget(), -1)
     trans.close()
 
-print("%d passed, %d failed" % (PASSED, FAILED))
-sys.exit(1 if FAILED else 0)
+finish()

@@ -18,23 +18,11 @@ import time
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport.TTransport import TMemoryBuffer
+from checklib import check, finish  # noqa: E402
 
 PORT = int(sys.argv[1])
 MESSAGE_TIMEOUT = float(sys.argv[2])
-PASSED = 0
-FAILED = 0
 
-
-def check(name, got, want):
-    global PASSED, FAILED
-    if got == want:
-        PASSED += 1
-        print("ok     " + name)
-    else:
-        FAILED += 1
-        print("FAILED " + name)
-        print("  got:  %r" % (got,))
-        print("  want: %r" % (want,))
 
 
 def exchange(data, wait=3.0):
@@ -210,5 +198,4 @@ _, ftype, fid = pr.readFieldBegin()
 check("after all that, a call is served", (name, mtype, seqid, fid, pr.readI64()),
       ("add", TMessageType.REPLY, 5, 0, 42))
 
-print("%d passed, %d failed" % (PASSED, FAILED))
-sys.exit(1 if FAILED else 0)
+finish()
