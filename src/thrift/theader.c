@@ -324,16 +324,13 @@ int bp__theader_read(bp__theader_frame_t *f, const char *in, size_t len, size_t 
   *need = 0;
   if (err && errlen) err[0] = '\0';
 
-  if (len < 4) {
-    /* Too little to tell the transports apart; refuse what cannot start
-     * any of them (a frame's length starts 00-3f). */
-    if (len >= 1 && p[0] > 0x3f && p[0] != 0x80 && p[0] != 0x82)
-      return fail(err, errlen, BP_ERROR, "not a Thrift message or frame (starts %02x)", p[0]);
-    if (len >= 2 && p[0] > 0x3f && !is_binary(p) && !is_compact(p))
-      return fail(err, errlen, BP_ERROR, "not a Thrift message or frame (starts %02x %02x)", p[0],
-                  p[1]);
-    return fail(err, errlen, BP_AGAIN, "truncated frame");
-  }
+  /* Refuse what cannot start any transport (a frame's length starts 00-3f)
+   * from its first bytes, with the same words however many have come. */
+  if (len >= 1 && p[0] > 0x3f && p[0] != 0x80 && p[0] != 0x82)
+    return fail(err, errlen, BP_ERROR, "not a Thrift message or frame (starts %02x)", p[0]);
+  if (len >= 2 && p[0] > 0x3f && !is_binary(p) && !is_compact(p))
+    return fail(err, errlen, BP_ERROR, "not a Thrift message or frame (starts %02x %02x)", p[0], p[1]);
+  if (len < 4) return fail(err, errlen, BP_AGAIN, "truncated frame");
 
   if (is_binary(p) || is_compact(p)) {
     bp__thrift_message_t m;
@@ -355,15 +352,17 @@ int bp__theader_read(bp__theader_frame_t *f, const char *in, size_t len, size_t 
   }
 
   size = get32(p);
-  if (size > HARD_MAX_FRAME)
-    return fail(err, errlen, BP_ERROR,
-                "not a Thrift frame (length %zu beyond the 30-bit limit; starts %02x %02x %02x %02x)",
-                size, p[0], p[1], p[2], p[3]);
+  /* (a length beyond THeader's 30 bits starts 40-ff: refused above) */
   if (size < 2)
     return fail(err, errlen, BP_ERROR, "frame of %zu bytes is too short for a message", size);
   /* What the frame holds is known from its first bytes: refuse garbage
-   * without waiting for all of it. */
-  if (len >= 6) {
+   * without waiting for all of it, and judge the content before the size
+   * (so that the verdict does not depend on how the bytes arrived). */
+  if (len < 6) {
+    *need = size > max_frame ? 6 : 4 + size;
+    return fail(err, errlen, BP_AGAIN, "truncated frame (%zu bytes)", len);
+  }
+  {
     const unsigned char *q = p + 4;
     if (!(get16(q) == HEADER_MAGIC || is_binary(q) || is_compact(q)))
       return fail(err, errlen, BP_ERROR,

@@ -390,9 +390,14 @@ static void test_too_big(void) {
   char *msg;
   size_t n;
   bp__theader_frame_init(&f);
-  /* Declared sizes: refused from the length alone, nothing allocated. */
-  CHECK_INT(read_frame(&f, "\x00\x10\x00\x01", 4, &need), BP_ETOOBIG);
+  /* Declared sizes: refused once the frame's first two bytes say what it
+   * holds (garbage is told apart first, whatever the reads), nothing
+   * allocated. */
+  CHECK_INT(read_frame(&f, "\x00\x10\x00\x01", 4, &need), BP_AGAIN);
+  CHECK_INT(need, 6);
+  CHECK_INT(read_frame(&f, "\x00\x10\x00\x01\x80\x01", 6, &need), BP_ETOOBIG);
   CHECK_CONTAINS(err, "exceeds the limit");
+  CHECK_INT(read_frame(&f, "\x00\x10\x00\x01\xee\xee", 6, &need), BP_ERROR);
   CHECK_INT(read_frame(&f, "\x3f\xff\xff\xff\x0f\xff", 6, &need), BP_ETOOBIG);
   CHECK(f.buf == NULL && f.headers == NULL);
   /* Beyond THeader's 30 bits: not a frame. */
