@@ -177,8 +177,7 @@ static const char *body_excerpt(const bp__hc_reply_t *r, char *out, size_t size)
 }
 
 /* The verdict: "" for healthy, else the reason. */
-static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t errlen, const char *fmt, ...) {
+void bp__hc_say(char *err, size_t errlen, const char *fmt, ...) {
   va_list ap;
   if (!errlen) return;
   va_start(ap, fmt);
@@ -191,15 +190,15 @@ static void judge(const bp__hc_reply_t *r, const char *url, char *err, size_t er
   char excerpt[256];
   if (status < 200 || status > 299) {
     const char *reason = http_status_str((enum http_status)status);
-    say(err, errlen, "%u %s from %s%s%s", status, reason ? reason : "", url,
+    bp__hc_say(err, errlen, "%u %s from %s%s%s", status, reason ? reason : "", url,
         r->body_len ? ": " : "", body_excerpt(r, excerpt, sizeof excerpt));
   } else if (r->body_too_big) {
-    say(err, errlen, "%u response from %s has a body over %d bytes", status, url, BP_HC_MAX_BODY);
+    bp__hc_say(err, errlen, "%u response from %s has a body over %d bytes", status, url, BP_HC_MAX_BODY);
   } else if (!bp__hc_is_json(r->body, r->body_len)) {
-    say(err, errlen, "%u response from %s is not JSON: %s", status, url,
+    bp__hc_say(err, errlen, "%u response from %s is not JSON: %s", status, url,
         r->body_len ? body_excerpt(r, excerpt, sizeof excerpt) : "(empty body)");
   } else {
-    say(err, errlen, "%s", "");
+    bp__hc_say(err, errlen, "%s", "");
   }
 }
 
@@ -213,9 +212,9 @@ int bp__hc_reply_feed(bp__hc_reply_t *r, const char *data, size_t n, const char 
     if (r->complete) {
       judge(r, url, err, errlen);
     } else if (r->parser.http_errno == HPE_OK && r->parser.status_code == 0 && r->body_len == 0) {
-      say(err, errlen, "%s closed the connection without answering", endpoint);
+      bp__hc_say(err, errlen, "%s closed the connection without answering", endpoint);
     } else {
-      say(err, errlen, "%s closed the connection before the end of the response", endpoint);
+      bp__hc_say(err, errlen, "%s closed the connection before the end of the response", endpoint);
     }
     return 1;
   }
@@ -225,7 +224,7 @@ int bp__hc_reply_feed(bp__hc_reply_t *r, const char *data, size_t n, const char 
     judge(r, url, err, errlen);
   } else if (r->parser.http_errno != HPE_OK || done != n) {
     r->done = 1;
-    say(err, errlen, "invalid HTTP response from %s: %s", endpoint,
+    bp__hc_say(err, errlen, "invalid HTTP response from %s: %s", endpoint,
         http_errno_description((enum http_errno)r->parser.http_errno));
   }
   return r->done;

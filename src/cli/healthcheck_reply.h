@@ -39,4 +39,7 @@ int bp__hc_reply_feed(bp__hc_reply_t *r, const char *data, size_t n, const char 
  * allowed; nesting deeper than 64 is refused. */
 int bp__hc_is_json(const char *s, size_t len);
 
+/* Write a verdict (printf-style) into err (errlen bytes; nothing when 0). */
+void bp__hc_say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

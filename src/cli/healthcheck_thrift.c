@@ -13,18 +13,10 @@
 #include <string.h>
 
 #include "thrift/codec.h"
+#include "healthcheck_reply.h"
 
 #define MAX_DEPTH 32
 
-static void say(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  if (!errlen) return;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 size_t bp__hc_thrift_request(int probe, char *out, size_t cap) {
   char msg[64];
@@ -168,12 +160,12 @@ static void judge(const char *payload, size_t len, int probe, const char *endpoi
   char msg[256] = "";
 
   if (len >= 1 && (unsigned char)payload[0] == 0x82) {
-    say(err, errlen, "%s answered in the compact protocol; the request was binary", endpoint);
+    bp__hc_say(err, errlen, "%s answered in the compact protocol; the request was binary", endpoint);
     return;
   }
   if (get_i32(&r, &version) || ((uint32_t)version & 0xffff0000u) != 0x80010000u ||
       get_string(&r, &name, &name_len) || get_i32(&r, &seqid)) {
-    say(err, errlen, "invalid Thrift reply from %s: not a binary protocol message", endpoint);
+    bp__hc_say(err, errlen, "invalid Thrift reply from %s: not a binary protocol message", endpoint);
     return;
   }
   (void)seqid;
@@ -192,12 +184,12 @@ static void judge(const char *payload, size_t len, int probe, const char *endpoi
         goto bad;
       }
     }
-    say(err, errlen, "TApplicationException (%s)%s%s", app_error_name(atype), msg[0] ? ": " : "",
+    bp__hc_say(err, errlen, "TApplicationException (%s)%s%s", app_error_name(atype), msg[0] ? ": " : "",
         msg);
     return;
   }
   if (mtype != BP__T_REPLY) {
-    say(err, errlen, "invalid Thrift reply from %s: message type %d", endpoint, mtype);
+    bp__hc_say(err, errlen, "invalid Thrift reply from %s: message type %d", endpoint, mtype);
     return;
   }
   /* is_healthy's result: 0: bool success, 1: Error error. */
@@ -231,20 +223,20 @@ static void judge(const char *payload, size_t len, int probe, const char *endpoi
   }
   if (have_success) {
     if (success)
-      say(err, errlen, "%s", "");
+      bp__hc_say(err, errlen, "%s", "");
     else
-      say(err, errlen, "service indicated unhealthiness in probe %d", probe);
+      bp__hc_say(err, errlen, "service indicated unhealthiness in probe %d", probe);
   } else if (have_error) {
     char codes[32] = "";
     if (have_code) snprintf(codes, sizeof codes, "code=%d", (int)code);
-    say(err, errlen, "is_healthy raised Error(%s%s%s%s%s)", codes, have_code && msg[0] ? ", " : "",
+    bp__hc_say(err, errlen, "is_healthy raised Error(%s%s%s%s%s)", codes, have_code && msg[0] ? ", " : "",
         msg[0] ? "message='" : "", msg, msg[0] ? "'" : "");
   } else {
-    say(err, errlen, "is_healthy failed: unknown result");
+    bp__hc_say(err, errlen, "is_healthy failed: unknown result");
   }
   return;
 bad:
-  say(err, errlen, "invalid Thrift reply from %s: the %s is cut short or malformed", endpoint,
+  bp__hc_say(err, errlen, "invalid Thrift reply from %s: the %s is cut short or malformed", endpoint,
       mtype == BP__T_EXCEPTION ? "exception" : "result");
 }
 
@@ -257,9 +249,9 @@ int bp__hc_thrift_feed(bp__hc_thrift_t *r, const char *data, size_t n, int probe
   if (n == 0) {
     r->done = 1;
     if (r->len == 0)
-      say(err, errlen, "%s closed the connection without answering", endpoint);
+      bp__hc_say(err, errlen, "%s closed the connection without answering", endpoint);
     else
-      say(err, errlen, "%s closed the connection before the end of the reply", endpoint);
+      bp__hc_say(err, errlen, "%s closed the connection before the end of the reply", endpoint);
     return 1;
   }
   take = sizeof r->buf - r->len;
@@ -272,8 +264,8 @@ int bp__hc_thrift_feed(bp__hc_thrift_t *r, const char *data, size_t n, int probe
   if (rc == BP_OK)
     judge(r->frame.payload, r->frame.payload_len, probe, endpoint, err, errlen);
   else if (rc == BP_ETOOBIG || rc == BP_AGAIN)
-    say(err, errlen, "the reply from %s is over %d bytes", endpoint, BP_HC_THRIFT_MAX);
+    bp__hc_say(err, errlen, "the reply from %s is over %d bytes", endpoint, BP_HC_THRIFT_MAX);
   else
-    say(err, errlen, "invalid Thrift reply from %s: %s", endpoint, why);
+    bp__hc_say(err, errlen, "invalid Thrift reply from %s: %s", endpoint, why);
   return 1;
 }
