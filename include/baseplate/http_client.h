@@ -44,6 +44,10 @@ typedef struct bp_http_filter_s bp_http_filter_t;
 #define BP_HTTP_FAIL_TOOBIG 4
 #define BP_HTTP_FAIL_OTHER 5 /* TLS, a broken response, a connection lost mid-way */
 
+/** The wake status of a streamed call whose next chunk is ready
+ * (bp_http_call_stream); positive, so never taken for an error. */
+#define BP_HTTP_CHUNK 1
+
 /** A call's settings. */
 typedef struct {
   double connect_timeout; /* seconds to connect (0: libcurl's 300) */
@@ -106,6 +110,31 @@ BP_EXTERN int bp_http_call_resolve(bp_http_call_t *c, const char *entry);
 /** Start the call: BP_AGAIN, and `waiter` is woken once from the loop
  * (see above). BP_EINVAL when it was started already. */
 BP_EXTERN int bp_http_call_start(bp_http_call_t *c, int waiter);
+
+/**
+ * Stream the response body instead of keeping it whole (before start):
+ * what comes is buffered up to `window` bytes (0: 256 KiB; beyond, the
+ * transfer is paused, so memory stays bounded whatever the body's size)
+ * and handed out in chunks by bp_http_call_take. `max_size` limits the
+ * whole body (0: no limit; beyond, the call fails with BP_ETOOBIG).
+ *
+ * The waiter is then woken with BP_HTTP_CHUNK whenever a chunk is ready
+ * (status and headers are known by then), or with the call's final status
+ * as above. After a BP_HTTP_CHUNK: take the chunk, then bp_http_call_next.
+ * After the final status: take the last chunk (perhaps empty).
+ */
+BP_EXTERN int bp_http_call_stream(bp_http_call_t *c, size_t window, size_t max_size);
+
+/** What a streamed call received since the last take (perhaps nothing);
+ * the transfer, paused on a full window, goes on. The text is the call's,
+ * valid until the next take or the call is freed. */
+BP_EXTERN const char *bp_http_call_take(bp_http_call_t *c, size_t *len);
+
+/** After a chunk was taken: BP_HTTP_CHUNK when another is ready now, the
+ * final status when the call is over, or BP_AGAIN, and `waiter` is woken
+ * once with one of those. BP_EINVAL when the call does not stream, or a
+ * wake is owed already. */
+BP_EXTERN int bp_http_call_next(bp_http_call_t *c, int waiter);
 
 /** The response's status code (0 before one came). */
 BP_EXTERN int bp_http_call_status(const bp_http_call_t *c);

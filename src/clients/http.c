@@ -37,6 +37,7 @@
 #define DEFAULT_MAX_SIZE ((size_t)64 << 20)
 #define MAX_HEADER_BYTES ((size_t)256 << 10)
 #define SPARE_EASY 32
+#define DEFAULT_WINDOW ((size_t)256 << 10)
 
 enum { CALL_NEW, CALL_RUNNING, CALL_DONE };
 
@@ -55,6 +56,13 @@ struct bp_http_call_s {
   int has_body;
   size_t max_size;
   buf_t resp_headers, resp_body;
+  /* Streaming (bp_http_call_stream): resp_body holds what came since the
+   * last take, at most `window` bytes (beyond, the transfer is paused);
+   * `taken` is what the last take handed out. */
+  int stream, paused, in_ready;
+  int final_status; /* once CALL_DONE */
+  size_t window, streamed;
+  buf_t taken;
   int state;
   int busy; /* the waiter is owed a wake */
   int waiter;
@@ -66,6 +74,7 @@ struct bp_http_call_s {
   int toobig, refused;
   bp_http_call_t *prev, *next;      /* in flight (M.calls) */
   bp_http_call_t *next_deferred;    /* waiting in M.deferred */
+  bp_http_call_t *next_ready;       /* in M.ready: a chunk came */
   char address[64];                 /* connected to, or refused */
   char curl_err[CURL_ERROR_SIZE];
   char err[CURL_ERROR_SIZE + 256];
@@ -89,6 +98,7 @@ static struct {
   long max_connections;
   bp_http_call_t *calls;
   bp_http_call_t *deferred, *deferred_tail;
+  bp_http_call_t *ready; /* streamed calls a chunk came for (woken after libcurl ran) */
   sock_t *socks;
   CURL *spare[SPARE_EASY];
   int nspare;
@@ -450,6 +460,8 @@ static void sock_close(sock_t *k) {
 }
 
 static void read_done(void);
+static int version_of(CURL *e);
+static void unready(bp_http_call_t *c);
 
 static void on_poll(bp__watch_t *w, int status, int events) {
   sock_t *k = w->owner;
@@ -562,7 +574,9 @@ static void multi_shutdown(bp__closable_t *self) {
     bp_http_call_t *c = M.calls;
     curl_multi_remove_handle(M.multi, c->easy);
     unlink_call(c);
+    unready(c);
     c->state = CALL_DONE;
+    c->final_status = BP_ECLOSED;
     c->busy = 0;
     c->failure = BP_HTTP_FAIL_OTHER;
     snprintf(c->err, sizeof c->err, "the event loop was shut down");
@@ -618,8 +632,18 @@ int bp_http_calls_in_flight(void) { return M.inflight; }
 
 /* --- finishing ---------------------------------------------------------------------- */
 
+static int version_of(CURL *e) {
+  long version = 0;
+  curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);
+  return version == CURL_HTTP_VERSION_1_0   ? 10
+         : version == CURL_HTTP_VERSION_1_1 ? 11
+         : version == CURL_HTTP_VERSION_2_0 ? 20
+         : version == CURL_HTTP_VERSION_3   ? 30
+                                            : 0;
+}
+
 static void complete(bp_http_call_t *c, CURLcode res, int *status) {
-  long code = 0, version = 0;
+  long code = 0;
   char *ip = NULL;
   long port = 0;
   c->state = CALL_DONE;
@@ -629,18 +653,13 @@ static void complete(bp_http_call_t *c, CURLcode res, int *status) {
     snprintf(c->address, sizeof c->address, strchr(ip, ':') ? "[%s]:%ld" : "%s:%ld", ip, port);
   if (res == CURLE_OK) {
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_getinfo(c->easy, CURLINFO_HTTP_VERSION, &version);
     c->http_status = (int)code;
-    c->http_version = version == CURL_HTTP_VERSION_1_0   ? 10
-                      : version == CURL_HTTP_VERSION_1_1 ? 11
-                      : version == CURL_HTTP_VERSION_2_0 ? 20
-                      : version == CURL_HTTP_VERSION_3   ? 30
-                                                         : 0;
+    c->http_version = version_of(c->easy);
     *status = BP_OK;
     return;
   }
   const char *detail = c->curl_err[0] ? c->curl_err : curl_easy_strerror(res);
-  if (c->toobig) {
+  if (c->toobig || res == CURLE_FILESIZE_EXCEEDED) {
     c->failure = BP_HTTP_FAIL_TOOBIG;
     snprintf(c->err, sizeof c->err, "the response is larger than %zu bytes", c->max_size);
     *status = BP_ETOOBIG;
@@ -662,11 +681,35 @@ static void complete(bp_http_call_t *c, CURLcode res, int *status) {
   }
 }
 
+/* Out of M.ready (finished, freed or shut down). */
+static void unready(bp_http_call_t *c) {
+  if (!c->in_ready) return;
+  for (bp_http_call_t **p = &M.ready; *p; p = &(*p)->next_ready)
+    if (*p == c) {
+      *p = c->next_ready;
+      break;
+    }
+  c->next_ready = NULL;
+  c->in_ready = 0;
+}
+
 /* After libcurl ran: wake the waiter of each finished call, one at a time
  * (outside libcurl's callbacks: the coroutine may start or free calls). */
 static void read_done(void) {
   CURLMsg *msg;
   int left;
+  /* Streamed calls a chunk came for: their waiters first (a finished
+   * call's last chunk is taken after its final wake, below). */
+  while (M.ready) {
+    bp_http_call_t *c = M.ready;
+    M.ready = c->next_ready;
+    c->next_ready = NULL;
+    c->in_ready = 0;
+    if (c->busy && c->state == CALL_RUNNING && c->resp_body.len > 0) {
+      c->busy = 0;
+      bp__vm_wake(c->waiter, BP_HTTP_CHUNK);
+    }
+  }
   while (M.multi && (msg = curl_multi_info_read(M.multi, &left)) != NULL) {
     bp_http_call_t *c = NULL;
     CURLcode res;
@@ -677,7 +720,9 @@ static void read_done(void) {
     curl_multi_remove_handle(M.multi, msg->easy_handle);
     if (!c) continue;
     unlink_call(c);
+    unready(c);
     complete(c, res, &status);
+    c->final_status = status;
     waiter = c->waiter;
     if (c->busy) {
       c->busy = 0;
@@ -695,7 +740,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     if (c->resp_headers.data) c->resp_headers.data[0] = '\0';
     return n;
   }
-  if (n <= 2 && (n == 0 || p[0] == '\r' || p[0] == '\n')) return n;
+  if (n <= 2 && (n == 0 || p[0] == '\r' || p[0] == '\n')) {
+    /* The end of a response's headers: its status is known (a streamed
+     * body's chunks come with it). */
+    long code = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
+    c->http_status = (int)code;
+    c->http_version = version_of(c->easy);
+    return n;
+  }
   if (c->resp_headers.len + n > MAX_HEADER_BYTES || buf_add(&c->resp_headers, p, n) != 0) {
     c->toobig = 1;
     return 0;
@@ -705,6 +758,25 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
 
 static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   bp_http_call_t *c = ud;
+  if (c->stream) {
+    /* Held back (paused) while the window is full: libcurl keeps this
+     * piece and stops reading until bp_http_call_take makes room. */
+    if (c->resp_body.len > 0 && c->resp_body.len + n > c->window) {
+      c->paused = 1;
+      return CURL_WRITEFUNC_PAUSE;
+    }
+    if ((c->max_size && c->streamed + n > c->max_size) || buf_add(&c->resp_body, p, n) != 0) {
+      c->toobig = 1;
+      return 0;
+    }
+    c->streamed += n;
+    if (!c->in_ready) {
+      c->in_ready = 1;
+      c->next_ready = M.ready;
+      M.ready = c;
+    }
+    return n;
+  }
   if (c->resp_body.len + n > c->max_size || buf_add(&c->resp_body, p, n) != 0) {
     c->toobig = 1;
     return 0;
@@ -936,12 +1008,17 @@ int bp_http_call_start(bp_http_call_t *c, int waiter) {
       curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "");
     }
   }
+  /* A buffered body announced larger than the limit fails before any of
+   * it is read (the limit is checked as it comes too: the length may be
+   * absent, or of the compressed body). */
+  if (!c->stream) curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_size);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
   if (c->resolve) curl_easy_setopt(e, CURLOPT_RESOLVE, c->resolve);
   if (M.state != 1) {
     snprintf(c->err, sizeof c->err, "the event loop was shut down");
     c->failure = BP_HTTP_FAIL_OTHER;
     c->state = CALL_DONE;
+    c->final_status = BP_ECLOSED;
     c->busy = 0;
     return BP_ECLOSED;
   }
@@ -949,6 +1026,7 @@ int bp_http_call_start(bp_http_call_t *c, int waiter) {
     snprintf(c->err, sizeof c->err, "%s", curl_multi_strerror(mc));
     c->failure = BP_HTTP_FAIL_OTHER;
     c->state = CALL_DONE;
+    c->final_status = BP_EIO;
     defer(c, BP_EIO);
     return BP_AGAIN;
   }
@@ -956,6 +1034,45 @@ int bp_http_call_start(bp_http_call_t *c, int waiter) {
   if (M.calls) M.calls->prev = c;
   M.calls = c;
   if (M.inflight++ == 0) set_refs();
+  return BP_AGAIN;
+}
+
+int bp_http_call_stream(bp_http_call_t *c, size_t window, size_t max_size) {
+  if (!c || c->state != CALL_NEW) return BP_EINVAL;
+  c->stream = 1;
+  c->window = window ? window : DEFAULT_WINDOW;
+  c->max_size = max_size; /* 0: no limit */
+  return BP_OK;
+}
+
+const char *bp_http_call_take(bp_http_call_t *c, size_t *len) {
+  buf_t t;
+  if (!c || !c->stream) {
+    if (len) *len = 0;
+    return "";
+  }
+  /* Hand out what came and keep the other buffer for what comes next: the
+   * text stays valid until the next take, whatever libcurl writes. */
+  t = c->taken;
+  c->taken = c->resp_body;
+  c->resp_body = t;
+  c->resp_body.len = 0;
+  if (len) *len = c->taken.len;
+  if (c->paused && c->state == CALL_RUNNING && M.state == 1) {
+    /* Room again: libcurl writes what it held back (perhaps at once, into
+     * resp_body) and reads on. */
+    c->paused = 0;
+    curl_easy_pause(c->easy, CURLPAUSE_CONT);
+  }
+  return c->taken.data ? c->taken.data : "";
+}
+
+int bp_http_call_next(bp_http_call_t *c, int waiter) {
+  if (!c || !c->stream || c->state == CALL_NEW || c->busy || c->in_deferred) return BP_EINVAL;
+  if (c->resp_body.len > 0) return BP_HTTP_CHUNK;
+  if (c->state == CALL_DONE) return c->final_status;
+  c->busy = 1;
+  c->waiter = waiter;
   return BP_AGAIN;
 }
 
@@ -996,6 +1113,7 @@ static void call_release(bp_http_call_t *c) {
   free(c->body);
   free(c->resp_headers.data);
   free(c->resp_body.data);
+  free(c->taken.data);
   free(c);
 }
 
@@ -1006,6 +1124,7 @@ void bp_http_call_free(bp_http_call_t *c) {
   if (c->state == CALL_RUNNING && M.state == 1) {
     curl_multi_remove_handle(M.multi, c->easy);
     unlink_call(c);
+    unready(c);
     c->state = CALL_DONE;
     snprintf(c->err, sizeof c->err, "the call was abandoned");
     defer(c, BP_ECLOSED);

@@ -47,6 +47,9 @@ int bp_http_call_header(bp_http_call_t *c, const char *line);
 int bp_http_call_body(bp_http_call_t *c, const char *body, size_t len);
 int bp_http_call_resolve(bp_http_call_t *c, const char *entry);
 int bp_http_call_start(bp_http_call_t *c, int waiter);
+int bp_http_call_stream(bp_http_call_t *c, size_t window, size_t max_size);
+const char *bp_http_call_take(bp_http_call_t *c, size_t *len);
+int bp_http_call_next(bp_http_call_t *c, int waiter);
 int bp_http_call_status(const bp_http_call_t *c);
 int bp_http_call_version(const bp_http_call_t *c);
 const char *bp_http_call_headers(const bp_http_call_t *c, size_t *len);
@@ -72,6 +75,8 @@ M.FILTER_EXTERNAL, M.FILTER_INTERNAL = 1, 2
 M.ALLOW, M.DENY = 1, 2
 M.FAIL_NONE, M.FAIL_CONNECT, M.FAIL_REFUSED, M.FAIL_TIMEOUT, M.FAIL_TOOBIG, M.FAIL_OTHER = 0, 1, 2, 3, 4, 5
 local FAIL_CONNECT, FAIL_REFUSED, FAIL_TIMEOUT, FAIL_TOOBIG = 1, 2, 3, 4
+M.CHUNK = 1 -- BP_HTTP_CHUNK: a streamed call's chunk is ready
+local CHUNK = M.CHUNK
 
 -- Baseplate.py's (Advocate's) default port allow list.
 M.DEFAULT_PORTS = { 80, 8080, 443, 8443, 8000 }
@@ -189,8 +194,30 @@ end
 -- The options struct of a call, shared (bp_http_call_new copies what it keeps).
 local opts_c = ffi.new("bp_http_options_t")
 
--- One request, no redirects followed: the response, or raises.
-local function exchange(client, method, url, headers, body, timeout, max_size, resolve)
+local PROTOCOLS = { [10] = "HTTP/1.0", [11] = "HTTP/1.1", [20] = "HTTP/2", [30] = "HTTP/3" }
+
+local function next_chunk(waiter, call)
+    return C.bp_http_call_next(call, waiter)
+end
+
+-- The response's status line and headers, as they stand (a streamed call's
+-- are known with its first chunk).
+local function response_of(call, url, address)
+    local p = C.bp_http_call_headers(call, len_cell)
+    local v = C.bp_http_call_version(call)
+    return setmetatable({
+        status = C.bp_http_call_status(call),
+        http_version = v / 10,
+        protocol = PROTOCOLS[v],
+        headers = parse_headers(ffi_string(p, len_cell[0])),
+        url = url,
+        address = address,
+    }, Response)
+end
+
+-- One request, no redirects followed: the response, or raises. With a
+-- sink, the body is streamed to sink(chunk, response) instead of kept.
+local function exchange(client, method, url, headers, body, timeout, max_size, resolve, sink)
     local cfg = client._cfg
     opts_c.connect_timeout = cfg.connect_timeout
     opts_c.timeout = timeout or 0
@@ -214,7 +241,32 @@ local function exchange(client, method, url, headers, body, timeout, max_size, r
     if resolve then
         for _, entry in ipairs(resolve) do C.bp_http_call_resolve(call, entry) end
     end
+    if sink then C.bp_http_call_stream(call, 0, max_size or 0) end
     rc = runtime.await(start_call, call)
+    local res
+    if sink then
+        -- Chunk by chunk: each handed to the sink as it comes (the sink may
+        -- wait; the transfer pauses once its window is full), the last one
+        -- after the final status.
+        while true do
+            local p = C.bp_http_call_take(call, len_cell)
+            local n = len_cell[0]
+            if n > 0 and (rc == CHUNK or rc == core.OK) then
+                if res == nil then res = response_of(call, url, ffi_string(C.bp_http_call_address(call))) end
+                local ok, err = pcall(sink, ffi_string(p, n), res)
+                if not ok then
+                    -- abandoned: libcurl drops the transfer and its connection
+                    C.bp_http_call_free(ffi_gc(call, nil))
+                    local _, _, bare = split_url(url)
+                    error(http_error(client, "BodyCallbackError", format("http %s: %s %s: on_body failed: %s",
+                        client._name, method, bare or url, tostring(err)), res.address ~= "" and res.address or host,
+                        method, { cause = err }), 0)
+                end
+            end
+            if rc ~= CHUNK then break end
+            rc = runtime.await(next_chunk, call)
+        end
+    end
     local address = ffi_string(C.bp_http_call_address(call))
     local endpoint = address ~= "" and address or host
     if rc ~= core.OK then
@@ -235,17 +287,13 @@ local function exchange(client, method, url, headers, body, timeout, max_size, r
             bare or url, detail), endpoint, method,
             { address = address ~= "" and address or nil, connect_failed = failure == FAIL_CONNECT }), 0)
     end
-    local p = C.bp_http_call_headers(call, len_cell)
-    local htext = ffi_string(p, len_cell[0])
-    p = C.bp_http_call_response_body(call, len_cell)
-    local res = setmetatable({
-        status = C.bp_http_call_status(call),
-        http_version = C.bp_http_call_version(call) / 10,
-        headers = parse_headers(htext),
-        body = ffi_string(p, len_cell[0]),
-        url = url,
-        address = address,
-    }, Response)
+    if res == nil then res = response_of(call, url, address) end
+    if not sink then
+        local p = C.bp_http_call_response_body(call, len_cell)
+        res.body = ffi_string(p, len_cell[0])
+    else
+        res.status = C.bp_http_call_status(call) -- (the same)
+    end
     C.bp_http_call_free(ffi_gc(call, nil))
     return res
 end
@@ -285,6 +333,14 @@ local function perform(client, method, url, headers, body, opts)
     local follow = opts.allow_redirects
     if follow == nil then follow = method ~= "HEAD" end
     local timeout = opts.timeout or cfg.timeout
+    local on_body, sink = opts.on_body, nil
+    if on_body then
+        sink = function(chunk, res)
+            -- the body of a redirect that is followed is nobody's
+            if follow and REDIRECTS[res.status] and res.headers.location then return end
+            return on_body(chunk, res)
+        end
+    end
     for _ = 0, MAX_REDIRECTS do
         local scheme, host = split_url(url)
         if not scheme then
@@ -296,7 +352,8 @@ local function perform(client, method, url, headers, body, opts)
                 format("http %s: refused to connect to %s: the host name is denied by the configuration",
                     client._name, host), host, method), 0)
         end
-        local res = exchange_retried(client, method, url, headers, body, timeout, opts.max_size, opts.resolve)
+        local res = exchange_retried(client, method, url, headers, body, timeout, opts.max_size, opts.resolve,
+            sink)
         local loc = res.headers.location
         if not (follow and REDIRECTS[res.status] and loc) then return res end
         url = join_url(url, loc)
@@ -424,6 +481,9 @@ function Session:request(method, url, opts)
         body = cjson.encode(opts.json)
     end
     if body ~= nil and type(body) ~= "string" then error("request: body must be a string", 2) end
+    if opts.on_body ~= nil and type(opts.on_body) ~= "function" then
+        error("request: on_body must be a function", 2)
+    end
     if opts.query ~= nil then
         local q = M.encode_query(opts.query)
         if q ~= "" then
