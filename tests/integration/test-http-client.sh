@@ -26,7 +26,7 @@ oks=$(printf '%s\n' "$out" | grep -c '^ok ')
 check_eq "no client check failed" "$(printf '%s\n' "$out" | grep '^FAILED' | head -5)" ""
 check_contains "the client checks ran to the end" "$out" "done in"
 check_contains "script exits 0" "$out" "rc=0"
-[ "$oks" -ge 46 ] && pass "all 46 client checks passed ($oks)" || fail "all 46 client checks passed" "$oks"
+[ "$oks" -ge 51 ] && pass "all 51 client checks passed ($oks)" || fail "all 51 client checks passed" "$oks"
 
 # An internal client inside a served request: the trace arrives downstream.
 url="http://127.0.0.1:$PORT/relay"

@@ -155,6 +155,20 @@ function M.run(app_config, args)
         check("response too large", clients.is_error(err) and err.class == "ResponseTooLarge", tostring(err))
         r = context.small:get(base .. "/large/500")
         check("response under the limit", r.status == 200 and #r.body == 500, #r.body)
+        -- a body streamed to on_body
+        local parts = {}
+        r = api:get(base .. "/large/3000000", { on_body = function(chunk) parts[#parts + 1] = chunk end })
+        check("stream: every byte, in chunks", r.status == 200 and #table.concat(parts) == 3000000 and #parts > 1
+            and r.body == nil, #table.concat(parts) .. " in " .. #parts)
+        check("stream: the protocol", r.protocol == "HTTP/1.1", r.protocol)
+        err = catch(api.get, api, base .. "/large/3000000", { on_body = function() error("no room") end })
+        check("stream: a failing on_body raises BodyCallbackError", clients.is_error(err)
+            and err.class == "BodyCallbackError" and err.message:find("no room", 1, true), tostring(err))
+        check("stream: and fails the span", spans[#spans].err ~= nil and spans[#spans].err.class == "BodyCallbackError",
+            tostring(spans[#spans].err))
+        parts = {}
+        r = context.small:get(base .. "/large/5000", { on_body = function(chunk) parts[#parts + 1] = chunk end })
+        check("stream: max_response_size is for buffered bodies", #table.concat(parts) == 5000, #table.concat(parts))
         err = catch(api.get, api, "ftp://127.0.0.1/")
         check("other schemes refused", clients.is_error(err) and err.class == "InvalidURL", tostring(err))
 
