@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define DEFAULT_MAX_SIZE ((size_t)64 << 20)
 #define MAX_HEADER_BYTES ((size_t)256 << 10)
@@ -80,10 +81,16 @@ struct bp_http_call_s {
   char err[CURL_ERROR_SIZE + 256];
 };
 
-/* A socket libcurl opened, watched on the loop (src/clients/watch.c). */
+/* A socket libcurl opened, watched on the loop (src/clients/watch.c). The
+ * watch lives as long as the socket (until libcurl closes it, through
+ * CURLOPT_CLOSESOCKETFUNCTION), not only while a transfer uses it: libcurl
+ * says CURL_POLL_REMOVE when a transfer ends and asks for the same socket
+ * again with the next call on the kept-alive connection, and dropping and
+ * re-adding it to epoll around every call cost two epoll_ctl calls each. */
 typedef struct sock_s {
   bp__watch_t *watch;
   curl_socket_t fd;
+  int active; /* libcurl watches it (between its first ask and CURL_POLL_REMOVE) */
   struct sock_s *prev, *next;
 } sock_t;
 
@@ -100,6 +107,8 @@ static struct {
   bp_http_call_t *deferred, *deferred_tail;
   bp_http_call_t *ready; /* streamed calls a chunk came for (woken after libcurl ran) */
   sock_t *socks;
+  sock_t **byfd; /* socks by descriptor */
+  int nbyfd;
   CURL *spare[SPARE_EASY];
   int nspare;
 } M;
@@ -450,7 +459,12 @@ static void sock_closed(bp__watch_t *w) {
   handle_gone();
 }
 
+static sock_t *sock_of(curl_socket_t fd) {
+  return fd >= 0 && fd < M.nbyfd ? M.byfd[fd] : NULL;
+}
+
 static void sock_close(sock_t *k) {
+  if (k->fd >= 0 && k->fd < M.nbyfd && M.byfd[k->fd] == k) M.byfd[k->fd] = NULL;
   if (k->prev)
     k->prev->next = k->next;
   else
@@ -466,6 +480,13 @@ static void unready(bp_http_call_t *c);
 static void on_poll(bp__watch_t *w, int status, int events) {
   sock_t *k = w->owner;
   int flags = 0, running;
+  if (!k->active) {
+    /* An idle kept-alive connection got readable (the server closed it, or
+     * sent something unasked): stop watching; libcurl finds out when it
+     * next looks at the connection. */
+    bp__watch_set(w, 0);
+    return;
+  }
   if (status < 0)
     flags = CURL_CSELECT_ERR;
   else {
@@ -483,16 +504,27 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
-  sock_t *k = socketp;
+  sock_t *k = socketp ? socketp : sock_of(s);
   int events = 0, rc;
   if (what == CURL_POLL_REMOVE) {
+    /* Kept, and kept watched for reading (no epoll_ctl): the connection
+     * may be reused by the next call. Closed in on_close_socket. */
     if (k) {
-      if (M.state == 1) curl_multi_assign(M.multi, s, NULL);
-      sock_close(k);
+      k->active = 0;
+      if (k->watch->events & UV_WRITABLE) bp__watch_set(k->watch, UV_READABLE);
     }
     return 0;
   }
   if (!k) {
+    if (s >= M.nbyfd) {
+      int n = M.nbyfd ? M.nbyfd : 64;
+      sock_t **v;
+      while (n <= s) n *= 2;
+      if (!(v = realloc(M.byfd, (size_t)n * sizeof *v))) return -1;
+      memset(v + M.nbyfd, 0, (size_t)(n - M.nbyfd) * sizeof *v);
+      M.byfd = v;
+      M.nbyfd = n;
+    }
     if (!(k = calloc(1, sizeof *k))) return -1;
     if (!(k->watch = bp__watch_new((int)s, &M.closable, k, on_poll, sock_closed, &rc))) {
       free(k);
@@ -504,9 +536,11 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
     k->next = M.socks;
     if (M.socks) M.socks->prev = k;
     M.socks = k;
-    curl_multi_assign(M.multi, s, k);
+    M.byfd[s] = k;
     if (M.inflight == 0) bp__watch_keep_loop(k->watch, 0);
   }
+  if (!socketp) curl_multi_assign(M.multi, s, k);
+  k->active = 1;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
   if ((rc = bp__watch_set(k->watch, events)) != 0) {
@@ -595,6 +629,9 @@ static void multi_shutdown(bp__closable_t *self) {
   curl_multi_cleanup(M.multi);
   M.multi = NULL;
   while (M.socks) sock_close(M.socks);
+  free(M.byfd);
+  M.byfd = NULL;
+  M.nbyfd = 0;
   uv_close((uv_handle_t *)&M.timer, timer_closed);
   uv_close((uv_handle_t *)&M.defer_timer, timer_closed);
 }
@@ -823,6 +860,13 @@ static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_
   return socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
 }
 
+/* libcurl closes a socket: its watch goes first (out of epoll at once). */
+static int on_close_socket(void *ud, curl_socket_t fd) {
+  sock_t *k = sock_of(fd);
+  if (k) sock_close(k);
+  return close(fd);
+}
+
 /* Before each request, on a new or a reused connection: the address it is
  * connected to is judged again (a connection opened for another client's
  * call may be in libcurl's cache). */
@@ -941,6 +985,7 @@ int bp_http_call_new(const char *method, const char *url, const bp_http_options_
   curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
   curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
   curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
