@@ -115,7 +115,7 @@ end
 
 -- scheme, host (lowercase, without brackets), the URL without its query
 -- string and fragment; nil for something that is no http(s) URL.
-local function split_url(url)
+local function split_url_uncached(url)
     local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
     if not scheme then return nil end
     local authority = rest:match("^([^/?#]*)")
@@ -123,6 +123,20 @@ local function split_url(url)
     local host = hostport:match("^%[([^%]]*)%]") or hostport:match("^([^:]*)")
     local bare = url:match("^([^?#]*)")
     return lower(scheme), lower(host or ""), bare
+end
+
+-- A service calls the same few URLs over and over: their parts are kept
+-- (up to 512 URLs, then forgotten all at once).
+local split_cache, split_count = {}, 0
+local function split_url(url)
+    local e = split_cache[url]
+    if e then return e[1], e[2], e[3] end
+    local scheme, host, bare = split_url_uncached(url)
+    if not scheme then return nil end
+    if split_count >= 512 then split_cache, split_count = {}, 0 end
+    split_cache[url] = { scheme, host, bare }
+    split_count = split_count + 1
+    return scheme, host, bare
 end
 M.split_url = split_url
 
@@ -153,8 +167,8 @@ end
 -- Responses
 
 local Response = {}
-Response.__index = Response
 M.Response = Response
+local parse_headers
 
 --- The body decoded as JSON (raises on invalid JSON).
 function Response:json()
@@ -168,9 +182,20 @@ function Response:ok() return self.status < 400 end
 
 Response.__tostring = function(self) return format("<Response [%d]>", self.status) end
 
+-- The headers are parsed when first looked at (most callers read only the
+-- status and body).
+Response.__index = function(self, k)
+    if k == "headers" then
+        local h = parse_headers(rawget(self, "_header_text") or "")
+        rawset(self, "headers", h)
+        return h
+    end
+    return Response[k]
+end
+
 -- Header lines into a table: names in lowercase, repeated headers joined
 -- with ", " (as requests does; Set-Cookie too).
-local function parse_headers(text)
+function parse_headers(text)
     local h = {}
     for line in text:gmatch("[^\r\n]+") do
         local name, value = line:match("^([^:]+):%s*(.-)%s*$")
@@ -209,7 +234,7 @@ local function response_of(call, url, address)
         status = C.bp_http_call_status(call),
         http_version = v / 10,
         protocol = PROTOCOLS[v],
-        headers = parse_headers(ffi_string(p, len_cell[0])),
+        _header_text = ffi_string(p, len_cell[0]),
         url = url,
         address = address,
     }, Response)
@@ -354,8 +379,9 @@ local function perform(client, method, url, headers, body, opts)
         end
         local res = exchange_retried(client, method, url, headers, body, timeout, opts.max_size, opts.resolve,
             sink)
+        if not (follow and REDIRECTS[res.status]) then return res end
         local loc = res.headers.location
-        if not (follow and REDIRECTS[res.status] and loc) then return res end
+        if not loc then return res end
         url = join_url(url, loc)
         if res.status == 303 and method ~= "HEAD" or ((res.status == 301 or res.status == 302) and method == "POST") then
             method, body = "GET", nil
@@ -459,8 +485,15 @@ local function traced(child, client, method, url, headers, body, opts, bare)
     return res
 end
 
-local function with_slot(_, client, fn, ...)
-    return fn(...)
+-- One call, traced (a child span) or not (no closure made per call: the
+-- JIT does not compile making one).
+local function run_call(child, client, method, url, headers, body, opts, bare)
+    if child == nil then return perform(client, method, url, headers, body, opts) end
+    return traced(child, client, method, url, headers, body, opts, bare)
+end
+
+local function with_slot(_, ...)
+    return run_call(...)
 end
 
 --- Send a request: method ("GET"…), url, and opts: headers (a table), query
@@ -494,17 +527,14 @@ function Session:request(method, url, opts)
     local headers = header_lines(client, opts, opts.json ~= nil)
     local _, _, bare = split_url(url)
     local span = self._span
-    local run
-    if span == nil then
-        run = function() return perform(client, method, url, headers, body, opts) end
-    else
-        local child = span:make_child(self._name .. ".request")
+    local child = nil
+    if span ~= nil then
+        child = span:make_child(self._name .. ".request")
         if client._internal then add_trace_headers(headers, child, span) end
-        run = function() return traced(child, client, method, url, headers, body, opts, bare or url) end
     end
     local pool = client._pool
-    if pool then return pool:with(with_slot, client, run) end
-    return run()
+    if pool then return pool:with(with_slot, child, client, method, url, headers, body, opts, bare or url) end
+    return run_call(child, client, method, url, headers, body, opts, bare or url)
 end
 
 for _, m in ipairs({ "get", "post", "put", "patch", "delete", "head", "options" }) do
