@@ -930,6 +930,25 @@ static int check_url(const char *url, char *err, size_t errlen) {
   return rc;
 }
 
+/* The URLs found good lately: a service calls the same few again and again,
+ * and parsing one (curl_url) costs a dozen allocations. */
+#define GOOD_URLS 8
+#define GOOD_URL_MAX 256
+static char good_urls[GOOD_URLS][GOOD_URL_MAX];
+static int good_next;
+
+static int check_url_cached(const char *url, char *err, size_t errlen) {
+  size_t n = strlen(url);
+  int rc;
+  if (n < GOOD_URL_MAX)
+    for (int i = 0; i < GOOD_URLS; i++)
+      if (good_urls[i][0] == url[0] && strcmp(good_urls[i], url) == 0) return BP_OK;
+  if ((rc = check_url(url, err, errlen)) != BP_OK || n >= GOOD_URL_MAX) return rc;
+  memcpy(good_urls[good_next], url, n + 1);
+  good_next = (good_next + 1) % GOOD_URLS;
+  return BP_OK;
+}
+
 int bp_http_call_new(const char *method, const char *url, const bp_http_options_t *opts,
                      bp_http_call_t **out, char *err, size_t errlen) {
   bp_http_call_t *c;
@@ -953,7 +972,7 @@ int bp_http_call_new(const char *method, const char *url, const bp_http_options_
     copy_err(err, errlen, "%s", rc == BP_ECLOSED ? "the event loop was shut down" : "cannot set up libcurl");
     return rc;
   }
-  if ((rc = check_url(url, err, errlen)) != BP_OK) return rc;
+  if ((rc = check_url_cached(url, err, errlen)) != BP_OK) return rc;
   if (!(c = calloc(1, sizeof *c)) || !(c->method = strdup(method))) {
     free(c);
     copy_err(err, errlen, "out of memory");
