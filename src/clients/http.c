@@ -91,6 +91,11 @@ typedef struct sock_s {
   bp__watch_t *watch;
   curl_socket_t fd;
   int active; /* libcurl watches it (between its first ask and CURL_POLL_REMOVE) */
+  int ours;   /* a connection's socket, opened by on_open_socket: closed through
+               * on_close_socket, so it may stay watched while idle. Others
+               * (the threaded resolver's socketpair) are closed by libcurl
+               * directly: their watch goes at CURL_POLL_REMOVE, as it must
+               * before the descriptor can be reused. */
   struct sock_s *prev, *next;
 } sock_t;
 
@@ -109,6 +114,8 @@ static struct {
   sock_t *socks;
   sock_t **byfd; /* socks by descriptor */
   int nbyfd;
+  unsigned char *opened; /* by descriptor: opened by on_open_socket, not yet closed */
+  int nopened;
   CURL *spare[SPARE_EASY];
   int nspare;
 } M;
@@ -463,6 +470,25 @@ static sock_t *sock_of(curl_socket_t fd) {
   return fd >= 0 && fd < M.nbyfd ? M.byfd[fd] : NULL;
 }
 
+static int is_ours(curl_socket_t fd) { return fd >= 0 && fd < M.nopened && M.opened[fd]; }
+
+/* Note (or forget) that libcurl opened `fd` through on_open_socket. */
+static int mark_opened(curl_socket_t fd, int on) {
+  if (fd < 0) return -1;
+  if (fd >= M.nopened) {
+    int n = M.nopened ? M.nopened : 64;
+    unsigned char *v;
+    if (!on) return 0;
+    while (n <= fd) n *= 2;
+    if (!(v = realloc(M.opened, (size_t)n))) return -1;
+    memset(v + M.nopened, 0, (size_t)(n - M.nopened));
+    M.opened = v;
+    M.nopened = n;
+  }
+  M.opened[fd] = (unsigned char)on;
+  return 0;
+}
+
 static void sock_close(sock_t *k) {
   if (k->fd >= 0 && k->fd < M.nbyfd && M.byfd[k->fd] == k) M.byfd[k->fd] = NULL;
   if (k->prev)
@@ -509,7 +535,9 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
   if (what == CURL_POLL_REMOVE) {
     /* Kept, and kept watched for reading (no epoll_ctl): the connection
      * may be reused by the next call. Closed in on_close_socket. */
-    if (k) {
+    if (k && !k->ours) {
+      sock_close(k);
+    } else if (k) {
       k->active = 0;
       if (k->watch->events & UV_WRITABLE) bp__watch_set(k->watch, UV_READABLE);
     }
@@ -537,6 +565,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
     if (M.socks) M.socks->prev = k;
     M.socks = k;
     M.byfd[s] = k;
+    k->ours = is_ours(s);
     if (M.inflight == 0) bp__watch_keep_loop(k->watch, 0);
   }
   if (!socketp) curl_multi_assign(M.multi, s, k);
@@ -632,6 +661,9 @@ static void multi_shutdown(bp__closable_t *self) {
   free(M.byfd);
   M.byfd = NULL;
   M.nbyfd = 0;
+  free(M.opened);
+  M.opened = NULL;
+  M.nopened = 0;
   uv_close((uv_handle_t *)&M.timer, timer_closed);
   uv_close((uv_handle_t *)&M.defer_timer, timer_closed);
 }
@@ -831,6 +863,7 @@ static void refuse(bp_http_call_t *c, int family, const void *a, int port, const
 
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *sa) {
   bp_http_call_t *c = ud;
+  curl_socket_t fd;
   if (c->filter && purpose == CURLSOCKTYPE_IPCXN) {
     char why[300];
     const void *a = NULL;
@@ -857,13 +890,19 @@ static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_
       return CURL_SOCKET_BAD;
     }
   }
-  return socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
+  fd = socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
+  if (fd >= 0 && mark_opened(fd, 1) != 0) {
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
+  return fd;
 }
 
 /* libcurl closes a socket: its watch goes first (out of epoll at once). */
 static int on_close_socket(void *ud, curl_socket_t fd) {
   sock_t *k = sock_of(fd);
   if (k) sock_close(k);
+  mark_opened(fd, 0);
   return close(fd);
 }
 

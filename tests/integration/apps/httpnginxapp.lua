@@ -1,6 +1,6 @@
 -- The HTTP client against nginx (test-http-client-nginx.sh): run is the
 -- client side, under baseplate-script; args are nginx's plain HTTP/1.1
--- port and its TLS port (HTTP/2 offered).
+-- port, its TLS port (HTTP/2 offered) and a host name for 127.0.0.1.
 local baseplate = require("baseplate")
 local client = require("baseplate.clients.http")
 local clients = require("baseplate.clients.base")
@@ -60,6 +60,18 @@ function M.run(app_config, args)
         end
         check("keep-alive: 5 calls on one connection", same and conns[1] ~= nil, table.concat(conns, ","))
         check("keep-alive: the connection's requests count up", counting, table.concat(reqs, ","))
+
+        -- a name libcurl resolves itself (its threaded resolver's sockets
+        -- come and go between the connections' sockets)
+        local named_ok = 0
+        local name = args[3] or "localhost"
+        for _ = 1, 3 do
+            local okc, res = pcall(api.get, api, "http://" .. name .. ":" .. p1 .. "/hello")
+            if okc and res.status == 200 then named_ok = named_ok + 1 else out[#out + 1] = "info: " .. tostring(res) end
+            okc, res = pcall(api.get, api, base .. "/hello")
+            if okc and res.status == 200 then named_ok = named_ok + 1 end
+        end
+        check("calls by name and by address, in turn", named_ok == 6, named_ok)
 
         -- GET: status, body, headers, query, a custom header
         local r = api:get(base .. "/hello", { query = { a = "1 2" }, headers = { ["X-Custom"] = "yes" } })
