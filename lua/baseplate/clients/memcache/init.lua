@@ -345,11 +345,22 @@ local function in_span(span, pool, req)
     return run(pool, req)
 end
 
+-- "{name}.{command}", made once per client name and command
+local span_names = setmetatable({}, { __index = function(t, name)
+    local per = setmetatable({}, { __index = function(u, command)
+        local s = name .. "." .. command
+        u[command] = s
+        return s
+    end })
+    t[name] = per
+    return per
+end })
+
 local function call(self, req)
     req.client = self._name
     local span = self._span
     if span == nil then return run(self._pool, req) end
-    return span:make_child(self._name .. "." .. req.command):with(in_span, self._pool, req)
+    return span:make_child(span_names[self._name][req.command]):with(in_span, self._pool, req)
 end
 
 --------------------------------------------------------------------------------
@@ -601,7 +612,7 @@ local function fetch1(self, command, key, gets, gat, expire)
     local span = self._span
     if span == nil then return get1(self._pool, req, key) end
     -- (Span:with's work, without its table of results)
-    local child = span:make_child(self._name .. "." .. command)
+    local child = span:make_child(span_names[self._name][command])
     child:start()
     local ok, data, flags, cas = pcall(get1_in_span, child, self._pool, req, key)
     if ok then
