@@ -329,6 +329,9 @@ t.test("timeouts never lose a pool slot", function()
         nil, nil, "127.0.0.1:" .. (PORT + 102))
     local done = false
     runtime.spawn(function() pcall(slow.get, slow, "k") done = true end)
+    -- (once the slow call holds the connection: a get made in the same
+    -- loop turn would go with it, in one write)
+    t.ok(t.wait_until(function() return slow._pool:stats().in_use == 1 end), "the slow call holds the connection")
     local e = t.raises("no connection available", slow.get, slow, "k")
     t.eq(e.class, "TimeoutError")
     t.ok(t.wait_until(function() return done end), "the slow call ended")
@@ -563,6 +566,55 @@ t.test("stats, version, gat and gats, cache_memlimit, close and quit", function(
     t.eq(c:version(), st.version, "and the next call opens one")
     c:quit()
     t.eq(pool:stats().open, 0)
+end)
+
+t.test("gets made in the same loop turn go in one write, each with its own result", function()
+    local c, pool = json_client({ max_pool_size = "10" })
+    for i = 1, 40 do c:set("t:g" .. i, { i }) end
+    c:set("t:gbin", "\255")
+    local results, errors, done = {}, {}, 0
+    for i = 1, 60 do
+        runtime.spawn(function()
+            local ok, v = pcall(function()
+                if i % 10 == 0 then return c:gets("t:g" .. (i % 40 + 1)) end
+                if i % 15 == 0 then return c:gat("t:none" .. i, 100, "dflt") end
+                if i == 7 then return c:incr("t:gbin", 1) end -- CLIENT_ERROR: its own failure
+                return c:get("t:g" .. (i % 40 + 1))
+            end)
+            if ok then results[i] = v else errors[i] = v end
+            done = done + 1
+        end)
+    end
+    t.ok(t.wait_until(function() return done == 60 end), "every call ended")
+    for i = 1, 60 do
+        if i == 7 then
+            t.ok(errors[7] and errors[7].message:find("CLIENT_ERROR", 1, true), tostring(errors[7]))
+        elseif i % 15 == 0 and i % 10 ~= 0 then
+            t.eq(results[i], "dflt", "gat " .. i)
+        else
+            t.eq(results[i], { i % 40 + 1 }, "call " .. i)
+        end
+    end
+    -- 60 calls at once: groups of at most 16, not a connection each
+    t.ok(pool:stats().open <= 5, "the gets shared connections: " .. pool:stats().open .. " opened")
+    -- a connection failure fails every member of a group
+    local stop = stand_in(PORT + 130, "VALUE k 0 1\r\nx\r\nSTORED\r\n")
+    local ok, err = pcall(function()
+        local h, hpool = client({ timeout = "5 seconds" }, nil, nil, "127.0.0.1:" .. (PORT + 130))
+        local errs, n = {}, 0
+        for i = 1, 5 do
+            runtime.spawn(function()
+                local okc, e = pcall(h.get, h, "k")
+                errs[i] = not okc and e.class or "no error"
+                n = n + 1
+            end)
+        end
+        t.ok(t.wait_until(function() return n == 5 end), "every call ended")
+        t.eq(errs, { "ConnectionError", "ConnectionError", "ConnectionError", "ConnectionError", "ConnectionError" })
+        t.eq(hpool:stats().open, 0)
+    end)
+    stop()
+    if not ok then error(err, 0) end
 end)
 
 t.test("get_many and delete_many with many keys", function()

@@ -542,75 +542,125 @@ function M.monitored(name, span, pool)
     return setmetatable({ _name = name, _span = span, _pool = pool }, Monitored)
 end
 
--- get of one key, the common call, on a path the JIT compiles: the work
--- before and after the wait is in functions of their own, without loops
--- (a loop, or the wait's coroutine yield, ends a trace). Returns data and
--- flags, or nil.
-local function get1_begin(pool, key, gets, gat, expire)
-    local conn, since = pool:checkout()
-    keys_arr[0] = key
-    key_lens[0] = #key
-    local rc
-    if gat then
-        rc = C.bp_memcache_gat(conn.c, gets, expire, 1, keys_arr, key_lens)
-    else
-        rc = C.bp_memcache_get(conn.c, gets, 1, keys_arr, key_lens)
-    end
-    return conn, since, rc
+-- Coalescing: the gets of one key (get, gets, gat, gats) that coroutines
+-- make in the same loop iteration go together, in one write on one
+-- connection, and their replies come in one read, instead of a write and a
+-- read (two system calls, and a wake-up of memcached) per call. The first
+-- caller leads a group: it waits until the loop's next turn, while the
+-- others called in this turn join, then sends every member's command,
+-- reads the replies and wakes the members, each with its own result or
+-- error. A failure of the connection fails every member; an error reply
+-- only its own call. A group has at most 16 members: then several groups
+-- are in flight on several connections, and the client works while
+-- memcached answers (one group of everyone would leave both sides idle in
+-- turn: bench/README.md).
+local GROUP_MAX = 16
+
+local function start_follow(id, g, i)
+    g.ids[i] = id
+    return core.AGAIN
 end
 
-local function get1_end(pool, conn, since, req, key)
+local function start_turn(id)
+    local rc = C.bp_sleep(0, id)
+    return rc
+end
+
+-- Queue every member's get on one connection, send, read: results into
+-- the group. Raises what fails every member (no connection).
+local function run_group(pool, g)
+    local conn, since = pool:checkout()
     local c = conn.c
-    local kind = C.bp_memcache_reply(c, 0, nil, text_cell, len_cell)
-    if kind ~= END then
-        local err = error_reply(conn, req, kind, kind ~= ERROR and ffi_string(text_cell[0], len_cell[0]))
-        pool:checkin(conn, kind ~= SERVER_ERROR, since)
-        error(err, 0)
-    end
-    local data, flags, cas
-    if C.bp_memcache_value_count(c) == 1 then
-        local v = value_cell
-        C.bp_memcache_value(c, 0, v)
-        if v.key_len == #key and ffi_string(v.key, v.key_len) == key then
-            data, flags = ffi_string(v.data, v.data_len), v.flags
-            if req.gets then cas = u64(v.cas) end
+    local n, reqs, keys = g.n, g.reqs, g.keys
+    for i = 1, n do
+        local r, k = reqs[i], keys[i]
+        keys_arr[0] = k
+        key_lens[0] = #k
+        local rc
+        if r.gat then
+            rc = C.bp_memcache_gat(c, r.gets and 1 or 0, r.expire, 1, keys_arr, key_lens)
+        else
+            rc = C.bp_memcache_get(c, r.gets and 1 or 0, 1, keys_arr, key_lens)
+        end
+        if rc ~= OK_RC then -- (keys were checked: only out of memory)
+            local err = refused(conn, r)
+            pool:checkin(conn, false, since)
+            error(err, 0)
         end
     end
-    pool:checkin(conn, false, since)
-    return data, flags, cas
+    local ok, rc = pcall(runtime.await, start_send, conn, conn.timeout)
+    if not ok or rc ~= OK_RC then
+        for i = 1, n do
+            g.errs[i] = ok and status_error(conn, rc, reqs[i].command, reqs[i].client) or rc
+        end
+        pool:checkin(conn, true, since)
+        return
+    end
+    local discard = false
+    for i = 1, n do
+        local kind = C.bp_memcache_reply(c, i - 1, nil, text_cell, len_cell)
+        if kind ~= END then
+            g.errs[i] = error_reply(conn, reqs[i], kind, kind ~= ERROR and ffi_string(text_cell[0], len_cell[0]))
+            if kind ~= SERVER_ERROR then discard = true end
+        end
+    end
+    local v = value_cell
+    for j = 0, C.bp_memcache_value_count(c) - 1 do
+        C.bp_memcache_value(c, j, v)
+        local i = v.reply + 1
+        local k = keys[i]
+        if v.key_len == #k and ffi_string(v.key, v.key_len) == k then
+            g.data[i], g.flags[i] = ffi_string(v.data, v.data_len), v.flags
+            if reqs[i].gets then g.cas[i] = u64(v.cas) end
+        end
+    end
+    pool:checkin(conn, discard, since)
 end
 
-local function get1(pool, req, key)
-    local ok, conn, since, rc = pcall(get1_begin, pool, key, req.gets and 1 or 0, req.gat, req.expire)
-    if not ok then error(pool_timeout(pool, req, conn), 0) end
-    if rc ~= OK_RC then
-        local err = refused(conn, req)
-        pool:checkin(conn, false, since)
-        error(err, 0)
+local function member_result(g, i)
+    local err = g.errs[i]
+    if err ~= nil then error(err, 0) end
+    return g.data[i], g.flags[i], g.cas[i]
+end
+
+local function get_grouped(pool, req, key)
+    local g = pool.mc_group
+    if g ~= nil and g.n < GROUP_MAX then -- join
+        local i = g.n + 1
+        g.n = i
+        g.reqs[i], g.keys[i] = req, key
+        local ok, rc = pcall(runtime.await, start_follow, g, i)
+        if not ok then error(rc, 0) end
+        if rc ~= OK_RC then -- (interrupted: the group goes on without us)
+            error(status_error({ where = pool.endpoint, c = nil, timeout = 0 }, rc, req.command, req.client), 0)
+        end
+        return member_result(g, i)
     end
-    local sent, failure = pcall(send, conn, req)
-    if not sent then
-        pool:checkin(conn, true, since)
-        error(failure, 0)
+    g = { n = 1, reqs = { req }, keys = { key }, ids = {}, data = {}, flags = {}, cas = {}, errs = {} }
+    pool.mc_group = g
+    runtime.await(start_turn) -- (the others join meanwhile; whatever wakes it, the group goes)
+    if pool.mc_group == g then pool.mc_group = nil end
+    local ok, err = pcall(run_group, pool, g)
+    if not ok then
+        for i = 1, g.n do g.errs[i] = pool_timeout(pool, g.reqs[i], err) end
     end
-    -- (not a tail call: a trace of get1_end returns into this frame, not into
-    -- a pcall's)
-    local data, flags, cas = get1_end(pool, conn, since, req, key)
-    return data, flags, cas
+    for i = 2, g.n do runtime.wake(g.ids[i], OK_RC) end
+    return member_result(g, 1)
 end
 
 local function get1_in_span(span, pool, req, key)
     span:set_tag("method", req.command)
     span:set_tag("key", key)
     if req.expire then span:set_tag("expire", req.expire) end
-    return get1(pool, req, key)
+    local data, flags, cas = get_grouped(pool, req, key)
+    return data, flags, cas
 end
 
 -- The data and flags of key (and its CAS unique for gets), or nil.
 local function fetch1(self, command, key, gets, gat, expire)
     local req = { command = command, client = self._name, gets = gets, gat = gat, expire = expire }
     local span = self._span
-    if span == nil then return get1(self._pool, req, key) end
+    if span == nil then return get_grouped(self._pool, req, key) end
     -- (Span:with's work, without its table of results)
     local child = span:make_child(span_names[self._name][command])
     child:start()
