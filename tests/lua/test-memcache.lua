@@ -595,6 +595,12 @@ t.test("gets made in the same loop turn go in one write, each with its own resul
             t.eq(results[i], { i % 40 + 1 }, "call " .. i)
         end
     end
+    -- a get where nothing can wait raises, and leaves no group behind
+    local co = coroutine.wrap(function() return pcall(c.get, c, "t:g1") end)
+    local okw, werr = co()
+    t.eq(okw, false)
+    t.ok(tostring(werr):find("cannot wait here", 1, true), tostring(werr))
+    t.eq(c:get("t:g1"), { 1 }, "the next get is not stuck in a group that never goes")
     -- 60 calls at once: groups of at most 16, not a connection each
     t.ok(pool:stats().open <= 5, "the gets shared connections: " .. pool:stats().open .. " opened")
     -- a connection failure fails every member of a group

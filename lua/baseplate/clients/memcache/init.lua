@@ -566,12 +566,17 @@ local function start_turn(id)
     return rc
 end
 
--- Queue every member's get on one connection, send, read: results into
--- the group. Raises what fails every member (no connection).
+-- Queue every member's get on one connection, send, read: results (or
+-- errors) into the group. Raises nothing (and is not run under a pcall,
+-- whose frame a trace cannot return into).
 local function run_group(pool, g)
-    local conn, since = pool:checkout()
-    local c = conn.c
     local n, reqs, keys = g.n, g.reqs, g.keys
+    local got, conn, since = pcall(pool.checkout, pool)
+    if not got then
+        for i = 1, n do g.errs[i] = pool_timeout(pool, reqs[i], conn) end
+        return
+    end
+    local c = conn.c
     for i = 1, n do
         local r, k = reqs[i], keys[i]
         keys_arr[0] = k
@@ -584,8 +589,9 @@ local function run_group(pool, g)
         end
         if rc ~= OK_RC then -- (keys were checked: only out of memory)
             local err = refused(conn, r)
+            for j = 1, n do g.errs[j] = err end
             pool:checkin(conn, false, since)
-            error(err, 0)
+            return
         end
     end
     local ok, rc = pcall(runtime.await, start_send, conn, conn.timeout)
@@ -617,10 +623,11 @@ local function run_group(pool, g)
     pool:checkin(conn, discard, since)
 end
 
+-- A member's data, flags, CAS unique, and its error (raised by the caller:
+-- these functions raise nothing, and run under no pcall, whose frame a
+-- trace cannot return into).
 local function member_result(g, i)
-    local err = g.errs[i]
-    if err ~= nil then error(err, 0) end
-    return g.data[i], g.flags[i], g.cas[i]
+    return g.data[i], g.flags[i], g.cas[i], g.errs[i]
 end
 
 local function get_grouped(pool, req, key)
@@ -630,47 +637,48 @@ local function get_grouped(pool, req, key)
         g.n = i
         g.reqs[i], g.keys[i] = req, key
         local ok, rc = pcall(runtime.await, start_follow, g, i)
-        if not ok then error(rc, 0) end
+        if not ok then return nil, nil, nil, rc end
         if rc ~= OK_RC then -- (interrupted: the group goes on without us)
-            error(status_error({ where = pool.endpoint, c = nil, timeout = 0 }, rc, req.command, req.client), 0)
+            return nil, nil, nil, status_error({ where = pool.endpoint, c = nil, timeout = 0 }, rc, req.command,
+                req.client)
         end
-        return member_result(g, i)
+        local data, flags, cas, err = member_result(g, i)
+        return data, flags, cas, err
     end
     g = { n = 1, reqs = { req }, keys = { key }, ids = {}, data = {}, flags = {}, cas = {}, errs = {} }
     pool.mc_group = g
-    runtime.await(start_turn) -- (the others join meanwhile; whatever wakes it, the group goes)
+    -- the others join meanwhile; whatever wakes it, the group goes
+    local waited, why = pcall(runtime.await, start_turn)
     if pool.mc_group == g then pool.mc_group = nil end
-    local ok, err = pcall(run_group, pool, g)
-    if not ok then
-        for i = 1, g.n do g.errs[i] = pool_timeout(pool, g.reqs[i], err) end
+    if not waited then -- (cannot wait here: nobody could have joined)
+        return nil, nil, nil, why
     end
+    run_group(pool, g)
     for i = 2, g.n do runtime.wake(g.ids[i], OK_RC) end
-    return member_result(g, 1)
-end
-
-local function get1_in_span(span, pool, req, key)
-    span:set_tag("method", req.command)
-    span:set_tag("key", key)
-    if req.expire then span:set_tag("expire", req.expire) end
-    local data, flags, cas = get_grouped(pool, req, key)
-    return data, flags, cas
+    local data, flags, cas, err = member_result(g, 1)
+    return data, flags, cas, err
 end
 
 -- The data and flags of key (and its CAS unique for gets), or nil.
 local function fetch1(self, command, key, gets, gat, expire)
+    local pool = self._pool
     local req = { command = command, client = self._name, gets = gets, gat = gat, expire = expire }
     local span = self._span
-    if span == nil then return get_grouped(self._pool, req, key) end
-    -- (Span:with's work, without its table of results)
-    local child = span:make_child(span_names[self._name][command])
-    child:start()
-    local ok, data, flags, cas = pcall(get1_in_span, child, self._pool, req, key)
-    if ok then
-        child:finish()
+    if span == nil then
+        local data, flags, cas, err = get_grouped(pool, req, key)
+        if err ~= nil then error(err, 0) end
         return data, flags, cas
     end
-    child:finish(data)
-    error(data, 0)
+    -- (Span:with's work, without its table of results or a pcall)
+    local child = span:make_child(span_names[self._name][command])
+    child:start()
+    child:set_tag("method", command)
+    child:set_tag("key", key)
+    if expire then child:set_tag("expire", expire) end
+    local data, flags, cas, err = get_grouped(pool, req, key)
+    child:finish(err)
+    if err ~= nil then error(err, 0) end
+    return data, flags, cas
 end
 
 --- The value of key, or `default` when there is none.
