@@ -5,8 +5,9 @@
  * uv_getaddrinfo, connecting, writing and reading wait for the socket, and
  * the connect and command time limits are loop timers.
  *
- * Commands are queued on the connection (bp_memcache_get, _store, _delete,
- * _incr, _touch, _flush_all) and sent together in one write by
+ * Commands are queued on the connection (bp_memcache_get, _gat, _store,
+ * _delete, _incr, _touch, _flush_all, _stats, _version, _cache_memlimit)
+ * and sent together in one write by
  * bp_memcache_send (a pipeline); the server answers each in turn. One
  * connection runs one operation at a time (a connect, then sends); the
  * pooling, spans, serializers and waiting are the Lua side's
@@ -56,6 +57,8 @@ typedef struct bp_memcache_conn_s bp_memcache_conn_t;
 #define BP_MEMCACHE_ERROR 10       /* "ERROR": the server did not know the command */
 #define BP_MEMCACHE_CLIENT_ERROR 11 /* text: the server's message */
 #define BP_MEMCACHE_SERVER_ERROR 12 /* text: the server's message */
+#define BP_MEMCACHE_VERSION 13      /* version: text is the server's version */
+#define BP_MEMCACHE_NOREPLY 14      /* a command sent with noreply: the server said nothing */
 
 /* A key has 1 to 250 bytes, none of them a space or a control character. */
 #define BP_MEMCACHE_MAX_KEY 250
@@ -66,7 +69,7 @@ typedef struct bp_memcache_conn_s bp_memcache_conn_t;
 typedef struct {
   const char *key;
   size_t key_len;
-  const char *data; /* NUL-terminated after data_len bytes (it may hold NULs itself) */
+  const char *data; /* data_len bytes (it may hold NULs; not NUL-terminated) */
   size_t data_len;
   uint32_t flags;   /* the client's flags stored with the value */
   uint64_t cas;     /* gets: the value's CAS unique; 0 after get */
@@ -117,6 +120,32 @@ BP_EXTERN int bp_memcache_get(bp_memcache_conn_t *c, int gets, int nkeys, const 
                               const size_t *key_lens);
 
 /**
+ * gat (or gats when `gats`): get nkeys >= 1 keys and set the expiry of
+ * those that have a value to exptime (as bp_memcache_store's), in one
+ * command. Its reply and values are a get's.
+ */
+BP_EXTERN int bp_memcache_gat(bp_memcache_conn_t *c, int gats, long long exptime, int nkeys,
+                              const char *const *keys, const size_t *key_lens);
+
+/**
+ * Whether the commands queued from now on go with memcached's `noreply`
+ * (1) or wait for their reply (0, the default; every send sets it back to
+ * 0). It applies to storage commands, delete, incr/decr, touch and
+ * flush_all; the others always have a reply. Such a command's reply is
+ * BP_MEMCACHE_NOREPLY: whether it was carried out is not known. A send of
+ * noreply commands alone ends (its waiter is woken with BP_OK) once its
+ * bytes are written.
+ *
+ * memcached may still answer a noreply command that failed (an error
+ * line). The stream stays in step: the first command that waits for a
+ * reply after noreply commands on the connection (in the same send or a
+ * later one) is preceded by a `version`, and every line before its VERSION
+ * is skipped, not taken for a reply; lines that arrive while no reply is
+ * owed are dropped, as many as the noreply commands could have brought.
+ */
+BP_EXTERN void bp_memcache_set_noreply(bp_memcache_conn_t *c, int noreply);
+
+/**
  * A storage command (BP_MEMCACHE_SET…): data[0..len) stored under key with
  * `flags` and `exptime` (0: never expires; seconds, or a Unix time past 30
  * days, as memcached reads it; negative: expired at once); `cas` is used by
@@ -141,6 +170,22 @@ BP_EXTERN int bp_memcache_touch(bp_memcache_conn_t *c, const char *key, size_t k
 BP_EXTERN int bp_memcache_flush_all(bp_memcache_conn_t *c, long long delay);
 
 /**
+ * stats, or "stats <args>" (args[0..len): words of printable ASCII, such
+ * as "items", "slabs", "settings" or "reset"; len 0 for none). Its reply is
+ * BP_MEMCACHE_END with one value per statistic (key: the name, data: the
+ * value as the server wrote it, flags 0), at most max_stats of them (0:
+ * 65536); or BP_MEMCACHE_OK for "reset" and others that answer RESET or OK.
+ */
+BP_EXTERN int bp_memcache_stats(bp_memcache_conn_t *c, const char *args, size_t len,
+                                unsigned max_stats);
+
+/** version: its reply is BP_MEMCACHE_VERSION, the version as its text. */
+BP_EXTERN int bp_memcache_version(bp_memcache_conn_t *c);
+
+/** cache_memlimit: the server's memory limit becomes `megabytes` (OK). */
+BP_EXTERN int bp_memcache_cache_memlimit(bp_memcache_conn_t *c, long long megabytes);
+
+/**
  * Send the queued commands in one write. BP_AGAIN: `waiter` is woken with
  * BP_OK once every command's reply is in (an ERROR, CLIENT_ERROR or
  * SERVER_ERROR is a reply, not a wake status), BP_EIO when the connection
@@ -160,10 +205,11 @@ BP_EXTERN int bp_memcache_send(bp_memcache_conn_t *c, double timeout, int waiter
 BP_EXTERN int bp_memcache_reply_count(const bp_memcache_conn_t *c);
 
 /**
- * Reply i (0-based) of the last send: its BP_MEMCACHE_* kind, or 0 when out
- * of range. *number (when not NULL) gets incr/decr's value; *text and *len
- * (when not NULL) an error reply's message (NULL and 0 for others), valid
- * until the next send or the close.
+ * Reply i (0-based: the i-th command queued) of the last send: its
+ * BP_MEMCACHE_* kind, or 0 when out of range. *number (when not NULL) gets
+ * incr/decr's value; *text and *len (when not NULL) an error reply's
+ * message or the version (NULL and 0 for others), valid until the next send
+ * or the close.
  */
 BP_EXTERN int bp_memcache_reply(const bp_memcache_conn_t *c, int i, uint64_t *number,
                                 const char **text, size_t *len);
@@ -184,6 +230,16 @@ BP_EXTERN int bp_memcache_value(const bp_memcache_conn_t *c, int i, bp_memcache_
  * "protocol error: …"); "" when nothing failed.
  */
 BP_EXTERN const char *bp_memcache_error(const bp_memcache_conn_t *c);
+
+/**
+ * Bytes of buffers the connection holds now (commands, replies, their
+ * index). Buffers are kept from one send to the next while small: a send
+ * of more than 16 KB hands its bytes to the write, which frees them once
+ * written, and a reply buffer larger than 64 KB is given back at the next
+ * send (a burst of large values does not stay pinned to pooled
+ * connections).
+ */
+BP_EXTERN size_t bp_memcache_buffered(const bp_memcache_conn_t *c);
 
 /** Whether the connection can no longer send; 1 for NULL. */
 BP_EXTERN int bp_memcache_broken(const bp_memcache_conn_t *c);

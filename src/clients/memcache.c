@@ -23,6 +23,8 @@ void bp__mc_reader_reset(bp__mc_reader_t *r, const bp__mc_expect_t *expect, int 
                          size_t max_item) {
   r->expect = expect;
   r->nexpect = nexpect;
+  r->ei = 0;
+  r->skipped = 0;
   r->nreplies = 0;
   r->nitems = 0;
   r->in_reply = 0;
@@ -58,7 +60,7 @@ static int proto_err(bp__mc_reader_t *r, const char *what, const char *line, siz
   char q[64];
   quote_line(q, sizeof q, line, n);
   snprintf(r->err, sizeof r->err, "protocol error: %s (\"%s\") in reply %d of %d", what, q,
-           r->nreplies + 1, r->nexpect);
+           r->ei + 1, r->nexpect);
   return BP_EIO;
 }
 
@@ -99,7 +101,33 @@ static int add_reply(bp__mc_reader_t *r, int kind, uint64_t number, size_t text_
   r->replies[r->nreplies].text_off = text_off;
   r->replies[r->nreplies].text_len = text_len;
   r->nreplies++;
+  r->ei++;
   r->in_reply = 0;
+  return BP_OK;
+}
+
+static int add_item(bp__mc_reader_t *r, size_t key_off, size_t key_len, size_t data_off,
+                    size_t data_len, uint32_t flags, uint64_t cas) {
+  bp__mc_item_t *it;
+  if (r->nitems == r->icap) {
+    int cap = r->icap ? r->icap * 2 : 8;
+    bp__mc_item_t *m = realloc(r->items, (size_t)cap * sizeof *m);
+    if (!m) {
+      snprintf(r->err, sizeof r->err, "out of memory");
+      return BP_ENOMEM;
+    }
+    r->items = m;
+    r->icap = cap;
+  }
+  it = &r->items[r->nitems++];
+  it->key_off = key_off;
+  it->key_len = key_len;
+  it->data_off = data_off;
+  it->data_len = data_len;
+  it->flags = flags;
+  it->cas = cas;
+  it->reply = r->nreplies;
+  r->in_reply++;
   return BP_OK;
 }
 
@@ -110,7 +138,7 @@ static int parse_value(bp__mc_reader_t *r, const char *buf, size_t len, size_t s
   const char *line = buf + start, *tok[5];
   size_t toklen[5], i = 6, ntok = 0, data_off, key_off;
   uint64_t flags, bytes, cas = 0;
-  bp__mc_item_t *it;
+  int rc;
 
   while (i <= n && ntok < 5) { /* single spaces between tokens, none at either end */
     size_t j = i;
@@ -150,39 +178,46 @@ static int parse_value(bp__mc_reader_t *r, const char *buf, size_t len, size_t s
   }
   if (buf[data_off + bytes] != '\r' || buf[data_off + bytes + 1] != '\n')
     return proto_err(r, "a value not followed by \\r\\n where its length ends", line, n);
-  if (r->nitems == r->icap) {
-    int cap = r->icap ? r->icap * 2 : 8;
-    bp__mc_item_t *m = realloc(r->items, (size_t)cap * sizeof *m);
-    if (!m) {
-      snprintf(r->err, sizeof r->err, "out of memory");
-      return BP_ENOMEM;
-    }
-    r->items = m;
-    r->icap = cap;
-  }
   key_off = (size_t)(tok[0] - buf);
-  it = &r->items[r->nitems++];
-  it->key_off = key_off;
-  it->key_len = toklen[0];
-  it->data_off = data_off;
-  it->data_len = (size_t)bytes;
-  it->flags = (uint32_t)flags;
-  it->cas = cas;
-  it->reply = r->nreplies;
-  r->in_reply++;
+  rc = add_item(r, key_off, toklen[0], data_off, (size_t)bytes, (uint32_t)flags, cas);
+  if (rc != BP_OK) return rc;
   *next = data_off + (size_t)bytes + 2;
   return BP_OK;
 }
 
+/* "STAT <name> <value>" at line[0..n) (the value may have spaces, or be
+ * empty): a value of the stats reply. */
+static int parse_stat(bp__mc_reader_t *r, const char *buf, size_t start, size_t n,
+                      const bp__mc_expect_t *e) {
+  const char *line = buf + start;
+  size_t i = 5, name_len;
+  while (i < n && line[i] != ' ') i++;
+  name_len = i - 5;
+  if (name_len == 0 || name_len > BP_MEMCACHE_MAX_KEY)
+    return proto_err(r, "a STAT line without a name, or with one longer than 250 bytes", line, n);
+  if (r->in_reply >= e->nkeys) return proto_err(r, "more statistics than max_stats", line, n);
+  if (i < n) i++; /* the value after one space */
+  return add_item(r, start + 5, name_len, start + i, n - i, 0, 0);
+}
+
 int bp__mc_parse(bp__mc_reader_t *r, const char *buf, size_t len) {
-  while (r->nreplies < r->nexpect) {
-    const bp__mc_expect_t *e = &r->expect[r->nreplies];
-    size_t start = r->pos, avail = len - start, scan = avail < BP__MC_MAX_LINE + 2 ? avail : BP__MC_MAX_LINE + 2;
-    const char *line = buf + start, *nl = memchr(line, '\n', scan);
-    size_t n, next;
+  while (r->ei < r->nexpect) {
+    const bp__mc_expect_t *e = &r->expect[r->ei];
+    size_t start, avail, scan, n, next;
+    const char *line, *nl;
     int kind = 0, rc;
     uint64_t number = 0;
 
+    if (e->kind == BP__MC_NOREPLY) { /* the server owes nothing */
+      rc = add_reply(r, BP_MEMCACHE_NOREPLY, 0, 0, 0);
+      if (rc != BP_OK) return rc;
+      continue;
+    }
+    start = r->pos;
+    avail = len - start;
+    scan = avail < BP__MC_MAX_LINE + 2 ? avail : BP__MC_MAX_LINE + 2;
+    line = buf + start;
+    nl = avail ? memchr(line, '\n', scan) : NULL;
     if (!nl) {
       if (avail >= BP__MC_MAX_LINE + 2)
         return proto_err(r, "a line longer than 1024 bytes", line, 40);
@@ -190,13 +225,32 @@ int bp__mc_parse(bp__mc_reader_t *r, const char *buf, size_t len) {
       return BP_AGAIN;
     }
     n = (size_t)(nl - line);
+    next = start + n + 1;
+
+    if (e->kind == BP__MC_SYNC) {
+      /* What noreply commands said (a piece of a line, too, when its start
+       * came while nothing was owed and was dropped), then our VERSION. */
+      if (n > 8 && memcmp(line, "VERSION ", 8) == 0 && line[n - 1] == '\r') {
+        r->ei++;
+        r->skipped = 0;
+      } else if (++r->skipped > e->nkeys) {
+        return proto_err(r, "more lines than the noreply commands before could bring", line, n);
+      }
+      r->pos = next;
+      continue;
+    }
     if (n == 0 || line[n - 1] != '\r') return proto_err(r, "a line not ended by \\r\\n", line, n);
     n--;
-    next = start + n + 2;
 
     if (n > 6 && memcmp(line, "VALUE ", 6) == 0) {
       if (e->kind != BP__MC_RETRIEVE) return proto_err(r, "a value in reply to a command that is not a get", line, n);
       rc = parse_value(r, buf, len, start, n, e, &next);
+      if (rc != BP_OK) return rc;
+      r->pos = next;
+      continue;
+    }
+    if (e->kind == BP__MC_STATS && n > 5 && memcmp(line, "STAT ", 5) == 0) {
+      rc = parse_stat(r, buf, start, n, e);
       if (rc != BP_OK) return rc;
       r->pos = next;
       continue;
@@ -254,6 +308,20 @@ int bp__mc_parse(bp__mc_reader_t *r, const char *buf, size_t len) {
     case BP__MC_FLUSH:
       if (line_is(line, n, "OK")) kind = BP_MEMCACHE_OK;
       break;
+    case BP__MC_STATS:
+      if (line_is(line, n, "END"))
+        kind = BP_MEMCACHE_END;
+      else if (r->in_reply == 0 && (line_is(line, n, "RESET") || line_is(line, n, "OK")))
+        kind = BP_MEMCACHE_OK;
+      break;
+    case BP__MC_VERSION:
+      if (n > 8 && memcmp(line, "VERSION ", 8) == 0) {
+        rc = add_reply(r, BP_MEMCACHE_VERSION, 0, start + 8, n - 8);
+        if (rc != BP_OK) return rc;
+        r->pos = next;
+        continue;
+      }
+      break;
     }
     if (!kind) return proto_err(r, "a reply that does not answer the command", line, n);
     rc = add_reply(r, kind, number, 0, 0);
@@ -270,13 +338,22 @@ struct bp_memcache_conn_s {
   bp__mc_reader_t reader;
   bp__mc_expect_t *expect; /* the batch being queued, then sent */
   int nexpect, ecap;
+  int nwant; /* commands of the batch that have a reply to wait for */
   int sent;  /* the batch was sent: the next command begins another */
+  int noreply; /* commands queued now go with noreply */
+  unsigned stray;   /* noreply commands sent since the last sync: the lines the server may still send */
+  unsigned q_stray; /* the same, with the batch being queued */
+  size_t stray_bytes; /* how many bytes nobody waits for may still be dropped */
   char *out; /* the batch's bytes */
   size_t outlen, outcap;
   char *in; /* the replies of the send */
   size_t inlen, incap;
   size_t max_item;
 };
+
+/* Buffers kept from one send to the next up to these sizes. */
+#define OUT_KEEP (16 * 1024)
+#define IN_KEEP (64 * 1024)
 
 #define set_err(c, ...) bp__cconn_set_err(&(c)->base, __VA_ARGS__)
 #define break_conn(c) bp__cconn_break(&(c)->base)
@@ -304,12 +381,17 @@ static int reserve_in(bp_memcache_conn_t *c, size_t want) {
   return BP_OK;
 }
 
-static char idle_buf[256]; /* what an idle connection reads is an error anyway */
+static char idle_buf[1024]; /* what comes while no reply is owed is dropped or an error */
+
+/* Whether the send in flight still waits for replies. */
+static int owed(const bp_memcache_conn_t *c) {
+  return c->base.busy && c->reader.ei < c->reader.nexpect;
+}
 
 static void on_alloc(bp__cconn_t *base, uv_buf_t *buf) {
   bp_memcache_conn_t *c = (bp_memcache_conn_t *)base;
   size_t want;
-  if (!c->base.busy) {
+  if (!owed(c)) {
     /* The last send's values stay where they are until the next send. */
     *buf = uv_buf_init(idle_buf, sizeof idle_buf);
     return;
@@ -321,6 +403,15 @@ static void on_alloc(bp__cconn_t *base, uv_buf_t *buf) {
     return;
   }
   *buf = uv_buf_init(c->in + c->inlen, (unsigned)(c->incap - c->inlen > UINT32_MAX ? UINT32_MAX : c->incap - c->inlen));
+}
+
+/* n bytes nobody waits for: what noreply commands may have said (dropped;
+ * the next command that waits skips the rest of their lines), or the
+ * stream is out of step. */
+static int drop_stray(bp_memcache_conn_t *c, size_t n) {
+  if (c->stray == 0 || n > c->stray_bytes) return 0;
+  c->stray_bytes -= n;
+  return 1;
 }
 
 static void on_read(bp__cconn_t *base, ssize_t nread, const uv_buf_t *buf) {
@@ -339,16 +430,18 @@ static void on_read(bp__cconn_t *base, ssize_t nread, const uv_buf_t *buf) {
     finish(c, nread == UV_ENOBUFS ? BP_ENOMEM : BP_EIO);
     return;
   }
-  if (!c->base.busy) {
+  if (!owed(c)) {
+    if (drop_stray(c, (size_t)nread)) return;
     set_err(c, "%s: unexpected data from the server", c->base.where);
     break_conn(c);
+    finish(c, BP_EIO); /* (a send of noreply commands whose write goes on) */
     return;
   }
   c->inlen += (size_t)nread;
   rc = bp__mc_parse(&c->reader, c->in, c->inlen);
   if (rc == BP_AGAIN) return;
   if (rc == BP_OK) {
-    if (c->reader.pos != c->inlen) {
+    if (c->reader.pos != c->inlen && !drop_stray(c, c->inlen - c->reader.pos)) {
       /* More than the server owed: the stream is out of step. The replies
        * stand; the connection goes. */
       set_err(c, "%s: unexpected data from the server after the last reply", c->base.where);
@@ -364,8 +457,12 @@ static void on_read(bp__cconn_t *base, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_timeout(bp__cconn_t *base) {
   bp_memcache_conn_t *c = (bp_memcache_conn_t *)base;
-  set_err(c, "%s: timed out after %gs waiting for %d of %d replies", c->base.where, c->base.timeout,
-          c->reader.nexpect - c->reader.nreplies, c->reader.nexpect);
+  if (c->nwant == 0)
+    set_err(c, "%s: timed out after %gs writing %d commands", c->base.where, c->base.timeout,
+            c->reader.nreplies);
+  else
+    set_err(c, "%s: timed out after %gs waiting for %d of %d replies", c->base.where, c->base.timeout,
+            c->reader.nexpect - c->reader.ei, c->reader.nexpect);
 }
 
 static const bp__cconn_proto_t memcache_proto = {
@@ -439,32 +536,73 @@ int bp_memcache_check_key(const char *key, size_t len, char *err, size_t errlen)
   return BP_OK;
 }
 
-/* Room for a command of at most `len` bytes; a new batch when the last was
- * sent. */
-static int begin_cmd(bp_memcache_conn_t *c, size_t len) {
-  if (!c || c->base.busy || c->base.state != BP__CCONN_READY || c->base.user_closed) {
-    if (c && c->base.busy) set_err(c, "busy: an operation is in flight");
-    return BP_EINVAL;
+/* Whether the connection can take a command now (err says why not). */
+static int can_queue(bp_memcache_conn_t *c) {
+  if (!c) return 0;
+  if (c->base.busy) {
+    set_err(c, "busy: an operation is in flight");
+    return 0;
   }
-  if (c->sent) {
-    c->sent = 0;
-    c->outlen = 0;
-    c->nexpect = 0;
+  if (c->base.state != BP__CCONN_READY || c->base.user_closed) {
+    if (!c->base.err[0]) set_err(c, "the connection is %s", c->base.user_closed ? "closed" : "not ready");
+    return 0;
   }
-  if (c->nexpect == c->ecap) {
+  return 1;
+}
+
+static int grow_expect(bp_memcache_conn_t *c, int more) {
+  if (c->nexpect + more > c->ecap) {
     int cap = c->ecap ? c->ecap * 2 : 8;
-    bp__mc_expect_t *n = realloc(c->expect, (size_t)cap * sizeof *n);
-    if (!n) goto nomem;
+    bp__mc_expect_t *n;
+    while (cap < c->nexpect + more) cap *= 2;
+    if (!(n = realloc(c->expect, (size_t)cap * sizeof *n))) return BP_ENOMEM;
     c->expect = n;
     c->ecap = cap;
   }
-  if (len > c->outcap - c->outlen) {
+  return BP_OK;
+}
+
+static void expect(bp_memcache_conn_t *c, int kind, int gets, unsigned nkeys) {
+  bp__mc_expect_t *e = &c->expect[c->nexpect++];
+  e->kind = (unsigned char)kind;
+  e->gets = (unsigned char)gets;
+  e->nkeys = nkeys;
+  if (kind != BP__MC_NOREPLY) c->nwant++;
+}
+
+static const char sync_cmd[] = "version\r\n";
+
+/* Room for a command of at most `len` bytes (a new batch when the last was
+ * sent); a command that waits for its reply after noreply commands is
+ * preceded by a sync (memcache.h: bp_memcache_set_noreply). The caller
+ * checked the connection (can_queue) and the arguments. */
+static int begin_cmd(bp_memcache_conn_t *c, size_t len, int wants_reply) {
+  size_t need;
+  int sync;
+  if (c->sent || c->nexpect == 0) {
+    c->sent = 0;
+    c->outlen = 0;
+    c->nexpect = 0;
+    c->nwant = 0;
+    c->q_stray = c->stray;
+  }
+  sync = wants_reply && c->q_stray > 0;
+  need = len + (sync ? sizeof sync_cmd - 1 : 0);
+  if (grow_expect(c, 2) != BP_OK) goto nomem;
+  if (need > c->outcap - c->outlen) {
     size_t cap = c->outcap ? c->outcap : 1024;
     char *n;
-    while (cap - c->outlen < len) cap *= 2;
+    while (cap - c->outlen < need) cap *= 2;
     if (!(n = realloc(c->out, cap))) goto nomem;
     c->out = n;
     c->outcap = cap;
+  }
+  if (sync) {
+    memcpy(c->out + c->outlen, sync_cmd, sizeof sync_cmd - 1);
+    c->outlen += sizeof sync_cmd - 1;
+    /* every line a noreply command could say, and a piece of one dropped */
+    expect(c, BP__MC_SYNC, 0, c->q_stray + 1);
+    c->q_stray = 0;
   }
   return BP_OK;
 nomem:
@@ -479,31 +617,41 @@ static int key_ok(bp_memcache_conn_t *c, const char *key, size_t len) {
   return 0;
 }
 
-static void expect(bp_memcache_conn_t *c, int kind, int gets, unsigned nkeys) {
-  bp__mc_expect_t *e = &c->expect[c->nexpect++];
-  e->kind = (unsigned char)kind;
-  e->gets = (unsigned char)gets;
-  e->nkeys = nkeys;
+/* The command just queued went with noreply, or waits for `kind`. */
+static void expect_reply(bp_memcache_conn_t *c, int kind, int noreply) {
+  if (noreply) {
+    expect(c, BP__MC_NOREPLY, 0, 0);
+    if (c->q_stray < 1u << 30) c->q_stray++;
+  } else {
+    expect(c, kind, 0, 0);
+  }
 }
 
-static int do_get(bp_memcache_conn_t *c, int gets, int nkeys, const char *const *keys,
-                    const size_t *key_lens) {
-  size_t len = 6, i;
+/* get, gets, gat, gats: "<verb>[ <exptime>] <key>*". */
+static int do_retrieve(bp_memcache_conn_t *c, const char *verb, int gets, const char *exptime,
+                       int nkeys, const char *const *keys, const size_t *key_lens) {
+  size_t vlen = strlen(verb), elen = exptime ? strlen(exptime) : 0, len, i;
   char *p;
   int rc;
-  if (!c) return BP_EINVAL;
+  if (!can_queue(c)) return BP_EINVAL;
   if (nkeys < 1 || !keys || !key_lens) {
-    set_err(c, "a get needs at least one key");
+    set_err(c, "a %s needs at least one key", verb);
     return BP_EINVAL;
   }
+  len = vlen + (elen ? 1 + elen : 0) + 2;
   for (i = 0; i < (size_t)nkeys; i++) {
     if (!key_ok(c, keys[i], key_lens[i])) return BP_EINVAL;
     len += 1 + key_lens[i];
   }
-  if ((rc = begin_cmd(c, len)) != BP_OK) return rc;
+  if ((rc = begin_cmd(c, len, 1)) != BP_OK) return rc;
   p = c->out + c->outlen;
-  memcpy(p, gets ? "gets" : "get", gets ? 4 : 3);
-  p += gets ? 4 : 3;
+  memcpy(p, verb, vlen);
+  p += vlen;
+  if (elen) {
+    *p++ = ' ';
+    memcpy(p, exptime, elen);
+    p += elen;
+  }
   for (i = 0; i < (size_t)nkeys; i++) {
     *p++ = ' ';
     memcpy(p, keys[i], key_lens[i]);
@@ -517,12 +665,13 @@ static int do_get(bp_memcache_conn_t *c, int gets, int nkeys, const char *const 
 }
 
 static int do_store(bp_memcache_conn_t *c, int command, const char *key, size_t key_len,
-                      uint32_t flags, long long exptime, uint64_t cas, const char *data,
-                      size_t len) {
+                    uint32_t flags, long long exptime, uint64_t cas, const char *data,
+                    size_t len) {
   static const char *const names[] = {NULL, "set", "add", "replace", "append", "prepend", "cas"};
   char head[BP_MEMCACHE_MAX_KEY + 128];
+  const char *nr = c && c->noreply ? " noreply" : "";
   int n, rc;
-  if (!c) return BP_EINVAL;
+  if (!can_queue(c)) return BP_EINVAL;
   if (command < BP_MEMCACHE_SET || command > BP_MEMCACHE_CAS || (!data && len)) {
     set_err(c, "invalid storage command %d", command);
     return BP_EINVAL;
@@ -533,56 +682,57 @@ static int do_store(bp_memcache_conn_t *c, int command, const char *key, size_t 
     return BP_ETOOBIG;
   }
   if (command == BP_MEMCACHE_CAS)
-    n = snprintf(head, sizeof head, "cas %.*s %" PRIu32 " %lld %zu %" PRIu64 "\r\n", (int)key_len,
-                 key, flags, exptime, len, cas);
+    n = snprintf(head, sizeof head, "cas %.*s %" PRIu32 " %lld %zu %" PRIu64 "%s\r\n", (int)key_len,
+                 key, flags, exptime, len, cas, nr);
   else
-    n = snprintf(head, sizeof head, "%s %.*s %" PRIu32 " %lld %zu\r\n", names[command], (int)key_len,
-                 key, flags, exptime, len);
-  if ((rc = begin_cmd(c, (size_t)n + len + 2)) != BP_OK) return rc;
+    n = snprintf(head, sizeof head, "%s %.*s %" PRIu32 " %lld %zu%s\r\n", names[command],
+                 (int)key_len, key, flags, exptime, len, nr);
+  if ((rc = begin_cmd(c, (size_t)n + len + 2, !c->noreply)) != BP_OK) return rc;
   memcpy(c->out + c->outlen, head, (size_t)n);
   if (len) memcpy(c->out + c->outlen + n, data, len);
   memcpy(c->out + c->outlen + n + len, "\r\n", 2);
   c->outlen += (size_t)n + len + 2;
-  expect(c, command == BP_MEMCACHE_CAS ? BP__MC_CAS : BP__MC_STORE, 0, 0);
+  expect_reply(c, command == BP_MEMCACHE_CAS ? BP__MC_CAS : BP__MC_STORE, c->noreply);
   return BP_OK;
 }
 
-/* A one-line command: "<verb> <key>[<rest>]". */
+/* A one-line command: "<verb>[ <key>]<rest>[ noreply]". */
 static int simple(bp_memcache_conn_t *c, int kind, const char *verb, const char *key,
-                  size_t key_len, const char *rest) {
-  char line[BP_MEMCACHE_MAX_KEY + 64];
+                  size_t key_len, const char *rest, int noreply) {
+  char line[BP_MEMCACHE_MAX_KEY + 96];
   int n, rc;
-  if (!c) return BP_EINVAL;
+  if (!can_queue(c)) return BP_EINVAL;
   if (key && !key_ok(c, key, key_len)) return BP_EINVAL;
   if (key)
-    n = snprintf(line, sizeof line, "%s %.*s%s\r\n", verb, (int)key_len, key, rest);
+    n = snprintf(line, sizeof line, "%s %.*s%s%s\r\n", verb, (int)key_len, key, rest,
+                 noreply ? " noreply" : "");
   else
-    n = snprintf(line, sizeof line, "%s%s\r\n", verb, rest);
-  if ((rc = begin_cmd(c, (size_t)n)) != BP_OK) return rc;
+    n = snprintf(line, sizeof line, "%s%s%s\r\n", verb, rest, noreply ? " noreply" : "");
+  if ((rc = begin_cmd(c, (size_t)n, !noreply)) != BP_OK) return rc;
   memcpy(c->out + c->outlen, line, (size_t)n);
   c->outlen += (size_t)n;
-  expect(c, kind, 0, 0);
+  expect_reply(c, kind, noreply);
   return BP_OK;
 }
 
 static int do_delete(bp_memcache_conn_t *c, const char *key, size_t key_len) {
   if (c && !key) return key_ok(c, NULL, 0), BP_EINVAL;
-  return simple(c, BP__MC_DELETE, "delete", key, key_len, "");
+  return simple(c, BP__MC_DELETE, "delete", key, key_len, "", c && c->noreply);
 }
 
 static int do_incr(bp_memcache_conn_t *c, int decr, const char *key, size_t key_len,
-                     uint64_t delta) {
+                   uint64_t delta) {
   char rest[32];
   if (c && !key) return key_ok(c, NULL, 0), BP_EINVAL;
   snprintf(rest, sizeof rest, " %" PRIu64, delta);
-  return simple(c, BP__MC_ARITH, decr ? "decr" : "incr", key, key_len, rest);
+  return simple(c, BP__MC_ARITH, decr ? "decr" : "incr", key, key_len, rest, c && c->noreply);
 }
 
 static int do_touch(bp_memcache_conn_t *c, const char *key, size_t key_len, long long exptime) {
   char rest[32];
   if (c && !key) return key_ok(c, NULL, 0), BP_EINVAL;
   snprintf(rest, sizeof rest, " %lld", exptime);
-  return simple(c, BP__MC_TOUCH, "touch", key, key_len, rest);
+  return simple(c, BP__MC_TOUCH, "touch", key, key_len, rest, c && c->noreply);
 }
 
 static int do_flush_all(bp_memcache_conn_t *c, long long delay) {
@@ -595,7 +745,43 @@ static int do_flush_all(bp_memcache_conn_t *c, long long delay) {
     snprintf(rest, sizeof rest, " %lld", delay);
   else
     rest[0] = '\0';
-  return simple(c, BP__MC_FLUSH, "flush_all", NULL, 0, rest);
+  return simple(c, BP__MC_FLUSH, "flush_all", NULL, 0, rest, c && c->noreply);
+}
+
+static int do_stats(bp_memcache_conn_t *c, const char *args, size_t len, unsigned max_stats) {
+  char rest[96];
+  size_t i;
+  int rc;
+  if (!c) return BP_EINVAL;
+  if ((!args && len) || len > sizeof rest - 2) {
+    set_err(c, "stats: arguments of %zu bytes, more than %zu", len, sizeof rest - 2);
+    return BP_EINVAL;
+  }
+  for (i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)args[i];
+    if (ch < 0x20 || ch >= 0x7f || (ch == ' ' && (i == 0 || i + 1 == len || args[i - 1] == ' '))) {
+      set_err(c, "stats: arguments are words of printable ASCII, one space apart");
+      return BP_EINVAL;
+    }
+  }
+  if (len) {
+    rest[0] = ' ';
+    memcpy(rest + 1, args, len);
+  }
+  rest[len ? len + 1 : 0] = '\0';
+  if ((rc = simple(c, BP__MC_STATS, "stats", NULL, 0, rest, 0)) != BP_OK) return rc;
+  c->expect[c->nexpect - 1].nkeys = max_stats ? max_stats : 65536;
+  return BP_OK;
+}
+
+static int do_memlimit(bp_memcache_conn_t *c, long long megabytes) {
+  char rest[32];
+  if (megabytes < 0) {
+    if (c) set_err(c, "a negative memory limit");
+    return BP_EINVAL;
+  }
+  snprintf(rest, sizeof rest, " %lld", megabytes);
+  return simple(c, BP__MC_FLUSH, "cache_memlimit", NULL, 0, rest, 0);
 }
 
 /* A refused command drops the batch queued so far (never half a batch
@@ -604,6 +790,7 @@ static int queued(bp_memcache_conn_t *c, int rc) {
   if (rc != BP_OK && c && !c->base.busy) {
     c->outlen = 0;
     c->nexpect = 0;
+    c->nwant = 0;
     c->sent = 0;
   }
   return rc;
@@ -611,7 +798,18 @@ static int queued(bp_memcache_conn_t *c, int rc) {
 
 int bp_memcache_get(bp_memcache_conn_t *c, int gets, int nkeys, const char *const *keys,
                     const size_t *key_lens) {
-  return queued(c, do_get(c, gets, nkeys, keys, key_lens));
+  return queued(c, do_retrieve(c, gets ? "gets" : "get", gets, NULL, nkeys, keys, key_lens));
+}
+
+int bp_memcache_gat(bp_memcache_conn_t *c, int gats, long long exptime, int nkeys,
+                    const char *const *keys, const size_t *key_lens) {
+  char e[24];
+  snprintf(e, sizeof e, "%lld", exptime);
+  return queued(c, do_retrieve(c, gats ? "gats" : "gat", gats, e, nkeys, keys, key_lens));
+}
+
+void bp_memcache_set_noreply(bp_memcache_conn_t *c, int noreply) {
+  if (c) c->noreply = noreply != 0;
 }
 
 int bp_memcache_store(bp_memcache_conn_t *c, int command, const char *key, size_t key_len,
@@ -637,10 +835,43 @@ int bp_memcache_flush_all(bp_memcache_conn_t *c, long long delay) {
   return queued(c, do_flush_all(c, delay));
 }
 
+int bp_memcache_stats(bp_memcache_conn_t *c, const char *args, size_t len, unsigned max_stats) {
+  return queued(c, do_stats(c, args, len, max_stats));
+}
+
+int bp_memcache_version(bp_memcache_conn_t *c) {
+  return queued(c, simple(c, BP__MC_VERSION, "version", NULL, 0, "", 0));
+}
+
+int bp_memcache_cache_memlimit(bp_memcache_conn_t *c, long long megabytes) {
+  return queued(c, do_memlimit(c, megabytes));
+}
+
 /* --- sending ------------------------------------------------------------------- */
 
+/* What the last send's replies took is given back when large: an idle
+ * pooled connection keeps small buffers only. */
+static void trim(bp_memcache_conn_t *c) {
+  bp__mc_reader_t *r = &c->reader;
+  if (c->incap > IN_KEEP) {
+    free(c->in);
+    c->in = NULL;
+    c->incap = 0;
+  }
+  if (r->icap > 256) {
+    free(r->items);
+    r->items = NULL;
+    r->icap = 0;
+  }
+  if (r->rcap > 256) {
+    free(r->replies);
+    r->replies = NULL;
+    r->rcap = 0;
+  }
+}
+
 int bp_memcache_send(bp_memcache_conn_t *c, double timeout, int waiter) {
-  int rc;
+  int rc, big;
   if (!c || c->base.busy || c->base.state != BP__CCONN_READY || c->base.user_closed) {
     if (c && c->base.busy) set_err(c, "busy: an operation is in flight");
     return BP_EINVAL;
@@ -650,29 +881,30 @@ int bp_memcache_send(bp_memcache_conn_t *c, double timeout, int waiter) {
     return BP_EINVAL;
   }
   c->sent = 1;
-  /* A big reply's buffer is not kept by an idle connection. */
-  if (c->incap > 4 * 1024 * 1024) {
-    free(c->in);
-    c->in = NULL;
-    c->incap = 0;
-  }
+  c->noreply = 0;
+  trim(c);
   c->inlen = 0;
   bp__mc_reader_reset(&c->reader, c->expect, c->nexpect, c->max_item);
+  c->stray = c->q_stray;
+  c->stray_bytes = (size_t)c->stray * (BP__MC_MAX_LINE + 2);
   c->base.err[0] = '\0';
   bp__cconn_begin(&c->base, timeout, waiter);
-  rc = bp__cconn_write(&c->base, c->out, c->outlen, 0);
+  /* noreply commands alone: done once written, their replies known now */
+  c->base.done_when_written = c->nwant == 0;
+  if (c->nwant == 0) bp__mc_parse(&c->reader, "", 0);
+  /* A large batch's buffer goes to the write, which frees it once written. */
+  big = c->outlen > OUT_KEEP;
+  rc = bp__cconn_write(&c->base, c->out, c->outlen, big);
+  if (big) {
+    c->out = NULL;
+    c->outcap = c->outlen = 0;
+  }
   if (rc < 0) {
     if (c->base.state != BP__CCONN_BROKEN) {
       set_err(c, "%s: %s", c->base.where, uv_strerror(rc));
       break_conn(c);
     }
     bp__cconn_finish_later(&c->base, BP_EIO);
-  }
-  if (c->outcap > 4 * 1024 * 1024 && rc == 0) {
-    /* (bp__cconn_write copied what it could not write at once) */
-    free(c->out);
-    c->out = NULL;
-    c->outcap = c->outlen = 0;
   }
   return BP_AGAIN;
 }
@@ -692,7 +924,8 @@ int bp_memcache_reply(const bp_memcache_conn_t *c, int i, uint64_t *number, cons
   if (!c || i < 0 || i >= bp_memcache_reply_count(c)) return 0;
   r = &c->reader.replies[i];
   if (number) *number = r->number;
-  if (r->kind == BP_MEMCACHE_CLIENT_ERROR || r->kind == BP_MEMCACHE_SERVER_ERROR) {
+  if (r->kind == BP_MEMCACHE_CLIENT_ERROR || r->kind == BP_MEMCACHE_SERVER_ERROR ||
+      r->kind == BP_MEMCACHE_VERSION) {
     if (text) *text = c->in + r->text_off;
     if (len) *len = r->text_len;
   }
@@ -722,6 +955,13 @@ const char *bp_memcache_error(const bp_memcache_conn_t *c) { return c ? c->base.
 int bp_memcache_broken(const bp_memcache_conn_t *c) { return !c || bp__cconn_broken(&c->base); }
 
 int bp_memcache_busy(const bp_memcache_conn_t *c) { return c ? c->base.busy : 0; }
+
+size_t bp_memcache_buffered(const bp_memcache_conn_t *c) {
+  if (!c) return 0;
+  return c->outcap + c->incap + (size_t)c->ecap * sizeof *c->expect +
+         (size_t)c->reader.rcap * sizeof *c->reader.replies +
+         (size_t)c->reader.icap * sizeof *c->reader.items;
+}
 
 void bp_memcache_close(bp_memcache_conn_t *c) {
   if (c) bp__cconn_close(&c->base);

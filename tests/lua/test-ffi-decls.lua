@@ -83,6 +83,8 @@ local MIRRORS = {
     { "baseplate.clients.memcache", "REPLY_ERROR", "BP_MEMCACHE_ERROR" },
     { "baseplate.clients.memcache", "REPLY_CLIENT_ERROR", "BP_MEMCACHE_CLIENT_ERROR" },
     { "baseplate.clients.memcache", "REPLY_SERVER_ERROR", "BP_MEMCACHE_SERVER_ERROR" },
+    { "baseplate.clients.memcache", "REPLY_VERSION", "BP_MEMCACHE_VERSION" },
+    { "baseplate.clients.memcache", "REPLY_NOREPLY", "BP_MEMCACHE_NOREPLY" },
     { "baseplate.clients.memcache", "MAX_KEY_LENGTH", "BP_MEMCACHE_MAX_KEY" },
     { "baseplate.clients.memcache", "DEFAULT_MAX_ITEM_SIZE", "BP_MEMCACHE_DEFAULT_MAX_ITEM" },
 }

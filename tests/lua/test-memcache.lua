@@ -329,6 +329,9 @@ t.test("timeouts never lose a pool slot", function()
         nil, nil, "127.0.0.1:" .. (PORT + 102))
     local done = false
     runtime.spawn(function() pcall(slow.get, slow, "k") done = true end)
+    -- (once the slow call holds the connection: a get made in the same
+    -- loop turn would go with it, in one write)
+    t.ok(t.wait_until(function() return slow._pool:stats().in_use == 1 end), "the slow call holds the connection")
     local e = t.raises("no connection available", slow.get, slow, "k")
     t.eq(e.class, "TimeoutError")
     t.ok(t.wait_until(function() return done end), "the slow call ended")
@@ -402,6 +405,261 @@ t.test("hostile replies are errors, never allocations or hangs", function()
         stop()
         if not ok then error(err, 0) end
     end
+end)
+
+t.test("noreply: every command that has it, pymemcache's results", function()
+    local c = client()
+    c:delete("t:nr")
+    t.eq(c:set("t:nr", "1", 0, true), true)
+    t.eq(c:get("t:nr"), "1", "a noreply set is carried out")
+    t.eq(c:add("t:nr", "2", 0, true), true, "add with noreply is true even when it does not store")
+    t.eq(c:get("t:nr"), "1")
+    t.eq(c:replace("t:nr", "5", 0, true), true)
+    t.eq(c:append("t:nr", "0", 0, true), true)
+    t.eq(c:prepend("t:nr", "1", 0, true), true)
+    t.eq(c:get("t:nr"), "150")
+    t.eq(c:incr("t:nr", 5, true), nil, "incr with noreply is nil")
+    t.eq(c:decr("t:nr", 1, true), nil)
+    t.eq(c:get("t:nr"), "154")
+    local _, cas = c:gets("t:nr")
+    t.eq(c:cas("t:nr", "9", cas, 0, true), true)
+    t.eq(c:get("t:nr"), "9")
+    t.eq(c:touch("t:nr", 100, true), true)
+    t.eq(c:set_many({ ["t:nr1"] = "a", ["t:nr2"] = "b" }, 0, true), {})
+    t.eq(c:get_many({ "t:nr1", "t:nr2" }), { ["t:nr1"] = "a", ["t:nr2"] = "b" })
+    t.eq(c:delete("t:nr1", true), true)
+    t.eq(c:delete_many({ "t:nr2", "t:nr" }, true), true)
+    t.eq(c:get_many({ "t:nr1", "t:nr2", "t:nr" }), {})
+    t.eq(c:delete("t:nr", true), true, "true even when there was nothing")
+    t.raises("noreply must be a boolean", c.set, c, "t:nr", "1", 0, "yes")
+    -- default_noreply: the calls that do not say go with noreply
+    local d = client({ default_noreply = "true" })
+    t.eq(d:add("t:nr3", "x"), true)
+    t.eq(d:add("t:nr3", "y"), true, "no reply waited for")
+    t.eq(d:get("t:nr3"), "x")
+    t.eq(d:add("t:nr3", "y", 0, false), false, "noreply=false waits")
+    t.eq(d:set("t:nr4", "7", 0, false), true)
+    t.eq(d:incr("t:nr4", 1), 8, "incr does not follow default_noreply")
+    t.eq(d:delete("t:nr4"), true)
+    t.eq(c:get("t:nr4"), nil)
+end)
+
+t.test("noreply and waiting calls from concurrent coroutines stay in step", function()
+    -- one connection: every coroutine's commands go through it in turn
+    local c, pool = client({ max_pool_size = "1" })
+    t.eq(c:set("t:count", "0"), true)
+    local done, failures = 0, {}
+    for w = 1, 10 do
+        runtime.spawn(function()
+            local ok, err = pcall(function()
+                local k = "t:co" .. w
+                for i = 1, 30 do
+                    t.eq(c:set(k, "v" .. i, 0, true), true)
+                    t.eq(c:incr("t:count", 1, true), nil)
+                    if c:get(k) ~= "v" .. i then error("get " .. k .. " after a noreply set: " .. tostring(c:get(k))) end
+                    t.eq(c:touch(k, 100, true), true)
+                    t.eq(c:delete(k .. ":none", true), true)
+                    local v, cas = c:gets(k)
+                    if v ~= "v" .. i or type(cas) ~= "number" then error("gets " .. k .. ": " .. tostring(v)) end
+                    t.eq(c:append(k, "+", 0, true), true)
+                    if i % 7 == 0 then runtime.sleep(0.001) end
+                end
+            end)
+            if not ok then failures[#failures + 1] = tostring(err) end
+            done = done + 1
+        end)
+    end
+    t.ok(t.wait_until(function() return done == 10 end, 20), "every coroutine ended")
+    t.eq(failures, {})
+    t.eq(c:get("t:count"), "300", "every noreply incr was carried out")
+    t.eq(pool:stats().open, 1, "the one connection was never broken")
+    -- several connections
+    local m, mpool = client({ max_pool_size = "3" })
+    done = 0
+    for w = 1, 12 do
+        runtime.spawn(function()
+            local ok, err = pcall(function()
+                for i = 1, 25 do
+                    m:set("t:m" .. w, tostring(i), 0, true)
+                    m:delete("t:gone" .. w, true)
+                    if m:set("t:w" .. w, "x" .. i) ~= true then error("set") end
+                    if m:get("t:w" .. w) ~= "x" .. i then error("get") end
+                end
+            end)
+            if not ok then failures[#failures + 1] = tostring(err) end
+            done = done + 1
+        end)
+    end
+    t.ok(t.wait_until(function() return done == 12 end, 20), "every coroutine ended")
+    t.eq(failures, {})
+    t.ok(mpool:stats().open <= 3, "no connection beyond the pool")
+end)
+
+t.test("what a server says to noreply commands is skipped, never taken for a reply", function()
+    local port = PORT + 120
+    local pidf = os.tmpname()
+    assert(os.execute("(/usr/bin/python3 " .. os.getenv("BASEPLATE_SOURCE_DIR")
+        .. "/tests/integration/tools/memcache_noreply_server.py " .. port .. " >/dev/null 2>&1 & echo $! >" .. pidf .. ")") == 0)
+    local ok, err = pcall(function()
+        local c, pool = client({ max_pool_size = "2", timeout = "5 seconds" }, nil, nil, "127.0.0.1:" .. port)
+        t.ok(t.wait_until(function() return pcall(c.version, c) end), "the stand-in answers")
+        t.eq(c:version(), "0.0-noreply-stand-in")
+        local closed = 0
+        local close = pool.close_fn
+        pool.close_fn = function(conn) closed = closed + 1 return close(conn) end
+        local done, failures = 0, {}
+        for w = 1, 8 do
+            runtime.spawn(function()
+                local okw, e = pcall(function()
+                    for i = 1, 40 do
+                        -- each says "SERVER_ERROR out of memory storing object"
+                        t.eq(c:set("t:nr" .. w, "lost", 0, true), true)
+                        t.eq(c:delete("t:x" .. w, true), true)
+                        if i % 3 == 0 then c:set_many({ a = "1", b = "2" }, 0, true) end
+                        if c:set("t:k" .. w, "v" .. i) ~= true then error("set") end
+                        local v = c:get("t:k" .. w)
+                        if v ~= "v" .. i then error("get: " .. tostring(v)) end
+                        if i % 5 == 0 then runtime.sleep(0.003) end -- lines that come while nothing is owed
+                    end
+                end)
+                if not okw then failures[#failures + 1] = tostring(e) end
+                done = done + 1
+            end)
+        end
+        t.ok(t.wait_until(function() return done == 8 end, 30), "every coroutine ended")
+        t.eq(failures, {})
+        t.eq(closed, 0, "no connection was broken")
+        t.eq(pool:stats().open, 2)
+    end)
+    os.execute("kill $(cat " .. pidf .. ") 2>/dev/null; rm -f " .. pidf)
+    if not ok then error(err, 0) end
+end)
+
+t.test("stats, version, gat and gats, cache_memlimit, close and quit", function()
+    local c, pool = json_client()
+    local st = c:stats()
+    t.ok(type(st.pid) == "number" and st.pid > 0, "pid " .. tostring(st.pid))
+    t.ok(type(st.version) == "string" and st.version:match("^%d+%.%d+"), "version " .. tostring(st.version))
+    t.ok(type(st.rusage_user) == "number", "rusage_user a number")
+    t.ok(type(st.curr_connections) == "number", "curr_connections")
+    local settings = c:stats("settings")
+    t.eq(type(settings.maxbytes), "number")
+    t.eq(type(settings.cas_enabled), "boolean")
+    t.eq(type(c:stats("items")), "table")
+    t.eq(c:stats("reset"), {})
+    t.raises("printable ASCII", c.stats, c, "a\nb")
+    t.eq(c:version(), st.version)
+    c:set("t:gat", { 1 }, 100)
+    t.eq(c:gat("t:gat", 1), { 1 })
+    t.eq(c:gat("t:none", 1, "d"), "d")
+    local v, cas = c:gats("t:gat", 100)
+    t.eq(v, { 1 })
+    t.ok(type(cas) == "number", "a CAS unique")
+    t.eq({ c:gats("t:none", 1, "d", "cd") }, { "d", "cd" })
+    t.eq(c:cas("t:gat", { 2 }, cas), true)
+    t.eq(c:gat("t:gat", -1), { 2 }, "read, then expired")
+    t.eq(c:get("t:gat"), nil)
+    t.eq(c:cache_memlimit(64), true)
+    t.eq(pool:stats().open, 1)
+    c:close()
+    t.eq(pool:stats().open, 0, "close: the idle connections are closed")
+    t.eq(c:version(), st.version, "and the next call opens one")
+    c:quit()
+    t.eq(pool:stats().open, 0)
+end)
+
+t.test("gets made in the same loop turn go in one write, each with its own result", function()
+    local c, pool = json_client({ max_pool_size = "10" })
+    for i = 1, 40 do c:set("t:g" .. i, { i }) end
+    c:set("t:gbin", "\255")
+    local results, errors, done = {}, {}, 0
+    for i = 1, 60 do
+        runtime.spawn(function()
+            local ok, v = pcall(function()
+                if i % 10 == 0 then return c:gets("t:g" .. (i % 40 + 1)) end
+                if i % 15 == 0 then return c:gat("t:none" .. i, 100, "dflt") end
+                if i == 7 then return c:incr("t:gbin", 1) end -- CLIENT_ERROR: its own failure
+                return c:get("t:g" .. (i % 40 + 1))
+            end)
+            if ok then results[i] = v else errors[i] = v end
+            done = done + 1
+        end)
+    end
+    t.ok(t.wait_until(function() return done == 60 end), "every call ended")
+    for i = 1, 60 do
+        if i == 7 then
+            t.ok(errors[7] and errors[7].message:find("CLIENT_ERROR", 1, true), tostring(errors[7]))
+        elseif i % 15 == 0 and i % 10 ~= 0 then
+            t.eq(results[i], "dflt", "gat " .. i)
+        else
+            t.eq(results[i], { i % 40 + 1 }, "call " .. i)
+        end
+    end
+    -- a get where nothing can wait raises, and leaves no group behind
+    local co = coroutine.wrap(function() return pcall(c.get, c, "t:g1") end)
+    local okw, werr = co()
+    t.eq(okw, false)
+    t.ok(tostring(werr):find("cannot wait here", 1, true), tostring(werr))
+    t.eq(c:get("t:g1"), { 1 }, "the next get is not stuck in a group that never goes")
+    -- 60 calls at once: groups of at most 16, not a connection each
+    t.ok(pool:stats().open <= 5, "the gets shared connections: " .. pool:stats().open .. " opened")
+    -- a connection failure fails every member of a group
+    local stop = stand_in(PORT + 130, "VALUE k 0 1\r\nx\r\nSTORED\r\n")
+    local ok, err = pcall(function()
+        local h, hpool = client({ timeout = "5 seconds" }, nil, nil, "127.0.0.1:" .. (PORT + 130))
+        local errs, n = {}, 0
+        for i = 1, 5 do
+            runtime.spawn(function()
+                local okc, e = pcall(h.get, h, "k")
+                errs[i] = not okc and e.class or "no error"
+                n = n + 1
+            end)
+        end
+        t.ok(t.wait_until(function() return n == 5 end), "every call ended")
+        t.eq(errs, { "ConnectionError", "ConnectionError", "ConnectionError", "ConnectionError", "ConnectionError" })
+        t.eq(hpool:stats().open, 0)
+    end)
+    stop()
+    if not ok then error(err, 0) end
+end)
+
+t.test("get_many and delete_many with many keys", function()
+    local c = client()
+    local values, keys = {}, {}
+    for i = 1, 3000 do
+        keys[i] = "t:many:" .. i .. ":" .. string.rep("k", 180)
+        values[keys[i]] = "v" .. i
+    end
+    t.eq(c:set_many(values), {})
+    local got = c:get_many(keys)
+    local n = 0
+    for k, v in pairs(got) do
+        n = n + 1
+        if v ~= values[k] then t.eq(v, values[k], k) end
+    end
+    t.eq(n, 3000)
+    t.eq(c:delete_many(keys), true)
+    t.eq(c:get_many(keys), {})
+end)
+
+t.test("a burst of large values does not stay pinned to the pooled connections", function()
+    local C = require("baseplate.core").C
+    local c, pool = client({ max_pool_size = "1" })
+    local big = string.rep("b", 900 * 1024)
+    t.eq(c:set("t:pin", "small"), true)
+    local conn = pool.idle[1].conn
+    local base = tonumber(C.bp_memcache_buffered(conn.c))
+    t.ok(base < 64 * 1024, "small to begin with: " .. base)
+    for i = 1, 3 do t.eq(c:set("t:pin" .. i, big), true) end
+    t.eq(pool.idle[1].conn, conn, "the same connection")
+    local after = tonumber(C.bp_memcache_buffered(conn.c))
+    t.ok(after < 64 * 1024, "the sets' bytes are not kept once written: " .. after)
+    t.eq(c:set_many({ a = big, b = big }), {})
+    t.ok(tonumber(C.bp_memcache_buffered(conn.c)) < 64 * 1024, "nor a set_many's")
+    t.eq(c:get("t:pin1"), big)
+    t.eq(c:get("t:pin"), "small")
+    after = tonumber(C.bp_memcache_buffered(conn.c))
+    t.ok(after < 128 * 1024, "a big reply's buffer is given back at the next call: " .. after)
 end)
 
 t.done()

@@ -59,8 +59,9 @@ end
 
 -- Give a free slot or connection to the first waiter, if any.
 local function wake_one(self)
-    local w = remove(self.waiters, 1)
-    if w then runtime.wake(w, core.OK) end
+    local waiters = self.waiters
+    if waiters[1] == nil then return end -- (no table.remove at 1: the JIT compiles this path)
+    runtime.wake(remove(waiters, 1), core.OK)
 end
 
 local function start_wait(id, self)
@@ -89,6 +90,18 @@ end
 --- Take a connection (opening one if a slot is free), waiting up to the
 --- pool's timeout. Raises on timeout or when connecting fails.
 function Pool:checkout()
+    -- The common case without a loop, so that the JIT compiles the calls
+    -- around it: the last idle connection, usable, nothing to check.
+    local idle = self.idle
+    local n = #idle
+    if n > 0 and not self.recycle and not self.ping_fn then
+        local item = idle[n]
+        if self.usable_fn(item.conn) then
+            idle[n] = nil
+            self.in_use = self.in_use + 1
+            return item.conn, item.since
+        end
+    end
     local deadline = runtime.now() + self.timeout
     while true do
         local item = remove(self.idle)

@@ -38,12 +38,18 @@ int bp_memcache_connect(const char *host, int port, const char *path, double con
 int bp_memcache_check_key(const char *key, size_t len, char *err, size_t errlen);
 int bp_memcache_get(bp_memcache_conn_t *c, int gets, int nkeys, const char *const *keys,
                     const size_t *key_lens);
+int bp_memcache_gat(bp_memcache_conn_t *c, int gats, long long exptime, int nkeys,
+                    const char *const *keys, const size_t *key_lens);
+void bp_memcache_set_noreply(bp_memcache_conn_t *c, int noreply);
 int bp_memcache_store(bp_memcache_conn_t *c, int command, const char *key, size_t key_len,
                       uint32_t flags, long long exptime, uint64_t cas, const char *data, size_t len);
 int bp_memcache_delete(bp_memcache_conn_t *c, const char *key, size_t key_len);
 int bp_memcache_incr(bp_memcache_conn_t *c, int decr, const char *key, size_t key_len, uint64_t delta);
 int bp_memcache_touch(bp_memcache_conn_t *c, const char *key, size_t key_len, long long exptime);
 int bp_memcache_flush_all(bp_memcache_conn_t *c, long long delay);
+int bp_memcache_stats(bp_memcache_conn_t *c, const char *args, size_t len, unsigned max_stats);
+int bp_memcache_version(bp_memcache_conn_t *c);
+int bp_memcache_cache_memlimit(bp_memcache_conn_t *c, long long megabytes);
 int bp_memcache_send(bp_memcache_conn_t *c, double timeout, int waiter);
 int bp_memcache_reply_count(const bp_memcache_conn_t *c);
 int bp_memcache_reply(const bp_memcache_conn_t *c, int i, uint64_t *number, const char **text,
@@ -53,6 +59,7 @@ int bp_memcache_value(const bp_memcache_conn_t *c, int i, bp_memcache_value_t *o
 const char *bp_memcache_error(const bp_memcache_conn_t *c);
 int bp_memcache_broken(const bp_memcache_conn_t *c);
 int bp_memcache_busy(const bp_memcache_conn_t *c);
+size_t bp_memcache_buffered(const bp_memcache_conn_t *c);
 void bp_memcache_close(bp_memcache_conn_t *c);
 int bp_memcache_zlib_compress(const char *in, size_t len, int level, const char **out,
                               size_t *out_len, char *err, size_t errlen);
@@ -72,10 +79,11 @@ local M = {}
 local SET, ADD, REPLACE, APPEND, PREPEND, CAS = 1, 2, 3, 4, 5, 6
 M.SET, M.ADD, M.REPLACE, M.APPEND, M.PREPEND, M.CAS = SET, ADD, REPLACE, APPEND, PREPEND, CAS
 local STORED, NOT_STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, OK, END, NUMBER = 1, 2, 3, 4, 5, 6, 7, 8, 9
-local ERROR, CLIENT_ERROR, SERVER_ERROR = 10, 11, 12
+local ERROR, CLIENT_ERROR, SERVER_ERROR, VERSION, NOREPLY = 10, 11, 12, 13, 14
 M.REPLY_STORED, M.REPLY_NOT_STORED, M.REPLY_EXISTS, M.REPLY_NOT_FOUND = STORED, NOT_STORED, EXISTS, NOT_FOUND
 M.REPLY_DELETED, M.REPLY_TOUCHED, M.REPLY_OK, M.REPLY_END, M.REPLY_NUMBER = DELETED, TOUCHED, OK, END, NUMBER
 M.REPLY_ERROR, M.REPLY_CLIENT_ERROR, M.REPLY_SERVER_ERROR = ERROR, CLIENT_ERROR, SERVER_ERROR
+M.REPLY_VERSION, M.REPLY_NOREPLY = VERSION, NOREPLY
 M.MAX_KEY_LENGTH = 250
 M.DEFAULT_MAX_ITEM_SIZE = 1024 * 1024
 
@@ -116,6 +124,8 @@ local function start_connect(waiter, cfg, out)
         waiter, out, core.errbuf, core.errbuf_size)
     return rc
 end
+
+local OK_RC = core.OK
 
 local function start_send(waiter, conn, timeout)
     local rc = C.bp_memcache_send(conn.c, timeout, waiter)
@@ -173,15 +183,17 @@ local spec = {
     no_delay = config.Optional(config.Boolean, true),
     pool_timeout = config.Optional(config.Timespan, 5),
     max_item_size = config.Optional(config.Integer, M.DEFAULT_MAX_ITEM_SIZE),
+    default_noreply = config.Optional(config.Boolean, false),
 }
 
 --- A connection pool from the keys under `prefix` ("memcache." by default):
 --- endpoint (required: host:port, [v6]:port or a UNIX socket's path),
 --- max_pool_size, connect_timeout, timeout (none by default), no_delay
 --- (accepted; sockets always have TCP_NODELAY), and this client's own
---- pool_timeout (how long a call waits for a free connection, 5 seconds)
---- and max_item_size (the largest value read or written, 1 MB as
---- memcached's default). serializer(key, value) -> data, flags and
+--- pool_timeout (how long a call waits for a free connection, 5 seconds),
+--- max_item_size (the largest value read or written, 1 MB as memcached's
+--- default) and default_noreply (false: the noreply of calls that do not
+--- say, as pymemcache's default_noreply, which is true there). serializer(key, value) -> data, flags and
 --- deserializer(key, data, flags) -> value are kept with the pool.
 function M.pool_from_config(app_config, prefix, serializer, deserializer, name)
     prefix = prefix or "memcache."
@@ -214,6 +226,7 @@ function M.pool_from_config(app_config, prefix, serializer, deserializer, name)
     })
     local lib = require("baseplate.clients.memcache.lib")
     pool.endpoint = target.where
+    pool.default_noreply = cfg.default_noreply
     pool.serializer = serializer or lib.raw_serializer
     pool.deserializer = deserializer or lib.raw_deserializer
     return pool
@@ -233,6 +246,29 @@ local function reserve_keys(n)
         key_lens = ffi.new("size_t[?]", keys_cap)
     end
 end
+reserve_keys(16)
+
+local function refused(conn, req)
+    -- a refused command: nothing was sent, the connection is fine
+    return client_error("MemcacheError", format("memcache %s: %s: %s", req.client, req.command,
+        ffi_string(C.bp_memcache_error(conn.c))), req.client, conn.where, req.command, true)
+end
+
+local function error_reply(conn, req, kind, text)
+    local msg = kind == ERROR and "ERROR (the server does not know the command)"
+        or (kind == CLIENT_ERROR and "CLIENT_ERROR " or "SERVER_ERROR ") .. text
+    -- ERROR and CLIENT_ERROR: the stream may be out of step, the connection goes
+    return client_error("MemcacheError", format("memcache %s (%s): %s: %s", req.client, conn.where, req.command,
+        msg), req.client, conn.where, req.command, kind == SERVER_ERROR)
+end
+
+-- Send what is queued on conn and wait for every reply; raises a connection
+-- failure.
+local function send(conn, req)
+    local ok, rc = pcall(runtime.await, start_send, conn, conn.timeout)
+    if not ok then error(rc, 0) end
+    if rc ~= core.OK then error(status_error(conn, rc, req.command, req.client), 0) end
+end
 
 -- Queue a request's commands on conn (req.queue), send them, and read every
 -- reply: { kind, number or text } per command, and the values
@@ -240,24 +276,18 @@ end
 local function exchange(conn, req)
     local c = conn.c
     local rc = req.queue(c, req)
-    if rc ~= core.OK then
-        -- a refused command: nothing was sent, the connection is fine
-        error(client_error("MemcacheError", format("memcache %s: %s: %s", req.client, req.command,
-            ffi_string(C.bp_memcache_error(c))), req.client, conn.where, req.command, true), 0)
-    end
-    rc = runtime.await(start_send, conn, conn.timeout)
-    if rc ~= core.OK then error(status_error(conn, rc, req.command, req.client), 0) end
+    if rc ~= core.OK then error(refused(conn, req), 0) end
+    send(conn, req)
     local n = C.bp_memcache_reply_count(c)
     local replies, failure = {}, nil
     for i = 1, n do
         local kind = C.bp_memcache_reply(c, i - 1, number_cell, text_cell, len_cell)
         if kind == NUMBER then
             replies[i] = u64(number_cell[0])
-        elseif kind >= ERROR then
-            local text = kind == ERROR and "ERROR (the server does not know the command)"
-                or (kind == CLIENT_ERROR and "CLIENT_ERROR " or "SERVER_ERROR ") .. ffi_string(text_cell[0], len_cell[0])
-            failure = failure or client_error("MemcacheError", format("memcache %s (%s): %s: %s", req.client,
-                conn.where, req.command, text), req.client, conn.where, req.command, kind == SERVER_ERROR)
+        elseif kind == VERSION then
+            replies[i] = ffi_string(text_cell[0], len_cell[0])
+        elseif kind >= ERROR and kind <= SERVER_ERROR then
+            failure = failure or error_reply(conn, req, kind, kind ~= ERROR and ffi_string(text_cell[0], len_cell[0]))
             replies[i] = kind
         else
             replies[i] = kind
@@ -278,35 +308,68 @@ local function exchange(conn, req)
     return replies, values
 end
 
+local function pool_timeout(pool, req, err)
+    if type(err) == "string" and err:find("no connection available", 1, true) then
+        return client_error("TimeoutError", format("memcache %s (%s): %s: %s", req.client, pool.endpoint,
+            req.command, err), req.client, pool.endpoint, req.command)
+    end
+    return err
+end
+
 -- Run req on a pooled connection; a pool that has no connection in time is
 -- a TimeoutError.
 local function run(pool, req)
     local ok, replies, values = pcall(pool.with, pool, exchange, req)
     if ok then return replies, values end
-    local err = replies
-    if type(err) == "string" and err:find("no connection available", 1, true) then
-        error(client_error("TimeoutError", format("memcache %s (%s): %s: %s", req.client, pool.endpoint,
-            req.command, err), req.client, pool.endpoint, req.command), 0)
-    end
-    error(err, 0)
+    error(pool_timeout(pool, req, replies), 0)
+end
+
+-- "k1,k2,…" cut at 100 characters, as Baseplate.py's make_keys_str.
+local function keys_str(keys)
+    local s = table.concat(keys, ",", 1, math.min(#keys, 101))
+    if #s > 100 then s = s:sub(1, 100) .. "..." end
+    return s
 end
 
 local function in_span(span, pool, req)
     span:set_tag("method", req.command)
     if req.key then span:set_tag("key", req.key) end
-    if req.keys then span:set_tag("key_count", #req.keys) end
+    if req.keys then
+        span:set_tag("key_count", #req.keys)
+        span:set_tag("keys", keys_str(req.keys))
+    end
+    if req.expire then span:set_tag("expire", req.expire) end
+    if req.noreply ~= nil then span:set_tag("noreply", req.noreply) end
+    if req.cas_tag then span:set_tag("cas", req.cas_tag) end
+    if req.delay then span:set_tag("delay", req.delay) end
     return run(pool, req)
 end
+
+-- "{name}.{command}", made once per client name and command
+local span_names = setmetatable({}, { __index = function(t, name)
+    local per = setmetatable({}, { __index = function(u, command)
+        local s = name .. "." .. command
+        u[command] = s
+        return s
+    end })
+    t[name] = per
+    return per
+end })
 
 local function call(self, req)
     req.client = self._name
     local span = self._span
     if span == nil then return run(self._pool, req) end
-    return span:make_child(self._name .. "." .. req.command):with(in_span, self._pool, req)
+    return span:make_child(span_names[self._name][req.command]):with(in_span, self._pool, req)
 end
 
 --------------------------------------------------------------------------------
 -- Checking arguments
+
+local function bad_key(self, command, key, why)
+    return client_error("MemcacheError", format("memcache %s: %s: invalid key %q: %s", self._name, command,
+        #key > 60 and key:sub(1, 60) .. "..." or key, why), self._name, self._pool.endpoint, command, true)
+end
 
 local function check_key(self, command, key)
     if type(key) ~= "string" then
@@ -314,9 +377,7 @@ local function check_key(self, command, key)
             command, type(key)), self._name, self._pool.endpoint, command, true), 3)
     end
     if C.bp_memcache_check_key(key, #key, keyerr, 128) ~= core.OK then
-        error(client_error("MemcacheError", format("memcache %s: %s: invalid key %q: %s", self._name, command,
-            #key > 60 and key:sub(1, 60) .. "..." or key, ffi_string(keyerr)), self._name, self._pool.endpoint,
-            command, true), 3)
+        error(bad_key(self, command, key, ffi_string(keyerr)), 3)
     end
     return key
 end
@@ -333,6 +394,19 @@ local function check_int(self, command, what, v, min)
     if type(v) ~= "number" or v ~= floor(v) or v < (min or -2 ^ 53) or v >= 2 ^ 53 then
         error(format("memcache %s: %s: %s must be an integer%s, not %s", self._name, command, what,
             min and " >= " .. min or "", tostring(v)), 3)
+    end
+    return v
+end
+
+-- noreply as given, or the pool's default (for the calls whose default is
+-- pymemcache's default_noreply)
+local function check_noreply(self, command, v, default)
+    if v == nil then
+        if default == nil then return self._pool.default_noreply == true end
+        return default
+    end
+    if type(v) ~= "boolean" then
+        error(format("memcache %s: %s: noreply must be a boolean, not %s", self._name, command, tostring(v)), 3)
     end
     return v
 end
@@ -390,14 +464,24 @@ local function queue_get(c, req)
             keys_arr[j] = k
             key_lens[j] = #k
         end
-        local rc = C.bp_memcache_get(c, gets, m, keys_arr, key_lens)
+        local rc
+        if req.gat then
+            rc = C.bp_memcache_gat(c, gets, req.expire, m, keys_arr, key_lens)
+        else
+            rc = C.bp_memcache_get(c, gets, m, keys_arr, key_lens)
+        end
         if rc ~= core.OK then return rc end
         i = i + m
     end
     return core.OK
 end
 
+local function noreply_mode(c, req)
+    if req.noreply then C.bp_memcache_set_noreply(c, 1) end
+end
+
 local function queue_store(c, req)
+    noreply_mode(c, req)
     local items = req.items
     for i = 1, #items do
         local it = items[i]
@@ -408,6 +492,7 @@ local function queue_store(c, req)
 end
 
 local function queue_delete(c, req)
+    noreply_mode(c, req)
     local keys = req.keys
     for i = 1, #keys do
         local rc = C.bp_memcache_delete(c, keys[i], #keys[i])
@@ -417,17 +502,35 @@ local function queue_delete(c, req)
 end
 
 local function queue_incr(c, req)
+    noreply_mode(c, req)
     local rc = C.bp_memcache_incr(c, req.decr, req.key, #req.key, req.delta)
     return rc
 end
 
 local function queue_touch(c, req)
+    noreply_mode(c, req)
     local rc = C.bp_memcache_touch(c, req.key, #req.key, req.expire)
     return rc
 end
 
 local function queue_flush(c, req)
+    noreply_mode(c, req)
     local rc = C.bp_memcache_flush_all(c, req.delay)
+    return rc
+end
+
+local function queue_stats(c, req)
+    local rc = C.bp_memcache_stats(c, req.args, #req.args, 0)
+    return rc
+end
+
+local function queue_version(c)
+    local rc = C.bp_memcache_version(c)
+    return rc
+end
+
+local function queue_memlimit(c, req)
+    local rc = C.bp_memcache_cache_memlimit(c, req.megabytes)
     return rc
 end
 
@@ -439,119 +542,272 @@ function M.monitored(name, span, pool)
     return setmetatable({ _name = name, _span = span, _pool = pool }, Monitored)
 end
 
--- The values of a get, by key (only keys asked for).
-local function fetch(self, command, keys, gets, single)
-    local _, values = call(self, { command = command, queue = queue_get, keys = keys, gets = gets,
-        key = single })
-    return values
+-- Coalescing: the gets of one key (get, gets, gat, gats) that coroutines
+-- make in the same loop iteration go together, in one write on one
+-- connection, and their replies come in one read, instead of a write and a
+-- read (two system calls, and a wake-up of memcached) per call. The first
+-- caller leads a group: it waits until the loop's next turn, while the
+-- others called in this turn join, then sends every member's command,
+-- reads the replies and wakes the members, each with its own result or
+-- error. A failure of the connection fails every member; an error reply
+-- only its own call. A group has at most 16 members: then several groups
+-- are in flight on several connections, and the client works while
+-- memcached answers (one group of everyone would leave both sides idle in
+-- turn: bench/README.md).
+local GROUP_MAX = 16
+
+local function start_follow(id, g, i)
+    g.ids[i] = id
+    return core.AGAIN
+end
+
+local function start_turn(id)
+    local rc = C.bp_sleep(0, id)
+    return rc
+end
+
+-- Queue every member's get on one connection, send, read: results (or
+-- errors) into the group. Raises nothing (and is not run under a pcall,
+-- whose frame a trace cannot return into).
+local function run_group(pool, g)
+    local n, reqs, keys = g.n, g.reqs, g.keys
+    local got, conn, since = pcall(pool.checkout, pool)
+    if not got then
+        for i = 1, n do g.errs[i] = pool_timeout(pool, reqs[i], conn) end
+        return
+    end
+    local c = conn.c
+    for i = 1, n do
+        local r, k = reqs[i], keys[i]
+        keys_arr[0] = k
+        key_lens[0] = #k
+        local rc
+        if r.gat then
+            rc = C.bp_memcache_gat(c, r.gets and 1 or 0, r.expire, 1, keys_arr, key_lens)
+        else
+            rc = C.bp_memcache_get(c, r.gets and 1 or 0, 1, keys_arr, key_lens)
+        end
+        if rc ~= OK_RC then -- (keys were checked: only out of memory)
+            local err = refused(conn, r)
+            for j = 1, n do g.errs[j] = err end
+            pool:checkin(conn, false, since)
+            return
+        end
+    end
+    local ok, rc = pcall(runtime.await, start_send, conn, conn.timeout)
+    if not ok or rc ~= OK_RC then
+        for i = 1, n do
+            g.errs[i] = ok and status_error(conn, rc, reqs[i].command, reqs[i].client) or rc
+        end
+        pool:checkin(conn, true, since)
+        return
+    end
+    local discard = false
+    for i = 1, n do
+        local kind = C.bp_memcache_reply(c, i - 1, nil, text_cell, len_cell)
+        if kind ~= END then
+            g.errs[i] = error_reply(conn, reqs[i], kind, kind ~= ERROR and ffi_string(text_cell[0], len_cell[0]))
+            if kind ~= SERVER_ERROR then discard = true end
+        end
+    end
+    local v = value_cell
+    for j = 0, C.bp_memcache_value_count(c) - 1 do
+        C.bp_memcache_value(c, j, v)
+        local i = v.reply + 1
+        local k = keys[i]
+        if v.key_len == #k and ffi_string(v.key, v.key_len) == k then
+            g.data[i], g.flags[i] = ffi_string(v.data, v.data_len), v.flags
+            if reqs[i].gets then g.cas[i] = u64(v.cas) end
+        end
+    end
+    pool:checkin(conn, discard, since)
+end
+
+-- A member's data, flags, CAS unique, and its error (raised by the caller:
+-- these functions raise nothing, and run under no pcall, whose frame a
+-- trace cannot return into).
+local function member_result(g, i)
+    return g.data[i], g.flags[i], g.cas[i], g.errs[i]
+end
+
+local function get_grouped(pool, req, key)
+    local g = pool.mc_group
+    if g ~= nil and g.n < GROUP_MAX then -- join
+        local i = g.n + 1
+        g.n = i
+        g.reqs[i], g.keys[i] = req, key
+        local ok, rc = pcall(runtime.await, start_follow, g, i)
+        if not ok then return nil, nil, nil, rc end
+        if rc ~= OK_RC then -- (interrupted: the group goes on without us)
+            return nil, nil, nil, status_error({ where = pool.endpoint, c = nil, timeout = 0 }, rc, req.command,
+                req.client)
+        end
+        local data, flags, cas, err = member_result(g, i)
+        return data, flags, cas, err
+    end
+    g = { n = 1, reqs = { req }, keys = { key }, ids = {}, data = {}, flags = {}, cas = {}, errs = {} }
+    pool.mc_group = g
+    -- the others join meanwhile; whatever wakes it, the group goes
+    local waited, why = pcall(runtime.await, start_turn)
+    if pool.mc_group == g then pool.mc_group = nil end
+    if not waited then -- (cannot wait here: nobody could have joined)
+        return nil, nil, nil, why
+    end
+    run_group(pool, g)
+    for i = 2, g.n do runtime.wake(g.ids[i], OK_RC) end
+    local data, flags, cas, err = member_result(g, 1)
+    return data, flags, cas, err
+end
+
+-- The data and flags of key (and its CAS unique for gets), or nil.
+local function fetch1(self, command, key, gets, gat, expire)
+    local pool = self._pool
+    local req = { command = command, client = self._name, gets = gets, gat = gat, expire = expire }
+    local span = self._span
+    if span == nil then
+        local data, flags, cas, err = get_grouped(pool, req, key)
+        if err ~= nil then error(err, 0) end
+        return data, flags, cas
+    end
+    -- (Span:with's work, without its table of results or a pcall)
+    local child = span:make_child(span_names[self._name][command])
+    child:start()
+    child:set_tag("method", command)
+    child:set_tag("key", key)
+    if expire then child:set_tag("expire", expire) end
+    local data, flags, cas, err = get_grouped(pool, req, key)
+    child:finish(err)
+    if err ~= nil then error(err, 0) end
+    return data, flags, cas
 end
 
 --- The value of key, or `default` when there is none.
 function Monitored:get(key, default)
     check_key(self, "get", key)
-    local values = fetch(self, "get", { key }, false, key)
-    if values then
-        for i = 1, #values do
-            local v = values[i]
-            if v[1] == key then return deserialize(self, "get", key, v[2], v[3]) end
-        end
-    end
-    return default
-end
-
---- { [key] = value } of the keys that have one (one round trip).
-function Monitored:get_many(keys)
-    check_keys(self, "get_many", keys)
-    local out = {}
-    if #keys == 0 then return out end
-    local asked = {}
-    for i = 1, #keys do asked[keys[i]] = true end
-    local values = fetch(self, "get_many", keys, false)
-    for i = 1, values and #values or 0 do
-        local v = values[i]
-        if asked[v[1]] then out[v[1]] = deserialize(self, "get_many", v[1], v[2], v[3]) end
-    end
-    return out
+    local data, flags = fetch1(self, "get", key)
+    if data == nil then return default end
+    return deserialize(self, "get", key, data, flags)
 end
 
 --- The value of key and its CAS unique (for cas()), or default and
 --- cas_default when there is none.
 function Monitored:gets(key, default, cas_default)
     check_key(self, "gets", key)
-    local values = fetch(self, "gets", { key }, true, key)
-    if values then
-        for i = 1, #values do
-            local v = values[i]
-            if v[1] == key then return deserialize(self, "gets", key, v[2], v[3]), v[4] end
-        end
-    end
-    return default, cas_default
+    local data, flags, cas = fetch1(self, "gets", key, true)
+    if data == nil then return default, cas_default end
+    return deserialize(self, "gets", key, data, flags), cas
 end
 
---- { [key] = { value, cas } } of the keys that have one.
-function Monitored:gets_many(keys)
-    check_keys(self, "gets_many", keys)
+--- get and touch: the value of key, whose expiry becomes `expire`, or
+--- `default` when there is none.
+function Monitored:gat(key, expire, default)
+    check_key(self, "gat", key)
+    expire = check_int(self, "gat", "expire", expire or 0)
+    local data, flags = fetch1(self, "gat", key, false, true, expire)
+    if data == nil then return default end
+    return deserialize(self, "gat", key, data, flags)
+end
+
+--- gets and touch: the value of key and its CAS unique, its expiry becoming
+--- `expire`; or default and cas_default.
+function Monitored:gats(key, expire, default, cas_default)
+    check_key(self, "gats", key)
+    expire = check_int(self, "gats", "expire", expire or 0)
+    local data, flags, cas = fetch1(self, "gats", key, true, true, expire)
+    if data == nil then return default, cas_default end
+    return deserialize(self, "gats", key, data, flags), cas
+end
+
+-- The values of several keys (only keys asked for).
+local function fetch(self, command, keys, gets)
+    local _, values = call(self, { command = command, queue = queue_get, keys = keys, gets = gets })
+    return values
+end
+
+local function many(self, command, keys, gets)
+    check_keys(self, command, keys)
     local out = {}
     if #keys == 0 then return out end
     local asked = {}
     for i = 1, #keys do asked[keys[i]] = true end
-    local values = fetch(self, "gets_many", keys, true)
+    local values = fetch(self, command, keys, gets)
     for i = 1, values and #values or 0 do
         local v = values[i]
-        if asked[v[1]] then out[v[1]] = { deserialize(self, "gets_many", v[1], v[2], v[3]), v[4] } end
+        if asked[v[1]] then
+            local value = deserialize(self, command, v[1], v[2], v[3])
+            if gets then out[v[1]] = { value, v[4] } else out[v[1]] = value end
+        end
     end
     return out
 end
 
-local function store(self, command, op, key, value, expire, cas)
+--- { [key] = value } of the keys that have one (one round trip).
+function Monitored:get_many(keys)
+    return many(self, "get_many", keys, false)
+end
+
+--- { [key] = { value, cas } } of the keys that have one.
+function Monitored:gets_many(keys)
+    return many(self, "gets_many", keys, true)
+end
+
+local function store(self, command, op, key, value, expire, noreply, cas)
     check_key(self, command, key)
     expire = check_int(self, command, "expire", expire or 0)
+    noreply = check_noreply(self, command, noreply, op == CAS and false or nil)
     local data, flags = serialize(self, command, key, value)
     local replies = call(self, { command = command, queue = queue_store, expire = expire, key = key,
+        noreply = noreply, cas_tag = cas and tostring(cas):gsub("ULL$", "") or nil,
         items = { { op, key, data, flags, cas } } })
     return replies[1]
 end
 
 --- Store value under key (expire: seconds, 0 for never): true.
-function Monitored:set(key, value, expire)
-    return store(self, "set", SET, key, value, expire) == STORED
+function Monitored:set(key, value, expire, noreply)
+    local r = store(self, "set", SET, key, value, expire, noreply)
+    return r == STORED or r == NOREPLY
 end
 
---- Store when key has no value: whether it was stored.
-function Monitored:add(key, value, expire)
-    return store(self, "add", ADD, key, value, expire) == STORED
+--- Store when key has no value: whether it was stored (true with noreply).
+function Monitored:add(key, value, expire, noreply)
+    local r = store(self, "add", ADD, key, value, expire, noreply)
+    return r == STORED or r == NOREPLY
 end
 
---- Store when key has a value: whether it was stored.
-function Monitored:replace(key, value, expire)
-    return store(self, "replace", REPLACE, key, value, expire) == STORED
+--- Store when key has a value: whether it was stored (true with noreply).
+function Monitored:replace(key, value, expire, noreply)
+    local r = store(self, "replace", REPLACE, key, value, expire, noreply)
+    return r == STORED or r == NOREPLY
 end
 
 --- Add the (serialized) value's bytes after key's: whether key had a value.
-function Monitored:append(key, value, expire)
-    return store(self, "append", APPEND, key, value, expire) == STORED
+function Monitored:append(key, value, expire, noreply)
+    local r = store(self, "append", APPEND, key, value, expire, noreply)
+    return r == STORED or r == NOREPLY
 end
 
 --- Add the (serialized) value's bytes before key's: whether key had a value.
-function Monitored:prepend(key, value, expire)
-    return store(self, "prepend", PREPEND, key, value, expire) == STORED
+function Monitored:prepend(key, value, expire, noreply)
+    local r = store(self, "prepend", PREPEND, key, value, expire, noreply)
+    return r == STORED or r == NOREPLY
 end
 
 --- Store when key's CAS unique is still `cas` (from gets): true; false when
---- someone stored since; nil when key has no value.
-function Monitored:cas(key, value, cas, expire)
+--- someone stored since; nil when key has no value. true with noreply.
+function Monitored:cas(key, value, cas, expire, noreply)
     local u = to_u64(self, "cas", "cas", cas)
-    local r = store(self, "cas", CAS, key, value, expire, u)
-    if r == STORED then return true end
+    local r = store(self, "cas", CAS, key, value, expire, noreply, u)
+    if r == STORED or r == NOREPLY then return true end
     if r == EXISTS then return false end
     return nil
 end
 
 --- Store every key → value of `values` in one round trip; returns the list
---- of keys that were not stored.
-function Monitored:set_many(values, expire)
+--- of keys that were not stored (empty with noreply).
+function Monitored:set_many(values, expire, noreply)
     if type(values) ~= "table" then error(format("memcache %s: set_many: expected a table", self._name), 2) end
     expire = check_int(self, "set_many", "expire", expire or 0)
+    noreply = check_noreply(self, "set_many", noreply)
     local items, keys = {}, {}
     for k, v in pairs(values) do
         check_key(self, "set_many", k)
@@ -561,63 +817,144 @@ function Monitored:set_many(values, expire)
     end
     if #items == 0 then return {} end
     local replies = call(self, { command = "set_many", queue = queue_store, expire = expire, items = items,
-        keys = keys })
+        keys = keys, noreply = noreply })
     local failed = {}
     for i = 1, #items do
-        if replies[i] ~= STORED then failed[#failed + 1] = items[i][2] end
+        if replies[i] ~= STORED and replies[i] ~= NOREPLY then failed[#failed + 1] = items[i][2] end
     end
     return failed
 end
 
---- Remove key's value: whether it had one.
-function Monitored:delete(key)
+--- Remove key's value: whether it had one (true with noreply).
+function Monitored:delete(key, noreply)
     check_key(self, "delete", key)
-    local replies = call(self, { command = "delete", queue = queue_delete, keys = { key }, key = key })
-    return replies[1] == DELETED
+    noreply = check_noreply(self, "delete", noreply)
+    local replies = call(self, { command = "delete", queue = queue_delete, keys = { key }, key = key,
+        noreply = noreply, single = true })
+    return replies[1] == DELETED or replies[1] == NOREPLY
 end
 
 --- Remove the values of the keys (one round trip): true.
-function Monitored:delete_many(keys)
+function Monitored:delete_many(keys, noreply)
     check_keys(self, "delete_many", keys)
+    noreply = check_noreply(self, "delete_many", noreply)
     if #keys == 0 then return true end
-    call(self, { command = "delete_many", queue = queue_delete, keys = keys })
+    call(self, { command = "delete_many", queue = queue_delete, keys = keys, noreply = noreply })
     return true
 end
 
-local function arith(self, command, decr, key, value)
+local function arith(self, command, decr, key, value, noreply)
     check_key(self, command, key)
     local delta = to_u64(self, command, "the value", value == nil and 1 or value)
-    local replies = call(self, { command = command, queue = queue_incr, key = key, decr = decr, delta = delta })
+    noreply = check_noreply(self, command, noreply, false)
+    local replies = call(self, { command = command, queue = queue_incr, key = key, decr = decr, delta = delta,
+        noreply = noreply })
     local r = replies[1]
-    if r == NOT_FOUND then return nil end
+    if r == NOT_FOUND or r == NOREPLY then return nil end
     return r
 end
 
 --- Add value (default 1) to key's number: the new number, or nil when key
---- has no value. memcached counts in unsigned 64 bits (wrapping).
-function Monitored:incr(key, value)
-    return arith(self, "incr", 0, key, value)
+--- has no value (always nil with noreply). memcached counts in unsigned 64
+--- bits (wrapping).
+function Monitored:incr(key, value, noreply)
+    return arith(self, "incr", 0, key, value, noreply)
 end
 
 --- Subtract value (default 1) from key's number, stopping at 0: the new
---- number, or nil when key has no value.
-function Monitored:decr(key, value)
-    return arith(self, "decr", 1, key, value)
+--- number, or nil when key has no value (always nil with noreply).
+function Monitored:decr(key, value, noreply)
+    return arith(self, "decr", 1, key, value, noreply)
 end
 
---- Set key's expiry: whether it had a value.
-function Monitored:touch(key, expire)
+--- Set key's expiry: whether it had a value (true with noreply).
+function Monitored:touch(key, expire, noreply)
     check_key(self, "touch", key)
     expire = check_int(self, "touch", "expire", expire or 0)
-    local replies = call(self, { command = "touch", queue = queue_touch, key = key, expire = expire })
-    return replies[1] == TOUCHED
+    noreply = check_noreply(self, "touch", noreply)
+    local replies = call(self, { command = "touch", queue = queue_touch, key = key, expire = expire,
+        noreply = noreply })
+    return replies[1] == TOUCHED or replies[1] == NOREPLY
 end
 
 --- Drop every value (after `delay` seconds): true.
-function Monitored:flush_all(delay)
+function Monitored:flush_all(delay, noreply)
     delay = check_int(self, "flush_all", "delay", delay or 0, 0)
-    call(self, { command = "flush_all", queue = queue_flush, delay = delay })
+    noreply = check_noreply(self, "flush_all", noreply)
+    call(self, { command = "flush_all", queue = queue_flush, delay = delay, noreply = noreply })
     return true
+end
+
+-- stats values as pymemcache converts them: numbers, except these
+local STAT_STRING = { version = true, inter = true, stat_key_prefix = true, libevent = true }
+local STAT_FLOAT = { rusage_user = true, rusage_system = true, growth_factor = true }
+local STAT_BOOL = { hash_is_expanding = true, slab_reassign_running = true, detail_enabled = true,
+    cas_enabled = true, maxconns_fast = true, slab_reassign = true, slab_automove = true }
+
+local function stat_value(name, v)
+    if STAT_STRING[name] then return v end
+    if STAT_BOOL[name] then
+        if v == "1" or v == "yes" or v == "true" then return true end
+        if v == "0" or v == "no" or v == "false" then return false end
+        return v
+    end
+    if name == "umask" then return tonumber(v, 16) or v end
+    if STAT_FLOAT[name] then return tonumber(v) or v end
+    if v:match("^%-?%d+$") then
+        local n = tonumber(v)
+        if n and math.abs(n) < TWO53 then return n end
+        local u = require("baseplate.clients.memcache.lib").parse_int(v)
+        if u ~= nil then return u end
+    end
+    return v
+end
+
+--- The server's statistics: { name = value } (numbers where they are
+--- numbers, as pymemcache's stats). Arguments are passed on: stats("items"),
+--- stats("slabs"), stats("settings"); stats("reset") returns {}.
+function Monitored:stats(...)
+    local args = table.concat({ ... }, " ")
+    local _, values = call(self, { command = "stats", queue = queue_stats, args = args })
+    local out = {}
+    for i = 1, values and #values or 0 do
+        local v = values[i]
+        out[v[1]] = stat_value(v[1], v[2])
+    end
+    return out
+end
+
+--- The server's version, as it says it ("1.6.18").
+function Monitored:version()
+    local replies = call(self, { command = "version", queue = queue_version })
+    return replies[1]
+end
+
+--- The server's memory limit becomes `megabytes`: true.
+function Monitored:cache_memlimit(megabytes)
+    megabytes = check_int(self, "cache_memlimit", "megabytes", megabytes, 0)
+    call(self, { command = "cache_memlimit", queue = queue_memlimit, megabytes = megabytes })
+    return true
+end
+
+--- Close the pool's idle connections (as pymemcache's PooledClient.close;
+--- connections in use go on); the next call opens a new one.
+function Monitored:close()
+    local span = self._span
+    if span == nil then return self._pool:close() end
+    span:make_child(self._name .. ".close"):with(function(sp)
+        sp:set_tag("method", "close")
+        self._pool:close()
+    end)
+end
+
+--- As close(): memcached's quit ends a connection, and so does closing it.
+function Monitored:quit()
+    local span = self._span
+    if span == nil then return self._pool:close() end
+    span:make_child(self._name .. ".quit"):with(function(sp)
+        sp:set_tag("method", "quit")
+        self._pool:close()
+    end)
 end
 
 --------------------------------------------------------------------------------
