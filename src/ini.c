@@ -454,22 +454,51 @@ int bp_ini_load(const char *path, bp_ini_t **out, char *err, size_t errlen) {
 
 void bp_ini_free(bp_ini_t *ini) {
   if (!ini) return;
-  for (int i = 0; i < ini->count; i++) {
-    bp_section_t *s = ini->sections[i];
-    for (int j = 0; j < s->count; j++) {
-      free(s->entries[j].key);
-      free(s->entries[j].value);
-    }
-    free(s->entries);
-    free(s->name);
-    free(s);
-  }
+  for (int i = 0; i < ini->count; i++) bp_section_free(ini->sections[i]);
   free(ini->sections);
   free(ini->path);
   free(ini);
 }
 
 const char *bp_ini_path(const bp_ini_t *ini) { return ini->path; }
+
+/* --- sections built in memory ------------------------------------------------------ */
+
+bp_section_t *bp_section_new(const char *name) {
+  bp_section_t *s = calloc(1, sizeof *s);
+  if (!s || !(s->name = strdup(name ? name : ""))) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+int bp_section_set(bp_section_t *s, const char *key, const char *value) {
+  bp_ini_entry_t *e;
+  char *v;
+  int rc;
+  if (!key || !value) return BP_EINVAL;
+  if ((e = entry_find(s, key))) {
+    if (!(v = strdup(value))) return BP_ENOMEM;
+    free(e->value);
+    e->value = v;
+    return BP_OK;
+  }
+  if ((rc = entry_add(s, key, value, 0)) != BP_OK) return rc;
+  s->own = s->count;
+  return BP_OK;
+}
+
+void bp_section_free(bp_section_t *s) {
+  if (!s) return;
+  for (int j = 0; j < s->count; j++) {
+    free(s->entries[j].key);
+    free(s->entries[j].value);
+  }
+  free(s->entries);
+  free(s->name);
+  free(s);
+}
 
 int bp_ini_section_count(const bp_ini_t *ini) { return ini->count - 1; }
 

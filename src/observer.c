@@ -20,15 +20,12 @@ typedef struct {
   void *ud;
 } observer_entry;
 
-typedef struct metrics_observer_s metrics_observer_t;
-
 struct bp_baseplate_s {
   int refs; /* the owner's, and one per live span (spans use its observers) */
   char *service_name;
   observer_entry *obs;
   int nobs, cap_obs;
-  bp_metrics_t *metrics;
-  metrics_observer_t *mobs; /* owned */
+  bp_metrics_t *metrics; /* the metrics observer's transport, if there is one */
 };
 
 bp_baseplate_t *bp_baseplate_new(const char *service_name) {
@@ -44,12 +41,13 @@ bp_baseplate_t *bp_baseplate_new(const char *service_name) {
 
 void bp__baseplate_ref(bp_baseplate_t *bp) { bp->refs++; }
 
-static void metrics_observer_free(metrics_observer_t *m);
-
-/* The owner lets go; the object goes once no span needs it. */
+/* The owner lets go; the object goes once no span needs it, and with it
+ * its observers (each one's release, in the order they were registered). */
 void bp_baseplate_free(bp_baseplate_t *bp) {
+  int i;
   if (!bp || --bp->refs > 0) return;
-  metrics_observer_free(bp->mobs);
+  for (i = 0; i < bp->nobs; i++)
+    if (bp->obs[i].vt.release) bp->obs[i].vt.release(bp->obs[i].ud);
   free(bp->obs);
   free(bp->service_name);
   free(bp);
@@ -63,7 +61,10 @@ int bp_baseplate_register(bp_baseplate_t *bp, const bp_observer_t *obs, void *ud
   if (bp->nobs == bp->cap_obs) {
     int cap = bp->cap_obs ? bp->cap_obs * 2 : 4;
     void *p = realloc(bp->obs, (size_t)cap * sizeof *bp->obs);
-    if (!p) return BP_ENOMEM;
+    if (!p) {
+      if (obs->release) obs->release(ud);
+      return BP_ENOMEM;
+    }
     bp->obs = p;
     bp->cap_obs = cap;
   }
@@ -78,6 +79,28 @@ void bp__baseplate_server_span_created(bp_baseplate_t *bp, bp_span_t *span) {
   for (i = 0; i < bp->nobs; i++)
     if (bp->obs[i].vt.on_server_span_created)
       bp->obs[i].vt.on_server_span_created(bp->obs[i].ud, span);
+}
+
+/* --- observer factories ------------------------------------------------------------ */
+
+#define MAX_FACTORIES 32
+static bp_observer_factory_t factories[MAX_FACTORIES];
+static int nfactories;
+
+int bp_observer_factory_register(const bp_observer_factory_t *f) {
+  int i;
+  if (!f || !f->name || !*f->name || !f->prefix || !*f->prefix || !f->create) return BP_EINVAL;
+  for (i = 0; i < nfactories; i++)
+    if (strcmp(factories[i].name, f->name) == 0) return BP_EINVAL;
+  if (nfactories == MAX_FACTORIES) return BP_ETOOBIG;
+  factories[nfactories++] = *f;
+  return BP_OK;
+}
+
+int bp_observer_factory_count(void) { return nfactories; }
+
+const bp_observer_factory_t *bp_observer_factory_at(int i) {
+  return i >= 0 && i < nfactories ? &factories[i] : NULL;
 }
 
 /* --- metrics observers ------------------------------------------------------------ */
@@ -95,7 +118,7 @@ typedef struct {
   bp__metric_key_t timer, success, failure;
 } key_set_t;
 
-struct metrics_observer_s {
+typedef struct {
   key_set_t cache[KEY_CACHE];
   key_set_t *last; /* the slot cached_keys found last */
   bp_metrics_t *transport;
@@ -107,9 +130,10 @@ struct metrics_observer_s {
   int nallow;
   bp_metrics_batch_t *free_batches[16];
   int nfree;
-};
+} metrics_observer_t;
 
-static void metrics_observer_free(metrics_observer_t *m) {
+static void metrics_observer_free(void *ud) {
+  metrics_observer_t *m = ud;
   if (!m) return;
   while (m->nfree > 0) bp_metrics_batch_free(m->free_batches[--m->nfree]);
   free(m->namespace_);
@@ -385,9 +409,10 @@ int bp_baseplate_add_metrics_observer(bp_baseplate_t *bp, bp_metrics_t *transpor
                                       const bp_metrics_observer_options_t *o, char *err,
                                       size_t errlen) {
   metrics_observer_t *m;
-  bp_observer_t vt = {.on_server_span_created = metrics_span_created};
+  bp_observer_t vt = {.on_server_span_created = metrics_span_created,
+                      .release = metrics_observer_free};
   const char *ns = o->namespace_ ? o->namespace_ : "";
-  if (bp->mobs) {
+  if (bp->metrics) {
     snprintf(err, errlen, "the metrics observer is already configured");
     return BP_EINVAL;
   }
@@ -416,8 +441,10 @@ int bp_baseplate_add_metrics_observer(bp_baseplate_t *bp, bp_metrics_t *transpor
       m->allow[m->nallow++] = tok;
     }
   }
-  if (bp_baseplate_register(bp, &vt, m) != BP_OK) goto oom;
-  bp->mobs = m;
+  if (bp_baseplate_register(bp, &vt, m) != BP_OK) { /* (it released m) */
+    snprintf(err, errlen, "out of memory");
+    return BP_ENOMEM;
+  }
   bp->metrics = transport;
   return BP_OK;
 oom:

@@ -70,7 +70,11 @@ int bp__vm_start_main(const char *module, const char *fn);
 int bp__vm_main_result(char *err, size_t errlen, int *exit_code);
 
 /* The protocols whose messages Lua handles (runtime.lua's PROTOCOL_*). */
-enum { BP__PROTOCOL_HTTP = 1, BP__PROTOCOL_THRIFT = 2 };
+enum { BP__PROTOCOL_HTTP = 1, BP__PROTOCOL_THRIFT = 2, BP__PROTOCOL_OBSERVE = 3 };
+/* (BP__PROTOCOL_OBSERVE: span events queued for the Lua observers, src/observer_lua.c) */
+
+/* Deliver the span events still queued for Lua observers (process end). */
+void bp__observe_flush(void);
 /* A message of `protocol` for Lua handler `handler`: runtime.on_message
  * runs the job that protocol registered (runtime.set_job) in a worker
  * coroutine. */

@@ -372,6 +372,7 @@ void bp_runtime_close(void) {
   sigaddset(&set, SIGUSR1);
   sigaddset(&set, SIGUSR2);
   sigprocmask(SIG_BLOCK, &set, NULL);
+  if (L) bp__observe_flush();
   bp__loop_shutdown();
   bp__vm_close();
   ref_on_signal = LUA_NOREF;

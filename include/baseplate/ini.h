@@ -72,4 +72,14 @@ BP_EXTERN int bp_section_item(const bp_section_t *section, int i,
 /** The line the key was set on (0 for unknown); for error messages. */
 BP_EXTERN int bp_section_line(const bp_section_t *section, const char *key);
 
+/**
+ * A section built in memory (not part of any file): what the Lua side hands
+ * C code that reads config, such as an observer factory, from an app
+ * config table. bp_section_set adds or replaces a key (both copied);
+ * bp_section_free frees it (only sections made by bp_section_new).
+ */
+BP_EXTERN bp_section_t *bp_section_new(const char *name);
+BP_EXTERN int bp_section_set(bp_section_t *section, const char *key, const char *value);
+BP_EXTERN void bp_section_free(bp_section_t *section);
+
 #endif

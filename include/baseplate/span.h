@@ -17,6 +17,7 @@
 #define BASEPLATE_SPAN_H
 
 #include "common.h"
+#include "ini.h"
 #include "metrics.h"
 #include <stdint.h>
 
@@ -72,9 +73,12 @@ typedef struct {
   void (*release)(void *ud);
 } bp_span_observer_t;
 
-/* Sees every server span as it is created (before it starts). */
+/* Sees every server span as it is created (before it starts). `release`
+ * (may be NULL) is called once when the Baseplate is freed, after its last
+ * span: the place to free the observer's state. */
 typedef struct {
   void (*on_server_span_created)(void *ud, bp_span_t *span);
+  void (*release)(void *ud);
 } bp_observer_t;
 
 /* --- the Baseplate object ---------------------------------------------------- */
@@ -84,8 +88,35 @@ BP_EXTERN bp_baseplate_t *bp_baseplate_new(const char *service_name);
 BP_EXTERN void bp_baseplate_free(bp_baseplate_t *bp);
 BP_EXTERN const char *bp_baseplate_service_name(const bp_baseplate_t *bp);
 
-/** Register an observer; it stays for the object's life. */
+/** Register an observer; it stays for the object's life. On failure
+ * (BP_ENOMEM) its release has been called. */
 BP_EXTERN int bp_baseplate_register(bp_baseplate_t *bp, const bp_observer_t *obs, void *ud);
+
+/* --- observer factories ------------------------------------------------------
+ * configure_observers (baseplate.Baseplate) installs the observers a
+ * service's config asks for from a registry of factories, each keyed by a
+ * config prefix: the built-in ones (metrics, tracing, sentry,
+ * server_timeout) and those C extension modules add here (from their app
+ * factory, their luaopen_ function, or any function called before
+ * configure_observers). A factory whose prefix no key of the app config
+ * starts with is not called (it is listed as unconfigured). */
+typedef struct {
+  const char *name;   /* "myobs": in logs and errors; unique */
+  const char *prefix; /* "myobs.": the keys that configure it */
+  /* Install the observer on bp (bp_baseplate_register) from `config` (the
+   * whole app config): BP_OK, BP_DECLINED when the keys leave it off, or an
+   * error status with a reason naming the key in err. */
+  int (*create)(void *ud, bp_baseplate_t *bp, const bp_section_t *config, char *err,
+                size_t errlen);
+  void *ud;
+} bp_observer_factory_t;
+
+/** Add a factory (the struct is copied; its strings must stay valid).
+ * BP_EINVAL for a missing name, prefix or create, or a name already taken. */
+BP_EXTERN int bp_observer_factory_register(const bp_observer_factory_t *f);
+BP_EXTERN int bp_observer_factory_count(void);
+/** The i-th factory in registration order, or NULL. */
+BP_EXTERN const bp_observer_factory_t *bp_observer_factory_at(int i);
 
 /* The metrics observers (docs/observers.md). namespace_ non-empty: the
  * untagged observer; tagging: the tagged one (not both). allowlist: tag
@@ -104,6 +135,42 @@ BP_EXTERN int bp_baseplate_add_metrics_observer(bp_baseplate_t *bp, bp_metrics_t
 
 /** The transport set by the metrics observer, or NULL. */
 BP_EXTERN bp_metrics_t *bp_baseplate_metrics(const bp_baseplate_t *bp);
+
+/* --- Lua observers -------------------------------------------------------------
+ * Lua observers listen behind one C observer (src/observer_lua.c) that queues
+ * the span events of a Baseplate's spans; baseplate.span takes the queue and
+ * calls them. Used by the Lua runtime; C code registers C observers. */
+
+#define BP_OBSERVE_CREATED 1  /* a server span was made */
+#define BP_OBSERVE_START 2
+#define BP_OBSERVE_SET_TAG 3  /* a: key, b: value, tag_type */
+#define BP_OBSERVE_INCR_TAG 4 /* a: key, delta */
+#define BP_OBSERVE_LOG 5      /* a: name, b: payload (may be NULL) */
+#define BP_OBSERVE_FINISH 6   /* a: the error class, NULL for success */
+#define BP_OBSERVE_CHILD 7    /* child: the new child span */
+#define BP_OBSERVE_RELEASED 8 /* the span at addr was freed (span is NULL) */
+
+typedef struct {
+  int type;
+  int tag_type;
+  bp_span_t *span;  /* held until the next take */
+  bp_span_t *child; /* BP_OBSERVE_CHILD, held until the next take */
+  uintptr_t addr;   /* the span's address */
+  const char *a;    /* valid until the next take */
+  const char *b;
+  double delta;
+} bp_observer_event_t;
+
+/** Forward the span events of bp's spans to the Lua observers. */
+BP_EXTERN int bp_baseplate_forward_to_lua(bp_baseplate_t *bp);
+/** Forward one span's events (and its children's): BP_DECLINED if they
+ * already are. */
+BP_EXTERN int bp_span_forward_to_lua(bp_span_t *span);
+/** The number of events queued (a pointer, read without a call). */
+BP_EXTERN const int *bp_observer_events_pending(void);
+/** The queued events, oldest first (*n of them; NULL if none); the previous
+ * batch's references and strings are let go. */
+BP_EXTERN const bp_observer_event_t *bp_observer_events_take(int *n);
 
 /* --- spans ------------------------------------------------------------------ */
 

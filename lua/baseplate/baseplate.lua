@@ -9,9 +9,10 @@
 --       ...
 --
 -- The C core makes a server span for every request of an app that has a
--- Baseplate (src/http.c start_span) and runs the C observers; this module
--- adds what Lua brings: context objects built by factories, Lua observers,
--- and server spans for scripts.
+-- Baseplate (src/http/server.c start_span) and runs its observers; this
+-- module adds what Lua brings: context objects built by factories, Lua
+-- observers (heard through the core's one observer bus: baseplate.span),
+-- the observers the configuration asks for, and server spans for scripts.
 local ffi = require("ffi")
 local core = require("baseplate.core")
 local runtime = require("baseplate.runtime")
@@ -36,10 +37,24 @@ int bp_baseplate_add_metrics_observer(bp_baseplate_t *bp, bp_metrics_t *transpor
 bp_metrics_t *bp_baseplate_metrics(const bp_baseplate_t *bp);
 bp_span_t *bp_span_new_server(bp_baseplate_t *bp, const char *name, const bp_trace_info_t *ti);
 bp_metrics_batch_t *bp_span_metrics(bp_span_t *span);
+typedef struct bp_section_s bp_section_t;
+typedef struct {
+  const char *name;
+  const char *prefix;
+  int (*create)(void *ud, bp_baseplate_t *bp, const bp_section_t *config, char *err,
+                size_t errlen);
+  void *ud;
+} bp_observer_factory_t;
+int bp_observer_factory_count(void);
+const bp_observer_factory_t *bp_observer_factory_at(int i);
+bp_section_t *bp_section_new(const char *name);
+int bp_section_set(bp_section_t *section, const char *key, const char *value);
+void bp_section_free(bp_section_t *section);
 ]])
 
 local C = core.C
 local Span = span_mod.Span
+local ipairs = ipairs
 local type, pairs, rawget, rawset, setmetatable, getmetatable, pcall, tostring =
     type, pairs, rawget, rawset, setmetatable, getmetatable, pcall, tostring
 
@@ -77,11 +92,25 @@ function M.new(app_config)
     }, Baseplate)
 end
 
+-- A server span of a Baseplate with Lua observers (delivered by
+-- baseplate.span in order with the span's other events). `context` is the
+-- job's (a request, a Thrift call's context, make_server_span's); a span the
+-- core made without Lua (a C route) gets a new context object.
+local function server_span_created(bp, span, context)
+    if not context then
+        context = bp:make_context_object()
+        rawset(context, "span", span)
+        span.context = context
+    end
+    bp:notify_server_span_created(context, span)
+end
+
 --- Register a Lua observer: a table with on_server_span_created(context, span).
 function Baseplate:register(observer)
     if type(observer) ~= "table" or type(observer.on_server_span_created) ~= "function" then
         error("register: expected an observer with on_server_span_created(context, span)", 2)
     end
+    if not self._observers[1] then span_mod.forward(self, server_span_created) end
     self._observers[#self._observers + 1] = observer
 end
 
@@ -90,10 +119,8 @@ function Baseplate:has_lua_observers()
     return self._observers[1] ~= nil
 end
 
---- Install the observers the configuration asks for (docs/observers.md).
-function Baseplate:configure_observers()
-    local raw = self.app_config
-    local skipped = {}
+-- The built-in metrics observer's factory.
+local function metrics_factory(bp, raw)
     local cfg = config.parse_config(raw, {
         metrics = {
             namespace = config.Optional(config.String, ""),
@@ -103,36 +130,114 @@ function Baseplate:configure_observers()
         metrics_observer = { sample_rate = config.Optional(config.Percent, 1.0) },
     })
     local m = cfg.metrics
-    if m.tagging or m.namespace ~= "" then
-        if m.tagging and m.namespace ~= "" then
-            error(config.ConfigurationError("metrics.namespace", "cannot be combined with metrics.tagging"), 0)
-        end
-        if cfg.metrics_observer.sample_rate <= 0 then
-            error(config.ConfigurationError("metrics_observer.sample_rate", "must be above 0%"), 0)
-        end
-        local transport = metrics.transport_from_config(raw)
-        local o = ffi.new("bp_metrics_observer_options_t")
-        o.namespace_ = m.namespace
-        o.tagging = m.tagging and 1 or 0
-        local allow = table.concat(m.allowlist, ",")
-        o.allowlist = allow
-        o.sample_rate = cfg.metrics_observer.sample_rate
-        if C.bp_baseplate_add_metrics_observer(self.c, transport, o, core.errbuf, core.errbuf_size) ~= 0 then
-            error(core.errmsg(), 2)
-        end
-        self.metrics_transport = transport
-        self.metrics_client = metrics.client(transport, m.namespace)
-    else
-        skipped[#skipped + 1] = "metrics"
+    if not (m.tagging or m.namespace ~= "") then return false end
+    if m.tagging and m.namespace ~= "" then
+        error(config.ConfigurationError("metrics.namespace", "cannot be combined with metrics.tagging"), 0)
     end
-    if (raw["tracing.service_name"] or "") ~= "" then
-        obs_log:warning("tracing.service_name is set but this version has no tracing observer yet")
+    if cfg.metrics_observer.sample_rate <= 0 then
+        error(config.ConfigurationError("metrics_observer.sample_rate", "must be above 0%"), 0)
     end
-    skipped[#skipped + 1] = "tracing"
-    if (raw["sentry.dsn"] or "") ~= "" then
-        obs_log:warning("sentry.dsn is set but this version has no Sentry observer yet")
+    local transport = metrics.transport_from_config(raw)
+    local o = ffi.new("bp_metrics_observer_options_t")
+    o.namespace_ = m.namespace
+    o.tagging = m.tagging and 1 or 0
+    local allow = table.concat(m.allowlist, ",")
+    o.allowlist = allow
+    o.sample_rate = cfg.metrics_observer.sample_rate
+    if C.bp_baseplate_add_metrics_observer(bp.c, transport, o, core.errbuf, core.errbuf_size) ~= 0 then
+        error(core.errmsg(), 0)
     end
-    skipped[#skipped + 1] = "sentry"
+    bp.metrics_transport = transport
+    bp.metrics_client = metrics.client(transport, m.namespace)
+    return true
+end
+
+local function not_yet(name, key)
+    return function(_, raw)
+        if (raw[key] or "") ~= "" then
+            obs_log:warning("%s is set but this version has no %s observer yet", key, name)
+        end
+        return false
+    end
+end
+
+-- The observer factories, in the order configure_observers runs them; C
+-- extension modules add theirs to the core's registry
+-- (bp_observer_factory_register), which runs after these.
+local factories = {
+    { name = "metrics", prefix = "metrics", create = metrics_factory },
+    { name = "tracing", prefix = "tracing.", create = not_yet("tracing", "tracing.service_name") },
+    { name = "sentry", prefix = "sentry.", create = not_yet("Sentry", "sentry.dsn") },
+}
+M.observer_factories = factories
+
+--- Add an observer factory: `create(bp, app_config)` installs its observer
+--- (bp:register, or the C API on bp.c) and returns true, or false when the
+--- config leaves it off; it is called only when a key of the app config
+--- starts with `prefix`.
+function M.register_observer_factory(name, prefix, create)
+    if type(name) ~= "string" or name == "" or type(prefix) ~= "string" or prefix == ""
+        or type(create) ~= "function" then
+        error("register_observer_factory: expected a name, a config prefix and a function", 2)
+    end
+    for _, f in ipairs(factories) do
+        if f.name == name then error("register_observer_factory: " .. name .. " is already registered", 2) end
+    end
+    for i = 0, C.bp_observer_factory_count() - 1 do
+        if ffi.string(C.bp_observer_factory_at(i).name) == name then
+            error("register_observer_factory: " .. name .. " is already registered", 2)
+        end
+    end
+    factories[#factories + 1] = { name = name, prefix = prefix, create = create }
+end
+
+local function has_prefix(raw, prefix)
+    for k in pairs(raw) do
+        if type(k) == "string" and k:sub(1, #prefix) == prefix then return true end
+    end
+    return false
+end
+
+-- The app config as a C section (for the C factories).
+local function section_of(raw)
+    local sec = C.bp_section_new("app")
+    if sec == nil then error("out of memory", 3) end
+    sec = ffi.gc(sec, C.bp_section_free)
+    for k, v in pairs(raw) do
+        if type(k) == "string" and (type(v) == "string" or type(v) == "number" or type(v) == "boolean") then
+            if C.bp_section_set(sec, k, tostring(v)) ~= 0 then error("out of memory", 3) end
+        end
+    end
+    return sec
+end
+
+--- Install the observers the configuration asks for (docs/observers.md),
+--- from the registry of observer factories.
+function Baseplate:configure_observers()
+    local raw = self.app_config
+    local skipped = {}
+    for _, f in ipairs(factories) do
+        if not (has_prefix(raw, f.prefix) and f.create(self, raw)) then
+            skipped[#skipped + 1] = f.name
+        end
+    end
+    local sec
+    for i = 0, C.bp_observer_factory_count() - 1 do
+        local f = C.bp_observer_factory_at(i)
+        local name = ffi.string(f.name)
+        local rc = core.DECLINED
+        if has_prefix(raw, ffi.string(f.prefix)) then
+            sec = sec or section_of(raw)
+            core.errbuf[0] = 0
+            rc = f.create(f.ud, self.c, sec, core.errbuf, core.errbuf_size)
+            if rc ~= core.OK and rc ~= core.DECLINED then
+                local why = core.errmsg()
+                if why == "" then why = core.strerror(rc) end
+                error(name .. " observer: " .. why, 2)
+            end
+        end
+        if rc ~= core.OK then skipped[#skipped + 1] = name end
+    end
     if #skipped > 0 then
         obs_log:info("The following observers are unconfigured and won't run: %s", table.concat(skipped, ", "))
     end
@@ -318,7 +423,7 @@ function Baseplate:make_server_span(context, name, trace_info)
     if c == nil then error("out of memory", 2) end
     local span = setmetatable({ c = ffi.gc(c, span_mod.C.bp_span_unref), context = context }, Span)
     rawset(context, "span", span)
-    self:notify_server_span_created(context, span)
+    span_mod.adopt(c, context) -- (the observers hear of it now)
     return span
 end
 

@@ -465,34 +465,27 @@ end
 
 -- Runs in a worker coroutine for each request of a Lua route.
 local serving = runtime.serving
+local observe_pending = runtime.observe_pending
 
 local function request_job(req, handler_id)
     local r = ffi_cast(req_ptr_t, req) -- req: the request's address, a number
     local sp = C.bp_request_span(r) ~= nil
     local bp = sp and handler_apps[handler_id].baseplate or nil
     local request = setmetatable({ _r = r, _bp = bp }, request_mt)
-    if bp then -- (an app whose Baseplate was set from C has spans, no Lua side)
-        if bp._observers[1] then
-            local span = request.span
-            bp:notify_server_span_created(request, span)
-            span_mod().notify(span, "on_start")
-        end
-    end
+    -- (the core made the request's span: its Lua observers hear of it now,
+    -- with this request as the context)
+    if sp and observe_pending[0] > 0 then span_mod().adopt(C.bp_request_span(r), request) end
     serving(request)
     local ok, a, b, c = xpcall(handlers[handler_id], error_handler, request)
     if not ok and sp and getmetatable(a) ~= Abort then
         C.bp_request_set_error(r, span_mod().error_class(a))
+        span_mod().note_error(C.bp_request_span(r), a)
     end
     -- (no pcall around render: a trace resumed inside it could not return
     -- through the pcall frame; send catches what can fail, cjson's errors)
     local _, render_err = render(r, ok, a, b, c)
-    if render_err then ok, a = false, render_err end
-    if sp then
-        local span = rawget(request, "span")
-        if span and span._observers then
-            span_mod().notify(span, "on_finish", not ok and getmetatable(a) ~= Abort and a or nil)
-        end
-    end
+    if render_err and sp then span_mod().note_error(C.bp_request_span(r), render_err) end
+    if observe_pending[0] > 0 then span_mod().drain() end
 end
 
 -- How a request appears in the SIGUSR1 dump.

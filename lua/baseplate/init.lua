@@ -5,6 +5,7 @@
 --   baseplate.spawn(fn, a, b)     -- run fn(a, b) concurrently, in its own coroutine
 --   baseplate.version             -- the core's version
 --   baseplate.Baseplate(app_config) -- spans, observers, the request context
+--   baseplate.register_observer_factory(name, prefix, create) -- for configure_observers
 local core = require("baseplate.core")
 local runtime = require("baseplate.runtime")
 
@@ -20,6 +21,7 @@ local lazy = {
     Baseplate = function() return require("baseplate.baseplate").new end,
     TraceInfo = function() return require("baseplate.span").TraceInfo end,
     Span = function() return require("baseplate.span").Span end,
+    register_observer_factory = function() return require("baseplate.baseplate").register_observer_factory end,
 }
 setmetatable(M, {
     __index = function(t, k)

@@ -1,5 +1,6 @@
 -- The coroutine scheduler. The C core calls into Lua only through the
--- functions below (on_message, on_wake, on_signal, start_main, main_result);
+-- functions below (on_message, on_wake, on_signal, start_main, main_result;
+-- on_message also brings span events for the Lua observers, baseplate.span);
 -- everything that waits (sleep now, clients later) parks its coroutine here
 -- and is resumed by on_wake when the core finishes the operation.
 local ffi = require("ffi")
@@ -17,6 +18,7 @@ void bp_span_enter(struct bp_span_s *span);
 struct bp_span_s *bp_span_current(void);
 struct bp_span_s *bp_span_ref(struct bp_span_s *span);
 void bp_span_unref(struct bp_span_s *span);
+const int *bp_observer_events_pending(void);
 ]])
 
 local C = core.C
@@ -31,6 +33,10 @@ local M = {}
 local WAIT = {} -- parked on a waiter; on_wake resumes it
 local DONE = {} -- a pooled worker finished its job and is free again
 M.WAIT = WAIT
+
+-- How many span events wait for the Lua observers (baseplate.span delivers
+-- them): a pointer, read without a call.
+M.observe_pending = C.bp_observer_events_pending()
 
 local waiting = {}   -- waiter id -> coroutine
 local next_waiter = 0
@@ -224,6 +230,8 @@ M.wake = M.on_wake
 -- numbers, src/runtime.h).
 M.PROTOCOL_HTTP = 1
 M.PROTOCOL_THRIFT = 2
+M.PROTOCOL_OBSERVE = 3 -- span events for the Lua observers (no handler, no coroutine)
+local PROTOCOL_OBSERVE = M.PROTOCOL_OBSERVE
 local jobs = {}
 
 --- Register `fn(msg, handler)`, the job that handles a message of
@@ -240,6 +248,11 @@ local starting
 -- C -> Lua: a message of `protocol` for Lua handler `handler`. The core
 -- entered the message's span and leaves it when this returns.
 function M.on_message(protocol, msg, handler)
+    if protocol == PROTOCOL_OBSERVE then
+        -- Observers run here, outside any request's coroutine: they cannot
+        -- wait (runtime.await raises), as a C observer cannot block.
+        return require("baseplate.span").drain()
+    end
     local co = take_worker()
     starting = co
     local ok, what = co_resume(co, jobs[protocol], msg, handler)

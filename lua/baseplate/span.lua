@@ -3,10 +3,14 @@
 --   local span = request.span:make_child("geocode", true, "maps")
 --   span:with(function(s) ... end)      -- start; finish, with the error if fn fails
 --
--- A Span wraps a C span. The C observers (metrics, logging) see every event
--- in the core; Lua observers registered with span:register(observer) are
--- called after them, each under its own pcall, so that one failing observer
--- neither stops the others nor leaks the span.
+-- A Span wraps a C span. Observers see every event in the core: C observers
+-- directly, Lua observers (span:register(observer), and the Baseplate's,
+-- baseplate.Baseplate:register) through one C observer that queues the
+-- events of the spans they watch (src/observer_lua.c). This module takes
+-- that queue and calls the Lua observers in order, each under its own pcall
+-- (one failing observer neither stops the others nor leaks the span): right
+-- after a call of this API that queued something, when a job starts, and at
+-- the end of each loop iteration for what the core did on its own.
 local ffi = require("ffi")
 local core = require("baseplate.core")
 require("baseplate.runtime") -- declares bp_span_enter
@@ -42,6 +46,21 @@ double bp_span_duration(const bp_span_t *span);
 const char *bp_span_get_tag(const bp_span_t *span, const char *key, int *type);
 int bp_span_set_edge_request(bp_span_t *span, const char *data, size_t len);
 const char *bp_span_edge_request(const bp_span_t *span, size_t *len);
+typedef struct bp_baseplate_s bp_baseplate_t;
+typedef struct {
+  int type;
+  int tag_type;
+  bp_span_t *span;
+  bp_span_t *child;
+  uintptr_t addr;
+  const char *a;
+  const char *b;
+  double delta;
+} bp_observer_event_t;
+int bp_baseplate_forward_to_lua(bp_baseplate_t *bp);
+int bp_span_forward_to_lua(bp_span_t *span);
+bp_baseplate_t *bp_span_baseplate(const bp_span_t *span);
+const bp_observer_event_t *bp_observer_events_take(int *n);
 ]])
 
 local C = core.C
@@ -185,10 +204,34 @@ function M.wrap(c, context)
     return setmetatable({ c = ffi_gc(c, C.bp_span_unref), context = context }, Span)
 end
 
--- Call method `name` on each Lua observer, each under pcall.
-local function notify(self, name, a, b)
-    local obs = self._observers
-    if not obs then return end
+--------------------------------------------------------------------------------
+-- Lua observers: the events src/observer_lua.c queued, delivered in order
+
+-- BP_OBSERVE_* (tests/lua/test-ffi-decls.lua checks these mirrors)
+local EV_CREATED, EV_START, EV_SET_TAG, EV_INCR_TAG, EV_LOG, EV_FINISH, EV_CHILD, EV_RELEASED =
+    1, 2, 3, 4, 5, 6, 7, 8
+M.EV_CREATED, M.EV_START, M.EV_SET_TAG, M.EV_INCR_TAG, M.EV_LOG, M.EV_FINISH, M.EV_CHILD, M.EV_RELEASED =
+    EV_CREATED, EV_START, EV_SET_TAG, EV_INCR_TAG, EV_LOG, EV_FINISH, EV_CHILD, EV_RELEASED
+
+local pending = require("baseplate.runtime").observe_pending -- the queue's length
+local uintptr_t = ffi.typeof("uintptr_t")
+local tonumber, ffi_cast = tonumber, ffi.cast
+
+-- What Lua keeps per watched span, by the span's address; forgotten when
+-- the core frees the span (EV_RELEASED, queued before the address can be
+-- used again).
+local span_obs = {} -- the span's Lua observers
+-- the Span object events about it are given to (weak: an object holds a
+-- reference to its C span, which would otherwise never be freed)
+local span_obj = setmetatable({}, { __mode = "v" })
+local errors = {}   -- the Lua error it is finishing with (the core only knows its class)
+local contexts = {} -- the context object a job made for its server span
+local baseplates = setmetatable({}, { __mode = "v" }) -- Baseplate tables by C address
+
+local function addr_of(c) return tonumber(ffi_cast(uintptr_t, c)) end
+M.addr_of = addr_of
+
+local function call_each(obs, name, a, b)
     for i = 1, #obs do
         local o = obs[i]
         local fn = o[name]
@@ -200,7 +243,132 @@ local function notify(self, name, a, b)
         end
     end
 end
-M.notify = notify
+
+-- A failure the core decided (a 5xx of a C route, a Lua handler's error
+-- class when its error value is gone): the class is all there is.
+local CoreError = {}
+CoreError.__index = CoreError
+CoreError.__tostring = function(self) return self.class end
+M.CoreError = CoreError
+
+local function tag_value(p, t)
+    local v = ffi_string(p)
+    if t == TAG_NUMBER then return tonumber(v) or v end
+    if t == TAG_BOOL then return v == "True" end
+    return v
+end
+
+-- The Span object for C span c at addr (one per span while it is watched).
+local function obj_for(c, addr, context)
+    local o = span_obj[addr]
+    if not o then
+        C.bp_span_ref(c)
+        o = setmetatable({ c = ffi_gc(c, C.bp_span_unref), context = context }, Span)
+        span_obj[addr] = o
+    end
+    return o
+end
+
+local created_hook -- baseplate.lua's: function(bp, span, context) -> span
+
+local function deliver(ev)
+    local t = ev.type
+    local addr = tonumber(ev.addr)
+    if t == EV_CREATED then
+        local bp = baseplates[addr_of(C.bp_span_baseplate(ev.span))]
+        if bp and created_hook then
+            local context = contexts[addr]
+            contexts[addr] = nil
+            local span = context and context.span or span_obj[addr] -- (a request's getter makes it)
+            if span then span_obj[addr] = span else span = obj_for(ev.span, addr, context) end
+            created_hook(bp, span, context)
+        end
+    elseif t == EV_RELEASED then
+        span_obs[addr], span_obj[addr], errors[addr], contexts[addr] = nil, nil, nil, nil
+    else
+        local obs = span_obs[addr]
+        if not obs then
+            if t == EV_FINISH then errors[addr] = nil end
+            return
+        end
+        if t == EV_START then
+            call_each(obs, "on_start")
+        elseif t == EV_SET_TAG then
+            call_each(obs, "on_set_tag", ffi_string(ev.a), tag_value(ev.b, ev.tag_type))
+        elseif t == EV_INCR_TAG then
+            call_each(obs, "on_incr_tag", ffi_string(ev.a), ev.delta)
+        elseif t == EV_LOG then
+            call_each(obs, "on_log", ffi_string(ev.a), ev.b ~= nil and ffi_string(ev.b) or nil)
+        elseif t == EV_FINISH then
+            local err = errors[addr]
+            errors[addr] = nil
+            if err == nil and ev.a ~= nil then
+                local class = ffi_string(ev.a)
+                err = setmetatable({ class = class, message = class }, CoreError)
+            end
+            call_each(obs, "on_finish", err)
+        elseif t == EV_CHILD then
+            local parent = span_obj[addr]
+            local child = obj_for(ev.child, addr_of(ev.child), parent and parent.context)
+            call_each(obs, "on_child_span_created", child)
+        end
+    end
+end
+
+local n_cell = ffi.new("int[1]")
+local draining = false
+
+--- Deliver what is queued to the Lua observers, oldest first. (An event an
+--- observer causes is delivered after the one it is handling.)
+local function drain()
+    if draining then return end
+    draining = true
+    while pending[0] > 0 do
+        local evs = C.bp_observer_events_take(n_cell)
+        for i = 0, n_cell[0] - 1 do
+            local ok, err = pcall(deliver, evs[i])
+            if not ok then logger():error("delivering a span event failed: %s", tostring(err)) end
+        end
+    end
+    draining = false
+end
+M.drain = drain
+
+-- How many spans Lua keeps observer state for (tests: none once freed).
+function M._watched_count()
+    local n = 0
+    for _ in pairs(span_obs) do n = n + 1 end
+    for _ in pairs(errors) do n = n + 1 end
+    for _ in pairs(contexts) do n = n + 1 end
+    return n
+end
+
+--- Whether events wait for the Lua observers.
+function M.pending() return pending[0] > 0 end
+
+--- The Lua error (with its traceback) span c is about to be failed with by
+--- the core, for its observers' on_finish (the core only carries the class).
+function M.note_error(c, err)
+    local addr = addr_of(c)
+    if span_obs[addr] then errors[addr] = err end
+end
+
+--- A job made `context` for server span c: its Baseplate's observers get it.
+function M.adopt(c, context)
+    if pending[0] > 0 then
+        contexts[addr_of(c)] = context
+        drain()
+    end
+end
+
+--- Forward the spans of Baseplate `bp` (a table with the C object at bp.c)
+--- to the Lua observers; `hook(bp, span, context)` hears of each server span.
+function M.forward(bp, hook)
+    local rc = C.bp_baseplate_forward_to_lua(bp.c)
+    if rc ~= core.OK then error("register: " .. core.strerror(rc), 3) end
+    baseplates[addr_of(bp.c)] = bp
+    created_hook = hook
+end
 
 --- The error class a span finishes with: nil, a table's `class` or `name`
 --- field, else "Error".
@@ -214,19 +382,26 @@ local function error_class(err)
 end
 M.error_class = error_class
 
+--- Watch this span's events with `observer` (a table with any of on_start,
+--- on_set_tag, on_incr_tag, on_log, on_finish, on_child_span_created).
 function Span:register(observer)
     if type(observer) ~= "table" then error("register: expected an observer table", 2) end
-    local obs = self._observers
+    local c = self.c
+    local addr = addr_of(c)
+    local obs = span_obs[addr]
     if not obs then
+        local rc = C.bp_span_forward_to_lua(c)
+        if rc ~= core.OK and rc ~= core.DECLINED then error("register: " .. core.strerror(rc), 2) end
         obs = {}
-        self._observers = obs
+        span_obs[addr] = obs
+        if not span_obj[addr] then span_obj[addr] = self end
     end
     obs[#obs + 1] = observer
 end
 
 function Span:start()
     C.bp_span_start(self.c)
-    notify(self, "on_start")
+    if pending[0] > 0 then drain() end
     return self
 end
 
@@ -245,25 +420,27 @@ end
 function Span:set_tag(key, value)
     local s, t = tag_string(value)
     C.bp_span_set_tag(self.c, tostring(key), s, t)
-    notify(self, "on_set_tag", key, value)
+    if pending[0] > 0 then drain() end
 end
 
 function Span:incr_tag(key, delta)
     delta = delta or 1
     if type(delta) ~= "number" then error("incr_tag: delta must be a number", 2) end
     C.bp_span_incr_tag(self.c, tostring(key), delta)
-    notify(self, "on_incr_tag", key, delta)
+    if pending[0] > 0 then drain() end
 end
 
 function Span:log(name, payload)
     C.bp_span_log(self.c, tostring(name), payload ~= nil and tostring(payload) or nil)
-    notify(self, "on_log", name, payload)
+    if pending[0] > 0 then drain() end
 end
 
 --- Finish the span; `err` (any Lua error value) marks a failure.
 function Span:finish(err)
-    if C.bp_span_finish(self.c, error_class(err)) ~= core.OK then return end
-    notify(self, "on_finish", err)
+    local c = self.c
+    if err ~= nil and err ~= false then M.note_error(c, err) end
+    if C.bp_span_finish(c, error_class(err)) ~= core.OK then return end
+    if pending[0] > 0 then drain() end
 end
 
 local status_buf = ffi.new("int[1]")
@@ -280,7 +457,11 @@ function Span:make_child(name, is_local, component_name)
         error("make_child: " .. core.strerror(status_buf[0]), 2)
     end
     local child = setmetatable({ c = ffi_gc(c, C.bp_span_unref), context = self.context }, Span)
-    notify(self, "on_child_span_created", child)
+    if pending[0] > 0 then
+        -- (the parent is watched: observers get the caller's object)
+        if span_obj[addr_of(self.c)] then span_obj[addr_of(c)] = child end
+        drain()
+    end
     return child
 end
 
@@ -304,6 +485,7 @@ function Span:with(fn, ...)
 end
 
 M.SERVER, M.CLIENT, M.LOCAL = SERVER, CLIENT, LOCAL
+M.Span = Span
 -- span.h's BP_TAG_* (tests/lua/test-ffi-decls.lua checks these mirrors)
 M.TAG_STRING, M.TAG_NUMBER, M.TAG_BOOL = TAG_STRING, TAG_NUMBER, TAG_BOOL
 M.C = C

@@ -48,8 +48,10 @@ bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust
     const char *edge = get(carrier, names->edge, &len);
     if (edge) bp_span_set_edge_request(span, edge, len);
   }
-  if (tagger) bp__span_defer_tags(span, tagger, ud);
   bp_span_start(span);
+  /* (after the start: an observer that watches tags hears them there, as
+   * Baseplate.py's frameworks tag a span once it started) */
+  if (tagger) bp__span_defer_tags(span, tagger, ud);
   return span;
 }
 

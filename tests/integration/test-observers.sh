@@ -94,8 +94,19 @@ reset
 # in on_set_tag; the others still see every event.
 curl -s "$(url /observed)" > /dev/null
 check_eq "Lua observers see the span's events" "$(curl -s "$(url /events)")" \
-  '{"events":"created observed;start;tag color=blue;child inner.call;finish nil"}'
+  '{"events":"created observed;start;tag http.method=GET;tag peer.ipv4=127.0.0.1;tag color=blue;child inner.call;tag http.status_code=200;finish nil"}'
 check_contains "a failing observer is logged" "$(cat "$LOG")" "observer on_server_span_created failed"
+# One bus: Lua observers hear of C routes' spans, and of failures the core
+# decides (a 5xx) or a Lua handler raised (the error itself, traceback and all).
+curl -s "$(url /c/ok)" > /dev/null
+check_eq "Lua observers see a C route's span" "$(curl -s "$(url '/events?name=c_ok')")" \
+  '{"events":"created c_ok;start;tag http.method=GET;tag peer.ipv4=127.0.0.1;tag http.status_code=200;finish nil"}'
+curl -s "$(url /c/unavailable)" > /dev/null
+check_eq "a C route's 503 fails its span for Lua observers too" "$(curl -s "$(url '/events?name=c_unavailable')")" \
+  '{"events":"created c_unavailable;start;tag http.method=GET;tag peer.ipv4=127.0.0.1;tag http.status_code=503;finish HTTPError"}'
+curl -s "$(url /fail)" > /dev/null
+check_eq "a Lua handler's error reaches on_finish as raised" "$(curl -s "$(url '/events?name=fail')")" \
+  '{"events":"created fail;start;tag http.method=GET;tag peer.ipv4=127.0.0.1;tag http.status_code=500;finish boom (traceback)"}'
 check_contains "C observers unaffected" "$(lines)" "baseplate.server.rate,endpoint=observed,color=blue,success=True:1|c"
 stop_server TERM
 check_eq "clean exit" "$SERVER_RC" 0

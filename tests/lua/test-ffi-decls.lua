@@ -23,6 +23,14 @@ local HEADERS = { "baseplate.h", "runtime.h", "cli/shell.h" }
 -- Numbers the Lua modules mirror from #defines: module, field → C name.
 local MIRRORS = {
     { "baseplate.core", "ABI_VERSION", "BP_ABI_VERSION" },
+    { "baseplate.span", "EV_CREATED", "BP_OBSERVE_CREATED" },
+    { "baseplate.span", "EV_START", "BP_OBSERVE_START" },
+    { "baseplate.span", "EV_SET_TAG", "BP_OBSERVE_SET_TAG" },
+    { "baseplate.span", "EV_INCR_TAG", "BP_OBSERVE_INCR_TAG" },
+    { "baseplate.span", "EV_LOG", "BP_OBSERVE_LOG" },
+    { "baseplate.span", "EV_FINISH", "BP_OBSERVE_FINISH" },
+    { "baseplate.span", "EV_CHILD", "BP_OBSERVE_CHILD" },
+    { "baseplate.span", "EV_RELEASED", "BP_OBSERVE_RELEASED" },
     { "baseplate.core", "OK", "BP_OK" },
     { "baseplate.core", "ERROR", "BP_ERROR" },
     { "baseplate.core", "AGAIN", "BP_AGAIN" },

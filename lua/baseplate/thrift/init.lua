@@ -420,6 +420,7 @@ local function reply(call, name, seqid, result, value, protocol)
 end
 
 local serving = runtime.serving
+local observe_pending = runtime.observe_pending
 
 local function call_job(callp, processor_id)
     local call = ffi_cast(call_ptr_t, callp) -- callp: the call's address, a number
@@ -446,10 +447,10 @@ local function call_job(callp, processor_id)
 
     local bp = processor.baseplate
     local context = setmetatable({ _call = call, _bp = bp, _start = runtime.now() }, context_mt)
-    if bp and bp._observers[1] and C.bp_thrift_call_span(call) ~= nil then
-        local span = context.span
-        bp:notify_server_span_created(context, span)
-        span_mod().notify(span, "on_start")
+    -- (the core made the call's span: its Lua observers hear of it now,
+    -- with this context)
+    if observe_pending[0] > 0 and C.bp_thrift_call_span(call) ~= nil then
+        span_mod().adopt(C.bp_thrift_call_span(call), context)
     end
     serving(context)
 
@@ -491,10 +492,10 @@ local function call_job(callp, processor_id)
             rc = fail(call, codec.app_error.INTERNAL_ERROR, "Internal error")
         end
     end
-    if bp and bp._observers[1] then
-        local span = rawget(context, "span")
-        if span and span._observers then span_mod().notify(span, "on_finish", err_for_span) end
+    if err_for_span ~= nil and C.bp_thrift_call_span(call) ~= nil then
+        span_mod().note_error(C.bp_thrift_call_span(call), err_for_span)
     end
+    if observe_pending[0] > 0 then span_mod().drain() end
     return rc
 end
 

@@ -5,8 +5,10 @@ local log = require("baseplate.log").get_logger("obsapp")
 
 local M = {}
 
--- Lua observers: the first always raises; the second records what it sees.
-local events = {}
+-- Lua observers: the first always raises; the second records what it sees
+-- of the spans named in WATCH (events_of[name]).
+local events_of = {}
+local WATCH = { observed = true, c_ok = true, c_unavailable = true, fail = true }
 
 local Broken = {}
 function Broken:on_server_span_created(context, span)
@@ -15,15 +17,25 @@ end
 
 local Recorder = {}
 function Recorder:on_server_span_created(context, span)
-    if span.name ~= "observed" then return end
+    if not WATCH[span.name] then return end
+    local events = {}
+    events_of[span.name] = events
     events[#events + 1] = "created " .. span.name
+    if context.span ~= span then events[#events + 1] = "context without its span" end
     span:register({
         on_start = function() events[#events + 1] = "start" end,
         on_set_tag = function(_, k, v) error("set_tag observer fails too") end,
         on_child_span_created = function(_, child)
             events[#events + 1] = "child " .. child.name
         end,
-        on_finish = function(_, err) events[#events + 1] = "finish " .. tostring(err) end,
+        on_finish = function(_, err)
+            if type(err) == "string" then -- a Lua error: its first line, and whether a traceback came
+                events[#events + 1] = "finish " .. err:match("^[^\n]*"):gsub("^.-: ", "")
+                    .. (err:find("stack traceback") and " (traceback)" or "")
+            else
+                events[#events + 1] = "finish " .. tostring(err)
+            end
+        end,
     })
     span:register({
         on_set_tag = function(_, k, v) events[#events + 1] = "tag " .. k .. "=" .. tostring(v) end,
@@ -100,8 +112,13 @@ function M.make_app(app_config)
         return {}
     end)
     app:get("events", "/events", function(request)
-        return { events = table.concat(events, ";") }
+        return { events = table.concat(events_of[request.args.name or "observed"] or {}, ";") }
     end)
+    -- C routes (a C extension module's): Lua observers see their spans too
+    local ffi = require("ffi")
+    ffi.cdef("int obs_module_add_routes(struct bp_app_s *app);")
+    M.module = ffi.load(os.getenv("BASEPLATE_BUILD_DIR") .. "/tests/obs-module.so") -- (kept loaded)
+    assert(M.module.obs_module_add_routes(app.c) == 0)
     return app
 end
 
