@@ -24,6 +24,7 @@
 #include "baseplate/runtime.h"
 #include "baseplate/redis.h"
 #include "baseplate/memcache.h"
+#include "baseplate/crypto.h"
 #include "baseplate/postgres.h"
 #include "baseplate/thrift.h"
 #include "baseplate/thrift_client.h"
