@@ -65,6 +65,10 @@ void bp_timeout_cancel(bp_timeout_t *t) {
   if (t && !uv_is_closing((uv_handle_t *)&t->timer)) uv_close((uv_handle_t *)&t->timer, timeout_closed);
 }
 
+void bp_timeout_unref(bp_timeout_t *t) {
+  if (t) uv_unref((uv_handle_t *)&t->timer);
+}
+
 /* --- edge-triggered readiness (see runtime.h) ------------------------------------- */
 
 #define EDGE_ROUNDS 4

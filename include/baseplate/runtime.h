@@ -48,6 +48,10 @@ BP_EXTERN bp_timeout_t *bp_timeout_start(double seconds, int waiter);
 /** Cancel a timeout that has not fired. */
 BP_EXTERN void bp_timeout_cancel(bp_timeout_t *t);
 
+/** Let the loop end while `t` is pending (a timer that only matters while
+ * something else keeps the loop running, such as a server's requests). */
+BP_EXTERN void bp_timeout_unref(bp_timeout_t *t);
+
 /**
  * Wake the Lua coroutine parked on `waiter` with `status` (the value its
  * wait returns). For C code that finishes an operation a coroutine waits on:

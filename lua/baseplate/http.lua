@@ -477,6 +477,10 @@ local function request_job(req, handler_id)
     if sp and observe_pending[0] > 0 then span_mod().adopt(C.bp_request_span(r), request) end
     serving(request)
     local ok, a, b, c = xpcall(handlers[handler_id], error_handler, request)
+    if rawget(request, "_timed_out") then -- (a server timeout: 504, whatever the handler did)
+        ok, a = false, setmetatable({ status = 504 }, Abort)
+        C.bp_request_set_error(r, "ServerTimeout")
+    end
     if not ok and sp and getmetatable(a) ~= Abort then
         C.bp_request_set_error(r, span_mod().error_class(a))
         span_mod().note_error(C.bp_request_span(r), a)

@@ -11,6 +11,7 @@ int bp_sleep(double seconds, int waiter);
 typedef struct bp_timeout_s bp_timeout_t;
 bp_timeout_t *bp_timeout_start(double seconds, int waiter);
 void bp_timeout_cancel(bp_timeout_t *t);
+void bp_timeout_unref(bp_timeout_t *t);
 void bp_loop_stop(void);
 double bp_now(void);
 double bp_monotonic(void);
@@ -38,7 +39,10 @@ M.WAIT = WAIT
 -- them): a pointer, read without a call.
 M.observe_pending = C.bp_observer_events_pending()
 
-local waiting = {}   -- waiter id -> coroutine
+local waiting = {}   -- waiter id -> coroutine (or a function: M.after)
+-- Coroutines whose wait is over for good (a server timeout ended their
+-- request): every wait they start fails at once with the status here.
+local doomed = setmetatable({}, { __mode = "k" })
 local next_waiter = 0
 local workers = setmetatable({}, { __mode = "k" }) -- coroutines the scheduler runs
 local pool = {}      -- idle worker coroutines
@@ -72,6 +76,7 @@ function M.await(start, a, b, c)
         error("cannot wait here: only code running in a request, a script or"
             .. " baseplate.spawn() can wait (not inside coroutine.wrap/create)", 3)
     end
+    if doomed[co] then return doomed[co] end -- (its request timed out: no more waiting)
     next_waiter = next_waiter + 1
     if next_waiter >= 0x7fffffff then next_waiter = 1 end
     local id = next_waiter
@@ -164,19 +169,35 @@ local function job_died_hook(serving)
     return type(mt) == "table" and rawget(mt, "__job_died") or nil
 end
 
+-- Called with (coroutine, what it serves) when a request job starts and
+-- when it ends (baseplate.server_timeout sets them; nil: nothing to do).
+local job_start_hook, job_end_hook
+
+--- Set the functions called as request jobs start (before they first
+--- wait) and end: fn(co, what) each, or nil.
+function M.set_job_hooks(on_start, on_end)
+    job_start_hook, job_end_hook = on_start, on_end
+end
+
 local function finish_resume(co, ok, what)
     if not ok then
         -- Jobs catch their own errors; this is a bug in baseplate itself.
         logger():error("coroutine died: %s", traceback(co, tostring(what)))
         local serving = active[co]
         active[co] = nil
+        if job_end_hook and serving ~= nil then job_end_hook(co, serving) end
         local job_died = serving ~= nil and job_died_hook(serving)
         if job_died then
             local hook_ok, err = pcall(job_died, serving)
             if not hook_ok then logger():error("after a coroutine died: %s", tostring(err)) end
         end
     elseif what == DONE then
+        if job_end_hook then
+            local serving = active[co]
+            if serving ~= nil then job_end_hook(co, serving) end
+        end
         active[co] = nil -- it serves nothing any more
+        doomed[co] = nil
         if pool_n < POOL_MAX then
             pool_n = pool_n + 1
             pool[pool_n] = co
@@ -193,6 +214,41 @@ local function spawn(fn, a, b)
     return finish_resume(co, ok, what)
 end
 M.spawn = spawn
+
+--- Call fn(status) from the loop after `seconds` (no coroutine: fn must
+--- not wait). Returns a handle for M.cancel, valid until fn is called.
+--- `weak`: the timer alone does not keep the loop (the process) running.
+function M.after(seconds, fn, weak)
+    next_waiter = next_waiter + 1
+    if next_waiter >= 0x7fffffff then next_waiter = 1 end
+    local id = next_waiter
+    local t = C.bp_timeout_start(seconds, id)
+    if t == nil then error("out of memory starting a timer", 2) end
+    if weak then C.bp_timeout_unref(t) end
+    waiting[id] = fn
+    return { t = t, id = id }
+end
+
+--- Stop a timer M.after started, before it fires.
+function M.cancel(h)
+    if waiting[h.id] then
+        waiting[h.id] = nil
+        C.bp_timeout_cancel(h.t)
+    end
+end
+
+--- End the waits of the coroutines in `set` (a table coroutine -> true)
+--- for good: each wait they are in, and every wait they start later,
+--- fails with `status`. The coroutines resume now, one after another.
+function M.doom(set, status)
+    local ids = {}
+    for co in pairs(set) do doomed[co] = status end
+    for id, waiter in pairs(waiting) do
+        if set[waiter] then ids[#ids + 1] = id end
+    end
+    table.sort(ids)
+    for i = 1, #ids do M.on_wake(ids[i], status) end
+end
 
 --- End the wait of coroutine `co` now with `status` (it may go on, or
 --- fail with the status as a timeout would); false if it is not waiting.
@@ -212,6 +268,7 @@ function M.on_wake(waiter, status)
     local co = waiting[waiter]
     if not co then return end
     waiting[waiter] = nil
+    if type(co) == "function" then return co(status) end -- (M.after)
     local prev = C.bp_span_current()
     local sp = co_span[co]
     if sp then
@@ -263,7 +320,10 @@ end
 --- For a request job, before it first waits: note that it serves `what`
 --- (until it finishes).
 function M.serving(what)
-    if starting then active[starting] = what end
+    if starting then
+        active[starting] = what
+        if job_start_hook then job_start_hook(starting, what) end
+    end
 end
 
 --- Log the traceback of every coroutine serving something (SIGUSR1).

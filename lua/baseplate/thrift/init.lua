@@ -464,7 +464,15 @@ local function call_job(callp, processor_id)
     local err_for_span = nil
     local rc
     rawset(context, "_done", true) -- (the answer below is the last thing that can fail)
-    if oneway then
+    local timed_out = rawget(context, "_timed_out")
+    if timed_out then -- (a server timeout: whatever the handler did)
+        C.bp_thrift_call_set_error(call, "ServerTimeout")
+        if oneway then
+            rc = C.bp_thrift_call_finish(call)
+        else
+            rc = fail(call, codec.app_error.INTERNAL_ERROR, timed_out.message)
+        end
+    elseif oneway then
         if not ok then
             err_for_span = res
             server_log:exception("unhandled error in oneway method " .. name .. ": "
