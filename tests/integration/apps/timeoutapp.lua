@@ -19,6 +19,10 @@ function M.make_app(app_config)
         runtime.sleep(tonumber(r.params.s))
         return { slept = true }
     end)
+    app:get("medium", "/medium/{s}", function(r) -- (by_endpoint: longer than the default)
+        runtime.sleep(tonumber(r.params.s))
+        return { slept = true }
+    end)
     app:get("fast", "/fast/{s}", function(r) -- (by_endpoint: infinite)
         runtime.sleep(tonumber(r.params.s))
         return { slept = true }
@@ -28,10 +32,10 @@ function M.make_app(app_config)
     app:get("stubborn", "/stubborn", function(r)
         local ok, err = pcall(runtime.sleep, 5)
         local ok2, err2 = pcall(runtime.sleep, 5)
-        after.stubborn = { first = tostring(err), second = tostring(err2), ok = ok or ok2 }
+        after.stubborn = string.format("ok=%s first=%s second=%s", tostring(ok or ok2), tostring(err), tostring(err2))
         return 200, "a second answer"
     end)
-    app:get("after", "/after/{name}", function(r) return after[r.params.name] or {} end)
+    app:get("after", "/after/{name}", function(r) return after[r.params.name] or "" end)
     -- A Redis call in flight when the timeout fires (BLPOP waits 2 s).
     app:get("blpop", "/blpop", function(r)
         r.cache:execute_command("BLPOP", "never-filled", "2")
