@@ -39,6 +39,7 @@ done
 start_capture
 serve_with "metrics.namespace = svc\nmetrics.endpoint = 127.0.0.1:$UDP_PORT
 server_timeout.default = 200 milliseconds\nserver_timeout.by_endpoint.fast = infinite
+server_timeout.by_endpoint.hold = infinite
 server_timeout.by_endpoint.medium = 2 seconds\nserver_timeout.debug = true" \
   "monitoring.blocked_hub = 100 milliseconds" --debug \
   || { fail "server starts"; finish; }
@@ -84,7 +85,12 @@ check_eq "the connection serves the next request" "$out" '{"error": 504, "reason
 # request waiting for a slot: all end at the timeout; the pool keeps its size.
 check_eq "Redis calls in flight end with 504" "$(many /blpop 3)" "504 504 504 "
 check_contains "the pool has none in use" "$(curl -s "$(url /pool)")" '"in_use":0'
-check_eq "the pool serves its full size afterwards" "$(many /get/k 2)" "200 200 "
+# Both slots at once: two requests holding a connection for 0.5 s each end
+# together (one slot lost, and the second would wait for the first).
+start=$(date +%s.%N)
+check_eq "the pool serves its full size afterwards" "$(many /hold 2)" "200 200 "
+took=$(echo "$(date +%s.%N) - $start" | bc)
+check_eq "... at once (0.5 s, not 1 s: took $took s)" "$(echo "$took < 0.95" | bc)" 1
 pool=$(curl -s "$(url /pool)")
 check_contains "two connections open" "$pool" '"open":2'
 check_contains "both idle" "$pool" '"open_and_available":2'
