@@ -197,7 +197,7 @@ local function finish_resume(co, ok, what)
             if serving ~= nil then job_end_hook(co, serving) end
         end
         active[co] = nil -- it serves nothing any more
-        doomed[co] = nil
+        if doomed[co] then doomed[co] = nil end
         if pool_n < POOL_MAX then
             pool_n = pool_n + 1
             pool[pool_n] = co

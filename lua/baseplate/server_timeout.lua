@@ -46,7 +46,8 @@ local warned = false
 -- Deadline queues, one per timeout value: doubly linked entries
 -- { co, what, name, seconds, deadline, prev, next, q }.
 local queues = {}   -- seconds -> { head = , tail = }
-local entries = setmetatable({}, { __mode = "k" }) -- coroutine -> its entry
+local entries = {}   -- coroutine -> its entry (until its job ends)
+local spare, nspare = {}, 0 -- entries to reuse (no table per request)
 local count = 0     -- entries linked
 local timer, timer_at -- the loop timer and the deadline it is set for
 
@@ -54,7 +55,7 @@ local function unlink(e)
     local q = e.q
     if e.prev then e.prev.next = e.next else q.head = e.next end
     if e.next then e.next.prev = e.prev else q.tail = e.prev end
-    e.prev, e.next, e.q = nil, nil, nil
+    e.prev, e.next, e.q = false, false, false
     count = count - 1
 end
 
@@ -131,8 +132,17 @@ local function on_job_start(co, what)
         q = {}
         queues[seconds] = q
     end
-    local e = { co = co, what = what, name = name, seconds = seconds, debug = cfg.debug,
-                deadline = runtime.now() + seconds, q = q, prev = q.tail }
+    local e
+    if nspare > 0 then
+        e = spare[nspare]
+        spare[nspare] = nil
+        nspare = nspare - 1
+    else
+        e = { co = false, what = false, name = false, seconds = 0, debug = false, deadline = 0,
+              q = false, prev = false, next = false, message = false }
+    end
+    e.co, e.what, e.name, e.seconds, e.debug = co, what, name, seconds, cfg.debug
+    e.deadline, e.q, e.prev = runtime.now() + seconds, q, q.tail
     if q.tail then q.tail.next = e else q.head = e end
     q.tail = e
     count = count + 1
@@ -144,7 +154,12 @@ local function on_job_end(co)
     local e = entries[co]
     if not e then return end
     entries[co] = nil
-    if e.q then unlink(e) end
+    if e.q then
+        unlink(e)
+        e.co, e.what = false, false
+        nspare = nspare + 1
+        spare[nspare] = e
+    end
 end
 
 --- The timeout that ended the request of context `what`, or nil: a table

@@ -97,4 +97,33 @@ t.test("fatal() errors carry a plain message", function()
     t.eq(err.exit_code, 3)
 end)
 
+t.test("after calls a function from the loop; cancel stops it", function()
+    local fired, cancelled = {}, false
+    runtime.after(0.02, function(status) fired[#fired + 1] = status end)
+    local h = runtime.after(0.02, function() cancelled = true end, true)
+    runtime.cancel(h)
+    baseplate.sleep(0.06)
+    t.eq(fired, { core.ETIMEDOUT })
+    t.eq(cancelled, false)
+end)
+
+t.test("doom ends a wait now, and every later wait at once", function()
+    local got = {}
+    local co
+    runtime.spawn(function()
+        co = coroutine.running()
+        local ok, err = pcall(baseplate.sleep, 5)
+        got[1] = tostring(err)
+        local t0 = baseplate.now()
+        ok, err = pcall(baseplate.sleep, 5)
+        got[2] = tostring(err)
+        got[3] = baseplate.now() - t0
+    end)
+    local t0 = baseplate.now()
+    runtime.doom({ [co] = true }, core.ECANCELED)
+    t.eq(got[1], "sleep: interrupted")
+    t.eq(got[2], "sleep: interrupted")
+    t.ok(got[3] < 0.01 and baseplate.now() - t0 < 0.01, "no waiting")
+end)
+
 t.done()
