@@ -167,7 +167,9 @@ end
 local factories = {
     { name = "metrics", prefix = "metrics", create = metrics_factory },
     { name = "tracing", prefix = "tracing.", create = not_yet("tracing", "tracing.service_name") },
-    { name = "sentry", prefix = "sentry.", create = not_yet("Sentry", "sentry.dsn") },
+    { name = "sentry", prefix = "sentry.", create = function(bp, raw)
+        return require("baseplate.observers.sentry").factory(bp, raw)
+    end },
     { name = "server_timeout", prefix = "server_timeout.",
       create = function(bp, raw) return require("baseplate.server_timeout").factory(bp, raw) end },
 }

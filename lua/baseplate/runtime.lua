@@ -179,10 +179,25 @@ function M.set_job_hooks(on_start, on_end)
     job_start_hook, job_end_hook = on_start, on_end
 end
 
+-- Told of every coroutine that dies of an error (the Sentry observer):
+-- fn(co, err, traceback).
+local died_hook
+
+--- Set the function told of a coroutine that died of an error.
+function M.set_died_hook(fn)
+    died_hook = fn
+end
+
 local function finish_resume(co, ok, what)
     if not ok then
-        -- Jobs catch their own errors; this is a bug in baseplate itself.
-        logger():error("coroutine died: %s", traceback(co, tostring(what)))
+        -- Jobs catch their own errors; this is a bug in baseplate itself,
+        -- or a coroutine of baseplate.spawn that raised.
+        local tb = traceback(co, tostring(what))
+        logger():error("coroutine died: %s", tb)
+        if died_hook then
+            local hook_ok, err = pcall(died_hook, co, what, tb)
+            if not hook_ok then logger():error("reporting a dead coroutine failed: %s", tostring(err)) end
+        end
         local serving = active[co]
         active[co] = nil
         if job_end_hook and serving ~= nil then job_end_hook(co, serving) end

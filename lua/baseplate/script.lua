@@ -92,6 +92,9 @@ function M.main(opts)
         tb = M.traceback(runtime.message_of(err), 2)
         return err
     end, app_config, args) }
+    -- The Sentry observer reports the error and sends what it queued.
+    local sentry = package.loaded["baseplate.observers.sentry"]
+    if sentry then sentry.script_finished(res[1], res[2], tb) end
     -- The script is over: stop whatever it left scheduled (pools, timers).
     C.bp_loop_stop()
     if not res[1] then

@@ -461,10 +461,13 @@ local function call_job(callp, processor_id)
         ok, res = true, builtin_health(processor, args.request)
     end
 
-    local err_for_span = nil
     local rc
     rawset(context, "_done", true) -- (the answer below is the last thing that can fail)
     local timed_out = rawget(context, "_timed_out")
+    if not ok and not timed_out and C.bp_thrift_call_span(call) ~= nil then
+        -- (before the answer finishes the span: its observers get the error)
+        span_mod().note_error(C.bp_thrift_call_span(call), res)
+    end
     if timed_out then -- (a server timeout: whatever the handler did)
         C.bp_thrift_call_set_error(call, "ServerTimeout")
         if oneway then
@@ -474,7 +477,6 @@ local function call_job(callp, processor_id)
         end
     elseif oneway then
         if not ok then
-            err_for_span = res
             server_log:exception("unhandled error in oneway method " .. name .. ": "
                 .. tostring(res):match("^[^\n]*"), { traceback = tostring(res) })
             C.bp_thrift_call_set_error(call, span_mod().error_class(res))
@@ -483,7 +485,6 @@ local function call_job(callp, processor_id)
     elseif ok then
         rc = reply(call, name, seqid, m.result, { success = res }, protocol)
     else
-        err_for_span = res
         local st = codec.struct_of(res)
         local field = st and entry.exceptions[st.name]
         if field then
@@ -499,9 +500,6 @@ local function call_job(callp, processor_id)
             C.bp_thrift_call_set_error(call, st and short_name(st.name) or span_mod().error_class(res))
             rc = fail(call, codec.app_error.INTERNAL_ERROR, "Internal error")
         end
-    end
-    if err_for_span ~= nil and C.bp_thrift_call_span(call) ~= nil then
-        span_mod().note_error(C.bp_thrift_call_span(call), err_for_span)
     end
     if observe_pending[0] > 0 then span_mod().drain() end
     return rc
