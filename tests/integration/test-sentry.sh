@@ -179,6 +179,10 @@ try:
     c.fail("thrifty")
 except Exception as e:
     print("raised", type(e).__name__)
+try:
+    c.get(2)
+except Exception as e:
+    print("raised", type(e).__name__)
 PYEOF
 check_contains "the Thrift client gets an error" "$(cat "$TMP/thrift.out")" "raised TApplicationException"
 wait_events 1
@@ -186,6 +190,10 @@ check_eq "a failing Thrift method: an event" \
   "$(q 'evs[0]["problems"], evs[0]["event"]["exception"]["values"][0]["value"].split("/")[-1], evs[0]["event"]["transaction"], evs[0]["event"]["tags"]["span_name"], "request" in evs[0]["event"]')" \
   "[] thriftapp.lua:29: boom: thrifty fail fail False"
 check_eq "... with the method's frame" "$(q 'evs[0]["event"]["exception"]["values"][0]["stacktrace"]["frames"][-1]["context_line"].strip()')" 'error("boom: " .. how)'
+wait_events 2
+check_eq "a declared exception: its struct's name is the class" \
+  "$(q 'evs[1]["problems"], evs[1]["event"]["exception"]["values"][0]["type"], evs[1]["event"]["exception"]["values"][0]["value"], evs[1]["event"]["transaction"]')" \
+  "[] NotFound no such id get"
 stop_server
 
 # --- baseplate-script ---------------------------------------------------------------------------

@@ -89,9 +89,13 @@ local NOT_CRASHES = { HTTPError = true, ConnectionClosed = true, InternalError =
 function M.describe(err)
     if type(err) == "table" then
         local class = span_mod.error_class(err)
+        local mt = getmetatable(err)
+        local st = type(mt) == "table" and rawget(mt, "__thrift") -- (a Thrift exception struct)
+        if class == "Error" and type(st) == "table" and type(st.name) == "string" then
+            class = st.name:match("([^.]+)$") or st.name
+        end
         local msg = rawget(err, "message")
         if msg == nil then
-            local mt = getmetatable(err)
             msg = (mt and mt.__tostring) and tostring(err) or class
         end
         local tb = rawget(err, "traceback")
