@@ -134,6 +134,15 @@ check_contains "the pause is logged" "$(cat "$LOG")" "Sentry rate limit: sending
 stop_server TERM
 check_eq "the server stops" "$SERVER_RC" 0
 
+# --- what is queued at shutdown is sent ----------------------------------------------------------
+: > "$EVENTS"
+echo 0.3 > "$CTL/slow"
+serve_with "sentry.dsn = $(DSN_OF "$SINK_PORT")"
+curl -s "$(url '/fail?what=1')" "$(url '/fail?what=2')" "$(url '/fail?what=3')" > /dev/null
+stop_server TERM
+rm -f "$CTL/slow"
+check_eq "a graceful shutdown sends the queue first" "$(count) $SERVER_RC" "3 0"
+
 # --- ignore_errors, sample_rate -------------------------------------------------------------------------
 : > "$EVENTS"
 serve_with "sentry.dsn = $(DSN_OF "$SINK_PORT")\nsentry.ignore_errors = Error, other.Unrelated"

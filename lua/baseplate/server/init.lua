@@ -511,6 +511,9 @@ function M.shutdown(server, signame, no_drain)
         if not in_time then
             slog:warning("stop_timeout (%gs) reached with requests still in flight; exiting", stop_timeout)
         end
+        -- (the Sentry observer's queue: up to 2 seconds more to send it)
+        local sentry = package.loaded["baseplate.observers.sentry"]
+        if sentry and sentry.current then sentry.current:flush(2) end
         C.bp_loop_stop()
     end)
 end

@@ -11,7 +11,8 @@ JSON line in OUT_FILE: {"path", "auth" (the parsed X-Sentry-Auth),
 
 CONTROL_DIR/429 (its content: the Retry-After value) makes the next
 request answer 429 with that header (the file is removed); CONTROL_DIR/hang
-makes every request wait 30 s before answering.
+makes every request wait 30 s before answering, CONTROL_DIR/slow (its
+content: seconds) that long.
 """
 import json
 import os
@@ -135,6 +136,10 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(n)
         if os.path.exists(os.path.join(CONTROL, "hang")):
             time.sleep(30)
+        slow = os.path.join(CONTROL, "slow")
+        if os.path.exists(slow):
+            with open(slow) as f:
+                time.sleep(float(f.read().strip() or 0))
         problems = []
         event = None
         m = re.match(r"^/api/(\d+)/(envelope|store)/$", self.path)
