@@ -391,7 +391,7 @@ local function warn_send(self, fmt, ...)
 end
 
 -- How long a 429 asks us to wait: X-Sentry-Rate-Limits, else Retry-After.
-local function pause_of(res)
+function M.pause_of(res)
     local limits = res.headers["x-sentry-rate-limits"]
     if limits then
         local longest
@@ -415,7 +415,7 @@ local function send_one(self, ev)
         return warn_send(self, "%s", type(res) == "table" and tostring(res.message or res) or tostring(res))
     end
     if res.status == 429 then
-        local secs = pause_of(res)
+        local secs = M.pause_of(res)
         self.paused_until = runtime.now() + secs
         slog:warning("Sentry rate limit: sending paused for %g seconds", secs)
     elseif res.status >= 300 then
