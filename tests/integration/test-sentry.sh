@@ -62,7 +62,7 @@ check_contains "a bad ignore_errors names the key" "$out" "sentry.ignore_errors:
 start_sink
 serve_with "sentry.dsn = $(DSN_OF "$SINK_PORT")\nsentry.environment = staging\nsentry.release = 1.2.3\nsentry.server_name = web-7" \
   || { fail "server starts"; finish; }
-check_contains "sentry is configured" "$(cat "$LOG")" "The following observers are unconfigured and won't run: metrics, tracing"
+check_contains "sentry is configured" "$(cat "$LOG")" "The following observers are unconfigured and won't run: metrics, tracing, server_timeout"
 curl -s -H 'Cookie: session=c00kie' -H 'Authorization: Bearer t0ken' "$(url '/fail?what=x')" > /dev/null
 wait_events 1 || fail "an event arrives for a failing handler"
 check_eq "one event, valid against the schema" "$(q 'len(evs), evs[0]["problems"]')" "1 []"
