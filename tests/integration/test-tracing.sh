@@ -37,7 +37,15 @@ serve() {
   PIDS+=("$SERVER_PID")
   SERVER_PID=
 }
-stop() { local pid="${1}_PID"; kill -INT "${!pid}"; wait "${!pid}" 2>/dev/null; }
+# stop NAME: SIGINT, and the server exits cleanly (no sanitizer report either)
+stop() {
+  local pid="${1}_PID" log="${1}_LOG" rc
+  kill -INT "${!pid}"
+  wait "${!pid}" 2>/dev/null
+  rc=$?
+  if [ "$rc" = 0 ] && ! grep -qE 'Sanitizer|runtime error' "${!log}"; then pass "$1 stops cleanly"
+  else fail "$1 stops cleanly" "exit $rc" "$(grep -E -A5 'Sanitizer|runtime error' "${!log}" | head -20)"; fi
+}
 
 sink
 serve A "tracing.service_name = front\ntracing.endpoint = 127.0.0.1:$SINK_PORT\ntracing.sample_rate = 100%\ntracing.span_batch_interval = 50 milliseconds" \
@@ -98,6 +106,7 @@ check_eq "B's server span has the ID of A's client span" "$(q field ok id)" "$(q
 check_eq "B's server span's parent is A's server span" "$(q parent ok@back)" "call@front"
 check_eq "A's client span's parent is A's server span" "$(q parent downstream.request@front)" "call@front"
 check_eq "valid" "$(q invalid)" ""
+stop A
 
 # --- sampling decisions (B: 0%, trusts its upstream) ------------------------------------------
 : > "$SPANS"
