@@ -60,10 +60,11 @@ struct bp_tracer_s {
   size_t max_message; /* the largest span sent */
   char mq_name[300];
   jbuf_t scratch; /* the span being written */
-  /* the in-memory queue: spans back to back, span i ending at ends[i] */
+  /* the in-memory queue: spans back to back, span i ending at ends[i];
+   * spans first.. wait (those before were taken), from byte head on */
   jbuf_t queue;
-  size_t *ends;
-  int nspans, cap_spans, max_spans;
+  size_t *ends, head;
+  int first, nspans, cap_spans, max_spans;
   jbuf_t out; /* the batch last taken */
   uint64_t dropped_full, dropped_big, sent, dropped_logged;
   int waiter; /* the flusher parked in bp_tracing_wait, or 0 */
@@ -235,11 +236,23 @@ static void span_json(bp_tracer_t *t, jbuf_t *b, bp_span_t *s, const char *error
 
 /* --- the queues ------------------------------------------------------------------ */
 
+/* Drop the taken spans from the front of the queue. */
+static void compact(bp_tracer_t *t) {
+  int i;
+  memmove(t->queue.p, t->queue.p + t->head, t->queue.len - t->head);
+  t->queue.len -= t->head;
+  for (i = t->first; i < t->nspans; i++) t->ends[i - t->first] = t->ends[i] - t->head;
+  t->nspans -= t->first;
+  t->first = 0;
+  t->head = 0;
+}
+
 static void enqueue(bp_tracer_t *t, const char *json, size_t len) {
-  if (t->nspans >= t->max_spans || t->queue.len + len > MEMORY_LIMIT) {
+  if (t->nspans - t->first >= t->max_spans || t->queue.len - t->head + len > MEMORY_LIMIT) {
     t->dropped_full++;
     return;
   }
+  if (t->nspans == t->cap_spans && t->first > 0) compact(t);
   if (t->nspans == t->cap_spans) {
     int cap = t->cap_spans ? t->cap_spans * 2 : 256;
     size_t *p;
@@ -331,7 +344,7 @@ static void timer_tick(uv_timer_t *h) {
            (unsigned long long)dropped, dropped == 1 ? "" : "s",
            (unsigned long long)t->dropped_full);
   }
-  if (t->nspans > 0 && t->waiter) {
+  if (t->nspans > t->first && t->waiter) {
     int w = t->waiter;
     t->waiter = 0;
     bp__vm_wake(w, BP_OK);
@@ -485,35 +498,35 @@ int bp_tracing_wait(bp_tracer_t *t, int waiter) {
 }
 
 const char *bp_tracing_take(bp_tracer_t *t, size_t max_bytes, int *nspans, size_t *len) {
-  int n = 0;
-  size_t bytes, start = 0;
+  int n = t->first;
+  size_t bytes, start = t->head;
   jbuf_t *o = &t->out;
   o->len = 0;
   o->failed = 0;
   jb_put(o, "[", 1);
   while (n < t->nspans) {
     bytes = t->ends[n] - start;
-    if (n > 0 && o->len + bytes + 2 > max_bytes) break;
-    if (n > 0) jb_put(o, ",", 1);
+    if (n > t->first && o->len + bytes + 2 > max_bytes) break;
+    if (n > t->first) jb_put(o, ",", 1);
     jb_put(o, t->queue.p + start, bytes);
     start = t->ends[n++];
   }
-  jb_put(o, "]", 1);
+  jb_put(o, "]", 2); /* (and a NUL, not counted) */
   if (o->failed) {
     *nspans = 0;
     *len = 0;
     return NULL;
   }
   /* what was taken leaves the queue */
-  memmove(t->queue.p, t->queue.p + start, t->queue.len - start);
-  t->queue.len -= start;
-  for (int i = n; i < t->nspans; i++) t->ends[i - n] = t->ends[i] - start;
-  t->nspans -= n;
-  *nspans = n;
-  *len = o->len;
+  *nspans = n - t->first;
+  *len = --o->len;
+  t->first = n;
+  t->head = start;
+  if (t->first == t->nspans) t->first = t->nspans = 0, t->head = t->queue.len = 0;
+  else if (t->first > t->nspans / 2) compact(t);
   return o->p;
 }
 
-int bp_tracing_pending(const bp_tracer_t *t) { return t->nspans; }
+int bp_tracing_pending(const bp_tracer_t *t) { return t->nspans - t->first; }
 
 uint64_t bp_tracing_dropped(const bp_tracer_t *t) { return t->dropped_full + t->dropped_big; }

@@ -108,6 +108,25 @@ check_eq "A's client span's parent is A's server span" "$(q parent downstream.re
 check_eq "valid" "$(q invalid)" ""
 stop A
 
+# --- a trace across HTTP and Thrift -----------------------------------------------------------
+cp -r "$APPS/thriftapp.lua" "$APPS/thrift" "$TMP/"
+sed "s/^\[server:main\]$/tracing.service_name = thriftback\ntracing.endpoint = 127.0.0.1:$SINK_PORT\ntracing.sample_rate = 0%\ntracing.span_batch_interval = 50 milliseconds\n\n&/" \
+  "$APPS/thriftapp.ini" > "$TMP/T.ini"
+start_server "$TMP/T.ini" || fail "the Thrift service starts"
+mv "$LOG" "$TMP/T.log"; T_PORT=$PORT T_PID=$SERVER_PID T_LOG=$TMP/T.log; PIDS+=("$SERVER_PID"); SERVER_PID=
+serve A "tracing.service_name = front\ntracing.endpoint = 127.0.0.1:$SINK_PORT\ntracing.sample_rate = 100%\ntracing.span_batch_interval = 50 milliseconds\ndown.endpoint = 127.0.0.1:$T_PORT" \
+  || fail "A starts with a Thrift client"
+: > "$SPANS"
+out=$(curl -s "http://127.0.0.1:$A_PORT/thrift")
+wait_spans 3
+check_contains "the Thrift call answered" "$out" "whoami"
+check_eq "three spans, one trace, no orphans" "$(q count) $(q family)" "3 traces=1 roots=['thrift'] orphans=[]"
+check_eq "the Thrift server span has the ID of A's client span" "$(q field whoami id)" "$(q field down.whoami id)"
+check_eq "its parent is A's server span" "$(q parent whoami@thriftback)" "thrift@front"
+check_eq "valid" "$(q invalid)" ""
+stop A
+stop T
+
 # --- sampling decisions (B: 0%, trusts its upstream) ------------------------------------------
 : > "$SPANS"
 curl -s "http://127.0.0.1:$B_PORT/ok" > /dev/null

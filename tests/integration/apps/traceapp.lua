@@ -10,6 +10,13 @@ function M.make_app(app_config)
     local bp = baseplate.Baseplate(app_config)
     bp:configure_observers()
     bp:configure_context({ downstream = client.InternalClient() })
+    if app_config["down.endpoint"] then -- a Thrift service (apps/thriftapp.lua)
+        local thrift = require("baseplate.thrift")
+        local ThriftClient = require("baseplate.clients.thrift").ThriftClient
+        local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+        local service = thrift.load(here .. "thrift/testsvc.thrift"):service("Test")
+        bp:configure_context({ down = ThriftClient(service) })
+    end
     local app = http.app(app_config, { baseplate = bp })
     app:get("ok", "/ok", function(request)
         return { sampled = request.span.sampled, trace = request.span.trace_id }
@@ -33,6 +40,9 @@ function M.make_app(app_config)
     app:get("call", "/call", function(request)
         local r = request.downstream:get(os.getenv("DOWNSTREAM") .. "/ok")
         return r:json()
+    end)
+    app:get("thrift", "/thrift", function(request)
+        return { whoami = request.down:whoami() }
     end)
     return app
 end
