@@ -210,6 +210,71 @@ check_eq "the queue holds the first 2" "$(q count)" 2
 stop E
 TQ unlink "traces-$QN"
 
+# --- baseplate-trace-publisher: the queue to the collector -----------------------------------
+PUB_PIDS=()
+# publisher "section lines" [STATUS]: a fresh sink answering STATUS at /api/v2/spans,
+# and the publisher of queue $QN posting to it; sets PUB_PID, PUB_LOG
+publisher() {
+  SPANS=$TMP/pub.$RANDOM
+  : > "$SPANS"
+  rm -f "$TMP/sink.port"
+  $PY "$TOOLS/zipkin_sink.py" "$TMP/sink.port" "$SPANS" "${2:-202}" /api/v2/spans &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do [ -s "$TMP/sink.port" ] && break; sleep 0.05; done
+  printf '[trace-publisher:%s]\nzipkin_api_url = http://127.0.0.1:%s/api/v2\n%b\n' "$QN" "$(cat "$TMP/sink.port")" "$1" > "$TMP/pub.ini"
+  PUB_LOG=$TMP/pub.log.$RANDOM
+  "$BIN/baseplate-trace-publisher" --queue-name "$QN" "$TMP/pub.ini" > "$PUB_LOG" 2>&1 &
+  PUB_PID=$!
+  PIDS+=($!)
+  for _ in $(seq 1 100); do grep -q Publishing "$PUB_LOG" && break; sleep 0.05; done
+}
+TQ unlink "traces-$QN"
+publisher ""
+check_contains "the publisher starts" "$(cat "$PUB_LOG")" "Publishing the spans of /traces-$QN to http://127.0.0.1:"
+serve E "tracing.service_name = e\ntracing.queue_name = $QN\ntracing.sample_rate = 100%" || fail "E starts"
+curl -s "http://127.0.0.1:$E_PORT/child" > /dev/null
+urls=(); for _ in $(seq 1 30); do urls+=(-o /dev/null "http://127.0.0.1:$E_PORT/ok"); done
+curl -s "${urls[@]}"
+wait_spans 34
+check_eq "the spans reach the collector" "$(q count)" 34
+check_eq "valid, at /api/v2/spans, as JSON" "$(q invalid)" ""
+check_eq "in one batch (within a second)" "$(q batches)" 1
+check_eq "the same spans" "$(q brief | grep -v ' ok ' | cut -d' ' -f1,2)" "client payments.charge
+client redis.get
+local geocode
+server child"
+# a batch is at most max_batch_size bytes
+kill -INT "$PUB_PID"; wait "$PUB_PID"; check_eq "the publisher exits 0 on SIGINT" "$?" 0
+# (8 requests: the queue may be as small as the system's default limit, 10)
+publisher "max_batch_size = 2048"
+curl -s "${urls[@]:0:24}"
+wait_spans 8
+check_eq "8 spans" "$(q count)" 8
+b=$(q batches)
+if [ "$b" -ge 4 ]; then pass "small batches ($b for 8 spans)"; else fail "small batches" "$b"; fi
+kill -INT "$PUB_PID"; wait "$PUB_PID"
+# 5xx: tried retry_limit times; 4xx: not tried again
+publisher "retry_limit = 3" 503
+curl -s -o /dev/null "http://127.0.0.1:$E_PORT/ok"
+sleep 2.5
+check_eq "a 503 is tried 3 times" "$(q batches)" 3
+check_contains "then dropped with an error" "$(cat "$PUB_LOG")" "Failed to publish 1 spans to http://127.0.0.1:"
+kill -INT "$PUB_PID"; wait "$PUB_PID"
+publisher "retry_limit = 3" 400
+curl -s -o /dev/null "http://127.0.0.1:$E_PORT/ok"
+sleep 1.8
+check_eq "a 400 is not tried again" "$(q batches)" 1
+check_contains "the error says so" "$(cat "$PUB_LOG")" "HTTP 400 (not retried); dropped"
+kill -INT "$PUB_PID"; wait "$PUB_PID"
+stop E
+TQ unlink "traces-$QN"
+out=$("$BIN/baseplate-trace-publisher" --queue-name nope "$TMP/pub.ini" 2>&1); rc=$?
+check_eq "a missing section" "$rc: $out" "1: baseplate-trace-publisher: error: $TMP/pub.ini: no [trace-publisher:nope] section"
+printf '[trace-publisher:x]\nzipkin_api_url = http://h/api\npost_timeout = soon\n' > "$TMP/bad-pub.ini"
+out=$("$BIN/baseplate-trace-publisher" --queue-name x "$TMP/bad-pub.ini" 2>&1)
+check_eq "a bad value names the key" "$out" 'baseplate-trace-publisher: error: [trace-publisher:x] post_timeout: expected an integer of at least 1, got "soon"'
+check_contains "--help" "$("$BIN/baseplate-trace-publisher" --help)" "usage: baseplate-trace-publisher [-h] [--queue-name QUEUE_NAME]"
+
 # --- configuration errors ---------------------------------------------------------------------
 printf '[app:main]\nfactory = traceapp:make_app\ntracing.service_name = x\ntracing.sample_rate = 150%%\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/bad.ini"
 out=$(cd "$TMP" && "$BIN/baseplate-serve" --bind 127.0.0.1:1 bad.ini 2>&1)
