@@ -56,6 +56,18 @@ BP_EXTERN int bp_trace_info_from_upstream(bp_trace_info_t *ti, const char *trace
                                           const char *sampled, const char *flags, char *err,
                                           size_t errlen);
 
+/**
+ * From a W3C `traceparent` value (formats.md): the upstream's span becomes
+ * the parent, this span gets a new ID, `sampled` is flags & 1. A trace ID
+ * whose high 64 bits are zero converts losslessly; a 128-bit one goes on
+ * as its low 64 bits. BP_EINVAL for a malformed value (uppercase hex,
+ * version ff, all-zero IDs…).
+ */
+BP_EXTERN int bp_trace_info_from_traceparent(bp_trace_info_t *ti, const char *value, size_t len);
+/** The `traceparent` of a call made as span ti ("00-" 32 hex "-" 16 hex
+ * "-0x"): 55 characters and a NUL in out (56 bytes). */
+BP_EXTERN size_t bp_trace_info_to_traceparent(const bp_trace_info_t *ti, char *out);
+
 /** A random 64-bit ID, never 0. */
 BP_EXTERN uint64_t bp_random_id(void);
 

@@ -144,11 +144,38 @@ static void test_options(void) {
   done(bp);
 }
 
+static void test_traceparent(void) {
+  bp_trace_info_t ti;
+  char out[56];
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-00000000000000000000000000000064-00f067aa0ba902b8-01", 55), BP_OK);
+  CHECK(ti.trace_id == 100 && ti.parent_id == 67667974448284344ULL && ti.sampled == 1 && ti.span_id != 0);
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-00", 55), BP_OK);
+  CHECK(ti.trace_id == 0xa3ce929d0e0e4736ULL && ti.sampled == 0); /* the low half */
+  /* a later version may add fields; version 00 may not */
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "01-00000000000000000000000000000064-00f067aa0ba902b8-01-xyz", 59), BP_OK);
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-00000000000000000000000000000064-00f067aa0ba902b8-01-xyz", 59), BP_EINVAL);
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "ff-00000000000000000000000000000064-00f067aa0ba902b8-01", 55), BP_EINVAL);
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-0000000000000000000000000000006A-00f067aa0ba902b8-01", 55), BP_EINVAL);
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-00000000000000000000000000000000-00f067aa0ba902b8-01", 55), BP_EINVAL);
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-00000000000000000000000000000064-0000000000000000-01", 55), BP_EINVAL);
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-00000000000000000000000000000064-00f067aa0ba902b8-0", 54), BP_EINVAL);
+  CHECK_INT(bp_trace_info_from_traceparent(&ti, "00_00000000000000000000000000000064-00f067aa0ba902b8-01", 55), BP_EINVAL);
+  ti.trace_id = 67667974448284344ULL;
+  ti.span_id = 18446744073709551615ULL;
+  ti.sampled = 1;
+  CHECK_INT(bp_trace_info_to_traceparent(&ti, out), 55);
+  CHECK_STR(out, "00-000000000000000000f067aa0ba902b8-ffffffffffffffff-01");
+  ti.sampled = -1;
+  bp_trace_info_to_traceparent(&ti, out);
+  CHECK_STR(out + 52, "-00");
+}
+
 int main(void) {
   RUN(test_sampling);
   RUN(test_batches);
   RUN(test_full);
   RUN(test_options);
+  RUN(test_traceparent);
   bp__span_pool_drain();
   return bp_test_summary();
 }

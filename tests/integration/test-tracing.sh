@@ -105,6 +105,8 @@ check_eq "one trace, one root, no orphans" "$(q family)" "traces=1 roots=['call'
 check_eq "B's server span has the ID of A's client span" "$(q field ok id)" "$(q field downstream.request id)"
 check_eq "B's server span's parent is A's server span" "$(q parent ok@back)" "call@front"
 check_eq "A's client span's parent is A's server span" "$(q parent downstream.request@front)" "call@front"
+want=$($PY -c 'import sys; print("00-%032x-%016x-01" % (int(sys.argv[1]), int(sys.argv[2])))' "$(q field ok traceId)" "$(q field ok id)")
+check_contains "the internal client sends W3C traceparent too" "$out" "\"traceparent\":\"$want\""
 check_eq "valid" "$(q invalid)" ""
 stop A
 
@@ -126,6 +128,19 @@ check_eq "its parent is A's server span" "$(q parent whoami@thriftback)" "thrift
 check_eq "valid" "$(q invalid)" ""
 stop A
 stop T
+
+# --- W3C traceparent in (B trusts trace headers) ---------------------------------------------
+: > "$SPANS"
+curl -s -H 'traceparent: 00-00000000000000000000000000000064-00f067aa0ba902b8-01' "http://127.0.0.1:$B_PORT/ok" > /dev/null
+curl -s -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01' "http://127.0.0.1:$B_PORT/ok" > /dev/null
+curl -s -H 'traceparent: 00-00000000000000000000000000000065-00f067aa0ba902b8-00' "http://127.0.0.1:$B_PORT/ok" > /dev/null
+curl -s -H 'traceparent: 00-0000000000000000000000000000006A-00f067aa0ba902b8-01' "http://127.0.0.1:$B_PORT/ok" > /dev/null
+curl -s -H 'X-Trace: 300' -H 'X-Span: 301' -H 'X-Sampled: 1' -H 'traceparent: 00-00000000000000000000000000000066-00f067aa0ba902b8-00' "http://127.0.0.1:$B_PORT/ok" > /dev/null
+sleep 0.3
+check_eq "traceparent: IDs converted (0x64 = 100, 00f067aa0ba902b8 = 67667974448284344), sampled flag kept" \
+  "$(grep -o '"parentId": [0-9]*\|"traceId": [0-9]*' "$SPANS" | tr '\n' ' ')" \
+  '"parentId": 67667974448284344 "traceId": 100 "parentId": 67667974448284344 "traceId": 11803532876627986230 "parentId": 0 "traceId": 300 '
+check_eq "three traces sampled (not the unsampled one, not the uppercase one)" "$(q count)" 3
 
 # --- sampling decisions (B: 0%, trusts its upstream) ------------------------------------------
 : > "$SPANS"

@@ -19,7 +19,8 @@ function M.make_app(app_config)
     end
     local app = http.app(app_config, { baseplate = bp })
     app:get("ok", "/ok", function(request)
-        return { sampled = request.span.sampled, trace = request.span.trace_id }
+        return { sampled = request.span.sampled, trace = request.span.trace_id,
+                 traceparent = request.headers.traceparent }
     end)
     app:get("fail", "/fail", function(request) error("boom") end)
     app:get("child", "/child", function(request)
