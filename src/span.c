@@ -97,6 +97,60 @@ int bp_trace_info_from_upstream(bp_trace_info_t *ti, const char *trace_id, const
   return BP_OK;
 }
 
+/* --- W3C trace context --------------------------------------------------------- */
+
+static int hex_u64(const char *s, size_t n, uint64_t *out) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    int c = (unsigned char)s[i], d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else return -1; /* lowercase only (W3C) */
+    v = v << 4 | (uint64_t)d;
+  }
+  *out = v;
+  return 0;
+}
+
+int bp_trace_info_from_traceparent(bp_trace_info_t *ti, const char *s, size_t len) {
+  uint64_t version, high, low, parent, flags;
+  memset(ti, 0, sizeof *ti);
+  ti->sampled = -1;
+  /* version "-" trace-id "-" parent-id "-" flags; a later version may add
+   * fields after a "-" */
+  if (len < 55 || (len > 55 && s[55] != '-')) return BP_EINVAL;
+  if (s[2] != '-' || s[35] != '-' || s[52] != '-') return BP_EINVAL;
+  if (hex_u64(s, 2, &version) || version == 0xff || (version == 0 && len != 55)) return BP_EINVAL;
+  if (hex_u64(s + 3, 16, &high) || hex_u64(s + 19, 16, &low) || hex_u64(s + 36, 16, &parent) ||
+      hex_u64(s + 53, 2, &flags))
+    return BP_EINVAL;
+  if ((high == 0 && low == 0) || parent == 0) return BP_EINVAL;
+  /* A 128-bit trace ID goes on as its low 64 bits (Zipkin's rule for
+   * 64-bit tracers); one whose high half is zero converts losslessly. A
+   * trace ID of zero low bits has no 64-bit form. */
+  if (low == 0) return BP_EINVAL;
+  ti->trace_id = low;
+  ti->parent_id = parent;
+  ti->span_id = bp_random_id();
+  ti->sampled = (int)(flags & 1);
+  return BP_OK;
+}
+
+size_t bp_trace_info_to_traceparent(const bp_trace_info_t *ti, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t v;
+  int i;
+  memcpy(out, "00-0000000000000000", 19);
+  for (v = ti->trace_id, i = 15; i >= 0; i--, v >>= 4) out[19 + i] = hex[v & 15];
+  out[35] = '-';
+  for (v = ti->span_id, i = 15; i >= 0; i--, v >>= 4) out[36 + i] = hex[v & 15];
+  out[52] = '-';
+  out[53] = '0';
+  out[54] = ti->sampled == 1 ? '1' : '0';
+  out[55] = '\0';
+  return 55;
+}
+
 /* --- the span struct ------------------------------------------------------------- */
 
 #define POOL_MAX 64

@@ -56,6 +56,18 @@ BP_EXTERN int bp_trace_info_from_upstream(bp_trace_info_t *ti, const char *trace
                                           const char *sampled, const char *flags, char *err,
                                           size_t errlen);
 
+/**
+ * From a W3C `traceparent` value (formats.md): the upstream's span becomes
+ * the parent, this span gets a new ID, `sampled` is flags & 1. A trace ID
+ * whose high 64 bits are zero converts losslessly; a 128-bit one goes on
+ * as its low 64 bits. BP_EINVAL for a malformed value (uppercase hex,
+ * version ff, all-zero IDs…).
+ */
+BP_EXTERN int bp_trace_info_from_traceparent(bp_trace_info_t *ti, const char *value, size_t len);
+/** The `traceparent` of a call made as span ti ("00-" 32 hex "-" 16 hex
+ * "-0x"): 55 characters and a NUL in out (56 bytes). */
+BP_EXTERN size_t bp_trace_info_to_traceparent(const bp_trace_info_t *ti, char *out);
+
 /** A random 64-bit ID, never 0. */
 BP_EXTERN uint64_t bp_random_id(void);
 
@@ -135,6 +147,35 @@ BP_EXTERN int bp_baseplate_add_metrics_observer(bp_baseplate_t *bp, bp_metrics_t
 
 /** The transport set by the metrics observer, or NULL. */
 BP_EXTERN bp_metrics_t *bp_baseplate_metrics(const bp_baseplate_t *bp);
+
+/* The tracing observer (docs/observers.md#the-tracing-observer): samples
+ * traces and writes the spans of sampled ones as Zipkin v1 JSON to the
+ * POSIX queue /traces-{queue_name} (queue_name set), else to an in-memory
+ * queue when `collect` (taken with bp_tracing_take: the tracing.endpoint
+ * flusher), else to the DEBUG log. Released with bp. */
+typedef struct bp_tracer_s bp_tracer_t;
+typedef struct {
+  const char *service_name; /* required */
+  double sample_rate;       /* [0, 1] */
+  const char *queue_name;   /* or NULL */
+  int collect;              /* keep spans in memory for bp_tracing_take */
+  int max_span_queue_size;  /* the in-memory queue's spans (collect) */
+  double batch_interval;    /* seconds between wake-ups of bp_tracing_wait */
+} bp_tracing_options_t;
+
+/** The tracer, or NULL with the reason (naming the key) in err. */
+BP_EXTERN bp_tracer_t *bp_baseplate_add_tracing_observer(bp_baseplate_t *bp,
+                                                         const bp_tracing_options_t *o,
+                                                         char *err, size_t errlen);
+/** Park `waiter` until spans wait in the in-memory queue (checked every
+ * batch interval): BP_AGAIN, or BP_ECLOSED when the loop has shut down. */
+BP_EXTERN int bp_tracing_wait(bp_tracer_t *t, int waiter);
+/** The oldest queued spans as a JSON array of at most max_bytes (at least
+ * one span), taken off the queue; valid until the next take. */
+BP_EXTERN const char *bp_tracing_take(bp_tracer_t *t, size_t max_bytes, int *nspans, size_t *len);
+BP_EXTERN int bp_tracing_pending(const bp_tracer_t *t);
+/** Spans dropped: a full queue, out of memory, or too large. */
+BP_EXTERN uint64_t bp_tracing_dropped(const bp_tracer_t *t);
 
 /* --- Lua observers -------------------------------------------------------------
  * Lua observers listen behind one C observer (src/observer_lua.c) that queues

@@ -50,6 +50,21 @@ const bp_observer_factory_t *bp_observer_factory_at(int i);
 bp_section_t *bp_section_new(const char *name);
 int bp_section_set(bp_section_t *section, const char *key, const char *value);
 void bp_section_free(bp_section_t *section);
+typedef struct bp_tracer_s bp_tracer_t;
+typedef struct {
+  const char *service_name;
+  double sample_rate;
+  const char *queue_name;
+  int collect;
+  int max_span_queue_size;
+  double batch_interval;
+} bp_tracing_options_t;
+bp_tracer_t *bp_baseplate_add_tracing_observer(bp_baseplate_t *bp, const bp_tracing_options_t *o,
+                                               char *err, size_t errlen);
+int bp_tracing_wait(bp_tracer_t *t, int waiter);
+const char *bp_tracing_take(bp_tracer_t *t, size_t max_bytes, int *nspans, size_t *len);
+int bp_tracing_pending(const bp_tracer_t *t);
+uint64_t bp_tracing_dropped(const bp_tracer_t *t);
 ]])
 
 local C = core.C
@@ -152,13 +167,72 @@ local function metrics_factory(bp, raw)
     return true
 end
 
-local function not_yet(name, key)
-    return function(_, raw)
-        if (raw[key] or "") ~= "" then
-            obs_log:warning("%s is set but this version has no %s observer yet", key, name)
+-- The tracing observer's factory: the observer is C (src/tracing.c); with
+-- tracing.endpoint (and no queue_name) a flusher coroutine takes its
+-- batches, once per batch interval, and POSTs them with the HTTP client.
+local TRACE_BATCH_BYTES = 500 * 1024
+local function tracing_wait(waiter, tracer) return C.bp_tracing_wait(tracer, waiter) end
+
+local function trace_flusher(bp, f)
+    local tracer, session, url = f.tracer, f.session, f.url
+    local trace_log = log.get_logger("baseplate.tracing")
+    local nspans, len = ffi.new("int[1]"), ffi.new("size_t[1]")
+    local headers = { ["Content-Type"] = "application/json" }
+    while runtime.await(tracing_wait, tracer) == core.OK do
+        while C.bp_tracing_pending(tracer) > 0 do
+            local p = C.bp_tracing_take(tracer, TRACE_BATCH_BYTES, nspans, len)
+            if p == nil then break end
+            local body = ffi.string(p, len[0])
+            local ok, res = pcall(session.post, session, url, { body = body, headers = headers, timeout = 1 })
+            if not ok then
+                trace_log:warning("Error while sending %d spans: %s", nspans[0], tostring(res))
+            elseif res.status >= 300 then
+                trace_log:warning("Error while sending %d spans: HTTP %d from %s", nspans[0], res.status, url)
+            end
         end
-        return false
     end
+    bp._trace_flusher = nil
+end
+
+local function tracing_factory(bp, raw)
+    local cfg = config.parse_config(raw, {
+        tracing = {
+            service_name = config.Optional(config.String, ""),
+            endpoint = config.Optional(config.Endpoint),
+            queue_name = config.Optional(config.String),
+            sample_rate = config.Optional(config.Percent, 0.1),
+            max_span_queue_size = config.Optional(config.Integer, 50000),
+            span_batch_interval = config.Optional(config.Timespan, 0.5),
+            num_span_workers = config.Optional(config.Integer, 5),
+            num_conns = config.Optional(config.Integer, 100),
+        },
+    }).tracing
+    if cfg.service_name == "" then return false end
+    if cfg.endpoint and cfg.endpoint.family == "AF_UNIX" then
+        error(config.ConfigurationError("tracing.endpoint", "expected host:port"), 0)
+    end
+    if cfg.span_batch_interval <= 0 then
+        error(config.ConfigurationError("tracing.span_batch_interval", "must be above 0"), 0)
+    end
+    local o = ffi.new("bp_tracing_options_t")
+    o.service_name = cfg.service_name
+    o.sample_rate = cfg.sample_rate
+    o.queue_name = cfg.queue_name
+    o.collect = (cfg.endpoint and not cfg.queue_name) and 1 or 0
+    o.max_span_queue_size = cfg.max_span_queue_size
+    o.batch_interval = cfg.span_batch_interval
+    local tracer = C.bp_baseplate_add_tracing_observer(bp.c, o, core.errbuf, core.errbuf_size)
+    if tracer == nil then error(core.errmsg(), 0) end
+    bp.tracer = tracer
+    if o.collect == 1 then
+        local http = require("baseplate.clients.http")
+        local client = http.client_from_settings("tracing", { max_retries = 0, connect_timeout = 1 }, true)
+        client._cfg.filter = nil -- the collector may be anywhere: no address filter
+        local url = "http://" .. tostring(cfg.endpoint) .. "/api/v1/spans"
+        bp._trace_flusher = true
+        runtime.spawn(trace_flusher, bp, { tracer = tracer, session = http.session(client, "tracing"), url = url })
+    end
+    return true
 end
 
 -- The observer factories, in the order configure_observers runs them; C
@@ -166,7 +240,7 @@ end
 -- (bp_observer_factory_register), which runs after these.
 local factories = {
     { name = "metrics", prefix = "metrics", create = metrics_factory },
-    { name = "tracing", prefix = "tracing.", create = not_yet("tracing", "tracing.service_name") },
+    { name = "tracing", prefix = "tracing.", create = tracing_factory },
     { name = "sentry", prefix = "sentry.", create = function(bp, raw)
         return require("baseplate.observers.sentry").factory(bp, raw)
     end },

@@ -5,11 +5,11 @@
 #include <string.h>
 
 const bp__trace_names_t bp__http_trace_names = {
-    "X-Trace", "X-Span", "X-Parent", "X-Sampled", "X-Flags", "X-Edge-Request",
+    "X-Trace", "X-Span", "X-Parent", "X-Sampled", "X-Flags", "X-Edge-Request", "traceparent",
 };
 
 const bp__trace_names_t bp__theader_trace_names = {
-    "Trace", "Span", "Parent", "Sampled", "Flags", "Edge-Request",
+    "Trace", "Span", "Parent", "Sampled", "Flags", "Edge-Request", NULL,
 };
 
 /* A header's value as a C string in buf; NULL if absent, and a value that
@@ -41,6 +41,11 @@ bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust
                                     header_str(get, carrier, names->flags, fl, sizeof fl), NULL,
                                     0) == BP_OK)
       tip = &ti;
+    else if (names->traceparent) { /* W3C, when Baseplate's own headers are absent or invalid */
+      size_t len;
+      const char *tp = get(carrier, names->traceparent, &len);
+      if (tp && bp_trace_info_from_traceparent(&ti, tp, len) == BP_OK) tip = &ti;
+    }
   }
   if (!(span = bp_span_new_server(bp, name, tip))) return NULL;
   if (trust) {

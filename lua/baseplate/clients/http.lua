@@ -24,8 +24,10 @@ local config = require("baseplate.lib.config")
 local clients = require("baseplate.clients.base")
 local Pool = require("baseplate.clients.pool")
 local cjson = require("cjson")
+require("baseplate.span") -- (declares bp_trace_info_t and bp_span_trace)
 
 ffi.cdef([[
+size_t bp_trace_info_to_traceparent(const bp_trace_info_t *ti, char *out);
 typedef struct bp_http_call_s bp_http_call_t;
 typedef struct bp_http_filter_s bp_http_filter_t;
 typedef struct {
@@ -413,6 +415,8 @@ local function base64(s)
     end) .. ({ "", "==", "=" })[#s % 3 + 1])
 end
 
+local traceparent_buf = ffi.new("char[56]")
+
 local function add_trace_headers(headers, child, parent)
     local ti = child.trace_info
     headers[#headers + 1] = "X-Trace: " .. ti.trace_id
@@ -420,6 +424,9 @@ local function add_trace_headers(headers, child, parent)
     headers[#headers + 1] = "X-Span: " .. ti.span_id
     if ti.sampled then headers[#headers + 1] = "X-Sampled: 1" end
     if ti.flags then headers[#headers + 1] = "X-Flags: " .. format("%d", ti.flags) end
+    -- W3C trace context for services that speak only it (formats.md)
+    C.bp_trace_info_to_traceparent(C.bp_span_trace(child.c), traceparent_buf)
+    headers[#headers + 1] = "traceparent: " .. ffi_string(traceparent_buf, 55)
     local edge = parent.edge_request
     if type(edge) == "string" and edge ~= "" then
         -- Over HTTP it came as base64 and passes on unchanged; from Thrift
@@ -448,8 +455,9 @@ local function header_lines(client, opts, has_json)
             value = tostring(value)
             if value:find("[\r\n]") then error(format("http: invalid value for header %s", name), 3) end
             local ln = lower(name)
-            if client._internal and ln:match("^x%-") and (ln == "x-trace" or ln == "x-span"
-                or ln == "x-parent" or ln == "x-sampled" or ln == "x-flags" or ln == "x-edge-request") then
+            if client._internal and (ln:match("^x%-") and (ln == "x-trace" or ln == "x-span"
+                or ln == "x-parent" or ln == "x-sampled" or ln == "x-flags" or ln == "x-edge-request")
+                or ln == "traceparent") then
                 -- the span's own win
             else
                 seen[ln] = true
