@@ -133,7 +133,7 @@ static void add(publisher_t *p, const char *span, size_t n) {
   if (p->len + 1 >= (size_t)p->max_batch) flush(p);
 }
 
-/* An integer key (default `dflt`) of at least `min`; exits on a bad one. */
+/* An integer key (default `dflt`) of at least `min`; -1 (said why) for a bad one. */
 static long int_key(const bp_section_t *s, const char *key, long dflt, long min) {
   const char *v = bp_section_get(s, key);
   int64_t out;
@@ -143,9 +143,50 @@ static long int_key(const bp_section_t *s, const char *key, long dflt, long min)
       out > 1000000000) {
     fprintf(stderr, "baseplate-trace-publisher: error: [%s] %s: expected an integer of at least %ld, got \"%s\"\n",
             bp_section_name(s), key, min, v);
-    exit(1);
+    return -1;
   }
   return (long)out;
+}
+
+/* The publisher's settings from the [trace-publisher:NAME] section of
+ * `path`: 0, or 1 having said why not. */
+static int configure(publisher_t *p, const char *path, const char *queue_name, long *max_queue) {
+  char section_name[300], err[512];
+  const char *api, *env;
+  const bp_section_t *s;
+  bp_ini_t *ini;
+  int rc = 1;
+  if (bp_ini_load(path, &ini, err, sizeof err) != BP_OK) {
+    fprintf(stderr, "baseplate-trace-publisher: error: %s\n", err);
+    return 1;
+  }
+  snprintf(section_name, sizeof section_name, "trace-publisher:%s", queue_name);
+  if (!(s = bp_ini_section(ini, section_name))) {
+    fprintf(stderr, "baseplate-trace-publisher: error: %s: no [%s] section\n", path, section_name);
+    goto out;
+  }
+  api = bp_section_get(s, "zipkin_api_url");
+  if ((!api || !*api) && (env = getenv("BASEPLATE_ZIPKIN_API_URL")) && *env) api = env;
+  if (!api || !*api) {
+    fprintf(stderr, "baseplate-trace-publisher: error: [%s] zipkin_api_url: required\n", section_name);
+    goto out;
+  }
+  if (strncmp(api, "http://", 7) != 0 && strncmp(api, "https://", 8) != 0) {
+    fprintf(stderr, "baseplate-trace-publisher: error: [%s] zipkin_api_url: expected an http(s) URL, got \"%s\"\n",
+            section_name, api);
+    goto out;
+  }
+  if ((p->post_timeout = int_key(s, "post_timeout", 3, 1)) < 0 ||
+      (p->max_batch = int_key(s, "max_batch_size", 500 * 1024, 1024)) < 0 ||
+      (p->retry_limit = int_key(s, "retry_limit", 10, 1)) < 0 ||
+      (*max_queue = int_key(s, "max_queue_size", 10000, 1)) < 0)
+    goto out;
+  if (!(p->url = malloc(strlen(api) + sizeof "/spans"))) goto out;
+  sprintf(p->url, "%s%s", api, api[strlen(api) - 1] == '/' ? "spans" : "/spans");
+  rc = 0;
+out:
+  bp_ini_free(ini);
+  return rc;
 }
 
 int main(int argc, char **argv) {
@@ -167,10 +208,8 @@ int main(int argc, char **argv) {
       .positional_names = pos,
       .npositional = 1,
   };
-  const char *queue_name, *api, *env;
-  char section_name[300], mq_name[300], err[512];
-  bp_ini_t *ini;
-  const bp_section_t *s;
+  const char *queue_name;
+  char mq_name[300];
   publisher_t p = {0};
   struct mq_attr attr = {0};
   struct sigaction sa;
@@ -183,37 +222,14 @@ int main(int argc, char **argv) {
   if (!*queue_name || strchr(queue_name, '/') || strlen(queue_name) > 200)
     bp_cli_fail(&cli, "argument --queue-name: invalid queue name '%s'", queue_name);
   if (opts[1].value) bp_log_set_level(NULL, BP_LOG_DEBUG);
-  if (bp_ini_load(cli.positionals[0], &ini, err, sizeof err) != BP_OK) {
-    fprintf(stderr, "baseplate-trace-publisher: error: %s\n", err);
+  if (configure(&p, cli.positionals[0], queue_name, &max_queue) != 0) return 1;
+  if (!(p.buf = malloc((size_t)p.max_batch + 1)) || !(msg = malloc(MAX_MESSAGE + 1))) {
+    free(p.buf);
+    free(p.url);
     return 1;
   }
-  snprintf(section_name, sizeof section_name, "trace-publisher:%s", queue_name);
-  if (!(s = bp_ini_section(ini, section_name))) {
-    fprintf(stderr, "baseplate-trace-publisher: error: %s: no [%s] section\n", cli.positionals[0],
-            section_name);
-    return 1;
-  }
-  api = bp_section_get(s, "zipkin_api_url");
-  if ((!api || !*api) && (env = getenv("BASEPLATE_ZIPKIN_API_URL")) && *env) api = env;
-  if (!api || !*api) {
-    fprintf(stderr, "baseplate-trace-publisher: error: [%s] zipkin_api_url: required\n", section_name);
-    return 1;
-  }
-  if (strncmp(api, "http://", 7) != 0 && strncmp(api, "https://", 8) != 0) {
-    fprintf(stderr, "baseplate-trace-publisher: error: [%s] zipkin_api_url: expected an http(s) URL, got \"%s\"\n",
-            section_name, api);
-    return 1;
-  }
-  p.post_timeout = int_key(s, "post_timeout", 3, 1);
-  p.max_batch = int_key(s, "max_batch_size", 500 * 1024, 1024);
-  p.retry_limit = int_key(s, "retry_limit", 10, 1);
-  max_queue = int_key(s, "max_queue_size", 10000, 1);
-  if (!(p.url = malloc(strlen(api) + sizeof "/spans"))) return 1;
-  sprintf(p.url, "%s%s", api, api[strlen(api) - 1] == '/' ? "spans" : "/spans");
-  if (!(p.buf = malloc((size_t)p.max_batch + 1)) || !(msg = malloc(MAX_MESSAGE + 1))) return 1;
   p.buf[0] = '[';
   p.len = 1;
-  bp_ini_free(ini);
 
   snprintf(mq_name, sizeof mq_name, "/traces-%s", queue_name);
   attr.mq_maxmsg = max_queue;
@@ -236,6 +252,9 @@ int main(int argc, char **argv) {
   if (mq == (mqd_t)-1) {
     fprintf(stderr, "baseplate-trace-publisher: error: cannot open the message queue %s: %s\n",
             mq_name, strerror(errno));
+    free(msg);
+    free(p.buf);
+    free(p.url);
     return 1;
   }
   if (mq_getattr(mq, &attr) == 0 && attr.mq_msgsize > MAX_MESSAGE) {
