@@ -56,6 +56,7 @@ struct bp_tracer_s {
   char endpoint_json[320]; /* {"serviceName":…,"ipv4":…} */
   double sample_rate;
   int collect; /* keep spans for bp_tracing_take */
+  int otlp;    /* ... as OTLP JSON spans, not Zipkin's */
   mqd_t mq;    /* (mqd_t)-1: none */
   size_t max_message; /* the largest span sent */
   char mq_name[300];
@@ -234,6 +235,97 @@ static void span_json(bp_tracer_t *t, jbuf_t *b, bp_span_t *s, const char *error
   JB_LIT(b, "]}");
 }
 
+/* Span s as an OpenTelemetry span in OTLP/HTTP JSON (an element of
+ * scopeSpans[].spans; the sender wraps the batch in resourceSpans). */
+static void jb_hex(jbuf_t *b, uint64_t high, uint64_t v, int digits) {
+  static const char hex[] = "0123456789abcdef";
+  char d[34];
+  int i, n = 0;
+  d[n++] = '"';
+  if (digits == 32)
+    for (i = 15; i >= 0; i--) d[n++] = hex[(high >> (i * 4)) & 15];
+  for (i = 15; i >= 0; i--) d[n++] = hex[(v >> (i * 4)) & 15];
+  d[n++] = '"';
+  jb_put(b, d, (size_t)n);
+}
+
+static void otlp_attr(jbuf_t *b, int *first, const char *key, const char *value, int type) {
+  char *end;
+  double v;
+  if (!*first) jb_put(b, ",", 1);
+  *first = 0;
+  JB_LIT(b, "{\"key\":");
+  jb_str(b, key);
+  JB_LIT(b, ",\"value\":{");
+  if (type == BP_TAG_BOOL) {
+    if (strcmp(value, "True") == 0 || strcmp(value, "true") == 0) JB_LIT(b, "\"boolValue\":true}}");
+    else JB_LIT(b, "\"boolValue\":false}}");
+    return;
+  }
+  if (type == BP_TAG_NUMBER && (v = strtod(value, &end), *value && !*end) && isfinite(v)) {
+    char num[64];
+    if (v == floor(v) && fabs(v) < 9e15) {
+      snprintf(num, sizeof num, "\"intValue\":\"%.0f\"}}", v); /* int64 as a string (OTLP JSON) */
+    } else {
+      snprintf(num, sizeof num, "\"doubleValue\":%.17g}}", v);
+    }
+    jb_put(b, num, strlen(num));
+    return;
+  }
+  JB_LIT(b, "\"stringValue\":");
+  jb_str(b, value);
+  JB_LIT(b, "}}");
+}
+
+static void otlp_json(bp_tracer_t *t, jbuf_t *b, bp_span_t *s, const char *error) {
+  uint64_t start_ns = bp__span_start_us(s) * 1000;
+  uint64_t dur = s->end_ns > s->start_ns ? s->end_ns - s->start_ns : 0;
+  int first = 1, i, n, type;
+  const char *key, *value;
+  char num[80], ckey[300];
+  double total;
+  (void)t;
+  JB_LIT(b, "{\"traceId\":");
+  jb_hex(b, 0, s->ti.trace_id, 32);
+  JB_LIT(b, ",\"spanId\":");
+  jb_hex(b, 0, s->ti.span_id, 16);
+  if (s->ti.parent_id) {
+    JB_LIT(b, ",\"parentSpanId\":");
+    jb_hex(b, 0, s->ti.parent_id, 16);
+  }
+  JB_LIT(b, ",\"name\":");
+  jb_str(b, bp_span_name(s));
+  /* SPAN_KIND_INTERNAL 1, SERVER 2, CLIENT 3 */
+  snprintf(num, sizeof num, ",\"kind\":%d,\"startTimeUnixNano\":\"",
+           s->kind == BP_SPAN_SERVER ? 2 : s->kind == BP_SPAN_CLIENT ? 3 : 1);
+  jb_put(b, num, strlen(num));
+  jb_u64(b, start_ns);
+  JB_LIT(b, "\",\"endTimeUnixNano\":\"");
+  jb_u64(b, start_ns + dur);
+  JB_LIT(b, "\",\"attributes\":[");
+  if (s->kind == BP_SPAN_LOCAL) otlp_attr(b, &first, "lc", bp_span_component(s), BP_TAG_STRING);
+  n = bp__span_tag_count(s);
+  for (i = 0; i < n; i++) {
+    key = bp__span_tag_at(s, i, &value, &type);
+    otlp_attr(b, &first, key, value, type);
+  }
+  if (s->ti.flags & 1) otlp_attr(b, &first, "debug", "true", BP_TAG_BOOL);
+  n = bp__span_counter_count(s);
+  for (i = 0; i < n; i++) {
+    key = bp__span_counter_at(s, i, &total);
+    snprintf(ckey, sizeof ckey, "counter.%s", key);
+    number_text(total, num, sizeof num);
+    otlp_attr(b, &first, ckey, num, BP_TAG_NUMBER);
+  }
+  JB_LIT(b, "]");
+  if (error) { /* STATUS_CODE_ERROR, the error class as the message */
+    JB_LIT(b, ",\"status\":{\"code\":2,\"message\":");
+    jb_str(b, error);
+    JB_LIT(b, "}");
+  }
+  JB_LIT(b, "}");
+}
+
 /* --- the queues ------------------------------------------------------------------ */
 
 /* Drop the taken spans from the front of the queue. */
@@ -277,7 +369,8 @@ static void record(bp_tracer_t *t, bp_span_t *s, const char *error) {
   jbuf_t *b = &t->scratch;
   b->len = 0;
   b->failed = 0;
-  span_json(t, b, s, error);
+  if (t->otlp) otlp_json(t, b, s, error);
+  else span_json(t, b, s, error);
   if (b->failed) {
     t->dropped_full++;
     return;
@@ -411,6 +504,7 @@ bp_tracer_t *bp_baseplate_add_tracing_observer(bp_baseplate_t *bp, const bp_trac
   t->max_message = MQ_MAX_MESSAGE_SIZE;
   t->sample_rate = o->sample_rate;
   t->collect = o->collect;
+  t->otlp = o->collect && o->format == BP_TRACING_OTLP;
   t->max_spans = o->max_span_queue_size;
   if (!(t->service_name = strdup(o->service_name))) goto oom;
   host_ipv4(ip, sizeof ip);

@@ -161,7 +161,10 @@ typedef struct {
   int collect;              /* keep spans in memory for bp_tracing_take */
   int max_span_queue_size;  /* the in-memory queue's spans (collect) */
   double batch_interval;    /* seconds between wake-ups of bp_tracing_wait */
+  int format;               /* collect: BP_TRACING_ZIPKIN, or BP_TRACING_OTLP (OTLP JSON spans) */
 } bp_tracing_options_t;
+#define BP_TRACING_ZIPKIN 0
+#define BP_TRACING_OTLP 1
 
 /** The tracer, or NULL with the reason (naming the key) in err. */
 BP_EXTERN bp_tracer_t *bp_baseplate_add_tracing_observer(bp_baseplate_t *bp,

@@ -58,6 +58,7 @@ typedef struct {
   int collect;
   int max_span_queue_size;
   double batch_interval;
+  int format;
 } bp_tracing_options_t;
 bp_tracer_t *bp_baseplate_add_tracing_observer(bp_baseplate_t *bp, const bp_tracing_options_t *o,
                                                char *err, size_t errlen);
@@ -174,7 +175,7 @@ local TRACE_BATCH_BYTES = 500 * 1024
 local function tracing_wait(waiter, tracer) return C.bp_tracing_wait(tracer, waiter) end
 
 local function trace_flusher(bp, f)
-    local tracer, session, url = f.tracer, f.session, f.url
+    local tracer, session, url, prefix, suffix = f.tracer, f.session, f.url, f.prefix, f.suffix
     local trace_log = log.get_logger("baseplate.tracing")
     local nspans, len = ffi.new("int[1]"), ffi.new("size_t[1]")
     local headers = { ["Content-Type"] = "application/json" }
@@ -183,6 +184,7 @@ local function trace_flusher(bp, f)
             local p = C.bp_tracing_take(tracer, TRACE_BATCH_BYTES, nspans, len)
             if p == nil then break end
             local body = ffi.string(p, len[0])
+            if prefix then body = prefix .. body .. suffix end -- OTLP's envelope
             local ok, res = pcall(session.post, session, url, { body = body, headers = headers, timeout = 1 })
             if not ok then
                 trace_log:warning("Error while sending %d spans: %s", nspans[0], tostring(res))
@@ -199,6 +201,7 @@ local function tracing_factory(bp, raw)
         tracing = {
             service_name = config.Optional(config.String, ""),
             endpoint = config.Optional(config.Endpoint),
+            otlp_endpoint = config.Optional(config.String),
             queue_name = config.Optional(config.String),
             sample_rate = config.Optional(config.Percent, 0.1),
             max_span_queue_size = config.Optional(config.Integer, 50000),
@@ -214,11 +217,21 @@ local function tracing_factory(bp, raw)
     if cfg.span_batch_interval <= 0 then
         error(config.ConfigurationError("tracing.span_batch_interval", "must be above 0"), 0)
     end
+    local otlp = cfg.otlp_endpoint
+    if otlp then
+        if not otlp:match("^https?://[^/]") then
+            error(config.ConfigurationError("tracing.otlp_endpoint", "expected an http(s) URL, got " .. otlp), 0)
+        end
+        if cfg.endpoint then
+            error(config.ConfigurationError("tracing.otlp_endpoint", "cannot be combined with tracing.endpoint"), 0)
+        end
+    end
     local o = ffi.new("bp_tracing_options_t")
     o.service_name = cfg.service_name
     o.sample_rate = cfg.sample_rate
     o.queue_name = cfg.queue_name
-    o.collect = (cfg.endpoint and not cfg.queue_name) and 1 or 0
+    o.collect = ((cfg.endpoint or otlp) and not cfg.queue_name) and 1 or 0
+    o.format = otlp and 1 or 0
     o.max_span_queue_size = cfg.max_span_queue_size
     o.batch_interval = cfg.span_batch_interval
     local tracer = C.bp_baseplate_add_tracing_observer(bp.c, o, core.errbuf, core.errbuf_size)
@@ -228,9 +241,17 @@ local function tracing_factory(bp, raw)
         local http = require("baseplate.clients.http")
         local client = http.client_from_settings("tracing", { max_retries = 0, connect_timeout = 1 }, true)
         client._cfg.filter = nil -- the collector may be anywhere: no address filter
-        local url = "http://" .. tostring(cfg.endpoint) .. "/api/v1/spans"
+        local f = { tracer = tracer, session = http.session(client, "tracing") }
+        if otlp then -- OTLP/HTTP JSON: the batch of spans inside one resource and scope
+            f.url = otlp:gsub("/+$", "") .. "/v1/traces"
+            f.prefix = '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":'
+                .. require("cjson").encode(cfg.service_name) .. '}}]},"scopeSpans":[{"scope":{"name":"baseplate"},"spans":'
+            f.suffix = "}]}]}"
+        else
+            f.url = "http://" .. tostring(cfg.endpoint) .. "/api/v1/spans"
+        end
         bp._trace_flusher = true
-        runtime.spawn(trace_flusher, bp, { tracer = tracer, session = http.session(client, "tracing"), url = url })
+        runtime.spawn(trace_flusher, bp, f)
     end
     return true
 end

@@ -290,6 +290,39 @@ out=$("$BIN/baseplate-trace-publisher" --queue-name x "$TMP/bad-pub.ini" 2>&1)
 check_eq "a bad value names the key" "$out" 'baseplate-trace-publisher: error: [trace-publisher:x] post_timeout: expected an integer of at least 1, got "soon"'
 check_contains "--help" "$("$BIN/baseplate-trace-publisher" --help)" "usage: baseplate-trace-publisher [-h] [--queue-name QUEUE_NAME]"
 
+# --- OTLP/HTTP JSON (tracing.otlp_endpoint) -------------------------------------------------------
+SPANS=$TMP/otlp.$RANDOM
+: > "$SPANS"
+rm -f "$TMP/sink.port"
+$PY "$TOOLS/zipkin_sink.py" "$TMP/sink.port" "$SPANS" 200 /v1/traces &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$TMP/sink.port" ] && break; sleep 0.05; done
+serve O "tracing.service_name = otel\ntracing.otlp_endpoint = http://127.0.0.1:$(cat "$TMP/sink.port")/\ntracing.sample_rate = 100%\ntracing.span_batch_interval = 50 milliseconds\nbaseplate.trust_trace_headers = true" \
+  || fail "O starts"
+curl -s -H 'traceparent: 00-00000000000000000000000000000064-00f067aa0ba902b8-01' "http://127.0.0.1:$O_PORT/child" > /dev/null
+wait_spans 4
+check_eq "OTLP: four spans, valid OTLP JSON in an ExportTraceServiceRequest" "$(q count) $(q invalid)" "4 "
+check_eq "OTLP: kinds, parents, attributes, status" "$($PY - "$SPANS" <<'PY'
+import json, sys
+spans = {s["name"]: s for s in (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{"))}
+srv = spans["child"]
+attrs = lambda s: {a["key"]: list(a["value"].values())[0] for a in s["attributes"]}
+print(srv["traceId"], srv.get("parentSpanId"), srv["kind"], spans["redis.get"]["kind"], spans["geocode"]["kind"])
+print(all(s["traceId"] == srv["traceId"] for s in spans.values()),
+      all(spans[n]["parentSpanId"] == srv["spanId"] for n in ("redis.get", "geocode", "payments.charge")))
+a = attrs(srv)
+print(a["color"], a["fresh"], a["count"], a["counter.things.done"], a["http.status_code"], attrs(spans["geocode"])["lc"])
+print(spans["payments.charge"]["status"], "status" in srv)
+PY
+)" "00000000000000000000000000000064 00f067aa0ba902b8 2 3 1
+True True
+blue True 7 3 200 maps
+{'code': 2, 'message': 'Error'} False"
+stop O
+printf '[app:main]\nfactory = traceapp:make_app\ntracing.service_name = x\ntracing.endpoint = 127.0.0.1:1\ntracing.otlp_endpoint = http://127.0.0.1:1\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/bad.ini"
+out=$(cd "$TMP" && "$BIN/baseplate-serve" --bind 127.0.0.1:1 bad.ini 2>&1)
+check_contains "OTLP and Zipkin endpoints together are refused" "$out" "tracing.otlp_endpoint: cannot be combined with tracing.endpoint"
+
 # --- configuration errors ---------------------------------------------------------------------
 printf '[app:main]\nfactory = traceapp:make_app\ntracing.service_name = x\ntracing.sample_rate = 150%%\n[server:main]\nfactory = baseplate.server.http\n' > "$TMP/bad.ini"
 out=$(cd "$TMP" && "$BIN/baseplate-serve" --bind 127.0.0.1:1 bad.ini 2>&1)

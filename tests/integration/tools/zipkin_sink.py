@@ -1,13 +1,15 @@
 """A Zipkin collector stand-in: records the spans POSTed to /api/v1/spans.
 
-    zipkin_sink.py PORT_FILE OUT_FILE [STATUS]
+    zipkin_sink.py PORT_FILE OUT_FILE [STATUS [PATH]]
 
 Each span is checked field by field against Zipkin v1 JSON as Baseplate.py
 writes it (formats.md, "Zipkin spans"): a valid one is appended to OUT_FILE
 as one JSON line, an invalid one as "INVALID <reason> <span>". Requests
 that are not a POST of a JSON array with Content-Type application/json are
 recorded as "BADREQUEST <reason>". Answers STATUS (default 202). OUT_FILE
-"-" reads and discards what comes (for benchmarks).
+"-" reads and discards what comes (for benchmarks). With PATH /v1/traces
+it is an OpenTelemetry collector: OTLP/HTTP JSON requests, each span
+checked against the OTLP JSON mapping.
 """
 import http.server
 import json
@@ -17,7 +19,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from zipkin_sink_check import check_span
+from zipkin_sink_check import check_otlp_request, check_otlp_span, check_span
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -40,6 +42,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except Exception as e:
                 spans = None
                 lines.append("BADREQUEST not JSON: %s" % e)
+            if spans is not None and PATH == "/v1/traces":  # OTLP/HTTP JSON
+                spans, why = check_otlp_request(spans)
+                if why:
+                    lines.append("BADREQUEST %s" % why)
+                else:
+                    lines.append("BATCH %d" % len(spans))
+                    for s in spans:
+                        err = check_otlp_span(s)
+                        j = json.dumps(s, sort_keys=True)
+                        lines.append("INVALID %s %s" % (err, j) if err else j)
+                spans = None
             if spans is not None and not isinstance(spans, list):
                 lines.append("BADREQUEST not a JSON array")
             elif spans is not None:

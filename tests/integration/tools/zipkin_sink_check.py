@@ -74,3 +74,70 @@ def check_span(s):
     if (values == []) != ("lc" in keys):
         return "local spans (no annotations) and only they have lc"
     return None
+
+
+def check_otlp_value(v):
+    if not isinstance(v, dict) or len(v) != 1:
+        return "an attribute value must have exactly one member"
+    (k, x), = v.items()
+    if k == "stringValue" and isinstance(x, str):
+        return None
+    if k == "boolValue" and isinstance(x, bool):
+        return None
+    if k == "intValue" and isinstance(x, str) and x.lstrip("-").isdigit():
+        return None
+    if k == "doubleValue" and isinstance(x, (int, float)) and not isinstance(x, bool):
+        return None
+    return "bad attribute value %r" % v
+
+
+def is_hex(v, n):
+    return isinstance(v, str) and len(v) == n and all(c in "0123456789abcdef" for c in v) and v != "0" * n
+
+
+def check_otlp_span(s):
+    """An OTLP/HTTP JSON span (opentelemetry-proto's JSON mapping)."""
+    allowed = {"traceId", "spanId", "parentSpanId", "name", "kind", "startTimeUnixNano",
+               "endTimeUnixNano", "attributes", "status"}
+    if not isinstance(s, dict) or not set(s) <= allowed:
+        return "unknown keys %s" % sorted(set(s) - allowed)
+    if not is_hex(s.get("traceId"), 32) or not is_hex(s.get("spanId"), 16):
+        return "traceId / spanId must be 32 / 16 lowercase hex digits, not all zero"
+    if "parentSpanId" in s and not is_hex(s["parentSpanId"], 16):
+        return "parentSpanId must be 16 hex digits"
+    if not isinstance(s.get("name"), str) or not s["name"]:
+        return "name must be a non-empty string"
+    if s.get("kind") not in (1, 2, 3):
+        return "kind must be INTERNAL, SERVER or CLIENT"
+    for k in ("startTimeUnixNano", "endTimeUnixNano"):
+        if not isinstance(s.get(k), str) or not s[k].isdigit():
+            return "%s must be a decimal string" % k
+    if abs(int(s["startTimeUnixNano"]) / 1e9 - time.time()) > 3600 or int(s["endTimeUnixNano"]) < int(s["startTimeUnixNano"]):
+        return "times must be now, the end after the start"
+    if not isinstance(s.get("attributes"), list):
+        return "attributes must be a list"
+    for a in s["attributes"]:
+        if not isinstance(a, dict) or set(a) != {"key", "value"} or not isinstance(a["key"], str):
+            return "an attribute must have exactly key and value"
+        err = check_otlp_value(a["value"])
+        if err:
+            return err
+    if "status" in s and (not isinstance(s["status"], dict) or s["status"].get("code") not in (0, 1, 2)):
+        return "bad status"
+    return None
+
+
+def check_otlp_request(body):
+    """The spans of an ExportTraceServiceRequest, or a reason it is not one."""
+    if not isinstance(body, dict) or set(body) != {"resourceSpans"} or not isinstance(body["resourceSpans"], list):
+        return None, "the body must be {resourceSpans: [...]}"
+    spans = []
+    for rs in body["resourceSpans"]:
+        attrs = rs.get("resource", {}).get("attributes", [])
+        if not any(a.get("key") == "service.name" and "stringValue" in a.get("value", {}) for a in attrs):
+            return None, "resource without service.name"
+        for ss in rs.get("scopeSpans", []):
+            if not isinstance(ss.get("scope", {}).get("name"), str):
+                return None, "scope without a name"
+            spans.extend(ss.get("spans", []))
+    return spans, None
