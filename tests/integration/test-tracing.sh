@@ -247,11 +247,13 @@ TQ unlink "traces-$QN"
 publisher ""
 check_contains "the publisher starts" "$(cat "$PUB_LOG")" "Publishing the spans of /traces-$QN to http://127.0.0.1:"
 serve E "tracing.service_name = e\ntracing.queue_name = $QN\ntracing.sample_rate = 100%" || fail "E starts"
+# (at most 9 spans at once: the queue may be as small as the system's
+# default limit, 10 messages, and the publisher slow to drain it)
 curl -s "http://127.0.0.1:$E_PORT/child" > /dev/null
-urls=(); for _ in $(seq 1 30); do urls+=(-o /dev/null "http://127.0.0.1:$E_PORT/ok"); done
+urls=(); for _ in $(seq 1 5); do urls+=(-o /dev/null "http://127.0.0.1:$E_PORT/ok"); done
 curl -s "${urls[@]}"
-wait_spans 34
-check_eq "the spans reach the collector" "$(q count)" 34
+wait_spans 9
+check_eq "the spans reach the collector" "$(q count)" 9
 check_eq "valid, at /api/v2/spans, as JSON" "$(q invalid)" ""
 check_eq "in one batch (within a second)" "$(q batches)" 1
 check_eq "the same spans" "$(q brief | grep -v ' ok ' | cut -d' ' -f1,2)" "client payments.charge
@@ -262,7 +264,7 @@ server child"
 kill -INT "$PUB_PID"; wait "$PUB_PID"; check_eq "the publisher exits 0 on SIGINT" "$?" 0
 # (8 requests: the queue may be as small as the system's default limit, 10)
 publisher "max_batch_size = 2048"
-curl -s "${urls[@]:0:24}"
+curl -s "${urls[@]}" "${urls[@]:0:9}"
 wait_spans 8
 check_eq "8 spans" "$(q count)" 8
 b=$(q batches)
