@@ -25,6 +25,7 @@
 #include "baseplate/redis.h"
 #include "baseplate/memcache.h"
 #include "baseplate/crypto.h"
+#include "baseplate/mqueue.h"
 #include "baseplate/postgres.h"
 #include "baseplate/thrift.h"
 #include "baseplate/thrift_client.h"

@@ -22,6 +22,7 @@
  * warning per batch interval. Nothing ever waits for a destination.
  */
 #include "span_internal.h"
+#include "baseplate/mqueue.h"
 #include "internal.h"
 #include "runtime.h"
 #include "baseplate/log.h"
@@ -457,16 +458,6 @@ static void tracer_free(void *ud) {
   free(t);
 }
 
-static long read_limit(const char *path, long dflt) {
-  FILE *f = fopen(path, "r");
-  long v = dflt;
-  if (f) {
-    if (fscanf(f, "%ld", &v) != 1 || v < 1) v = dflt;
-    fclose(f);
-  }
-  return v;
-}
-
 /* The host's IPv4 address, as Baseplate.py finds it (the host name
  * resolved), else 127.0.0.1. */
 static void host_ipv4(char *out, size_t size) {
@@ -525,7 +516,8 @@ bp_tracer_t *bp_baseplate_add_tracing_observer(bp_baseplate_t *bp, const bp_trac
   free(ep.p);
   ep.p = NULL;
   if (o->queue_name && *o->queue_name) {
-    struct mq_attr attr = {.mq_maxmsg = MQ_MAX_MESSAGES, .mq_msgsize = MQ_MAX_MESSAGE_SIZE};
+    struct mq_attr attr;
+    int shrunk = 0;
     if (strchr(o->queue_name, '/') || strlen(o->queue_name) > 200) {
       tracing_bad:
       snprintf(err, errlen, "tracing.queue_name: invalid queue name \"%s\"", o->queue_name);
@@ -533,24 +525,15 @@ bp_tracer_t *bp_baseplate_add_tracing_observer(bp_baseplate_t *bp, const bp_trac
       return NULL;
     }
     snprintf(t->mq_name, sizeof t->mq_name, "/traces-%s", o->queue_name);
-    t->mq = mq_open(t->mq_name, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0644, &attr);
-    if (t->mq == (mqd_t)-1 && errno == EINVAL) {
-      /* Baseplate.py's sizes are above this system's limits (an
-       * unprivileged process, or a container without CAP_SYS_RESOURCE):
-       * the largest queue the limits allow */
-      long maxmsg = read_limit("/proc/sys/fs/mqueue/msg_max", MQ_MAX_MESSAGES);
-      long msgsize = read_limit("/proc/sys/fs/mqueue/msgsize_max", MQ_MAX_MESSAGE_SIZE);
-      attr.mq_maxmsg = maxmsg < MQ_MAX_MESSAGES ? maxmsg : MQ_MAX_MESSAGES;
-      attr.mq_msgsize = msgsize < MQ_MAX_MESSAGE_SIZE ? msgsize : MQ_MAX_MESSAGE_SIZE;
-      t->mq = mq_open(t->mq_name, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0644, &attr);
-      if (t->mq != (mqd_t)-1)
-        bp_log(BP_LOG_WARNING, LOGGER,
-               "%s: the system's limits (/proc/sys/fs/mqueue) allow %ld messages of at most %ld "
-               "bytes, not %d of %d",
-               t->mq_name, (long)attr.mq_maxmsg, (long)attr.mq_msgsize, MQ_MAX_MESSAGES,
-               MQ_MAX_MESSAGE_SIZE);
-    }
-    if (t->mq != (mqd_t)-1 && mq_getattr(t->mq, &attr) == 0 && attr.mq_msgsize < MQ_MAX_MESSAGE_SIZE)
+    t->mq = bp_mq_open(t->mq_name, O_WRONLY | O_NONBLOCK, MQ_MAX_MESSAGES, MQ_MAX_MESSAGE_SIZE, &attr,
+                       &shrunk);
+    if (t->mq != (mqd_t)-1 && shrunk)
+      bp_log(BP_LOG_WARNING, LOGGER,
+             "%s: the system's limits (/proc/sys/fs/mqueue) allow %ld messages of at most %ld "
+             "bytes, not %d of %d",
+             t->mq_name, (long)attr.mq_maxmsg, (long)attr.mq_msgsize, MQ_MAX_MESSAGES,
+             MQ_MAX_MESSAGE_SIZE);
+    if (t->mq != (mqd_t)-1 && attr.mq_msgsize < MQ_MAX_MESSAGE_SIZE)
       t->max_message = (size_t)attr.mq_msgsize; /* a queue made by someone else, or smaller */
     if (t->mq == (mqd_t)-1) {
       if (errno == ENAMETOOLONG) goto tracing_bad;

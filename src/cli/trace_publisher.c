@@ -16,6 +16,7 @@
 #include <baseplate/config.h>
 #include <baseplate/ini.h>
 #include <baseplate/log.h>
+#include <baseplate/mqueue.h>
 #include <curl/curl.h>
 
 #include <errno.h>
@@ -232,23 +233,7 @@ int main(int argc, char **argv) {
   p.len = 1;
 
   snprintf(mq_name, sizeof mq_name, "/traces-%s", queue_name);
-  attr.mq_maxmsg = max_queue;
-  attr.mq_msgsize = MAX_MESSAGE;
-  mq = mq_open(mq_name, O_RDONLY | O_CREAT | O_CLOEXEC, 0644, &attr);
-  if (mq == (mqd_t)-1 && errno == EINVAL) {
-    /* above the system's limits (/proc/sys/fs/mqueue): as large as they allow */
-    FILE *f;
-    long v;
-    if ((f = fopen("/proc/sys/fs/mqueue/msg_max", "r"))) {
-      if (fscanf(f, "%ld", &v) == 1 && v > 0 && v < attr.mq_maxmsg) attr.mq_maxmsg = v;
-      fclose(f);
-    }
-    if ((f = fopen("/proc/sys/fs/mqueue/msgsize_max", "r"))) {
-      if (fscanf(f, "%ld", &v) == 1 && v > 0 && v < attr.mq_msgsize) attr.mq_msgsize = v;
-      fclose(f);
-    }
-    mq = mq_open(mq_name, O_RDONLY | O_CREAT | O_CLOEXEC, 0644, &attr);
-  }
+  mq = bp_mq_open(mq_name, O_RDONLY, max_queue, MAX_MESSAGE, &attr, NULL);
   if (mq == (mqd_t)-1) {
     fprintf(stderr, "baseplate-trace-publisher: error: cannot open the message queue %s: %s\n",
             mq_name, strerror(errno));
@@ -257,7 +242,7 @@ int main(int argc, char **argv) {
     free(p.url);
     return 1;
   }
-  if (mq_getattr(mq, &attr) == 0 && attr.mq_msgsize > MAX_MESSAGE) {
+  if (attr.mq_msgsize > MAX_MESSAGE) {
     char *bigger = realloc(msg, (size_t)attr.mq_msgsize + 1);
     if (!bigger) return 1;
     msg = bigger;

@@ -1,4 +1,4 @@
--- What the JIT tests (test-http-jit.lua, test-thrift-jit.lua) share: a free
+-- What the JIT tests (test-*-jit.lua) share: a free
 -- port to serve on, and LuaJIT's trace events recorded while the traffic
 -- runs.
 local server = require("baseplate.server")
@@ -46,6 +46,15 @@ function M.watch()
     end, "trace")
     function w.stop() jit.attach(function() end) end
     return w
+end
+
+--- How many compiled traces began in a source whose path contains `path`.
+function M.traces_in(stops, path)
+    local n = 0
+    for _, src in ipairs(stops) do
+        if src:find(path, 1, true) then n = n + 1 end
+    end
+    return n
 end
 
 --- The NYI aborts in baseplate's own modules, but those `known(abort)` excuses.
