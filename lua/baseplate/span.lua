@@ -325,6 +325,7 @@ local function drain()
     draining = true
     while pending[0] > 0 do
         local evs = C.bp_observer_events_take(n_cell)
+        if n_cell[0] == 0 then break end -- (out of memory: kept for the next turn)
         for i = 0, n_cell[0] - 1 do
             local ok, err = pcall(deliver, evs[i])
             if not ok then logger():error("delivering a span event failed: %s", tostring(err)) end
