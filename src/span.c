@@ -64,6 +64,7 @@ void bp_trace_info_new(bp_trace_info_t *ti) {
   ti->parent_id = 0;
   ti->sampled = -1;
   ti->flags = 0;
+  ti->trace_id_high = 0;
 }
 
 static int parse_u64(const char *s, uint64_t *out) {
@@ -125,11 +126,12 @@ int bp_trace_info_from_traceparent(bp_trace_info_t *ti, const char *s, size_t le
       hex_u64(s + 53, 2, &flags))
     return BP_EINVAL;
   if ((high == 0 && low == 0) || parent == 0) return BP_EINVAL;
-  /* A 128-bit trace ID goes on as its low 64 bits (Zipkin's rule for
-   * 64-bit tracers); one whose high half is zero converts losslessly. A
+  /* Baseplate's trace ID is the low 64 bits (Zipkin's rule for 64-bit
+   * tracers); the high half rides along for the traceparent we send on. A
    * trace ID of zero low bits has no 64-bit form. */
   if (low == 0) return BP_EINVAL;
   ti->trace_id = low;
+  ti->trace_id_high = high;
   ti->parent_id = parent;
   ti->span_id = bp_random_id();
   ti->sampled = (int)(flags & 1);
@@ -140,7 +142,8 @@ size_t bp_trace_info_to_traceparent(const bp_trace_info_t *ti, char *out) {
   static const char hex[] = "0123456789abcdef";
   uint64_t v;
   int i;
-  memcpy(out, "00-0000000000000000", 19);
+  memcpy(out, "00-", 3);
+  for (v = ti->trace_id_high, i = 15; i >= 0; i--, v >>= 4) out[3 + i] = hex[v & 15];
   for (v = ti->trace_id, i = 15; i >= 0; i--, v >>= 4) out[19 + i] = hex[v & 15];
   out[35] = '-';
   for (v = ti->span_id, i = 15; i >= 0; i--, v >>= 4) out[36 + i] = hex[v & 15];
@@ -229,7 +232,7 @@ static bp_span_t *span_alloc(void) {
   s->root = NULL;
   s->bp = NULL;
   s->batch = NULL;
-  s->edge = (size_t)-1;
+  s->edge = s->tracestate = (size_t)-1;
   s->edge_len = 0;
   s->idstr[0] = '\0';
   s->start_ns = s->end_ns = 0;
@@ -348,6 +351,7 @@ bp_span_t *bp_span_make_child(bp_span_t *parent, const char *name, int local,
   s->ti.span_id = bp_random_id();
   s->ti.sampled = parent->ti.sampled;
   s->ti.flags = parent->ti.flags;
+  s->ti.trace_id_high = parent->ti.trace_id_high;
   s->root = bp_span_ref(bp_span_root(parent));
   for (i = 0; i < parent->nobs; i++)
     if (parent->obs[i].vt->on_child_span_created)
@@ -562,6 +566,23 @@ const char *bp_span_edge_request(const bp_span_t *s, size_t *len) {
   }
   if (len) *len = s->edge_len;
   return STR(s, s->edge);
+}
+
+int bp_span_set_tracestate(bp_span_t *s, const char *value, size_t len) {
+  size_t off, i;
+  /* W3C: list members of printable ASCII; 512 characters is the most a
+   * platform must pass on, and we pass on no more. */
+  if (len > 512) return BP_EINVAL;
+  for (i = 0; i < len; i++)
+    if ((unsigned char)value[i] < 0x20 || (unsigned char)value[i] > 0x7e) return BP_EINVAL;
+  if ((off = arena_put(s, value, len)) == (size_t)-1) return BP_ENOMEM;
+  s->tracestate = off;
+  return BP_OK;
+}
+
+const char *bp_span_tracestate(const bp_span_t *s) {
+  if (s->root) s = s->root;
+  return s->tracestate == (size_t)-1 ? NULL : STR(s, s->tracestate);
 }
 
 /* --- the span running now ------------------------------------------------------------- */

@@ -14,7 +14,7 @@ struct bp_span_s {
   bp_baseplate_t *bp;
   bp_span_t *root; /* NULL for a server span; a reference otherwise */
   uint64_t start_ns, end_ns, start_us;
-  size_t name, component, edge; /* arena offsets; (size_t)-1 for none */
+  size_t name, component, edge, tracestate; /* arena offsets; (size_t)-1 for none */
   size_t edge_len;
   struct {
     const bp_span_observer_t *vt;

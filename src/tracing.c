@@ -287,7 +287,7 @@ static void otlp_json(bp_tracer_t *t, jbuf_t *b, bp_span_t *s, const char *error
   double total;
   (void)t;
   JB_LIT(b, "{\"traceId\":");
-  jb_hex(b, 0, s->ti.trace_id, 32);
+  jb_hex(b, s->ti.trace_id_high, s->ti.trace_id, 32);
   JB_LIT(b, ",\"spanId\":");
   jb_hex(b, 0, s->ti.span_id, 16);
   if (s->ti.parent_id) {

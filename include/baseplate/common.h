@@ -21,7 +21,7 @@
  * constant changes incompatibly. The Lua side (baseplate.core) and C
  * modules (BP_MODULE) check it when they load.
  */
-#define BP_ABI_VERSION 3
+#define BP_ABI_VERSION 4
 
 /*
  * The status vocabulary: 0 for success, negative for failure. As in libuv,

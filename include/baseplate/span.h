@@ -39,6 +39,10 @@ typedef struct {
   uint64_t span_id;
   int sampled;        /* -1 undecided, 0 no, 1 yes */
   uint64_t flags;
+  /* The high 64 bits of a 128-bit W3C trace ID this trace arrived with
+   * (0 for Baseplate's own 64-bit IDs): not part of Baseplate's trace ID,
+   * carried along so that `traceparent` goes on unchanged. */
+  uint64_t trace_id_high;
 } bp_trace_info_t;
 
 /** A new root: random trace ID, span ID = trace ID, no parent, undecided. */
@@ -58,10 +62,11 @@ BP_EXTERN int bp_trace_info_from_upstream(bp_trace_info_t *ti, const char *trace
 
 /**
  * From a W3C `traceparent` value (formats.md): the upstream's span becomes
- * the parent, this span gets a new ID, `sampled` is flags & 1. A trace ID
- * whose high 64 bits are zero converts losslessly; a 128-bit one goes on
- * as its low 64 bits. BP_EINVAL for a malformed value (uppercase hex,
- * version ff, all-zero IDs…).
+ * the parent, this span gets a new ID, `sampled` is flags & 1. The trace
+ * ID's low 64 bits are Baseplate's trace ID and its high 64 bits go to
+ * `trace_id_high`, so the `traceparent` this trace sends on carries the
+ * same 128-bit ID. BP_EINVAL for a malformed value (uppercase hex, version
+ * ff, all-zero IDs, zero low bits…).
  */
 BP_EXTERN int bp_trace_info_from_traceparent(bp_trace_info_t *ti, const char *value, size_t len);
 /** The `traceparent` of a call made as span ti ("00-" 32 hex "-" 16 hex
@@ -261,6 +266,12 @@ BP_EXTERN bp_baseplate_t *bp_span_baseplate(const bp_span_t *span);
 /** The edge-request bytes carried along (root only; may be NULL). */
 BP_EXTERN int bp_span_set_edge_request(bp_span_t *span, const char *data, size_t len);
 BP_EXTERN const char *bp_span_edge_request(const bp_span_t *span, size_t *len);
+/** The W3C `tracestate` the request came with, to send on with the trace
+ * (server spans; a client or local span answers its root's; may be NULL).
+ * BP_EINVAL for a value that is not one (over 512 characters, characters
+ * outside printable ASCII). */
+BP_EXTERN int bp_span_set_tracestate(bp_span_t *span, const char *value, size_t len);
+BP_EXTERN const char *bp_span_tracestate(const bp_span_t *span);
 
 /**
  * The span whose code runs now (its trace ID goes on log lines), or NULL.

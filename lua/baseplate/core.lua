@@ -12,7 +12,7 @@ const char *bp_version_string(void);
 const char *bp_strerror(int status);
 ]])
 
-local ABI_VERSION = 3 -- BP_ABI_VERSION this Lua code was written against
+local ABI_VERSION = 4 -- BP_ABI_VERSION this Lua code was written against
 
 local function resolve()
     local ok = pcall(function() return ffi.C.bp_abi_version end)

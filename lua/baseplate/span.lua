@@ -23,6 +23,7 @@ typedef struct {
   uint64_t span_id;
   int sampled;
   uint64_t flags;
+  uint64_t trace_id_high;
 } bp_trace_info_t;
 void bp_trace_info_new(bp_trace_info_t *ti);
 int bp_trace_info_from_upstream(bp_trace_info_t *ti, const char *trace_id, const char *parent_id,
@@ -46,6 +47,8 @@ double bp_span_duration(const bp_span_t *span);
 const char *bp_span_get_tag(const bp_span_t *span, const char *key, int *type);
 int bp_span_set_edge_request(bp_span_t *span, const char *data, size_t len);
 const char *bp_span_edge_request(const bp_span_t *span, size_t *len);
+int bp_span_set_tracestate(bp_span_t *span, const char *value, size_t len);
+const char *bp_span_tracestate(const bp_span_t *span);
 typedef struct bp_baseplate_s bp_baseplate_t;
 typedef struct {
   int type;
@@ -180,6 +183,10 @@ function getters.edge_request(self)
     local n = ffi.new("size_t[1]")
     local p = C.bp_span_edge_request(self.c, n)
     return p ~= nil and ffi_string(p, n[0]) or nil
+end
+function getters.tracestate(self)
+    local p = C.bp_span_tracestate(self.c)
+    return p ~= nil and ffi_string(p) or nil
 end
 
 Span.__index = function(self, k)

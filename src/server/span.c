@@ -6,10 +6,11 @@
 
 const bp__trace_names_t bp__http_trace_names = {
     "X-Trace", "X-Span", "X-Parent", "X-Sampled", "X-Flags", "X-Edge-Request", "traceparent",
+    "tracestate",
 };
 
 const bp__trace_names_t bp__theader_trace_names = {
-    "Trace", "Span", "Parent", "Sampled", "Flags", "Edge-Request", NULL,
+    "Trace", "Span", "Parent", "Sampled", "Flags", "Edge-Request", NULL, NULL,
 };
 
 /* A header's value as a C string in buf; NULL if absent, and a value that
@@ -29,8 +30,9 @@ bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust
                                  const bp__trace_names_t *names, bp__carrier_get_fn get,
                                  void *carrier, void (*tagger)(bp_span_t *span, void *ud),
                                  void *ud) {
-  bp_trace_info_t ti, *tip = NULL;
+  bp_trace_info_t ti, w3c, *tip = NULL;
   bp_span_t *span;
+  int w3c_ok = 0; /* the W3C trace context belongs to the trace continued */
   if (trust) {
     char t[32], sp[32], pa[32], sa[8], fl[32];
     const char *trace = header_str(get, carrier, names->trace, t, sizeof t);
@@ -41,10 +43,22 @@ bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust
                                     header_str(get, carrier, names->flags, fl, sizeof fl), NULL,
                                     0) == BP_OK)
       tip = &ti;
-    else if (names->traceparent) { /* W3C, when Baseplate's own headers are absent or invalid */
+    if (names->traceparent) {
+      /* W3C, when Baseplate's own headers are absent or invalid; with
+       * them, a traceparent of the same trace (as our own clients send)
+       * still brings its trace ID's high half and the tracestate along. */
       size_t len;
       const char *tp = get(carrier, names->traceparent, &len);
-      if (tp && bp_trace_info_from_traceparent(&ti, tp, len) == BP_OK) tip = &ti;
+      if (tp && bp_trace_info_from_traceparent(&w3c, tp, len) == BP_OK) {
+        if (!tip) {
+          ti = w3c;
+          tip = &ti;
+          w3c_ok = 1;
+        } else if (w3c.trace_id == ti.trace_id) {
+          ti.trace_id_high = w3c.trace_id_high;
+          w3c_ok = 1;
+        }
+      }
     }
   }
   if (!(span = bp_span_new_server(bp, name, tip))) return NULL;
@@ -52,6 +66,10 @@ bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust
     size_t len;
     const char *edge = get(carrier, names->edge, &len);
     if (edge) bp_span_set_edge_request(span, edge, len);
+    if (w3c_ok && names->tracestate) {
+      const char *ts = get(carrier, names->tracestate, &len);
+      if (ts && len) bp_span_set_tracestate(span, ts, len); /* (an invalid one is dropped) */
+    }
   }
   bp_span_start(span);
   /* (after the start: an observer that watches tags hears them there, as

@@ -150,7 +150,13 @@ static void test_traceparent(void) {
   CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-00000000000000000000000000000064-00f067aa0ba902b8-01", 55), BP_OK);
   CHECK(ti.trace_id == 100 && ti.parent_id == 67667974448284344ULL && ti.sampled == 1 && ti.span_id != 0);
   CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-00", 55), BP_OK);
-  CHECK(ti.trace_id == 0xa3ce929d0e0e4736ULL && ti.sampled == 0); /* the low half */
+  /* Baseplate's trace ID is the low half; the high half rides along and
+   * goes on in the traceparent sent downstream, unchanged */
+  CHECK(ti.trace_id == 0xa3ce929d0e0e4736ULL && ti.trace_id_high == 0x4bf92f3577b34da6ULL &&
+        ti.sampled == 0);
+  ti.span_id = 0x00f067aa0ba902b8ULL;
+  bp_trace_info_to_traceparent(&ti, out);
+  CHECK_STR(out, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-00");
   /* a later version may add fields; version 00 may not */
   CHECK_INT(bp_trace_info_from_traceparent(&ti, "01-00000000000000000000000000000064-00f067aa0ba902b8-01-xyz", 59), BP_OK);
   CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-00000000000000000000000000000064-00f067aa0ba902b8-01-xyz", 59), BP_EINVAL);
@@ -160,6 +166,8 @@ static void test_traceparent(void) {
   CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-00000000000000000000000000000064-0000000000000000-01", 55), BP_EINVAL);
   CHECK_INT(bp_trace_info_from_traceparent(&ti, "00-00000000000000000000000000000064-00f067aa0ba902b8-0", 54), BP_EINVAL);
   CHECK_INT(bp_trace_info_from_traceparent(&ti, "00_00000000000000000000000000000064-00f067aa0ba902b8-01", 55), BP_EINVAL);
+  bp_trace_info_new(&ti);
+  CHECK(ti.trace_id_high == 0);
   ti.trace_id = 67667974448284344ULL;
   ti.span_id = 18446744073709551615ULL;
   ti.sampled = 1;

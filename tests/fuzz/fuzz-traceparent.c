@@ -19,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ti.span_id = ti.parent_id;
     bp_trace_info_to_traceparent(&ti, out);
     if (bp_trace_info_from_traceparent(&back, out, 55) != BP_OK || back.trace_id != ti.trace_id ||
+        back.trace_id_high != ti.trace_id_high ||
         back.parent_id != ti.parent_id || back.sampled != ti.sampled)
       abort();
   }

@@ -142,6 +142,26 @@ check_eq "traceparent: IDs converted (0x64 = 100, 00f067aa0ba902b8 = 67667974448
   '"parentId": 67667974448284344 "traceId": 100 "parentId": 67667974448284344 "traceId": 11803532876627986230 "parentId": 0 "traceId": 300 '
 check_eq "three traces sampled (not the unsampled one, not the uppercase one)" "$(q count)" 3
 
+# --- W3C trace context passed on: a 128-bit trace ID and tracestate (A and B trust headers) -----
+DOWNSTREAM="http://127.0.0.1:$B_PORT" serve A "tracing.service_name = front\ntracing.endpoint = 127.0.0.1:$SINK_PORT\ntracing.span_batch_interval = 50 milliseconds\nbaseplate.trust_trace_headers = true" \
+  || fail "A starts trusting trace headers"
+out=$(curl -s -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01' -H 'tracestate: congo=t61rcWkgMzE,rojo=00f067aa0ba902b7' "http://127.0.0.1:$A_PORT/call")
+check_contains "the 128-bit trace ID goes on whole in the traceparent A sends" "$out" '"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-'
+check_contains "so does the tracestate" "$out" '"tracestate":"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"'
+check_contains "B's span has it (span.tracestate)" "$out" '"span_tracestate":"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"'
+check_contains "Baseplate's trace ID is the low half" "$out" '"trace":"11803532876627986230"'
+# Baseplate headers and a traceparent of the same trace (as our clients send both)
+out=$(curl -s -H 'X-Trace: 11803532876627986230' -H 'X-Span: 5' -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000005-01' -H 'tracestate: a=1' "http://127.0.0.1:$A_PORT/call")
+check_contains "with X-Trace, a matching traceparent still brings the high half" "$out" '"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-'
+check_contains "and the tracestate" "$out" '"tracestate":"a=1"'
+out=$(curl -s -H 'X-Trace: 77' -H 'X-Span: 5' -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000005-01' -H 'tracestate: a=1' "http://127.0.0.1:$A_PORT/call")
+check_contains "a traceparent of another trace is ignored" "$out" '"traceparent":"00-0000000000000000000000000000004d-'
+check_eq "and so is its tracestate" "$(echo "$out" | grep -c tracestate)" 0
+out=$(curl -s -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01' -H "tracestate: $(head -c 600 /dev/zero | tr '\0' a)=1" "http://127.0.0.1:$A_PORT/call")
+check_eq "a tracestate over 512 characters is dropped" "$(echo "$out" | grep -c tracestate)" 0
+sleep 0.3 # (these sampled spans reach the sink before the next part starts counting)
+stop A
+
 # --- sampling decisions (B: 0%, trusts its upstream) ------------------------------------------
 : > "$SPANS"
 curl -s "http://127.0.0.1:$B_PORT/ok" > /dev/null
@@ -301,7 +321,7 @@ PIDS+=($!)
 for _ in $(seq 1 100); do [ -s "$TMP/sink.port" ] && break; sleep 0.05; done
 serve O "tracing.service_name = otel\ntracing.otlp_endpoint = http://127.0.0.1:$(cat "$TMP/sink.port")/\ntracing.sample_rate = 100%\ntracing.span_batch_interval = 50 milliseconds\nbaseplate.trust_trace_headers = true" \
   || fail "O starts"
-curl -s -H 'traceparent: 00-00000000000000000000000000000064-00f067aa0ba902b8-01' "http://127.0.0.1:$O_PORT/child" > /dev/null
+curl -s -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01' "http://127.0.0.1:$O_PORT/child" > /dev/null
 wait_spans 4
 check_eq "OTLP: four spans, valid OTLP JSON in an ExportTraceServiceRequest" "$(q count) $(q invalid)" "4 "
 check_eq "OTLP: kinds, parents, attributes, status" "$($PY - "$SPANS" <<'PY'
@@ -316,7 +336,7 @@ a = attrs(srv)
 print(a["color"], a["fresh"], a["count"], a["counter.things.done"], a["http.status_code"], attrs(spans["geocode"])["lc"])
 print(spans["payments.charge"]["status"], "status" in srv)
 PY
-)" "00000000000000000000000000000064 00f067aa0ba902b8 2 3 1
+)" "4bf92f3577b34da6a3ce929d0e0e4736 00f067aa0ba902b8 2 3 1
 True True
 blue True 7 3 200 maps
 {'code': 2, 'message': 'Error'} False"

@@ -6,7 +6,7 @@ local runtime = require("baseplate.runtime")
 local core = require("baseplate.core")
 
 t.test("core version and ABI", function()
-    t.eq(core.ABI_VERSION, 3)
+    t.eq(core.ABI_VERSION, 4)
     t.ok(baseplate.version:match("^%d+%.%d+%.%d+$"), baseplate.version)
     t.eq(core.strerror(core.EINVAL), "invalid argument")
     t.eq(core.strerror(core.AGAIN), "operation in progress")

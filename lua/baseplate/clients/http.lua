@@ -427,6 +427,8 @@ local function add_trace_headers(headers, child, parent)
     -- W3C trace context for services that speak only it (formats.md)
     C.bp_trace_info_to_traceparent(C.bp_span_trace(child.c), traceparent_buf)
     headers[#headers + 1] = "traceparent: " .. ffi_string(traceparent_buf, 55)
+    local ts = C.bp_span_tracestate(child.c)
+    if ts ~= nil then headers[#headers + 1] = "tracestate: " .. ffi_string(ts) end
     local edge = parent.edge_request
     if type(edge) == "string" and edge ~= "" then
         -- Over HTTP it came as base64 and passes on unchanged; from Thrift
@@ -457,7 +459,7 @@ local function header_lines(client, opts, has_json)
             local ln = lower(name)
             if client._internal and (ln:match("^x%-") and (ln == "x-trace" or ln == "x-span"
                 or ln == "x-parent" or ln == "x-sampled" or ln == "x-flags" or ln == "x-edge-request")
-                or ln == "traceparent") then
+                or ln == "traceparent" or ln == "tracestate") then
                 -- the span's own win
             else
                 seen[ln] = true

@@ -20,7 +20,8 @@ function M.make_app(app_config)
     local app = http.app(app_config, { baseplate = bp })
     app:get("ok", "/ok", function(request)
         return { sampled = request.span.sampled, trace = request.span.trace_id,
-                 traceparent = request.headers.traceparent }
+                 traceparent = request.headers.traceparent, tracestate = request.headers.tracestate,
+                 span_tracestate = request.span.tracestate }
     end)
     app:get("fail", "/fail", function(request) error("boom") end)
     app:get("child", "/child", function(request)
