@@ -425,8 +425,28 @@ local function stream_response(r, s)
     return rc
 end
 
+-- A table raised by a handler (a ClientError, an app's own error object)
+-- keeps its class and message, with the traceback of where it was raised:
+-- what the span, the log and Sentry get (its __tostring is the text a
+-- string error would have had).
+local Failure = {}
+Failure.__tostring = function(f) return f.traceback end
+
 local function error_handler(err)
-    if getmetatable(err) == Abort then return err end
+    local mt = getmetatable(err)
+    if mt == Abort then return err end
+    if type(err) == "table" then
+        local msg = rawget(err, "message")
+        if msg == nil then
+            msg = (type(mt) == "table" and mt.__tostring) and tostring(err) or span_mod().error_class(err)
+        end
+        msg = tostring(msg)
+        -- (from where error() was called: the frame of error itself may show)
+        local info = debug.getinfo(2, "S")
+        local level = (info and info.what == "C") and 3 or 2
+        return setmetatable({ class = span_mod().error_class(err), message = msg, error = err,
+                              traceback = traceback(msg, level) }, Failure)
+    end
     return traceback(tostring(err), 2)
 end
 
@@ -440,8 +460,10 @@ local function render(r, ok, a, b, c)
             return send(r, a.status, body, a.headers)
         end
         local route = ffi_string(C.bp_request_route_name(r))
-        local msg = a:match("^[^\n]*")
-        server_log:exception("unhandled error in route " .. route .. ": " .. msg, { traceback = a })
+        local text = tostring(a)
+        local msg = text:match("^[^\n]*")
+        if getmetatable(a) == Failure and a.class ~= "Error" then msg = a.class .. ": " .. msg end
+        server_log:exception("unhandled error in route " .. route .. ": " .. msg, { traceback = text })
         return send_internal_error(r)
     end
     local ta = type(a)
@@ -477,9 +499,11 @@ local function request_job(req, handler_id)
     if sp and observe_pending[0] > 0 then span_mod().adopt(C.bp_request_span(r), request) end
     serving(request)
     local ok, a, b, c = xpcall(handlers[handler_id], error_handler, request)
-    if rawget(request, "_timed_out") then -- (a server timeout: 504, whatever the handler did)
+    local timed_out = rawget(request, "_timed_out")
+    if timed_out then -- (a server timeout: 504, whatever the handler did)
         ok, a = false, setmetatable({ status = 504 }, Abort)
         C.bp_request_set_error(r, "ServerTimeout")
+        if sp then span_mod().note_error(C.bp_request_span(r), require("baseplate.server_timeout").error_of(timed_out)) end
     end
     if not ok and sp and getmetatable(a) ~= Abort then
         C.bp_request_set_error(r, span_mod().error_class(a))

@@ -89,8 +89,12 @@ local function expire(e, doomed)
     rawset(e, "message", msg)
     local span = what.span
     if span then span:set_tag("timed_out", true) end
+    -- (where the request was waiting: for the log with debug on, and for
+    -- the error the span fails with, which Sentry reports)
+    local tb = debug.traceback(e.co, msg)
+    rawset(e, "traceback", tb)
     if e.debug then
-        timeout_log:warning("%s", debug.traceback(e.co, msg))
+        timeout_log:warning("%s", tb)
     else
         timeout_log:warning("%s", msg)
     end
@@ -156,7 +160,7 @@ local function on_job_end(co)
     entries[co] = nil
     if e.q then
         unlink(e)
-        e.co, e.what = false, false
+        e.co, e.what, e.message, e.traceback = false, false, nil, nil
         nspare = nspare + 1
         spare[nspare] = e
     end
@@ -170,6 +174,13 @@ end
 
 --- The error class a timed-out request's span fails with.
 M.ERROR_CLASS = "ServerTimeout"
+
+--- The error a timed-out request's span fails with (its observers, Sentry
+--- among them, get it): class ServerTimeout, the log line's message, and
+--- the traceback of where the request was waiting.
+function M.error_of(timeout)
+    return { class = M.ERROR_CLASS, message = timeout.message, traceback = timeout.traceback }
+end
 
 --- configure_observers' factory: server_timeout.default, .debug and
 --- .by_endpoint.NAME (timespans or `infinite`).

@@ -109,6 +109,13 @@ curl -s "$(url /classed)" > /dev/null
 wait_events 1
 check_eq "a table error's class" "$(q 'evs[0]["event"]["exception"]["values"][0]["type"], evs[0]["event"]["exception"]["values"][0]["value"]')" "Kaput kaput"
 : > "$EVENTS"
+check_eq "an uncaught table error: a 500" "$(curl -s -o /dev/null -w '%{http_code}' "$(url /raised)")" 500
+wait_events 1
+check_eq "... its class, message and where it was raised reach Sentry" \
+  "$(q 'evs[0]["problems"], evs[0]["event"]["exception"]["values"][0]["type"], evs[0]["event"]["exception"]["values"][0]["value"], evs[0]["event"]["exception"]["values"][0]["stacktrace"]["frames"][-1]["lineno"]')" \
+  "[] Kaput kaput raised 35"
+check_contains "... and the log line" "$(cat "$LOG")" "unhandled error in route raised: Kaput: kaput raised"
+: > "$EVENTS"
 curl -s "$(url /spawned)" > /dev/null
 wait_events 1
 check_eq "a spawned coroutine that dies" \
@@ -133,6 +140,18 @@ check_eq "... then the event goes out, after Retry-After" \
 check_contains "the pause is logged" "$(cat "$LOG")" "Sentry rate limit: sending paused for 2 seconds"
 stop_server TERM
 check_eq "the server stops" "$SERVER_RC" 0
+
+# --- a request that times out -------------------------------------------------------------------
+: > "$EVENTS"
+serve_with "sentry.dsn = $(DSN_OF "$SINK_PORT")\nserver_timeout.default = 200 milliseconds"
+check_eq "a timed-out request: 504" "$(curl -s -o /dev/null -w '%{http_code}' "$(url /slow)")" 504
+wait_events 1
+check_eq "... is a Sentry event: ServerTimeout, the log line's text, the route" \
+  "$(q 'evs[0]["problems"], evs[0]["event"]["exception"]["values"][0]["type"], evs[0]["event"]["exception"]["values"][0]["value"], evs[0]["event"]["transaction"]')" \
+  "[] ServerTimeout Server timed out processing for 'slow' after 0.20 seconds slow"
+check_eq "... with where the request was waiting" \
+  "$(q '[f["lineno"] for f in evs[0]["event"]["exception"]["values"][0]["stacktrace"]["frames"] if f["filename"] == "./sentryapp.lua"]')" "[36]"
+stop_server TERM
 
 # --- what is queued at shutdown is sent ----------------------------------------------------------
 : > "$EVENTS"

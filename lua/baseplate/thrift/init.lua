@@ -470,6 +470,9 @@ local function call_job(callp, processor_id)
     end
     if timed_out then -- (a server timeout: whatever the handler did)
         C.bp_thrift_call_set_error(call, "ServerTimeout")
+        if C.bp_thrift_call_span(call) ~= nil then
+            span_mod().note_error(C.bp_thrift_call_span(call), require("baseplate.server_timeout").error_of(timed_out))
+        end
         if oneway then
             rc = C.bp_thrift_call_finish(call)
         else

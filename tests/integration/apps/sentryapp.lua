@@ -32,6 +32,8 @@ function M.make_app(app_config)
         return { ok = true }
     end)
     app:get("unavailable", "/unavailable", function() http.abort(503) end)
+    app:get("raised", "/raised", function() error({ class = "Kaput", message = "kaput raised" }) end)
+    app:get("slow", "/slow", function() baseplate.sleep(2) return { ok = true } end)
     return app
 end
 
