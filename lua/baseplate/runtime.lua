@@ -341,6 +341,25 @@ function M.serving(what)
     end
 end
 
+--- For a coroutine that serves one thing after another (a queue
+--- consumer's message handlers): from now on it serves `what`, as a
+--- request job does (the SIGUSR1 dump, server timeouts), until serve_end.
+function M.serve_begin(what)
+    local co = co_running()
+    active[co] = what
+    if job_start_hook then job_start_hook(co, what) end
+end
+
+--- The end of what serve_begin started: a timeout's doom is lifted, so the
+--- coroutine's next message may wait again.
+function M.serve_end()
+    local co = co_running()
+    local what = active[co]
+    if what ~= nil and job_end_hook then job_end_hook(co, what) end
+    active[co] = nil
+    doomed[co] = nil
+end
+
 --- Log the traceback of every coroutine serving something (SIGUSR1).
 function M.dump_activity()
     local n = 0

@@ -75,6 +75,16 @@ check_contains "... and the error" "$(cat "$LOG")" "a bug in the handler"
 check_contains "then the usual graceful shutdown" "$(cat "$LOG")" "SIGTERM received: shutting down gracefully"
 check_eq "messages after it were not handled" "$(count done)" 2
 
+# --- server timeouts apply to each message --------------------------------------------------------
+consumer "test.messages = 3\ntest.delay = 0.05\ntest.slow_at = 2\nserver_timeout.default = 300 milliseconds\nmetrics.namespace = q\nmetrics.log_if_unconfigured = true" \
+  "max_concurrency = 1" || fail "the consumer starts"
+for _ in $(seq 1 100); do [ "$(count done)" -ge 2 ] && break; sleep 0.05; done
+check_eq "the slow message is interrupted at its wait and fails as ServerTimeout; the next is handled" \
+  "$(grep -E '^(done|interrupted|failed)' "$OUT" | tr '\n' ' ')" "done 1 interrupted 2 failed 2 ServerTimeout done 3 "
+check_contains "the log line" "$(cat "$LOG")" "Server timed out processing for 'consumer.test' after 0.30 seconds"
+check_contains "the span's timed_out counter" "$(cat "$LOG")" "q.server.consumer.test.timed_out:1|c"
+stop_server TERM
+
 # --- configuration errors ----------------------------------------------------------------------------
 printf '[app:main]\nfactory = consumerapp:make_consumer\ntest.out = %s\n[server:main]\nfactory = baseplate.server.queue_consumer\n' "$OUT" > "$TMP/bad.ini"
 out=$(cd "$TMP" && "$BIN/baseplate-serve" --bind 127.0.0.1:1 bad.ini 2>&1)

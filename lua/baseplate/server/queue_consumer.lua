@@ -139,8 +139,10 @@ end
 --- Run `fn(context, ...)` as one message of Baseplate `bp`: a new request
 --- context and a server span named `name` (continuing `trace_info`, a
 --- baseplate.span TraceInfo or nil), tagged with `tags` (a table or nil),
---- finished with the error `fn` raises, which is raised again. The
---- building block of every consumer factory's message handler.
+--- finished with the error `fn` raises, which is raised again. A message
+--- past its server timeout (server_timeout.default, .by_endpoint.NAME)
+--- fails with the ServerTimeout error. The building block of every
+--- consumer factory's message handler.
 local function with_traceback(e)
     if type(e) == "string" then return debug.traceback(e, 2) end
     return e -- (a table error keeps its class and fields)
@@ -149,7 +151,6 @@ end
 function M.handle_message(bp, name, trace_info, tags, fn, ...)
     local context = bp:make_context_object()
     local span = bp:make_server_span(context, name, trace_info)
-    runtime.serving(context)
     -- (entered for the whole message, its finish included: the metrics it
     -- sends and the log lines about it carry its trace ID)
     local prev = C.bp_span_current()
@@ -158,7 +159,13 @@ function M.handle_message(bp, name, trace_info, tags, fn, ...)
     if tags then
         for k, v in pairs(tags) do span:set_tag(k, v) end
     end
+    runtime.serve_begin(context) -- (server timeouts, the SIGUSR1 dump)
     local ok, err = xpcall(fn, with_traceback, context, ...)
+    local timed_out = rawget(context, "_timed_out")
+    if timed_out then -- (past its time: a failure, whatever fn did)
+        ok, err = false, require("baseplate.server_timeout").error_of(timed_out)
+    end
+    runtime.serve_end()
     if ok then span:finish() else span:finish(err) end
     runtime.set_span(prev)
     if not ok then error(err, 0) end

@@ -40,7 +40,7 @@ function M.make_consumer(app_config)
     function factory.build_message_handler()
         return {
             handle = function(_, message)
-                qc.handle_message(bp, "consumer.test", nil, { ["message.n"] = message.n }, function(context)
+                local done, err = pcall(qc.handle_message, bp, "consumer.test", nil, { ["message.n"] = message.n }, function(context)
                     in_flight = in_flight + 1
                     if in_flight > max_in_flight then max_in_flight = in_flight end
                     out:write("start ", message.n, " in_flight ", in_flight, " max ", max_in_flight,
@@ -53,6 +53,11 @@ function M.make_consumer(app_config)
                     in_flight = in_flight - 1
                     out:write(ok and "done " or "interrupted ", message.n, "\n")
                 end)
+                if not done then
+                    -- (this consumer's error policy: a timeout is noted, anything else ends the server)
+                    if type(err) ~= "table" or err.class ~= "ServerTimeout" then error(err, 0) end
+                    out:write("failed ", message.n, " ", err.class, "\n")
+                end
             end,
         }
     end
