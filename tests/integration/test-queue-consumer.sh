@@ -75,8 +75,15 @@ check_contains "... and the error" "$(cat "$LOG")" "a bug in the handler"
 check_contains "then the usual graceful shutdown" "$(cat "$LOG")" "SIGTERM received: shutting down gracefully"
 check_eq "messages after it were not handled" "$(count done)" 2
 
-# --- server timeouts apply to each message --------------------------------------------------------
-consumer "test.messages = 3\ntest.delay = 0.05\ntest.slow_at = 2\nserver_timeout.default = 300 milliseconds\nmetrics.namespace = q\nmetrics.log_if_unconfigured = true" \
+# --- server timeouts apply to each message, and Sentry hears of the failure ---------------------------
+PY=/usr/bin/python3
+EVENTS=$TMP/events
+mkdir -p "$TMP/ctl"
+$PY "$SOURCE_DIR/tests/integration/tools/sentry_sink.py" "$TMP/sink.port" "$EVENTS" "$TMP/ctl" &
+SINK_PID=$!
+trap 'cleanup; kill "$SINK_PID" 2>/dev/null' EXIT
+for _ in $(seq 1 100); do [ -s "$TMP/sink.port" ] && break; sleep 0.05; done
+consumer "test.messages = 3\ntest.delay = 0.05\ntest.slow_at = 2\nserver_timeout.default = 300 milliseconds\nmetrics.namespace = q\nmetrics.log_if_unconfigured = true\nsentry.dsn = http://pub:s3cret@127.0.0.1:$(cat "$TMP/sink.port")/7" \
   "max_concurrency = 1" || fail "the consumer starts"
 for _ in $(seq 1 100); do [ "$(count done)" -ge 2 ] && break; sleep 0.05; done
 check_eq "the slow message is interrupted at its wait and fails as ServerTimeout; the next is handled" \
@@ -84,6 +91,9 @@ check_eq "the slow message is interrupted at its wait and fails as ServerTimeout
 check_contains "the log line" "$(cat "$LOG")" "Server timed out processing for 'consumer.test' after 0.30 seconds"
 check_contains "the span's timed_out counter" "$(cat "$LOG")" "q.server.consumer.test.timed_out:1|c"
 stop_server TERM
+check_eq "a Sentry event: ServerTimeout, the span's name as the transaction" \
+  "$($PY -c 'import json,sys; e=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]; print(len(e), e[0]["problems"], e[0]["event"]["exception"]["values"][0]["type"], e[0]["event"]["transaction"])' "$EVENTS")" \
+  "1 [] ServerTimeout consumer.test"
 
 # --- configuration errors ----------------------------------------------------------------------------
 printf '[app:main]\nfactory = consumerapp:make_consumer\ntest.out = %s\n[server:main]\nfactory = baseplate.server.queue_consumer\n' "$OUT" > "$TMP/bad.ini"
