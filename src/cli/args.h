@@ -27,7 +27,9 @@ typedef struct {
   int nopts;
   const char **positional_names;
   int npositional; /* required positionals */
-  int rest;        /* 1: extra positionals after the required ones are kept */
+  int rest;        /* 1: extra positionals after the required ones are kept, and
+                      everything after them is the program's (options too);
+                      2: extra positionals kept, options recognised anywhere */
   const char **positionals;
   int npos_found;
 } bp_cli_t;
@@ -45,7 +47,7 @@ static void bp_cli_fail(const bp_cli_t *c, const char *fmt, const char *arg) {
 static void bp_cli_help(const bp_cli_t *c) {
   bp_cli_usage(c, stdout);
   printf("\n%s\n\npositional arguments:\n", c->description);
-  for (int i = 0; i < c->npositional; i++) printf("  %s\n", c->positional_names[i]);
+  for (int i = 0; i < c->npositional + (c->rest == 2); i++) printf("  %s\n", c->positional_names[i]);
   printf("\noptions:\n  -h, --help            show this help message and exit\n");
   for (int i = 0; i < c->nopts; i++) {
     char left[64];
@@ -64,7 +66,7 @@ static void bp_cli_parse(bp_cli_t *c, int argc, char **argv) {
   c->npos_found = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (!only_positional && c->rest && c->npos_found >= c->npositional) {
+    if (!only_positional && c->rest == 1 && c->npos_found >= c->npositional) {
       /* after the required positionals, everything belongs to the program */
     } else if (!only_positional && strcmp(a, "--") == 0) {
       only_positional = 1;
@@ -100,7 +102,7 @@ static void bp_cli_parse(bp_cli_t *c, int argc, char **argv) {
     if (!c->rest && c->npos_found >= c->npositional) bp_cli_fail(c, "unrecognized arguments: %s", a);
     pos[c->npos_found++] = a;
   }
-  if (c->npos_found < c->npositional) {
+  if (c->npositional > 0 && c->npos_found < c->npositional) {
     static char missing[256];
     missing[0] = '\0';
     for (int i = c->npos_found; i < c->npositional; i++) {
