@@ -26,6 +26,7 @@
 #include "baseplate/memcache.h"
 #include "baseplate/crypto.h"
 #include "baseplate/mqueue.h"
+#include "baseplate/testing.h"
 #include "baseplate/postgres.h"
 #include "baseplate/thrift.h"
 #include "baseplate/thrift_client.h"

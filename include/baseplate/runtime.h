@@ -242,6 +242,13 @@ BP_EXTERN void bp_server_stop(bp_server_t *server);
 BP_EXTERN int bp_server_shutdown(bp_server_t *server, int waiter);
 /** Open connections. */
 BP_EXTERN int bp_server_connections(const bp_server_t *server);
+/**
+ * Serve a connected stream socket `fd` (non-blocking; the server owns it
+ * from now on, and closes it if it cannot take it: BP_ECANCELED when the
+ * server is stopping). With a server started without a listener, the only
+ * way connections come (baseplate.testing's socket pairs).
+ */
+BP_EXTERN int bp_server_adopt(bp_server_t *server, int fd);
 /** Messages (requests, calls) being handled. */
 BP_EXTERN int bp_server_active(const bp_server_t *server);
 
@@ -270,7 +277,8 @@ BP_EXTERN size_t bp_http_server_options_size(void);
 /**
  * Serve `app` on `listener` (the server takes over the socket; free the
  * listener object afterwards as usual). The app must outlive the server.
- * NULL on failure with a reason in err.
+ * A NULL listener: a server that takes connections only from
+ * bp_server_adopt. NULL on failure with a reason in err.
  */
 BP_EXTERN bp_http_server_t *bp_http_server_start(bp_app_t *app, bp_listener_t *listener,
                                                  const bp_http_server_options_t *opts,

@@ -559,6 +559,7 @@ static void on_listener(uv_poll_t *h, int status, int events);
  * in the kernel's backlog (max_concurrency reached, accepting paused). */
 static void listener_update(bp__server_t *s) {
   int want = !s->stopping && !s->accept_paused && !at_capacity(s);
+  if (s->lfd < 0) return; /* (no listener: connections come from bp_server_adopt) */
   if (want == s->polling) return;
   s->polling = want;
   if (want) uv_poll_start(&s->lpoll, UV_READABLE, on_listener);
@@ -635,7 +636,7 @@ static void drain_backlog(bp__server_t *s) {
   static struct sock_filter drop[] = {{BPF_RET | BPF_K, 0, 0, 0}};
   struct sock_fprog prog = {1, drop};
   int fd, n = 0;
-  if (s->shared_socket) return;
+  if (s->shared_socket || s->lfd < 0) return;
   if (s->family != AF_UNIX) (void)setsockopt(s->lfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
   while (n++ < 4096 && (fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
     conn_adopt(s, fd);
@@ -688,7 +689,7 @@ static void listener_closed(uv_handle_t *h) {
 
 static void listener_close(bp__server_t *s) {
   s->polling = 0;
-  uv_close((uv_handle_t *)&s->lpoll, listener_closed);
+  if (s->lfd >= 0) uv_close((uv_handle_t *)&s->lpoll, listener_closed);
   uv_close((uv_handle_t *)&s->accept_retry, listener_closed);
   uv_close((uv_handle_t *)&s->sweep, listener_closed);
 }
@@ -728,15 +729,21 @@ int bp__server_start(bp__server_t *s, const bp__protocol_t *protocol, bp_listene
   s->closable.close = server_close_closable;
   s->protocol = protocol;
   bp__ignore_sigpipe();
-  s->family = l->family;
-  s->lfd = l->fd;
-  l->fd = -1; /* the server owns the socket now */
   uv_timer_init(uv_default_loop(), &s->accept_retry);
   s->accept_retry.data = s;
   uv_timer_init(uv_default_loop(), &s->sweep);
   s->sweep.data = s;
   uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
   uv_unref((uv_handle_t *)&s->sweep);
+  if (!l) { /* connections only from bp_server_adopt (tests: baseplate.testing) */
+    s->family = AF_UNIX;
+    s->lfd = -1;
+    s->listener_handles = 2;
+    return BP_OK;
+  }
+  s->family = l->family;
+  s->lfd = l->fd;
+  l->fd = -1; /* the server owns the socket now */
   rc = uv_poll_init(uv_default_loop(), &s->lpoll, s->lfd);
   s->lpoll.data = s;
   s->listener_handles = rc == 0 ? 3 : 2;
@@ -767,5 +774,14 @@ int bp_server_shutdown(bp_server_t *s, int waiter) {
 }
 
 int bp_server_connections(const bp_server_t *s) { return s->nconns; }
+
+int bp_server_adopt(bp_server_t *s, int fd) {
+  if (!s || s->stopping) {
+    close(fd);
+    return BP_ECANCELED;
+  }
+  conn_adopt(s, fd);
+  return BP_OK;
+}
 
 int bp_server_active(const bp_server_t *s) { return s->active; }
