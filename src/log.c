@@ -174,6 +174,83 @@ static void write_all(const char *p, size_t n) {
   }
 }
 
+/* A line as Baseplate.py's JSON formatter writes it (no newline). */
+static void build_json(linebuf_t *b, const char *lname, const char *logger, size_t logger_len,
+                       const char *msg, size_t msg_len, const char *module, int lineno,
+                       const char *exc_info, const char *extra) {
+  char num[32];
+  lb_puts(b, "{\"message\": ");
+  lb_json_str(b, msg, msg_len);
+  lb_puts(b, ", \"level\": \"");
+  lb_puts(b, lname);
+  lb_puts(b, "\", \"name\": ");
+  lb_json_str(b, logger_len ? logger : "root", logger_len ? logger_len : 4);
+  snprintf(num, sizeof num, ", \"process\": %ld", (long)getpid());
+  lb_puts(b, num);
+  {
+    /* set explicitly, else the span whose code runs now (made lazily) */
+    const char *tid = current_trace_id;
+    if (!tid && bp_span_current()) tid = bp_span_trace_id_string(bp_span_current());
+    if (tid) {
+      lb_puts(b, ", \"traceID\": ");
+      lb_json_str(b, tid, strlen(tid));
+    }
+  }
+  if (module) {
+    lb_puts(b, ", \"module\": ");
+    lb_json_str(b, module, strlen(module));
+    snprintf(num, sizeof num, ", \"lineno\": %d", lineno);
+    lb_puts(b, num);
+  }
+  if (exc_info && *exc_info) {
+    lb_puts(b, ", \"exc_info\": ");
+    lb_json_str(b, exc_info, strlen(exc_info));
+  }
+  if (extra && *extra) {
+    lb_puts(b, ", ");
+    lb_puts(b, extra);
+  }
+  lb_puts(b, "}");
+}
+
+/* Lines kept for baseplate.testing (bp_log_capture), as JSON lines. */
+static struct {
+  int on, quiet;
+  char *p;
+  size_t len, cap;
+} capture;
+
+void bp_log_capture(int on, int quiet) {
+  capture.on = on;
+  capture.quiet = on && quiet;
+  if (!on) bp_log_capture_clear();
+}
+
+const char *bp_log_captured(size_t *len) {
+  *len = capture.len;
+  return capture.p ? capture.p : "";
+}
+
+void bp_log_capture_clear(void) {
+  free(capture.p);
+  capture.p = NULL;
+  capture.len = capture.cap = 0;
+}
+
+static void capture_line(const char *p, size_t n) {
+  if (capture.len + n > ((size_t)64 << 20)) return; /* (a test's log, not a store: 64 MiB at most) */
+  if (capture.len + n > capture.cap) {
+    size_t cap = capture.cap ? capture.cap * 2 : 4096;
+    char *np;
+    while (cap < capture.len + n) cap *= 2;
+    if (!(np = realloc(capture.p, cap))) return; /* (a line lost, never a crash) */
+    capture.p = np;
+    capture.cap = cap;
+  }
+  memcpy(capture.p + capture.len, p, n);
+  capture.len += n;
+}
+
 void bp_log_write(int level, const char *logger, size_t logger_len, const char *msg,
                   size_t msg_len, const char *module, int lineno, const char *exc_info,
                   const char *extra) {
@@ -188,6 +265,18 @@ void bp_log_write(int level, const char *logger, size_t logger_len, const char *
                       : isatty(STDOUT_FILENO)            ? BP_LOG_FORMAT_TEXT
                                                          : BP_LOG_FORMAT_JSON;
   lb_init(&b);
+  if (capture.on) {
+    build_json(&b, lname, logger, logger_len, msg, msg_len, module, lineno, exc_info, extra);
+    lb_put(&b, "\n", 1);
+    if (!b.oom) capture_line(b.p, b.len);
+    if (capture.quiet || format_resolved != BP_LOG_FORMAT_TEXT) {
+      if (!capture.quiet && !b.oom) write_all(b.p, b.len);
+      if (b.p != b.stack) free(b.p);
+      return;
+    }
+    if (b.p != b.stack) free(b.p);
+    lb_init(&b);
+  }
   if (format_resolved == BP_LOG_FORMAT_TEXT) {
     /* "2026-11-22 03:04:39,123 INFO     [baseplate.server] message": the
      * local time (as Python's asctime), the level, the logger. */
@@ -214,38 +303,7 @@ void bp_log_write(int level, const char *logger, size_t logger_len, const char *
       lb_puts(&b, exc_info);
     }
   } else {
-    lb_puts(&b, "{\"message\": ");
-    lb_json_str(&b, msg, msg_len);
-    lb_puts(&b, ", \"level\": \"");
-    lb_puts(&b, lname);
-    lb_puts(&b, "\", \"name\": ");
-    lb_json_str(&b, logger_len ? logger : "root", logger_len ? logger_len : 4);
-    snprintf(num, sizeof num, ", \"process\": %ld", (long)getpid());
-    lb_puts(&b, num);
-    {
-      /* set explicitly, else the span whose code runs now (made lazily) */
-      const char *tid = current_trace_id;
-      if (!tid && bp_span_current()) tid = bp_span_trace_id_string(bp_span_current());
-      if (tid) {
-        lb_puts(&b, ", \"traceID\": ");
-        lb_json_str(&b, tid, strlen(tid));
-      }
-    }
-    if (module) {
-      lb_puts(&b, ", \"module\": ");
-      lb_json_str(&b, module, strlen(module));
-      snprintf(num, sizeof num, ", \"lineno\": %d", lineno);
-      lb_puts(&b, num);
-    }
-    if (exc_info && *exc_info) {
-      lb_puts(&b, ", \"exc_info\": ");
-      lb_json_str(&b, exc_info, strlen(exc_info));
-    }
-    if (extra && *extra) {
-      lb_puts(&b, ", ");
-      lb_puts(&b, extra);
-    }
-    lb_puts(&b, "}");
+    build_json(&b, lname, logger, logger_len, msg, msg_len, module, lineno, exc_info, extra);
   }
   lb_put(&b, "\n", 1);
   if (!b.oom) write_all(b.p, b.len);

@@ -55,6 +55,17 @@ BP_EXTERN const char *bp_log_level_name(int level);
 BP_EXTERN void bp_log_set_format(int format);
 
 /**
+ * Keep every line written from now on (baseplate.testing's log capture),
+ * as a JSON line whatever the format; `quiet`: keep them instead of
+ * writing them. bp_log_capture(0, 0) stops and forgets.
+ */
+BP_EXTERN void bp_log_capture(int on, int quiet);
+/** The lines kept so far (JSON lines, each ending in a newline). */
+BP_EXTERN const char *bp_log_captured(size_t *len);
+/** Forget the lines kept so far (capturing goes on). */
+BP_EXTERN void bp_log_capture_clear(void);
+
+/**
  * A trace ID (decimal string) to stamp on lines written now, or NULL. Without
  * one, lines carry the trace ID of the span whose code runs now
  * (bp_span_enter), if any. The string must stay valid until replaced.

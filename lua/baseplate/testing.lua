@@ -23,6 +23,9 @@ bp_test_exchange_t *bp_test_exchange_start(bp_server_t *server, const char *requ
 const char *bp_test_exchange_response(const bp_test_exchange_t *x, size_t *len);
 void bp_test_exchange_free(bp_test_exchange_t *x);
 int bp_server_adopt(bp_server_t *server, int fd);
+void bp_log_capture(int on, int quiet);
+const char *bp_log_captured(size_t *len);
+void bp_log_capture_clear(void);
 ]])
 
 local C = core.C
@@ -205,6 +208,51 @@ function Client:close()
         C.bp_http_server_stop(self.c)
     end
 end
+
+--------------------------------------------------------------------------------
+-- Capturing log lines
+
+local Capture = {}
+Capture.__index = Capture
+M.Capture = Capture
+
+--- Keep every log line written from now on (by Lua and by the core), as
+--- records: message, level, name (the logger), traceID (the trace of the
+--- request whose code logged it), process, module, lineno, exc_info.
+--- opts.quiet: keep them instead of writing them. One capture at a time.
+function M.capture_logs(opts)
+    C.bp_log_capture(1, (opts and opts.quiet) and 1 or 0)
+    C.bp_log_capture_clear()
+    return setmetatable({}, Capture)
+end
+
+--- The records kept so far, oldest first.
+function Capture:records()
+    local p = C.bp_log_captured(len_cell)
+    local text = ffi.string(p, len_cell[0])
+    local cjson = require("cjson")
+    local out = {}
+    for line in text:gmatch("[^\n]+") do
+        local ok, rec = pcall(cjson.decode, line)
+        if ok then out[#out + 1] = rec end
+    end
+    return out
+end
+
+--- The records whose message contains `text` (plainly), oldest first.
+function Capture:find(text)
+    local out = {}
+    for _, r in ipairs(self:records()) do
+        if type(r.message) == "string" and r.message:find(text, 1, true) then out[#out + 1] = r end
+    end
+    return out
+end
+
+--- Forget what was kept so far.
+function Capture:clear() C.bp_log_capture_clear() end
+
+--- Stop capturing (and forget).
+function Capture:stop() C.bp_log_capture(0, 0) end
 
 --------------------------------------------------------------------------------
 -- Recording spans
