@@ -1,0 +1,58 @@
+-- baseplate-test: busted (Debian's lua-busted) run inside the runtime, so
+-- that specs run on the event loop and may wait — call a handler through
+-- baseplate.testing, query Redis or PostgreSQL, sleep — as handlers do.
+-- Command line, output formats and exit status are busted's. See
+-- docs/testing.md.
+local M = {}
+
+-- busted lives with Lua 5.1's modules (LuaJIT loads them as they are).
+local function add_lua51_paths()
+    if not package.path:find("/usr/share/lua/5.1/", 1, true) then
+        package.path = package.path .. ";/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua"
+    end
+    if not package.cpath:find("/lua/5.1/", 1, true) then
+        package.cpath = package.cpath .. ";/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;/usr/lib/lua/5.1/?.so"
+    end
+end
+
+local Exit = {}
+
+-- Run busted with `args` (its command line); returns the exit status.
+local function run(args)
+    add_lua51_paths()
+    local ok, compat = pcall(require, "busted.compatibility")
+    if not ok then
+        io.stderr:write("baseplate-test: error: busted is not installed (Debian's lua-busted): ",
+            tostring(compat):match("^[^\n]*"), "\n")
+        return 1
+    end
+    -- busted ends with os.exit; here its exit ends the run instead, so the
+    -- runtime closes as usual
+    compat.exit = function(code) error(setmetatable({ code = code }, Exit), 0) end
+    arg = { [0] = "baseplate-test" }
+    for i, a in ipairs(args) do arg[i] = a end
+    local done, err = pcall(function()
+        require("busted.runner")({ standalone = false })
+    end)
+    if done then return 0 end
+    if getmetatable(err) == Exit then
+        -- (busted's own exit: 0, or 1 for any number of failures and errors)
+        local code = err.code
+        if code == true or code == 0 then return 0 end
+        return 1
+    end
+    io.stderr:write("baseplate-test: error: ", tostring(err), "\n")
+    return 1
+end
+
+--- baseplate-test's main: opts.args is busted's command line.
+function M.main(opts)
+    require("baseplate.runtime") -- (declares bp_loop_stop)
+    local code = run(opts.args or {})
+    io.stdout:flush()
+    io.stderr:flush()
+    require("baseplate.core").C.bp_loop_stop()
+    return code
+end
+
+return M
