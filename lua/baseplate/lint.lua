@@ -9,15 +9,7 @@ M.NAME = "no-database-query-string-format"
 M.MESSAGE = "String formatting found in database query. Database queries should use native"
     .. " parameter substitution."
 
--- luacheck lives with Lua 5.1's modules (LuaJIT loads them as they are).
-local function add_lua51_paths()
-    if not package.path:find("/usr/share/lua/5.1/", 1, true) then
-        package.path = package.path .. ";/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua"
-    end
-    if not package.cpath:find("/lua/5.1/", 1, true) then
-        package.cpath = package.cpath .. ";/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;/usr/lib/lua/5.1/?.so"
-    end
-end
+local add_lua51_paths = require("baseplate.lua51_paths")
 
 local function need(name)
     add_lua51_paths()
