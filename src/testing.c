@@ -148,3 +148,13 @@ void bp_test_exchange_free(bp_test_exchange_t *x) {
   free(x->request);
   free(x);
 }
+
+int bp_test_connect(bp_server_t *server) {
+  int fds[2], rc;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) return -errno;
+  if ((rc = bp_server_adopt(server, fds[0])) != BP_OK) {
+    close(fds[1]);
+    return rc;
+  }
+  return fds[1];
+}

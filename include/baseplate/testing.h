@@ -29,4 +29,12 @@ BP_EXTERN bp_test_exchange_t *bp_test_exchange_start(bp_server_t *server, const 
 BP_EXTERN const char *bp_test_exchange_response(const bp_test_exchange_t *x, size_t *len);
 BP_EXTERN void bp_test_exchange_free(bp_test_exchange_t *x);
 
+/**
+ * A socket pair with one end given to `server` (bp_server_adopt), as if a
+ * client had connected: returns the other end (non-blocking, close-on-exec,
+ * the caller's to close), or a negative status (an errno, BP_ECANCELED when
+ * the server is stopping). baseplate.testing's Thrift client connects so.
+ */
+BP_EXTERN int bp_test_connect(bp_server_t *server);
+
 #endif

@@ -54,6 +54,14 @@ typedef struct {
  */
 BP_EXTERN int bp_thrift_connect(const char *host, int port, const char *path, double timeout,
                                 int waiter, bp_thrift_conn_t **out, char *err, size_t errlen);
+/**
+ * As bp_thrift_connect, on a stream socket that is connected already (the
+ * connection owns `fd` from now on, closed on failure too): BP_AGAIN, and
+ * `waiter` is woken with BP_OK on the next loop turn. baseplate.testing
+ * talks to a server through a socket pair this way.
+ */
+BP_EXTERN int bp_thrift_connect_fd(int fd, double timeout, int waiter, bp_thrift_conn_t **out,
+                                   char *err, size_t errlen);
 
 /**
  * Send `msg` (len bytes: one whole Thrift message, CALL or ONEWAY, in

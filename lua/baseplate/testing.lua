@@ -26,6 +26,7 @@ int bp_server_adopt(bp_server_t *server, int fd);
 void bp_log_capture(int on, int quiet);
 const char *bp_log_captured(size_t *len);
 void bp_log_capture_clear(void);
+int bp_test_connect(bp_server_t *server);
 ]])
 
 local C = core.C
@@ -207,6 +208,60 @@ function Client:close()
         self.closed = true
         C.bp_http_server_stop(self.c)
     end
+end
+
+--------------------------------------------------------------------------------
+-- The Thrift client
+
+--- A client of `service` (schema:service(name)) whose calls are served by
+--- `processor` (baseplate.thrift.processor) through the real Thrift server
+--- (THeader framing, the server span, context, exceptions), over socket
+--- pairs: no listening socket. Returns the client (the one of
+--- baseplate.clients.thrift) and a function that stops its server. opts:
+--- timeout (seconds a call may take, default 10), size (connections, 4),
+--- protocol ("binary" or "compact"), server (a table of
+--- bp_thrift_server_options_t fields: max_frame_size, message_timeout…).
+function M.thrift_client(processor, service, opts)
+    require("baseplate.server.thrift") -- the server's declarations
+    local thrift = require("baseplate.thrift")
+    local thrift_client = require("baseplate.clients.thrift")
+    if getmetatable(processor) ~= thrift.Processor then
+        error("testing.thrift_client: expected a processor made with baseplate.thrift.processor()", 2)
+    end
+    if type(service) ~= "table" or type(service.methods) ~= "table" then
+        error("testing.thrift_client: expected a service (schema:service(name))", 2)
+    end
+    opts = opts or {}
+    local o = ffi.new("bp_thrift_server_options_t")
+    C.bp_thrift_server_options_init(o)
+    for k, v in pairs(opts.server or {}) do o[k] = v end
+    local bp = processor.baseplate
+    local c = C.bp_thrift_server_start(bp and bp.c or nil, processor.trust_trace_headers and 1 or 0,
+        processor.id, nil, o, core.errbuf, core.errbuf_size)
+    if c == nil then error("testing.thrift_client: " .. core.errmsg(), 2) end
+    local server = ffi.cast("bp_server_t *", c)
+    local stopped = false
+    local timeout = opts.timeout or 10
+    local target = {
+        timeout = timeout, where = "(testing)",
+        socket = function()
+            if stopped then return core.ECANCELED end
+            return C.bp_test_connect(server)
+        end,
+    }
+    local pool = thrift_client.pool(target, {
+        size = opts.size or 4, timeout = timeout, max_age = 0, max_connection_attempts = 1,
+        protocol = opts.protocol or "binary", max_frame_size = opts.max_frame_size or 16 * 1024 * 1024,
+    }, "testing", "testing")
+    local client = thrift_client.client(service, pool, "testing")
+    local function stop()
+        if not stopped then
+            stopped = true
+            pool:close()
+            C.bp_server_stop(server)
+        end
+    end
+    return client, stop
 end
 
 --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
   uv_write_t req;
@@ -415,6 +416,31 @@ void bp__cconn_connect(bp__cconn_t *c, double timeout, int waiter) {
   } else {
     c->refs++;
   }
+}
+
+void bp__cconn_adopt(bp__cconn_t *c, int fd, double timeout, int waiter) {
+  int rc;
+  c->busy = 1;
+  c->waiter = waiter;
+  arm_timer(c, timeout);
+  if (new_sock(c) != BP_OK) {
+    close(fd);
+    c->state = BP__CCONN_BROKEN;
+    bp__cconn_finish_later(c, BP_EIO);
+    return;
+  }
+  if ((rc = uv_pipe_open(&c->sock->u.pipe, fd)) < 0 ||
+      (rc = uv_read_start(&c->sock->u.stream, on_alloc, on_read)) < 0) {
+    if (rc < 0) bp__cconn_set_err(c, "%s: %s", c->where, uv_strerror(rc));
+    bp__cconn_break(c);
+    bp__cconn_finish_later(c, BP_EIO);
+    return;
+  }
+  /* connected already: ready on the next turn (the waiter is woken from a
+   * loop callback, never from inside the call that started the wait) */
+  c->state = BP__CCONN_READY;
+  c->err[0] = '\0';
+  bp__cconn_finish_later(c, BP_OK);
 }
 
 /* --- TLS ----------------------------------------------------------------------------

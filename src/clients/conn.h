@@ -125,6 +125,11 @@ void bp__cconn_init(bp__cconn_t *c, const bp__cconn_proto_t *proto, const char *
  * within `timeout` seconds (0: no limit). Failures found now come from the
  * loop too: the caller returns BP_AGAIN. */
 void bp__cconn_connect(bp__cconn_t *c, double timeout, int waiter);
+/* As bp__cconn_connect, on a socket that is connected already (`fd`, a
+ * non-blocking stream socket the connection owns from now on; its `path`
+ * names it in errors): the waiter is woken with BP_OK on the next loop
+ * turn (baseplate.testing's socket pairs). */
+void bp__cconn_adopt(bp__cconn_t *c, int fd, double timeout, int waiter);
 
 /* The protocol's handshake is done: the connection is ready, and the
  * connect's waiter is woken with BP_OK. */

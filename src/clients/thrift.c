@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -176,6 +177,29 @@ int bp_thrift_connect(const char *host, int port, const char *path, double timeo
              c->base.host, port);
   *out = c;
   bp__cconn_connect(&c->base, timeout, waiter);
+  return BP_AGAIN;
+}
+
+int bp_thrift_connect_fd(int fd, double timeout, int waiter, bp_thrift_conn_t **out, char *err,
+                         size_t errlen) {
+  bp_thrift_conn_t *c;
+  *out = NULL;
+  bp__ignore_sigpipe();
+  if (!(timeout >= 0)) {
+    close(fd);
+    snprintf(err, errlen, "thrift: invalid timeout");
+    return BP_EINVAL;
+  }
+  if (!(c = calloc(1, sizeof *c))) {
+    close(fd);
+    snprintf(err, errlen, "thrift: out of memory");
+    return BP_ENOMEM;
+  }
+  bp__theader_frame_init(&c->frame);
+  bp__cconn_init(&c->base, &thrift_proto, NULL, 0, 0, "(socket pair)");
+  snprintf(c->base.where, sizeof c->base.where, "(socket pair)");
+  *out = c;
+  bp__cconn_adopt(&c->base, fd, timeout, waiter);
   return BP_AGAIN;
 }
 

@@ -33,6 +33,8 @@ typedef struct {
 } bp_thrift_header_t;
 int bp_thrift_connect(const char *host, int port, const char *path, double timeout, int waiter,
                       bp_thrift_conn_t **out, char *err, size_t errlen);
+int bp_thrift_connect_fd(int fd, double timeout, int waiter, bp_thrift_conn_t **out, char *err,
+                         size_t errlen);
 int bp_thrift_conn_send(bp_thrift_conn_t *c, const char *msg, size_t len, int protocol,
                         const bp_thrift_header_t *headers, int nheaders, int oneway,
                         double timeout, size_t max_frame, int waiter);
@@ -79,9 +81,24 @@ local conn_out = ffi.new("bp_thrift_conn_t *[1]")
 local len_cell = ffi.new("size_t[1]")
 local proto_cell = ffi.new("int[1]")
 
-local function start_connect(waiter, target)
-    local rc = C.bp_thrift_connect(target.host, target.port or 0, target.path, target.timeout, waiter,
-        conn_out, core.errbuf, core.errbuf_size)
+-- (the new connection goes into `got` before the wait: the cell is shared
+-- by every coroutine connecting at the same time)
+local function start_connect(waiter, target, got)
+    local rc
+    if target.socket then -- a function giving a connected socket (baseplate.testing)
+        local fd = target.socket()
+        if fd < 0 then
+            ffi.copy(core.errbuf, ("thrift: " .. core.strerror(fd)):sub(1, core.errbuf_size - 1))
+            return fd
+        end
+        rc = C.bp_thrift_connect_fd(fd, target.timeout, waiter, conn_out, core.errbuf, core.errbuf_size)
+    else
+        rc = C.bp_thrift_connect(target.host, target.port or 0, target.path, target.timeout, waiter,
+            conn_out, core.errbuf, core.errbuf_size)
+    end
+    got.c = conn_out[0]
+    conn_out[0] = nil
+    if got.c == nil then got.err = core.errmsg() end
     return rc
 end
 
@@ -103,10 +120,10 @@ M.close_conn = close_conn
 
 -- Open a connection (the pool's connect): raises a failure, retryable.
 local function open(target)
-    local rc = runtime.await(start_connect, target)
-    local c = conn_out[0]
-    conn_out[0] = nil
-    if c == nil then error(failure("connect", core.errmsg(), false), 0) end
+    local got = {}
+    local rc = runtime.await(start_connect, target, got)
+    local c = got.c
+    if c == nil then error(failure("connect", got.err or core.strerror(rc), false), 0) end
     local conn = { c = ffi.gc(c, C.bp_thrift_conn_close), where = target.where }
     if rc ~= core.OK then
         local detail = conn_error(conn, rc)
@@ -214,8 +231,16 @@ function M.pool_from_config(app_config, prefix, name)
     local e = cfg.endpoint
     local target = { timeout = cfg.timeout, where = tostring(e) }
     if e.family == "AF_UNIX" then target.path = e.path else target.host, target.port = e.host, e.port end
+    return M.pool(target, cfg, name or key_base, app_config["baseplate.service_name"])
+end
+
+--- A pool of connections to `target` ({ host, port } or { path }, or
+--- { socket = f } with f returning a connected socket's descriptor; and
+--- `where`, its name in errors, and `timeout`) with the settings of
+--- pool_from_config in `cfg` (every key given).
+function M.pool(target, cfg, name, service_name)
     local pool = Pool.new({
-        name = name or key_base,
+        name = name,
         size = cfg.size,
         timeout = cfg.timeout > 0 and cfg.timeout or 86400,
         recycle = cfg.max_age > 0 and cfg.max_age or nil,
@@ -228,7 +253,7 @@ function M.pool_from_config(app_config, prefix, name)
     pool.max_connection_attempts = cfg.max_connection_attempts
     pool.protocol = cfg.protocol
     pool.max_frame_size = cfg.max_frame_size
-    pool.service_name = app_config["baseplate.service_name"]
+    pool.service_name = service_name
     return pool
 end
 
