@@ -245,7 +245,8 @@ local function tracing_factory(bp, raw)
         if otlp then -- OTLP/HTTP JSON: the batch of spans inside one resource and scope
             f.url = otlp:gsub("/+$", "") .. "/v1/traces"
             f.prefix = '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":'
-                .. require("cjson").encode(cfg.service_name) .. '}}]},"scopeSpans":[{"scope":{"name":"baseplate"},"spans":'
+                .. require("cjson").encode(cfg.service_name)
+                .. '}}]},"scopeSpans":[{"scope":{"name":"baseplate"},"spans":'
             f.suffix = "}]}]}"
         else
             f.url = "http://" .. tostring(cfg.endpoint) .. "/api/v1/spans"

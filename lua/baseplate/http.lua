@@ -64,7 +64,7 @@ size_t bp_http_error_body(int status, const char *reason, char *buf, size_t size
 
 local C = core.C
 local ffi_string, ffi_cast = ffi.string, ffi.cast
-local type, tostring, pairs, setmetatable, rawset = type, tostring, pairs, setmetatable, rawset
+local type, tostring, pairs, setmetatable = type, tostring, pairs, setmetatable
 local xpcall, traceback = xpcall, debug.traceback
 local encode = cjson.encode
 -- Table bodies: the core's encoder (src/json.c) writes what cjson.encode
@@ -503,7 +503,9 @@ local function request_job(req, handler_id)
     if timed_out then -- (a server timeout: 504, whatever the handler did)
         ok, a = false, setmetatable({ status = 504 }, Abort)
         C.bp_request_set_error(r, "ServerTimeout")
-        if sp then span_mod().note_error(C.bp_request_span(r), require("baseplate.server_timeout").error_of(timed_out)) end
+        if sp then
+            span_mod().note_error(C.bp_request_span(r), require("baseplate.server_timeout").error_of(timed_out))
+        end
     end
     if not ok and sp and getmetatable(a) ~= Abort then
         C.bp_request_set_error(r, span_mod().error_class(a))

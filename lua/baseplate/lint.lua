@@ -36,6 +36,15 @@ local function lookup(scope, name)
     return nil
 end
 
+-- Whether `node` is made of literals only ("SELECT a" .. " FROM t": SQL
+-- split over lines, nothing substituted).
+local function literal(node)
+    local tag = node.tag
+    if tag == "String" or tag == "Number" then return true end
+    if tag == "Paren" then return literal(node[1]) end
+    return tag == "Op" and node[1] == "concat" and literal(node[2]) and literal(node[3])
+end
+
 -- What an expression is to the check: "string" (a string built by `..`,
 -- string.format, table.concat or a method `format`, or a variable holding
 -- one), "format" (one of those functions itself, e.g. `local f =
@@ -44,7 +53,7 @@ local function classify(node, scope)
     if type(node) ~= "table" then return false end
     local tag = node.tag
     if tag == "Paren" then return classify(node[1], scope) end
-    if tag == "Op" then return node[1] == "concat" and "string" or false end
+    if tag == "Op" then return node[1] == "concat" and not literal(node) and "string" or false end
     if tag == "Id" then return lookup(scope, node[1]) or false end
     if tag == "Index" then
         local obj, key = node[1], node[2]
@@ -81,9 +90,12 @@ local function check_call(state, node, scope)
         if method.tag == "String" and SQL_METHODS[method[1]] then sql = node[3] end
     else -- db.query(sql, …) or db.query(db, sql, …)
         local callee = node[1]
+        local obj = callee.tag == "Index" and callee[1]
+        if obj and obj.tag == "Id" and obj[1] == "os" and not lookup(scope, "os") then
+            return -- os.execute runs a shell command, not SQL
+        end
         if callee.tag == "Index" and callee[2].tag == "String" and SQL_METHODS[callee[2][1]] then
             sql = node[2]
-            local obj = callee[1]
             if sql and sql.tag == "Id" and obj.tag == "Id" and sql[1] == obj[1] then sql = node[3] end
         end
     end
@@ -268,13 +280,13 @@ local function run_luacheck(files)
     if not runner then return nil, err end
     local inputs = {}
     for i, f in ipairs(files) do inputs[i] = { filename = f, path = f } end
-    local report, rerr = runner:check(inputs)
-    if not report then return nil, rerr end
-    local text = runner:format(report, { formatter = "plain", codes = true, color = false })
+    local checked, rerr = runner:check(inputs)
+    if not checked then return nil, rerr end
+    local text = runner:format(checked, { formatter = "plain", codes = true, color = false })
     local lines = {}
     for line in text:gmatch("[^\n]+") do lines[#lines + 1] = line end
-    local status = (report.errors or 0) > 0 and 2 or ((report.warnings or 0) > 0 and 1 or 0)
-    if (report.fatals or 0) > 0 then status = 3 end
+    local status = (checked.errors or 0) > 0 and 2 or ((checked.warnings or 0) > 0 and 1 or 0)
+    if (checked.fatals or 0) > 0 then status = 3 end
     return lines, status
 end
 

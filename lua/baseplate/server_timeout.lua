@@ -31,7 +31,7 @@ local log = require("baseplate.log")
 require("baseplate.span") -- (its declarations: bp_span_name)
 
 local C = core.C
-local type, pairs, rawget, rawset, format = type, pairs, rawget, rawset, string.format
+local pairs, rawget, rawset, format = pairs, rawget, rawset, string.format
 local huge = math.huge
 
 local M = {}

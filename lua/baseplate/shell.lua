@@ -25,7 +25,6 @@ void bp_shell_console_close(void);
 ]])
 
 local C = core.C
-local fatal = runtime.fatal
 
 local M = {}
 

@@ -21,8 +21,10 @@ local function run(args)
     -- busted ends with os.exit; here its exit ends the run instead, so the
     -- runtime closes as usual
     compat.exit = function(code) error(setmetatable({ code = code }, Exit), 0) end
+    -- luacheck: push ignore 121 122 (busted reads its arguments from the global)
     arg = { [0] = "baseplate-test" }
     for i, a in ipairs(args) do arg[i] = a end
+    -- luacheck: pop
     local done, err = pcall(function()
         require("busted.runner")({ standalone = false })
     end)

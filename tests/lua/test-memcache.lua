@@ -345,7 +345,7 @@ t.test("a server killed mid-call, and one that comes back", function()
     local stop = stand_in(PORT + 103)
     local c, pool = client({ timeout = "5 seconds" }, nil, nil, "127.0.0.1:" .. (PORT + 103))
     local err
-    runtime.spawn(function() _, err = pcall(c.get, c, "k") end)
+    runtime.spawn(function() local _; _, err = pcall(c.get, c, "k") end)
     runtime.sleep(0.1)
     stop()
     t.ok(t.wait_until(function() return err ~= nil end), "the call ended")

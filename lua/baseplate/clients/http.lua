@@ -85,7 +85,6 @@ M.DEFAULT_PORTS = { 80, 8080, 443, 8443, 8000 }
 
 local len_cell = ffi.new("size_t[1]")
 local call_out = ffi.new("bp_http_call_t *[1]")
-local why_buf = ffi.new("char[512]")
 
 --------------------------------------------------------------------------------
 -- URLs
@@ -385,7 +384,8 @@ local function perform(client, method, url, headers, body, opts)
         local loc = res.headers.location
         if not loc then return res end
         url = join_url(url, loc)
-        if res.status == 303 and method ~= "HEAD" or ((res.status == 301 or res.status == 302) and method == "POST") then
+        if res.status == 303 and method ~= "HEAD"
+            or ((res.status == 301 or res.status == 302) and method == "POST") then
             method, body = "GET", nil
             local kept = {}
             for _, h in ipairs(headers) do
@@ -457,11 +457,10 @@ local function header_lines(client, opts, has_json)
             value = tostring(value)
             if value:find("[\r\n]") then error(format("http: invalid value for header %s", name), 3) end
             local ln = lower(name)
-            if client._internal and (ln:match("^x%-") and (ln == "x-trace" or ln == "x-span"
+            -- (an internal client's span headers win over the caller's)
+            if not (client._internal and (ln:match("^x%-") and (ln == "x-trace" or ln == "x-span"
                 or ln == "x-parent" or ln == "x-sampled" or ln == "x-flags" or ln == "x-edge-request")
-                or ln == "traceparent" or ln == "tracestate") then
-                -- the span's own win
-            else
+                or ln == "traceparent" or ln == "tracestate")) then
                 seen[ln] = true
                 lines[#lines + 1] = name .. (value == "" and ";" or (": " .. value))
             end
@@ -634,7 +633,9 @@ function M.client_from_settings(name, s, internal)
         end
         for _, p in ipairs(f.port_allowlist or M.DEFAULT_PORTS) do C.bp_http_filter_add_port(filter, 1, p) end
         for _, p in ipairs(f.port_denylist or {}) do C.bp_http_filter_add_port(filter, 2, p) end
-        for _, h in ipairs(f.hostname_denylist or {}) do cfg.hostname_denylist[#cfg.hostname_denylist + 1] = lower(h) end
+        for _, h in ipairs(f.hostname_denylist or {}) do
+            cfg.hostname_denylist[#cfg.hostname_denylist + 1] = lower(h)
+        end
     end
     cfg.filter = filter
     local client = {

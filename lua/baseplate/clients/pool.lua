@@ -31,7 +31,9 @@ local remove = table.remove
 function M.new(opts)
     assert(type(opts.connect) == "function", "pool: connect function required")
     local size = opts.size or 10
-    if type(size) ~= "number" or size < 1 then error("pool " .. tostring(opts.name) .. ": size must be at least 1", 2) end
+    if type(size) ~= "number" or size < 1 then
+        error("pool " .. tostring(opts.name) .. ": size must be at least 1", 2)
+    end
     return setmetatable({
         name = opts.name or "pool",
         size = size,

@@ -166,7 +166,7 @@ end
 -- one array serves every call; `keep` anchors the converted strings.
 local values_cap = 16
 local values = ffi.new("const char *[?]", values_cap)
-local keep = {}
+local keep = {} -- luacheck: ignore 241 (written only: it holds the strings)
 
 local function set_params(n, ...)
     if n > values_cap then

@@ -42,7 +42,8 @@ void bp_redis_close(bp_redis_conn_t *c);
 
 local C = core.C
 local ffi_string = ffi.string
-local type, tostring, tonumber, select, setmetatable, error, pcall = type, tostring, tonumber, select, setmetatable, error, pcall
+local type, tostring, tonumber, select, setmetatable, error, pcall =
+    type, tostring, tonumber, select, setmetatable, error, pcall
 local upper, format = string.upper, string.format
 
 local M = {}

@@ -29,7 +29,7 @@ int gettimeofday(struct bp_crypto_timeval *tv, void *tz);
 ]])
 
 local C = core.C
-local type, tostring, setmetatable, tonumber, floor = type, tostring, setmetatable, tonumber, math.floor
+local type, setmetatable, tonumber, floor = type, setmetatable, tonumber, math.floor
 
 local M = {}
 

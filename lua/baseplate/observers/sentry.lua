@@ -18,7 +18,6 @@
 -- time. A full queue drops events with a counted warning; a 429 pauses
 -- sending for its Retry-After; a Sentry that is down or slow only costs the
 -- sender's own time. The DSN's secret is only ever put in X-Sentry-Auth.
-local ffi = require("ffi")
 local bit = require("bit")
 local cjson = require("cjson")
 local core = require("baseplate.core")
@@ -28,8 +27,8 @@ local log = require("baseplate.log")
 local span_mod = require("baseplate.span")
 
 local C = core.C
-local type, tostring, tonumber, pairs, ipairs, pcall, setmetatable, rawget =
-    type, tostring, tonumber, pairs, ipairs, pcall, setmetatable, rawget
+local type, tostring, tonumber, ipairs, pcall, setmetatable, rawget =
+    type, tostring, tonumber, ipairs, pcall, setmetatable, rawget
 local format = string.format
 
 local M = {}

@@ -79,7 +79,10 @@ function M.configure_logging(file, debug)
                 log.set_level("", level_of(key, value))
             elseif key == "format" then
                 local f = ({ auto = log.FORMAT_AUTO, json = log.FORMAT_JSON, text = log.FORMAT_TEXT })[value:lower()]
-                if not f then config_error(file.path, "logging", key, "expected auto, json or text, got " .. require("baseplate.lib.config").quote(value)) end
+                if not f then
+                    config_error(file.path, "logging", key,
+                        "expected auto, json or text, got " .. require("baseplate.lib.config").quote(value))
+                end
                 log.set_format(f)
             elseif key:sub(1, 7) == "logger." and #key > 7 then
                 log.set_level(key:sub(8), level_of(key, value))

@@ -59,7 +59,8 @@ local function report(server, bp, client, settings, base)
                 local t = {}
                 for i = 1, #base do t[i] = base[i] end
                 t[#t + 1] = { "client", name }
-                local ok, err = pcall(item.report_runtime_metrics, item, setmetatable({ batch = batch, base = t }, Tagged))
+                local ok, err = pcall(item.report_runtime_metrics, item,
+                    setmetatable({ batch = batch, base = t }, Tagged))
                 if not ok then mlog:error("report_runtime_metrics of %s failed: %s", name, tostring(err)) end
             end
         end

@@ -141,11 +141,13 @@ function M.run(app_config, args)
         -- failures
         local err = catch(api.get, api, "http://127.0.0.1:1/")
         check("dead server: ConnectionError", clients.is_error(err) and err.class == "ConnectionError", tostring(err))
-        check("dead server: names client and endpoint", clients.is_error(err) and err.client == "api" and err.endpoint and err.command == "GET",
+        check("dead server: names client and endpoint",
+            clients.is_error(err) and err.client == "api" and err.endpoint and err.command == "GET",
             clients.is_error(err) and (tostring(err.client) .. " " .. tostring(err.endpoint)))
         check("transport error fails the span", spans[#spans].err ~= nil)
         err = catch(context.retry.get, context.retry, "http://127.0.0.1:1/")
-        check("max_retries retries a refused connect", clients.is_error(err) and err.message:find("after 3 attempts", 1, true), tostring(err))
+        check("max_retries retries a refused connect",
+            clients.is_error(err) and err.message:find("after 3 attempts", 1, true), tostring(err))
         local ts = baseplate.now()
         err = catch(api.get, api, base .. "/sleep/3000", { timeout = 0.3 })
         local took = baseplate.now() - ts

@@ -432,7 +432,8 @@ local function serialize(self, command, key, value)
         error(client_error("MemcacheError", format("memcache %s: %s: %s", self._name, command, tostring(data)),
             self._name, self._pool.endpoint, command, true), 3)
     end
-    if type(data) ~= "string" or type(flags) ~= "number" or flags < 0 or flags > 4294967295 or flags ~= floor(flags) then
+    if type(data) ~= "string" or type(flags) ~= "number"
+        or flags < 0 or flags > 4294967295 or flags ~= floor(flags) then
         error(format("memcache %s: %s: the serializer must return a string and flags (0..2^32-1)", self._name,
             command), 3)
     end
