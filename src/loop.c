@@ -5,13 +5,56 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 uv_loop_t *bp_loop(void) { return uv_default_loop(); }
 
 void bp_loop_stop(void) { uv_stop(uv_default_loop()); }
 
-double bp_now(void) { return (double)uv_now(uv_default_loop()) / 1000.0; }
+/* The clock baseplate's code reads (bp_now, bp_time): the loop's and the
+ * system's, unless a test froze it or moved it on (baseplate.testing). */
+static struct {
+  int frozen;
+  double offset;            /* added to both while not frozen */
+  double frozen_now, frozen_time;
+} clk;
+
+static double wall_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double bp_now(void) {
+  if (clk.frozen) return clk.frozen_now;
+  return (double)uv_now(uv_default_loop()) / 1000.0 + clk.offset;
+}
+
+double bp_time(void) {
+  if (clk.frozen) return clk.frozen_time;
+  return wall_clock() + clk.offset;
+}
+
+void bp_clock_freeze(int on) {
+  if (on && !clk.frozen) {
+    clk.frozen_now = bp_now();
+    clk.frozen_time = bp_time();
+  }
+  clk.frozen = on != 0;
+}
+
+void bp_clock_advance(double seconds) {
+  if (!(seconds == seconds)) return; /* NaN: no move */
+  clk.offset += seconds;
+  clk.frozen_now += seconds;
+  clk.frozen_time += seconds;
+}
+
+void bp_clock_reset(void) {
+  clk.frozen = 0;
+  clk.offset = 0;
+}
 
 double bp_monotonic(void) { return (double)uv_hrtime() / 1e9; }
 

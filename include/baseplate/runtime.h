@@ -24,6 +24,20 @@ BP_EXTERN void bp_loop_stop(void);
 /** Loop time in seconds (monotonic, cached per iteration). */
 BP_EXTERN double bp_now(void);
 
+/** Wall-clock time: seconds since the epoch, with a fraction (signatures,
+ * expiry times). bp_now and bp_time follow the test clock below. */
+BP_EXTERN double bp_time(void);
+
+/**
+ * The test clock (baseplate.testing): bp_clock_freeze(1) stops bp_now and
+ * bp_time where they are, (0) lets them run again; bp_clock_advance moves
+ * both on by `seconds` (frozen or not); bp_clock_reset gives back the real
+ * clocks. Timers (sleeps, timeouts) keep real time.
+ */
+BP_EXTERN void bp_clock_freeze(int on);
+BP_EXTERN void bp_clock_advance(double seconds);
+BP_EXTERN void bp_clock_reset(void);
+
 /** A monotonic clock in seconds with sub-microsecond resolution (timers). */
 BP_EXTERN double bp_monotonic(void);
 

@@ -13,6 +13,7 @@ local M = {
     version = core.version,
     sleep = runtime.sleep,
     now = runtime.now,
+    time = runtime.time,
     spawn = runtime.spawn,
 }
 

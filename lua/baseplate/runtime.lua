@@ -14,6 +14,7 @@ void bp_timeout_cancel(bp_timeout_t *t);
 void bp_timeout_unref(bp_timeout_t *t);
 void bp_loop_stop(void);
 double bp_now(void);
+double bp_time(void);
 double bp_monotonic(void);
 void bp_span_enter(struct bp_span_s *span);
 struct bp_span_s *bp_span_current(void);
@@ -134,6 +135,11 @@ end
 --- Loop time in seconds (monotonic).
 function M.now()
     return C.bp_now()
+end
+
+--- Wall-clock time: seconds since the epoch, with a fraction.
+function M.time()
+    return C.bp_time()
 end
 
 -- A worker runs jobs (fn, a, b) one after another, yielding DONE in between.

@@ -26,6 +26,9 @@ int bp_server_adopt(bp_server_t *server, int fd);
 void bp_log_capture(int on, int quiet);
 const char *bp_log_captured(size_t *len);
 void bp_log_capture_clear(void);
+void bp_clock_freeze(int on);
+void bp_clock_advance(double seconds);
+void bp_clock_reset(void);
 int bp_test_connect(bp_server_t *server);
 ]])
 
@@ -263,6 +266,41 @@ function M.thrift_client(processor, service, opts)
     end
     return client, stop
 end
+
+--------------------------------------------------------------------------------
+-- The clock
+
+local Clock = {}
+Clock.__index = Clock
+M.Clock = Clock
+
+--- Stop the clock that baseplate.now(), baseplate.time(), signatures
+--- (baseplate.lib.crypto), pool connection ages, server timeouts' deadlines
+--- and Sentry's timestamps read; returns a Clock. Sleeps and timers keep
+--- real time.
+function M.freeze_clock()
+    C.bp_clock_freeze(1)
+    return setmetatable({}, Clock)
+end
+
+--- Move the clock on by `seconds` (frozen or running).
+function Clock:advance(seconds)
+    if type(seconds) ~= "number" or seconds ~= seconds then
+        error("testing: advance expects a number of seconds", 2)
+    end
+    C.bp_clock_advance(seconds)
+end
+
+--- Let the clock run again from where it stands.
+function Clock:thaw()
+    C.bp_clock_freeze(0)
+end
+
+--- Give back the real clock (what every test should do when done).
+function Clock:reset()
+    C.bp_clock_reset()
+end
+M.reset_clock = function() C.bp_clock_reset() end
 
 --------------------------------------------------------------------------------
 -- Capturing log lines

@@ -22,23 +22,15 @@ int bp_signature_read(const char *sig, size_t len, int *version, int64_t *expira
 int bp_signature_matches(const void *key, size_t keylen, const void *msg, size_t msglen,
                          const char *sig, size_t len);
 ]])
--- (libc's wall clock: signatures expire in seconds since the epoch)
-pcall(ffi.cdef, [[
-struct bp_crypto_timeval { long tv_sec; long tv_usec; };
-int gettimeofday(struct bp_crypto_timeval *tv, void *tz);
-]])
 
 local C = core.C
 local type, setmetatable, tonumber, floor = type, setmetatable, tonumber, math.floor
 
 local M = {}
 
-local tv = ffi.new("struct bp_crypto_timeval")
---- Seconds since the epoch (a number with a fraction). Tests may replace it.
-function M.clock()
-    ffi.C.gettimeofday(tv, nil)
-    return tonumber(tv.tv_sec) + tonumber(tv.tv_usec) / 1e6
-end
+--- Seconds since the epoch (a number with a fraction): the runtime's
+--- wall clock, which baseplate.testing can freeze and move on.
+M.clock = require("baseplate.runtime").time
 
 local SignatureError = {}
 SignatureError.__index = SignatureError
