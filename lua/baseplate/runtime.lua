@@ -16,6 +16,7 @@ void bp_loop_stop(void);
 double bp_now(void);
 double bp_time(void);
 double bp_monotonic(void);
+uint64_t bp_random_id(void);
 void bp_span_enter(struct bp_span_s *span);
 struct bp_span_s *bp_span_current(void);
 struct bp_span_s *bp_span_ref(struct bp_span_s *span);
@@ -131,6 +132,16 @@ function M.sleep(seconds)
         error("sleep: " .. core.strerror(rc), 2)
     end
 end
+
+--- A random number in [0, 1) from the core's generator (seeded from the
+--- OS in each process).
+function M.random()
+    return tonumber(C.bp_random_id() / 2048ULL) * (1 / 9007199254740992)
+end
+
+-- Lua's own math.random, seeded once per process (each worker is a
+-- process of its own) so that no two start with the same sequence.
+math.randomseed(tonumber(C.bp_random_id() % 4503599627370496ULL))
 
 --- Loop time in seconds (monotonic).
 function M.now()

@@ -29,7 +29,6 @@ void bp_trace_info_new(bp_trace_info_t *ti);
 int bp_trace_info_from_upstream(bp_trace_info_t *ti, const char *trace_id, const char *parent_id,
                                 const char *span_id, const char *sampled, const char *flags,
                                 char *err, size_t errlen);
-uint64_t bp_random_id(void);
 bp_span_t *bp_span_make_child(bp_span_t *parent, const char *name, int local,
                               const char *component_name, int *status);
 int bp_span_start(bp_span_t *span);

@@ -126,4 +126,26 @@ t.test("doom ends a wait now, and every later wait at once", function()
     t.ok(got[3] < 0.01 and baseplate.now() - t0 < 0.01, "no waiting")
 end)
 
+t.test("random numbers: in [0, 1), and math.random seeded apart in each process", function()
+    for _ = 1, 1000 do
+        local r = runtime.random()
+        t.ok(r >= 0 and r < 1, "out of [0, 1): " .. r)
+    end
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write("print(string.format('%.17g', math.random()))\n")
+    f:close()
+    local bin = os.getenv("BASEPLATE_BUILD_DIR") .. "/bin/bp-lua-test"
+    local function first() -- a fresh process's first math.random()
+        local p = assert(io.popen(bin .. " " .. script .. " 2>&1"))
+        local out = p:read("*l")
+        p:close()
+        return out
+    end
+    local a, b = first(), first()
+    os.remove(script)
+    t.ok(tonumber(a) and tonumber(b), "a number printed: " .. tostring(a))
+    t.ok(a ~= b, "two processes drew the same first number " .. tostring(a))
+end)
+
 t.done()

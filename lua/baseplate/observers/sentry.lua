@@ -298,7 +298,7 @@ end
 
 local function sampled_out(self)
     local r = self.sample_rate
-    return r < 1 and (r <= 0 or math.random() >= r)
+    return r < 1 and (r <= 0 or runtime.random() >= r)
 end
 
 -- What an event says about the span it happened in.
