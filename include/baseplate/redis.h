@@ -161,4 +161,11 @@ BP_EXTERN int bp_redis_busy(const bp_redis_conn_t *c);
  */
 BP_EXTERN void bp_redis_close(bp_redis_conn_t *c);
 
+/**
+ * Redis Cluster's hash slot of a key (0 to 16383): CRC16 (XMODEM) of the
+ * key, or of its hash tag (what is between the first `{` and the next
+ * `}`, when not empty), modulo 16384.
+ */
+BP_EXTERN int bp_redis_keyslot(const char *key, size_t len);
+
 #endif

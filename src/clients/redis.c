@@ -371,3 +371,29 @@ int bp_redis_busy(const bp_redis_conn_t *c) { return c ? c->base.busy : 0; }
 void bp_redis_close(bp_redis_conn_t *c) {
   if (c) bp__cconn_close(&c->base);
 }
+
+/* --- Redis Cluster's key slots ------------------------------------------------- */
+
+static uint16_t crc16_xmodem(const unsigned char *p, size_t len) {
+  uint16_t crc = 0;
+  size_t i;
+  int b;
+  for (i = 0; i < len; i++) {
+    crc ^= (uint16_t)(p[i] << 8);
+    for (b = 0; b < 8; b++) crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+  }
+  return crc;
+}
+
+int bp_redis_keyslot(const char *key, size_t len) {
+  const char *open = memchr(key, '{', len), *close;
+  if (open) {
+    size_t rest = len - (size_t)(open - key) - 1;
+    close = memchr(open + 1, '}', rest);
+    if (close && close > open + 1) {
+      key = open + 1;
+      len = (size_t)(close - open - 1);
+    }
+  }
+  return crc16_xmodem((const unsigned char *)key, len) & 16383;
+}

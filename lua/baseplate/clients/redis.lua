@@ -190,6 +190,7 @@ local function open(cfg)
     local setup = {}
     if cfg.password then setup[#setup + 1] = { "AUTH", cfg.password } end
     if cfg.db and cfg.db ~= 0 then setup[#setup + 1] = { "SELECT", tostring(cfg.db) } end
+    if cfg.readonly then setup[#setup + 1] = { "READONLY" } end -- (a cluster replica's reads)
     if #setup > 0 then
         local replies = send(conn, setup, "connection setup")
         for i = 1, #setup do
@@ -287,23 +288,35 @@ function M.pool_from_config(app_config, prefix, name)
     if cfg.max_connections < 1 then
         error(config.ConfigurationError(key_base .. ".max_connections", "must be at least 1"), 0)
     end
-    if target.tls then
-        local tls = ffi.new("bp_redis_tls_t")
-        tls.verify = target.tls.verify and 1 or 0
-        if target.tls.ca_file then
-            target.tls_ca_file = target.tls.ca_file -- keeps the string alive for tls.ca_file
-            tls.ca_file = target.tls_ca_file
-        end
-        target.tls_c = tls
-    end
+    M.prepare_tls(target)
     target.connect_timeout = cfg.socket_connect_timeout
     target.timeout = cfg.socket_timeout or 0
     target.where = target.host .. ":" .. target.port
     target.client = name or key_base
+    return M.target_pool(target, cfg.max_connections, cfg.pool_timeout, name or key_base)
+end
+
+--- Give parse_url's `target` the C form of its TLS settings (tls_c), if it
+--- has any.
+function M.prepare_tls(target)
+    if not target.tls then return end
+    local tls = ffi.new("bp_redis_tls_t")
+    tls.verify = target.tls.verify and 1 or 0
+    if target.tls.ca_file then
+        target.tls_ca_file = target.tls.ca_file -- keeps the string alive for tls.ca_file
+        tls.ca_file = target.tls_ca_file
+    end
+    target.tls_c = tls
+end
+
+--- A pool of connections to `target` (parse_url's table with
+--- connect_timeout, timeout, where, client; readonly for a cluster
+--- replica): `size` connections, waiting at most `pool_timeout` for one.
+function M.target_pool(target, size, pool_timeout, name)
     return Pool.new({
-        name = name or key_base,
-        size = cfg.max_connections,
-        timeout = cfg.pool_timeout,
+        name = name,
+        size = size,
+        timeout = pool_timeout,
         connect = function() return open(target) end,
         close = M.close_conn,
         usable = usable,
@@ -341,15 +354,21 @@ end
 local Monitored = {}
 M.MonitoredRedisConnection = Monitored
 
-local function monitored_index(self, k)
-    local m = Monitored[k]
-    if m ~= nil then return m end
-    if type(k) ~= "string" or k:sub(1, 1) == "_" then return nil end
-    local cmd = upper(k)
-    local f = function(this, ...) return this:execute_command(cmd, ...) end
-    Monitored[k] = f
-    return f
+--- An __index for an object with `methods` on which any other name is a
+--- command: obj:hset(…) is obj:execute_command("HSET", …) (the method is
+--- made once, then found in `methods`).
+function M.command_index(methods)
+    return function(_, k)
+        local m = methods[k]
+        if m ~= nil then return m end
+        if type(k) ~= "string" or k:sub(1, 1) == "_" then return nil end
+        local cmd = upper(k)
+        local f = function(this, ...) return this:execute_command(cmd, ...) end
+        methods[k] = f
+        return f
+    end
 end
+local monitored_index = M.command_index(Monitored)
 
 -- The shell's Tab completion lists the methods and the commands used so far
 -- (any other command name works too).
@@ -375,20 +394,7 @@ function Monitored:execute_command(...)
 end
 
 local Pipeline = {}
-local function pipeline_index(self, k)
-    local m = Pipeline[k]
-    if m ~= nil then return m end
-    if type(k) ~= "string" or k:sub(1, 1) == "_" then return nil end
-    local cmd = upper(k)
-    local f = function(this, ...)
-        local args = { cmd, ... }
-        this._cmds[#this._cmds + 1] = args
-        return this
-    end
-    Pipeline[k] = f
-    return f
-end
-local pipeline_mt = { __index = pipeline_index }
+local pipeline_mt = { __index = M.command_index(Pipeline) }
 
 --- A pipeline: commands called on it are queued, execute() sends them in
 --- one round trip (inside MULTI/EXEC unless transaction is false) and
@@ -468,6 +474,12 @@ end
 function M.RedisClient()
     return base.client_parser(build)
 end
+
+-- What baseplate.clients.redis_cluster runs commands with: the same
+-- connections, replies and errors.
+M.send = send
+M.is_error = is_error
+M.connection_error = connection_error
 
 --------------------------------------------------------------------------------
 -- MessageQueue
