@@ -25,6 +25,7 @@
 #include "baseplate/redis.h"
 #include "baseplate/memcache.h"
 #include "baseplate/crypto.h"
+#include "baseplate/file_watcher.h"
 #include "baseplate/mqueue.h"
 #include "baseplate/testing.h"
 #include "baseplate/postgres.h"
