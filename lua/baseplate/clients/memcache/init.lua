@@ -271,7 +271,8 @@ local function send(conn, req)
 end
 
 -- Queue a request's commands on conn (req.queue), send them, and read every
--- reply: { kind, number or text } per command, and the values
+-- reply: its kind, number or text per command (replies.number_at[i] is
+-- true for a number), and the values
 -- { key, data, flags, cas }. Raises connection failures.
 local function exchange(conn, req)
     local c = conn.c
@@ -284,6 +285,10 @@ local function exchange(conn, req)
         local kind = C.bp_memcache_reply(c, i - 1, number_cell, text_cell, len_cell)
         if kind == NUMBER then
             replies[i] = u64(number_cell[0])
+            -- (a counter of 4 is not NOT_FOUND: arith asks which replies are numbers)
+            local at = replies.number_at or {}
+            at[i] = true
+            replies.number_at = at
         elseif kind == VERSION then
             replies[i] = ffi_string(text_cell[0], len_cell[0])
         elseif kind >= ERROR and kind <= SERVER_ERROR then
@@ -850,9 +855,8 @@ local function arith(self, command, decr, key, value, noreply)
     noreply = check_noreply(self, command, noreply, false)
     local replies = call(self, { command = command, queue = queue_incr, key = key, decr = decr, delta = delta,
         noreply = noreply })
-    local r = replies[1]
-    if r == NOT_FOUND or r == NOREPLY then return nil end
-    return r
+    if not (replies.number_at and replies.number_at[1]) then return nil end -- NOT_FOUND, NOREPLY
+    return replies[1]
 end
 
 --- Add value (default 1) to key's number: the new number, or nil when key
