@@ -560,6 +560,7 @@ int bp_span_set_edge_request(bp_span_t *s, const char *data, size_t len) {
 }
 
 const char *bp_span_edge_request(const bp_span_t *s, size_t *len) {
+  if (s->root) s = s->root;
   if (s->edge == (size_t)-1) {
     if (len) *len = 0;
     return NULL;

@@ -263,7 +263,9 @@ BP_EXTERN bp_span_t *bp_span_root(bp_span_t *span);
 /** The root's metrics batch (made by the metrics observer), or NULL. */
 BP_EXTERN bp_metrics_batch_t *bp_span_metrics(bp_span_t *span);
 BP_EXTERN bp_baseplate_t *bp_span_baseplate(const bp_span_t *span);
-/** The edge-request bytes carried along (root only; may be NULL). */
+/** The edge-request bytes carried along: set on the server span (the raw
+ * bytes: an HTTP X-Edge-Request's base64 decoded); a client or local span
+ * answers its root's (may be NULL). */
 BP_EXTERN int bp_span_set_edge_request(bp_span_t *span, const char *data, size_t len);
 BP_EXTERN const char *bp_span_edge_request(const bp_span_t *span, size_t *len);
 /** The W3C `tracestate` the request came with, to send on with the trace

@@ -356,7 +356,7 @@ local function item_of(name, v)
     return v
 end
 
-local RESERVED = { span = true, trace = true, _bp = true }
+local RESERVED = { span = true, trace = true, _bp = true, edge_context = true, raw_edge_context = true }
 
 --- Add an attribute (an object, a factory with make_object_for_context, or
 --- a table of those) to every request's context.
@@ -431,12 +431,38 @@ local function make_item(item, name, span, bp)
     return item
 end
 
+--- Set the EdgeContextFactory (baseplate.lib.edgecontext): a table with
+--- from_upstream(self, raw) or a function(raw) that turns the edge
+--- context's raw bytes (nil when the request has none) into the typed edge
+--- context a request's `edge_context` gives, parsed on first access.
+function Baseplate:set_edge_context_factory(factory)
+    if factory ~= nil and type(factory) ~= "function"
+        and not (type(factory) == "table" and type(factory.from_upstream) == "function") then
+        error("set_edge_context_factory: expected a table with from_upstream, or a function", 2)
+    end
+    self.edge_context_factory = factory
+end
+
+--- The edge context of `raw` (a request's raw edge-context bytes, or nil):
+--- the factory's from_upstream(raw), or raw itself without a factory.
+function Baseplate:edge_context_of(raw)
+    local f = self.edge_context_factory
+    if f == nil then return raw end
+    if type(f) == "function" then return f(raw) end
+    return f:from_upstream(raw)
+end
+
 --- The context attribute `name` for ctx, built on first use and kept.
 function Baseplate:context_value(ctx, name, span)
     local item = self._context[name]
     local v
     if item ~= nil then
         v = make_item(item, name, span, self)
+    elseif name == "raw_edge_context" then
+        -- the bytes the server span carries (an HTTP X-Edge-Request decoded)
+        v = span and span.edge_request or nil
+    elseif name == "edge_context" then
+        v = self:edge_context_of(ctx.raw_edge_context)
     elseif name == "metrics" and self.metrics_client and span then
         local b = C.bp_span_metrics(span.c)
         v = b ~= nil and metrics.wrap_batch(b) or self.metrics_client

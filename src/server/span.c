@@ -2,15 +2,18 @@
 #include "server/span.h"
 #include "span_internal.h"
 
+#include "baseplate/config.h"
+
+#include <stdlib.h>
 #include <string.h>
 
 const bp__trace_names_t bp__http_trace_names = {
     "X-Trace", "X-Span", "X-Parent", "X-Sampled", "X-Flags", "X-Edge-Request", "traceparent",
-    "tracestate",
+    "tracestate", 1,
 };
 
 const bp__trace_names_t bp__theader_trace_names = {
-    "Trace", "Span", "Parent", "Sampled", "Flags", "Edge-Request", NULL, NULL,
+    "Trace", "Span", "Parent", "Sampled", "Flags", "Edge-Request", NULL, NULL, 0,
 };
 
 /* A header's value as a C string in buf; NULL if absent, and a value that
@@ -24,6 +27,27 @@ static const char *header_str(bp__carrier_get_fn get, void *carrier, const char 
   memcpy(buf, v, len);
   buf[len] = '\0';
   return buf;
+}
+
+/* The span keeps the edge context's raw bytes, as Baseplate.py's
+ * raw_edge_context: over HTTP they come base64-encoded (Baseplate.py's
+ * b64decode: the standard alphabet, with its padding); a value that does
+ * not decode is dropped, as if the header were absent. */
+static void set_edge(bp_span_t *span, const bp__trace_names_t *names, const char *v, size_t len) {
+  unsigned char stack[512], *out = stack;
+  size_t n = 0;
+  char err[8];
+  if (!names->edge_base64) {
+    bp_span_set_edge_request(span, v, len);
+    return;
+  }
+  if (len == 0) return;
+  if (len / 4 * 3 > sizeof stack && !(out = malloc(len / 4 * 3))) return;
+  if (bp_config_parse_base64(v, len, out, out == stack ? sizeof stack : len / 4 * 3, &n, err,
+                             sizeof err) == BP_OK &&
+      n > 0)
+    bp_span_set_edge_request(span, (const char *)out, n);
+  if (out != stack) free(out);
 }
 
 bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust,
@@ -65,7 +89,7 @@ bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust
   if (trust) {
     size_t len;
     const char *edge = get(carrier, names->edge, &len);
-    if (edge) bp_span_set_edge_request(span, edge, len);
+    if (edge) set_edge(span, names, edge, len);
     if (w3c_ok && names->tracestate) {
       const char *ts = get(carrier, names->tracestate, &len);
       if (ts && len) bp_span_set_tracestate(span, ts, len); /* (an invalid one is dropped) */

@@ -15,6 +15,7 @@ typedef struct {
   const char *trace, *span, *parent, *sampled, *flags, *edge;
   const char *traceparent; /* W3C trace context (HTTP), or NULL */
   const char *tracestate;
+  int edge_base64; /* the edge context comes base64-encoded (HTTP) */
 } bp__trace_names_t;
 
 extern const bp__trace_names_t bp__http_trace_names;    /* X-Trace, X-Span, … X-Edge-Request */

@@ -402,18 +402,30 @@ end
 -- Trace headers (internal clients)
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local b64_char = {}
+for i = 1, 64 do b64_char[i - 1] = B64:sub(i, i) end
+-- Standard base64 with padding (the edge context: sent on every call that has one).
 local function base64(s)
-    return ((s:gsub(".", function(x)
-        local r, b = "", x:byte()
-        for i = 8, 1, -1 do r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
-        return r
-    end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-        if #x < 6 then return "" end
-        local c = 0
-        for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
-        return B64:sub(c + 1, c + 1)
-    end) .. ({ "", "==", "=" })[#s % 3 + 1])
+    local out, n = {}, 0
+    local band, rshift, lshift, bor = bit.band, bit.rshift, bit.lshift, bit.bor
+    for i = 1, #s - 2, 3 do
+        local a, b, c = s:byte(i, i + 2)
+        local v = bor(lshift(a, 16), lshift(b, 8), c)
+        out[n + 1], out[n + 2] = b64_char[rshift(v, 18)], b64_char[band(rshift(v, 12), 63)]
+        out[n + 3], out[n + 4] = b64_char[band(rshift(v, 6), 63)], b64_char[band(v, 63)]
+        n = n + 4
+    end
+    local rest = #s % 3
+    if rest > 0 then
+        local a, b = s:byte(#s - rest + 1, #s)
+        local v = bor(lshift(a, 16), lshift(b or 0, 8))
+        out[n + 1], out[n + 2] = b64_char[rshift(v, 18)], b64_char[band(rshift(v, 12), 63)]
+        out[n + 3] = rest == 2 and b64_char[band(rshift(v, 6), 63)] or "="
+        out[n + 4] = "="
+    end
+    return table.concat(out)
 end
+M._base64 = base64 -- (tests)
 
 local traceparent_buf = ffi.new("char[56]")
 
@@ -429,12 +441,11 @@ local function add_trace_headers(headers, child, parent)
     headers[#headers + 1] = "traceparent: " .. ffi_string(traceparent_buf, 55)
     local ts = C.bp_span_tracestate(child.c)
     if ts ~= nil then headers[#headers + 1] = "tracestate: " .. ffi_string(ts) end
+    -- the edge context's raw bytes (the server span decoded an incoming
+    -- X-Edge-Request), base64-encoded as Baseplate.py's clients send them
     local edge = parent.edge_request
     if type(edge) == "string" and edge ~= "" then
-        -- Over HTTP it came as base64 and passes on unchanged; from Thrift
-        -- it is the raw bytes.
-        if not edge:match("^[A-Za-z0-9+/=_-]+$") then edge = base64(edge) end
-        headers[#headers + 1] = "X-Edge-Request: " .. edge
+        headers[#headers + 1] = "X-Edge-Request: " .. base64(edge)
     end
 end
 

@@ -288,8 +288,10 @@ local function add_trace_headers(headers, span, parent, context)
     if ti.parent_id then headers[#headers + 1] = { "Parent", ti.parent_id } end
     if ti.sampled ~= nil then headers[#headers + 1] = { "Sampled", ti.sampled and "1" or "0" } end
     if ti.flags then headers[#headers + 1] = { "Flags", format("%d", ti.flags) } end
+    -- the edge context's raw bytes, as they came (an HTTP X-Edge-Request
+    -- base64-decoded by the server span), as Baseplate.py's raw_edge_context
     local edge = parent.edge_request
-    if edge == nil and type(context) == "table" then edge = context.edge_context end
+    if edge == nil and type(context) == "table" then edge = context.raw_edge_context end
     if type(edge) == "string" and edge ~= "" then headers[#headers + 1] = { "Edge-Request", edge } end
 end
 

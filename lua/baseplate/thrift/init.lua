@@ -317,7 +317,6 @@ function getters.deadline_budget(self)
     return ms / 1000
 end
 
---- The edge context the caller passed (Edge-Request), raw bytes.
 local Context = {}
 
 --- The THeader header `name` (any case), or nil.
@@ -327,7 +326,16 @@ function Context:header(name)
     return ffi_string(p, len_cell[0])
 end
 
-function getters.edge_context(self) return Context.header(self, "Edge-Request") end
+--- The edge context the caller passed (Edge-Request): its raw bytes, and
+--- the Baseplate's edge context factory's object of them (parsed on first
+--- access; the raw bytes without a factory).
+function getters.raw_edge_context(self) return Context.header(self, "Edge-Request") end
+function getters.edge_context(self)
+    local bp = rawget(self, "_bp")
+    local raw = self.raw_edge_context
+    if bp == nil then return raw end
+    return bp:edge_context_of(raw)
+end
 
 --- Seconds left of the caller's deadline (nil without a Deadline-Budget).
 function Context:time_remaining()
