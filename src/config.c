@@ -342,11 +342,12 @@ static int next_token(const char **p, const char *end, span_t *tok) {
   return 1;
 }
 
-int bp_config_parse_timespan(const char *text, size_t len, int allow_infinite, double *out,
-                             char *err, size_t errlen) {
+int bp_config_parse_timespan(const char *text, size_t len, int flags, double *out, char *err,
+                             size_t errlen) {
   span_t s = span_trim(text, len), count_tok, unit_tok, extra;
   const char *p = s.p, *end = s.p + s.n;
   char q[QUOTE_SIZE];
+  int allow_infinite = flags & BP_CONFIG_TIMESPAN_INFINITE;
   int64_t count;
   size_t i;
   int rc;
@@ -371,12 +372,15 @@ int bp_config_parse_timespan(const char *text, size_t len, int allow_infinite, d
     return fail(err, errlen, "expected a count and a unit, e.g. \"30 seconds\", got %s",
                 quote(s, q, sizeof q));
   }
-  if (count < 0)
+  if (count < 0 && !(flags & BP_CONFIG_TIMESPAN_NEGATIVE))
     return fail(err, errlen, "timespan must not be negative, got %s", quote(s, q, sizeof q));
+  if (count == 0) count = 0; /* "-0 seconds": no -0.0 */
 
   for (i = 0; i < BP_ARRAY_SIZE(timespan_units); i++) {
+    /* Every trailing "s" goes, as Baseplate.py's rstrip("s") depluralizes:
+     * "seconds" and "secondss" are seconds, "s" alone is no unit. */
     span_t singular = unit_tok;
-    if (singular.n > 1 && lower((unsigned char)singular.p[singular.n - 1]) == 's') singular.n--;
+    while (singular.n > 0 && lower((unsigned char)singular.p[singular.n - 1]) == 's') singular.n--;
     if (span_ieq(singular, timespan_units[i].name)) {
       /* count / 1000 rather than count * 0.001: 30 ms is exactly 0.03. */
       if (timespan_units[i].seconds < 1)
@@ -411,15 +415,13 @@ int bp_config_parse_percent(const char *text, size_t len, double *out, char *err
 
 /* ---- endpoints -------------------------------------------------------- */
 
+/* A port as Python's int() reads it (Baseplate.py's Endpoint takes
+ * int(port)): white space around it, a sign, underscores between digits;
+ * then 0..65535, since no other port can be bound or connected to. */
 static int parse_port(span_t port, int *out) {
-  size_t i;
-  long v = 0;
-  if (port.n == 0 || port.n > 5) return BP_EINVAL;
-  for (i = 0; i < port.n; i++) {
-    if (!is_digit((unsigned char)port.p[i])) return BP_EINVAL;
-    v = v * 10 + (port.p[i] - '0');
-  }
-  if (v > 65535) return BP_EINVAL;
+  int64_t v;
+  port = span_trim(port.p, port.n);
+  if (port.n == 0 || scan_integer(port, 10, &v) != 0 || v < 0 || v > 65535) return BP_EINVAL;
   *out = (int)v;
   return 0;
 }
@@ -489,7 +491,8 @@ int bp_config_parse_endpoint(const char *text, size_t len, bp_endpoint_t *out, c
       return fail(err, errlen,
                   "too many \":\" in %s (write IPv6 addresses in brackets, e.g. \"[::1]:80\")",
                   quote(s, q, sizeof q));
-    if (host.n == 0) return fail(err, errlen, "no host specified in %s", quote(s, q, sizeof q));
+    /* An empty host (":80") is Baseplate.py's "": every interface for a
+     * listener, this host for a client. */
     if (host.n >= BP_ENDPOINT_HOST_SIZE)
       return fail(err, errlen, "host name too long (at most %d bytes): %s",
                   BP_ENDPOINT_HOST_SIZE - 1, quote(s, q, sizeof q));
@@ -498,8 +501,7 @@ int bp_config_parse_endpoint(const char *text, size_t len, bp_endpoint_t *out, c
         return fail(err, errlen, "invalid host %s", quote(host, q, sizeof q));
   }
 
-  port.p = colon + 1;
-  port.n = (size_t)(s.p + s.n - port.p);
+  port = span_trim(colon + 1, (size_t)(s.p + s.n - colon - 1));
   if (port.n == 0) return fail(err, errlen, "no port specified in %s", quote(s, q, sizeof q));
   if (parse_port(port, &portnum) != 0)
     return fail(err, errlen, "invalid port %s (expected a number from 0 to 65535)",
@@ -579,20 +581,15 @@ int bp_config_parse_base64(const char *text, size_t len, unsigned char *out, siz
 #define LOOKUP_STACK 1024
 #define LOOKUP_MAX (1 << 20)
 
-/* A decimal id (not the reserved (uid_t)-1). Returns BP_OK, or BP_EINVAL if
- * s is not all digits, -ERANGE if it is but is out of range. */
+/* A decimal id as Python's int() reads it ("+5", "1_000"), from 0 to
+ * (uid_t)-1 exclusive: -1 means "no change" to setuid/chown, and other
+ * negative ids do not exist. Returns BP_OK, or BP_EINVAL if s is not an
+ * integer, -ERANGE if it is but is out of range. */
 static int scan_id(span_t s, uint32_t *out) {
-  uint64_t v = 0;
-  size_t i;
-  for (i = 0; i < s.n; i++) {
-    if (!is_digit((unsigned char)s.p[i])) return BP_EINVAL;
-    v = v * 10 + (uint64_t)(s.p[i] - '0');
-    if (v >= UINT32_MAX) {
-      for (; i < s.n; i++)
-        if (!is_digit((unsigned char)s.p[i])) return BP_EINVAL;
-      return -ERANGE;
-    }
-  }
+  int64_t v;
+  int rc = scan_integer(s, 10, &v);
+  if (rc != 0) return rc;
+  if (v < 0 || v >= (int64_t)UINT32_MAX) return -ERANGE;
   *out = (uint32_t)v;
   return 0;
 }

@@ -487,6 +487,8 @@ static int open_socket(bp_metrics_t *m, const char *endpoint, char *err, size_t 
   hints.ai_socktype = SOCK_DGRAM;
   hints.ai_flags = AI_NUMERICSERV;
   snprintf(port, sizeof port, "%d", e.port);
+  /* ":8125": Python sends to "" (INADDR_ANY), which is this host. */
+  if (e.host[0] == '\0') strcpy(e.host, "0.0.0.0");
   if ((rc = getaddrinfo(e.host, port, &hints, &res)) != 0) {
     set_err(err, errlen, "metrics.endpoint: cannot resolve %s: %s", quote(e.host, q),
             rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));

@@ -71,17 +71,26 @@ BP_EXTERN int bp_config_parse_float(const char *text, size_t len, double *out, c
 BP_EXTERN int bp_config_parse_boolean(const char *text, size_t len, int *out, char *err,
                                       size_t errlen);
 
+/* Flags of bp_config_parse_timespan. */
+enum {
+  BP_CONFIG_TIMESPAN_INFINITE = 1, /* the word "infinite" gives HUGE_VAL */
+  BP_CONFIG_TIMESPAN_NEGATIVE = 2  /* a negative count is allowed (Baseplate.py's Timespan) */
+};
+
 /**
- * A span of time: exactly two white-space separated tokens, a whole,
- * non-negative count and a unit (millisecond, second, minute, hour or day,
- * optionally plural, in any case). *out is the span in seconds, e.g. 0.03
- * for "30 milliseconds". When `allow_infinite` is non-zero the single word
- * "infinite" (any case) is accepted too and gives HUGE_VAL (+infinity).
- * Errors (BP_EINVAL): another number of tokens, a count that is not a whole
- * number ("3.2 hours"), a negative count, an unknown unit ("2 weeks").
+ * A span of time: exactly two white-space separated tokens, a whole count
+ * and a unit (millisecond, second, minute, hour or day, in any case, with
+ * any number of trailing "s": "seconds", as Baseplate.py depluralizes).
+ * *out is the span in seconds, e.g. 0.03 for "30 milliseconds". `flags`:
+ * with BP_CONFIG_TIMESPAN_INFINITE the single word "infinite" (any case) is
+ * accepted too and gives HUGE_VAL (+infinity); with
+ * BP_CONFIG_TIMESPAN_NEGATIVE a negative count gives a negative span
+ * (without it, a negative count is an error). Errors (BP_EINVAL): another
+ * number of tokens, a count that is not a whole number ("3.2 hours"), a
+ * refused negative count, an unknown unit ("2 weeks").
  */
-BP_EXTERN int bp_config_parse_timespan(const char *text, size_t len, int allow_infinite,
-                                       double *out, char *err, size_t errlen);
+BP_EXTERN int bp_config_parse_timespan(const char *text, size_t len, int flags, double *out,
+                                       char *err, size_t errlen);
 
 /**
  * A percentage: a number (as bp_config_parse_float reads it) followed by
@@ -96,10 +105,13 @@ BP_EXTERN int bp_config_parse_percent(const char *text, size_t len, double *out,
  * An endpoint to connect to (or listen on). Text containing '/' is the path
  * of a UNIX domain socket (BP_AF_UNIX; at most BP_ENDPOINT_PATH_SIZE - 1
  * bytes). Otherwise it is "host:port" (BP_AF_INET) or "[v6addr]:port"
- * (BP_AF_INET6; the address must be a valid IPv6 address) with a decimal
- * port from 0 to 65535. No port, an empty or over-long host, white space in
- * the host, an unbracketed IPv6 address or a bad port is an error
- * (BP_EINVAL). `out` is filled completely on success.
+ * (BP_AF_INET6; the address must be a valid IPv6 address) with a port from
+ * 0 to 65535 written as Python's int() reads it (white space around it, a
+ * "+" sign and underscores between digits are allowed). The host of
+ * "host:port" may be empty (":80": every interface when listening, this
+ * host when connecting, as Python's sockets take ""). No port, an
+ * over-long host, white space in the host, an unbracketed IPv6 address or a
+ * bad port is an error (BP_EINVAL). `out` is filled completely on success.
  */
 BP_EXTERN int bp_config_parse_endpoint(const char *text, size_t len, bp_endpoint_t *out, char *err,
                                        size_t errlen);
@@ -120,7 +132,8 @@ BP_EXTERN int bp_config_parse_base64(const char *text, size_t len, unsigned char
                                      size_t *outlen, char *err, size_t errlen);
 
 /**
- * A UNIX user: a decimal user id (taken as it is, without a lookup) or a
+ * A UNIX user: a decimal user id (taken as it is, without a lookup; a "+"
+ * sign and underscores between digits allowed, as Python's int()) or a
  * user name, looked up with getpwnam_r. *uid is the user id. An unknown
  * name or a failed lookup is an error (BP_EINVAL) that names the user.
  */

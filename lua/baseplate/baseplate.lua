@@ -249,7 +249,9 @@ local function tracing_factory(bp, raw)
                 .. '}}]},"scopeSpans":[{"scope":{"name":"baseplate"},"spans":'
             f.suffix = "}]}]}"
         else
-            f.url = "http://" .. tostring(cfg.endpoint) .. "/api/v1/spans"
+            local e = cfg.endpoint -- ":9411": config.socket_host's this host
+            f.url = "http://" .. (e.host == "" and (config.socket_host("") .. ":" .. e.port) or tostring(e))
+                .. "/api/v1/spans"
         end
         bp._trace_flusher = true
         runtime.spawn(trace_flusher, bp, f)

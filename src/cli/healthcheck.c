@@ -206,9 +206,11 @@ static int parse_endpoint(const char *e) {
     if (!colon || strchr(e, ':') != colon) return -1;
     hlen = (size_t)(colon - e);
   }
-  if (hlen == 0 || hlen >= sizeof ck.host) return -1;
+  if (hlen >= sizeof ck.host) return -1;
   memcpy(ck.host, e, hlen);
   ck.host[hlen] = '\0';
+  /* ":9090", as Baseplate.py's Endpoint reads it: "" is this host. */
+  if (hlen == 0) strcpy(ck.host, "0.0.0.0");
   const char *port = colon + 1;
   char *end;
   long p = strtol(port, &end, 10);

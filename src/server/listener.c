@@ -64,7 +64,8 @@ static int parse_endpoint(const char *ep, struct sockaddr_storage *ss, socklen_t
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   snprintf(port, sizeof port, "%d", e.port);
-  if (strcmp(e.host, "*") == 0) strcpy(e.host, "0.0.0.0");
+  /* "*:80" and ":80" (Baseplate.py's "" host) listen on every IPv4 interface. */
+  if (strcmp(e.host, "*") == 0 || e.host[0] == '\0') strcpy(e.host, "0.0.0.0");
   if ((rc = getaddrinfo(e.host, port, &hints, &res)) != 0) {
     snprintf(err, errlen, "%s: cannot resolve '%s': %s", ep, e.host, gai_strerror(rc));
     return BP_EINVAL;

@@ -274,11 +274,35 @@ static void test_timespan(void) {
   CHECK_STR(span_bad("x seconds", 0),
             "expected a count and a unit, e.g. \"30 seconds\", got \"x seconds\"");
   CHECK_STR(span_bad("-1 seconds", 0), "timespan must not be negative, got \"-1 seconds\"");
+  /* Baseplate.py's rstrip("s"): any number of trailing "s" */
+  CHECK_NEAR(span_ok("2 secondss", 0), 2);
+  CHECK_NEAR(span_ok("+2 hour", 0), 7200);
+  CHECK_NEAR(span_ok("1_000 milliseconds", 0), 1);
   CHECK_STR(span_bad("", 0), "no value specified");
   CHECK_STR(span_bad("infinite", 0),
             "expected a count and a unit, e.g. \"30 seconds\", got \"infinite\"");
   CHECK_STR(span_bad("99999999999999999999 seconds", 0),
             "timespan out of range: \"99999999999999999999 seconds\"");
+}
+
+/* BP_CONFIG_TIMESPAN_NEGATIVE: Baseplate.py's Timespan takes int(count),
+ * negative counts included. */
+static void test_timespan_negative(void) {
+  const int neg = BP_CONFIG_TIMESPAN_NEGATIVE;
+  CHECK_NEAR(span_ok("-5 seconds", neg), -5);
+  CHECK(span_ok("-30 milliseconds", neg) == -0.03);
+  CHECK_NEAR(span_ok("-1 day", neg), -86400);
+  double z = span_ok("-0 seconds", neg);
+  CHECK(z == 0 && !signbit(z));
+  CHECK_NEAR(span_ok("5 seconds", neg), 5);
+  CHECK_STR(span_bad("-3.2 hours", neg), "the count must be a whole number, got \"-3.2\"");
+  CHECK_STR(span_bad("-infinite", neg | BP_CONFIG_TIMESPAN_INFINITE),
+            "expected a count and a unit, e.g. \"30 seconds\" or \"infinite\", got \"-infinite\"");
+  CHECK(isinf(span_ok("infinite", neg | BP_CONFIG_TIMESPAN_INFINITE)));
+  CHECK_NEAR(span_ok("-2 minutes", neg | BP_CONFIG_TIMESPAN_INFINITE), -120);
+  /* without the flag (the default for C callers) negative stays refused */
+  CHECK_STR(span_bad("-2 minutes", BP_CONFIG_TIMESPAN_INFINITE),
+            "timespan must not be negative, got \"-2 minutes\"");
 }
 
 static void test_timespan_infinite(void) {
@@ -357,6 +381,26 @@ static void test_endpoint_inet(void) {
 
   CHECK_INT(ep_parse("h:65535"), BP_OK);
   CHECK_INT(ep.port, 65535);
+
+  /* Baseplate.py's Endpoint: an empty host is "" (every interface when
+   * listening), and the port is read by int(): white space, "+", "_". */
+  CHECK_INT(ep_parse(":80"), BP_OK);
+  CHECK_INT(ep.family, BP_AF_INET);
+  CHECK_STR(ep.host, "");
+  CHECK_INT(ep.port, 80);
+  CHECK_INT(ep_parse(" :9090 "), BP_OK);
+  CHECK_STR(ep.host, "");
+  CHECK_INT(ep.port, 9090);
+  CHECK_INT(ep_parse("localhost: 80"), BP_OK);
+  CHECK_INT(ep.port, 80);
+  CHECK_INT(ep_parse("localhost:+80"), BP_OK);
+  CHECK_INT(ep.port, 80);
+  CHECK_INT(ep_parse("localhost:8_0"), BP_OK);
+  CHECK_INT(ep.port, 80);
+  CHECK_INT(ep_parse("localhost:0080"), BP_OK);
+  CHECK_INT(ep.port, 80);
+  CHECK_INT(ep_parse("[::1]: 81"), BP_OK);
+  CHECK_INT(ep.port, 81);
 }
 
 static void test_endpoint_inet6(void) {
@@ -421,15 +465,16 @@ static void test_endpoint_errors(void) {
   CHECK_STR(err, "no port specified in \"localhost\"");
   CHECK_INT(ep_parse("localhost:"), BP_EINVAL);
   CHECK_STR(err, "no port specified in \"localhost:\"");
-  CHECK_INT(ep_parse(":80"), BP_EINVAL);
-  CHECK_STR(err, "no host specified in \":80\"");
   CHECK_INT(ep_parse("localhost:http"), BP_EINVAL);
   CHECK_STR(err, "invalid port \"http\" (expected a number from 0 to 65535)");
   CHECK_INT(ep_parse("localhost:65536"), BP_EINVAL);
   CHECK_STR(err, "invalid port \"65536\" (expected a number from 0 to 65535)");
   CHECK_INT(ep_parse("localhost:-1"), BP_EINVAL);
+  CHECK_STR(err, "invalid port \"-1\" (expected a number from 0 to 65535)");
   CHECK_INT(ep_parse("localhost:123456"), BP_EINVAL);
-  CHECK_INT(ep_parse("localhost: 80"), BP_EINVAL);
+  CHECK_INT(ep_parse("localhost:8__0"), BP_EINVAL);
+  CHECK_INT(ep_parse("localhost:0x50"), BP_EINVAL);
+  CHECK_INT(ep_parse("localhost:80.0"), BP_EINVAL);
   CHECK_INT(ep_parse("a:b:c"), BP_EINVAL);
   CHECK_INT(ep_parse("my host:80"), BP_EINVAL);
   CHECK_STR(err, "invalid host \"my host\"");
@@ -542,7 +587,10 @@ static void test_unix_user(void) {
   CHECK_INT(bp_config_parse_unix_user(S("4294967295"), &id, err, sizeof err), BP_EINVAL);
   CHECK_STR(err, "user id out of range: \"4294967295\"");
   CHECK_INT(bp_config_parse_unix_user(S("-1"), &id, err, sizeof err), BP_EINVAL);
-  CHECK_STR(err, "unknown user \"-1\"");
+  CHECK_STR(err, "user id out of range: \"-1\"");
+  /* ids as Python's int() reads them */
+  CHECK_INT(bp_config_parse_unix_user(S("+1_000"), &id, err, sizeof err), BP_OK);
+  CHECK_INT(id, 1000);
   CHECK_INT(bp_config_parse_unix_user(S(""), &id, err, sizeof err), BP_EINVAL);
   CHECK_STR(err, "no value specified");
   CHECK_INT(bp_config_parse_unix_user(S("ro\0ot"), &id, err, sizeof err), BP_EINVAL);
@@ -569,6 +617,7 @@ int main(void) {
   RUN(test_float_long);
   RUN(test_boolean);
   RUN(test_timespan);
+  RUN(test_timespan_negative);
   RUN(test_timespan_infinite);
   RUN(test_percent);
   RUN(test_endpoint_inet);

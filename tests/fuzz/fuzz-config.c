@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   }
   case 3: {
     double v = -1;
-    rc = bp_config_parse_timespan(text, len, data[0] & 0x80, &v, err, sizeof err);
+    rc = bp_config_parse_timespan(text, len, (data[0] >> 6) & 3, &v, err, sizeof err);
     check_result(rc, err, sizeof err);
     if (rc == BP_OK) check(v >= 0 && !isnan(v), "a negative or NaN time span");
     break;

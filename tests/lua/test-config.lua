@@ -393,13 +393,47 @@ t.test("Timespan: a whole count and a unit", function()
         'key: expected a count and a unit, e.g. "30 seconds", got "1 2 seconds"')
     t.eq(message(config.Timespan, "infinite"),
         'key: expected a count and a unit, e.g. "30 seconds", got "infinite"')
-    t.eq(message(config.Timespan, "-5 seconds"),
-        'key: timespan must not be negative, got "-5 seconds"')
+    -- as Baseplate.py: int(count) takes a sign, rstrip("s") every trailing s
+    t.eq(parse_one(config.Timespan, "-5 seconds"), -5)
+    t.eq(parse_one(config.Timespan, "-30 milliseconds"), -0.03)
+    t.eq(parse_one(config.Timespan, "2 secondss"), 2)
+    t.eq(parse_one(config.Timespan, "+1_000 milliseconds"), 1)
+    t.eq(message(config.Timespan, "5 s"),
+        'key: unknown unit "s" (expected milliseconds, seconds, minutes, hours or days)')
+end)
+
+t.test("NonNegative: the project's timeouts refuse what Timespan now takes", function()
+    local timeout = config.NonNegative(config.Timespan)
+    t.eq(parse_one(timeout, "5 seconds"), 5)
+    t.eq(parse_one(timeout, "0 seconds"), 0)
+    t.eq(message(timeout, "-5 seconds"), 'key: must not be negative, got "-5 seconds"')
+    t.eq(message(timeout, "soon"), 'key: expected a count and a unit, e.g. "30 seconds", got "soon"')
+    t.eq(message(config.NonNegative(config.Integer), "-1"), 'key: must not be negative, got "-1"')
+    t.eq(message(config.NonNegative(config.Integer), "-9223372036854775808"),
+        'key: must not be negative, got "-9223372036854775808"', "int64 cdata values too")
+    t.eq(parse_one(config.Optional(config.NonNegative(config.Timespan), 7), ""), 7)
+    t.eq(parse_one(config.NonNegative(config.Optional(config.Timespan)), ""), nil, "nil passes")
+    t.eq(parse_one(config.NonNegative(config.TimespanOrInfinite), "infinite"), math.huge)
+    t.raises("config.NonNegative: expected a parser function", config.NonNegative, 5)
+
+    -- the clients' own keys use it
+    local ok, err = pcall(require("baseplate.clients.thrift").pool_from_config,
+        { ["users.endpoint"] = "127.0.0.1:9090", ["users.timeout"] = "-1 seconds" }, "users.")
+    t.ok(not ok)
+    t.eq(tostring(err), 'users.timeout: must not be negative, got "-1 seconds"')
+end)
+
+t.test("TimespanWithLegacyFallback: a timespan or a number of seconds", function()
+    t.eq(parse_one(config.TimespanWithLegacyFallback, "30 seconds"), 30)
+    t.eq(parse_one(config.TimespanWithLegacyFallback, "30"), 30)
+    t.eq(parse_one(config.TimespanWithLegacyFallback, "0.5"), 0.5)
+    t.eq(message(config.TimespanWithLegacyFallback, "soon"), 'key: expected a number, got "soon"')
 end)
 
 t.test("TimespanOrInfinite", function()
     t.eq(parse_one(config.TimespanOrInfinite, "infinite"), math.huge)
     t.eq(parse_one(config.TimespanOrInfinite, "5 seconds"), 5)
+    t.eq(parse_one(config.TimespanOrInfinite, "-5 seconds"), -5)
     t.eq(message(config.TimespanOrInfinite, "forever"),
         'key: expected a count and a unit, e.g. "30 seconds" or "infinite", got "forever"')
 end)
@@ -436,6 +470,20 @@ t.test("Endpoint: host:port", function()
     t.eq(e.port, 80)
 end)
 
+t.test("Endpoint: an empty host and int()'s ports, as Baseplate.py", function()
+    local e = parse_one(config.Endpoint, ":80")
+    t.eq(e.family, "AF_INET")
+    t.eq(e.host, "")
+    t.eq(e.port, 80)
+    t.eq(e.address.host, "")
+    t.eq(tostring(e), ":80", "as Python's str(address)")
+    t.eq(config.socket_host(e.host), "0.0.0.0", "INADDR_ANY: every interface, or this host")
+    t.eq(config.socket_host("example.com"), "example.com")
+    e = parse_one(config.Endpoint, "localhost: +8_0")
+    t.eq(e.host, "localhost")
+    t.eq(e.port, 80)
+end)
+
 t.test("Endpoint: [v6addr]:port", function()
     local e = parse_one(config.Endpoint, "[::1]:80")
     t.eq(e.family, "AF_INET6")
@@ -461,7 +509,9 @@ t.test("Endpoint errors", function()
         'key: invalid port "http" (expected a number from 0 to 65535)')
     t.eq(message(config.Endpoint, "localhost:70000"),
         'key: invalid port "70000" (expected a number from 0 to 65535)')
-    t.eq(message(config.Endpoint, ":80"), 'key: no host specified in ":80"')
+    t.eq(message(config.Endpoint, "localhost:-1"),
+        'key: invalid port "-1" (expected a number from 0 to 65535)')
+    t.eq(message(config.Endpoint, "my host:80"), 'key: invalid host "my host"')
     t.eq(message(config.Endpoint, "::1:80"),
         'key: too many ":" in "::1:80" (write IPv6 addresses in brackets, e.g. "[::1]:80")')
     t.eq(message(config.Endpoint, "[nope]:80"), 'key: invalid IPv6 address "nope"')

@@ -473,11 +473,11 @@ local spec = {
     url = config.String,
     pool_size = config.Optional(config.Integer, 5),
     max_overflow = config.Optional(config.Integer, 10),
-    pool_recycle = config.Optional(config.Timespan, nil),
+    pool_recycle = config.Optional(config.NonNegative(config.Timespan), nil),
     pool_pre_ping = config.Optional(config.Boolean, false),
-    connect_timeout = config.Optional(config.Timespan, 5),
-    statement_timeout = config.Optional(config.Timespan, nil),
-    pool_timeout = config.Optional(config.Timespan, 5),
+    connect_timeout = config.Optional(config.NonNegative(config.Timespan), 5),
+    statement_timeout = config.Optional(config.NonNegative(config.Timespan), nil),
+    pool_timeout = config.Optional(config.NonNegative(config.Timespan), 5),
 }
 
 local function ping(conn)

@@ -272,9 +272,9 @@ end
 local spec = {
     url = config.String,
     max_connections = config.Optional(config.Integer, 50),
-    socket_connect_timeout = config.Optional(config.Timespan, 5),
-    socket_timeout = config.Optional(config.Timespan, nil),
-    pool_timeout = config.Optional(config.Timespan, 5),
+    socket_connect_timeout = config.Optional(config.NonNegative(config.Timespan), 5),
+    socket_timeout = config.Optional(config.NonNegative(config.Timespan), nil),
+    pool_timeout = config.Optional(config.NonNegative(config.Timespan), 5),
 }
 
 --- A connection pool from the keys under `prefix` ("redis." by default):

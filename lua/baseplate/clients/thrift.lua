@@ -207,8 +207,8 @@ end
 local spec = {
     endpoint = config.Endpoint,
     size = config.Optional(config.Integer, 10),
-    max_age = config.Optional(config.Timespan, 120),
-    timeout = config.Optional(config.Timespan, 1),
+    max_age = config.Optional(config.NonNegative(config.Timespan), 120),
+    timeout = config.Optional(config.NonNegative(config.Timespan), 1),
     max_connection_attempts = config.Optional(config.Integer, 3),
     protocol = config.Optional(config.OneOf({ "binary", "compact" }), "binary"),
     max_frame_size = config.Optional(config.Integer, 16 * 1024 * 1024),
@@ -230,7 +230,11 @@ function M.pool_from_config(app_config, prefix, name)
     end
     local e = cfg.endpoint
     local target = { timeout = cfg.timeout, where = tostring(e) }
-    if e.family == "AF_UNIX" then target.path = e.path else target.host, target.port = e.host, e.port end
+    if e.family == "AF_UNIX" then
+        target.path = e.path
+    else
+        target.host, target.port = config.socket_host(e.host), e.port
+    end
     return M.pool(target, cfg, name or key_base, app_config["baseplate.service_name"])
 end
 

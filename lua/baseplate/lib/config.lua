@@ -40,8 +40,12 @@ int bp_config_parse_float(const char *text, size_t len, double *out, char *err,
                           size_t errlen);
 int bp_config_parse_boolean(const char *text, size_t len, int *out, char *err,
                             size_t errlen);
-int bp_config_parse_timespan(const char *text, size_t len, int allow_infinite,
-                             double *out, char *err, size_t errlen);
+enum {
+  BP_CONFIG_TIMESPAN_INFINITE = 1,
+  BP_CONFIG_TIMESPAN_NEGATIVE = 2
+};
+int bp_config_parse_timespan(const char *text, size_t len, int flags, double *out,
+                             char *err, size_t errlen);
 int bp_config_parse_percent(const char *text, size_t len, double *out, char *err,
                             size_t errlen);
 int bp_config_parse_endpoint(const char *text, size_t len, bp_endpoint_t *out,
@@ -236,6 +240,16 @@ Endpoint.__tostring = function(self)
 end
 M.EndpointConfiguration = Endpoint
 
+--- The host to hand to a socket: Baseplate.py's empty host (":80") is
+--- INADDR_ANY, which is every interface to bind() and this host to
+--- connect(); other hosts are returned as they are.
+function M.socket_host(host)
+    if host == "" then
+        return "0.0.0.0"
+    end
+    return host
+end
+
 local InternetAddress = {}
 InternetAddress.__index = InternetAddress
 InternetAddress.__tostring = function(self)
@@ -263,17 +277,33 @@ function M.Endpoint(text)
     return setmetatable({ family = family, address = address, host = host, port = port }, Endpoint)
 end
 
+local SPAN_NEGATIVE = C.BP_CONFIG_TIMESPAN_NEGATIVE
+local SPAN_INFINITE = C.BP_CONFIG_TIMESPAN_INFINITE
+
 --- A span of time, "30 seconds" or "1 day" (milliseconds, seconds, minutes,
---- hours, days); returns the number of seconds.
+--- hours, days); returns the number of seconds. A negative count gives a
+--- negative span, as in Baseplate.py: wrap in config.NonNegative where
+--- that makes no sense (timeouts).
 function M.Timespan(text)
-    fail(C.bp_config_parse_timespan(text, #text, 0, double_cell, errbuf, errbuf_size))
+    fail(C.bp_config_parse_timespan(text, #text, SPAN_NEGATIVE, double_cell, errbuf, errbuf_size))
     return double_cell[0]
 end
 
 --- Like Timespan, and "infinite" gives math.huge.
 function M.TimespanOrInfinite(text)
-    fail(C.bp_config_parse_timespan(text, #text, 1, double_cell, errbuf, errbuf_size))
+    fail(C.bp_config_parse_timespan(text, #text, SPAN_INFINITE + SPAN_NEGATIVE, double_cell, errbuf,
+        errbuf_size))
     return double_cell[0]
+end
+
+--- A Timespan, or (the older style) a number of seconds: "30 seconds",
+--- "30", "0.5". Baseplate.py's TimespanWithLegacyFallback.
+function M.TimespanWithLegacyFallback(text)
+    local ok, v = pcall(M.Timespan, text)
+    if ok then
+        return v
+    end
+    return M.Float(text)
 end
 
 --- Base64 (standard alphabet, padded); returns the decoded bytes as a string.
@@ -398,6 +428,20 @@ function M.Optional(item_parser, default)
             return default
         end
         return item_parser(text)
+    end
+end
+
+--- parser's value, which must not be negative (a number or an int64_t
+--- cdata): config.NonNegative(config.Timespan) for a timeout. nil (from an
+--- Optional without a default) passes.
+function M.NonNegative(parser)
+    check_parser(parser, "config.NonNegative")
+    return function(text)
+        local v = parser(text)
+        if v ~= nil and v < 0 then
+            error("must not be negative, got " .. quote(trim(text)), 0)
+        end
+        return v
     end
 end
 

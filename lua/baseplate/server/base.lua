@@ -65,7 +65,7 @@ function M.common_spec()
             concurrency = config.Optional(config.Boolean, true),
             connection_pool = config.Optional(config.Boolean, false),
             gc = { stats = config.Optional(config.Boolean, true) },
-            blocked_hub = config.Optional(config.Timespan, nil),
+            blocked_hub = config.Optional(config.NonNegative(config.Timespan), nil),
             interval = config.Optional(function(text)
                 local v = M.duration(text)
                 if v <= 0 then error("must be more than 0 seconds", 0) end

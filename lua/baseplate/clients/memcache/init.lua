@@ -178,10 +178,10 @@ end
 local spec = {
     endpoint = config.Endpoint,
     max_pool_size = config.Optional(config.Integer, 2147483648),
-    connect_timeout = config.Optional(config.Timespan, nil),
-    timeout = config.Optional(config.Timespan, nil),
+    connect_timeout = config.Optional(config.NonNegative(config.Timespan), nil),
+    timeout = config.Optional(config.NonNegative(config.Timespan), nil),
     no_delay = config.Optional(config.Boolean, true),
-    pool_timeout = config.Optional(config.Timespan, 5),
+    pool_timeout = config.Optional(config.NonNegative(config.Timespan), 5),
     max_item_size = config.Optional(config.Integer, M.DEFAULT_MAX_ITEM_SIZE),
     default_noreply = config.Optional(config.Boolean, false),
 }
@@ -208,7 +208,7 @@ function M.pool_from_config(app_config, prefix, serializer, deserializer, name)
     local e = cfg.endpoint
     local target = {
         name = name or key_base,
-        host = e.family ~= "AF_UNIX" and e.host or nil,
+        host = e.family ~= "AF_UNIX" and config.socket_host(e.host) or nil,
         port = e.port,
         path = e.family == "AF_UNIX" and e.path or nil,
         connect_timeout = cfg.connect_timeout or 0,
