@@ -255,6 +255,7 @@ local ok_all, err_all = pcall(function()
             cfg({ ["x.track_key_reads_sample_rate"] = "2" }), "x.")
         t.raises("x.max_connections", cluster_mod.cluster_pool_from_config, cfg({ ["x.max_connections"] = "0" }),
             "x.")
+        t.raises("x.timeout", cluster_mod.cluster_pool_from_config, cfg({ ["x.timeout"] = "-1 seconds" }), "x.")
     end)
 
     t.test("a dead cluster: a clear error, quickly", function()
