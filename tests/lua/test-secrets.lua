@@ -134,13 +134,13 @@ t.test("the reference's errors, naming the secret and never its value", function
         store.get_credentials, store, "secret/creds-b64")
     fails("CorruptSecretError", "secret/creds-nouser: secret does not have key 'username'", store.get_credentials,
         store, "secret/creds-nouser")
-    fails("CorruptSecretError", "secret/creds-badpw: secret value 'password' is not a valid string",
+    fails("CorruptSecretError", "secret/creds-badpw: secret value 'password' is not a string",
         store.get_credentials, store, "secret/creds-badpw")
     fails("CorruptSecretError", "secret/no-value: secret does not have value", store.get_simple, store,
         "secret/no-value")
     fails("CorruptSecretError", "secret/no-current: secret does not have 'current' value", store.get_versioned,
         store, "secret/no-current")
-    fails("CorruptSecretError", "secret/bad-b64: could not b64-decode secret: Incorrect padding", store.get_simple,
+    fails("CorruptSecretError", "secret/bad-b64: unable to decode base64: Incorrect padding", store.get_simple,
         store, "secret/bad-b64")
     fails("CorruptSecretError", "secret/rot13: unknown encoding: 'rot13'", store.get_simple, store, "secret/rot13")
     fails("CorruptSecretError", "secret/not-object: secret is not a JSON object", store.get_simple, store,

@@ -181,12 +181,12 @@ M.b64decode = b64decode
 
 local function decode_secret(path, encoding, value, key)
     if type(value) ~= "string" then
-        raise(M.CorruptSecretError(path, format("secret value '%s' is not a valid string", key)))
+        raise(M.CorruptSecretError(path, format("secret value '%s' is not a string", key)))
     end
     if encoding == "identity" then return value end
     if encoding == "base64" then
         local out, why = b64decode(value)
-        if not out then raise(M.CorruptSecretError(path, "could not b64-decode secret: " .. why)) end
+        if not out then raise(M.CorruptSecretError(path, "unable to decode base64: " .. why)) end
         return out
     end
     raise(M.CorruptSecretError(path, "unknown encoding: " .. py_repr(encoding)))
@@ -295,7 +295,7 @@ function Store:get_credentials_and_mtime(path)
         local v = attrs[key]
         if v == nil then raise(M.CorruptSecretError(path, format("secret does not have key '%s'", key))) end
         if type(v) ~= "string" then
-            raise(M.CorruptSecretError(path, format("secret value '%s' is not a valid string", key)))
+            raise(M.CorruptSecretError(path, format("secret value '%s' is not a string", key)))
         end
         values[key] = v
     end
