@@ -74,10 +74,19 @@ start_postgres() {
   if [ "$(id -u)" = 0 ]; then chown "$PG_USER" "$DIR/pg"; fi
   as_pg "$PGBIN/initdb" -D "$DIR/pg/data" -U baseplate --auth=trust -E UTF8 >"$DIR/pg/initdb.log" 2>&1 \
     || { echo "services: initdb failed" >&2; cat "$DIR/pg/initdb.log" >&2; exit 1; }
+  # One role logs in with a password (the credentials_secret tests); every
+  # other is trusted. The first matching line wins.
+  { printf 'host all bp_secrets 127.0.0.1/32 scram-sha-256\nhost all bp_secrets ::1/128 scram-sha-256\n'
+    printf 'local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n'
+  } >"$DIR/pg/data/pg_hba.conf"
   as_pg "$PGBIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/postgres.log" -w -t 30 \
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$DIR/pg -c max_connections=200 -c fsync=off" \
     start >/dev/null || { echo "services: PostgreSQL did not start" >&2; cat "$DIR/pg/postgres.log" >&2; exit 1; }
   as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U baseplate -d postgres -qc "CREATE DATABASE baseplate" >/dev/null
+  # bp_secrets: a role with a password for tests/lua/test-clients-credentials.lua
+  # (the test changes the password; it is a fixture's, not a secret).
+  as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U baseplate -d baseplate -q \
+    -c "CREATE ROLE bp_secrets LOGIN PASSWORD 'bp-secrets-pw-1'" -c "GRANT ALL ON SCHEMA public TO bp_secrets" >/dev/null
   echo "services: postgresql on 127.0.0.1:$PG_PORT"
 }
 

@@ -62,6 +62,25 @@ typedef struct bp_pg_result_s bp_pg_result_t;
 BP_EXTERN int bp_pg_connect(const char *conninfo, double connect_timeout, double statement_timeout,
                             int waiter, bp_pg_conn_t **out, char *err, size_t errlen);
 
+/** What bp_pg_connect_as connects with. */
+typedef struct bp_pg_connect_opts_s {
+  const char *conninfo;    /* as bp_pg_connect's */
+  const char *user;        /* NULL: the connection string's (or libpq's default) */
+  const char *password;    /* NULL: the connection string's (or none) */
+  double connect_timeout;  /* as bp_pg_connect's */
+  double statement_timeout;
+} bp_pg_connect_opts_t;
+
+/**
+ * bp_pg_connect with a user name and password given apart from the
+ * connection string (a credential secret's), which take the place of the
+ * string's. Both are copied; the copy of the password is wiped once libpq
+ * has it. It never appears in an error message or a log line. Same results
+ * as bp_pg_connect (BP_EINVAL also for a NULL `o`).
+ */
+BP_EXTERN int bp_pg_connect_as(const bp_pg_connect_opts_t *o, int waiter, bp_pg_conn_t **out,
+                               char *err, size_t errlen);
+
 /**
  * Send one statement with nparams parameters (values[i] is $i+1, NULL for
  * SQL NULL; values may be NULL when nparams is 0). Several statements in one

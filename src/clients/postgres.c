@@ -96,6 +96,8 @@ static void copy_err(char *err, size_t errlen, const char *msg) {
 
 static void free_params(bp_pg_conn_t *c) {
   for (int i = 0; i < c->nparams; i++) {
+    /* a password from bp_pg_connect_as lingers in no freed block */
+    if (strcmp(c->keys[i], "password") == 0) explicit_bzero(c->vals[i], strlen(c->vals[i]));
     free(c->keys[i]);
     free(c->vals[i]);
   }
@@ -485,8 +487,20 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 int bp_pg_connect(const char *conninfo, double connect_timeout, double statement_timeout,
                   int waiter, bp_pg_conn_t **out, char *err, size_t errlen) {
+  bp_pg_connect_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.conninfo = conninfo;
+  o.connect_timeout = connect_timeout;
+  o.statement_timeout = statement_timeout;
+  return bp_pg_connect_as(&o, waiter, out, err, errlen);
+}
+
+int bp_pg_connect_as(const bp_pg_connect_opts_t *o, int waiter, bp_pg_conn_t **out, char *err,
+                     size_t errlen) {
   bp_pg_conn_t *c;
   int rc;
+  const char *conninfo = o ? o->conninfo : NULL;
+  double connect_timeout = o ? o->connect_timeout : 0, statement_timeout = o ? o->statement_timeout : 0;
   if (out) *out = NULL;
   if (!conninfo || !out) {
     copy_err(err, errlen, "no connection string");
@@ -508,6 +522,14 @@ int bp_pg_connect(const char *conninfo, double connect_timeout, double statement
   if ((rc = build_params(c, conninfo, statement_timeout, err, errlen)) != BP_OK) {
     unref(c);
     return rc;
+  }
+  /* Credentials given apart from the connection string (a credential
+   * secret's) take the place of the string's. */
+  if ((o->user && set_param(c, "user", o->user) != BP_OK) ||
+      (o->password && set_param(c, "password", o->password) != BP_OK)) {
+    copy_err(err, errlen, "out of memory");
+    unref(c);
+    return BP_ENOMEM;
   }
   /* From here on, failures reach the waiter through the loop. */
   uv_timer_init(bp_loop(), &c->timer);

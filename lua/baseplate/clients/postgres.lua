@@ -27,6 +27,14 @@ typedef struct bp_pg_conn_s bp_pg_conn_t;
 typedef struct bp_pg_result_s bp_pg_result_t;
 int bp_pg_connect(const char *conninfo, double connect_timeout, double statement_timeout, int waiter,
                   bp_pg_conn_t **out, char *err, size_t errlen);
+typedef struct bp_pg_connect_opts_s {
+  const char *conninfo;
+  const char *user;
+  const char *password;
+  double connect_timeout;
+  double statement_timeout;
+} bp_pg_connect_opts_t;
+int bp_pg_connect_as(const bp_pg_connect_opts_t *o, int waiter, bp_pg_conn_t **out, char *err, size_t errlen);
 int bp_pg_query(bp_pg_conn_t *c, const char *sql, int nparams, const char *const *values,
                 double timeout, int waiter);
 int bp_pg_prepare(bp_pg_conn_t *c, const char *name, const char *sql, double timeout, int waiter);
@@ -190,9 +198,21 @@ end
 
 local out_cell = ffi.new("bp_pg_conn_t *[1]")
 
-local function start_connect(waiter, target, conn)
-    local rc = C.bp_pg_connect(target.url, target.connect_timeout, target.statement_timeout or 0,
-        waiter, out_cell, core.errbuf, core.errbuf_size)
+local connect_opts = ffi.new("bp_pg_connect_opts_t")
+
+local function start_connect(waiter, target, conn, creds)
+    local rc
+    if creds then
+        -- the user name and password apart from the URL: the core copies them
+        local o = connect_opts
+        o.conninfo, o.user, o.password = target.url, creds.username, creds.password
+        o.connect_timeout, o.statement_timeout = target.connect_timeout, target.statement_timeout or 0
+        rc = C.bp_pg_connect_as(o, waiter, out_cell, core.errbuf, core.errbuf_size)
+        o.conninfo, o.user, o.password = nil, nil, nil
+    else
+        rc = C.bp_pg_connect(target.url, target.connect_timeout, target.statement_timeout or 0,
+            waiter, out_cell, core.errbuf, core.errbuf_size)
+    end
     if out_cell[0] ~= nil then
         conn.c = ffi_gc(out_cell[0], C.bp_pg_close)
         out_cell[0] = nil
@@ -215,7 +235,17 @@ local function open(target)
         -- the server cancels at statement_timeout; this is the backstop
         timeout = target.statement_timeout and target.statement_timeout + 1 or 0,
     }
-    local rc = runtime.await(start_connect, target, conn)
+    local creds
+    if target.credentials_secret then
+        -- fetched at every connect, so that a rotated password is used at once
+        local ok, c = pcall(target.secrets.get_credentials, target.secrets, target.credentials_secret)
+        if not ok then
+            error(connection_error(conn, "ConnectionError", "credentials_secret: "
+                .. tostring(type(c) == "table" and c.message or c)), 0)
+        end
+        creds = c
+    end
+    local rc = runtime.await(start_connect, target, conn, creds)
     if conn.c == nil then
         error(connection_error(conn, "ConnectionError", conn.connect_error or core.strerror(rc)), 0)
     end
@@ -478,6 +508,7 @@ local spec = {
     connect_timeout = config.Optional(config.NonNegative(config.Timespan), 5),
     statement_timeout = config.Optional(config.NonNegative(config.Timespan), nil),
     pool_timeout = config.Optional(config.NonNegative(config.Timespan), 5),
+    credentials_secret = config.Optional(config.String, nil),
 }
 
 local function ping(conn)
@@ -486,7 +517,9 @@ end
 
 --- A pool from the keys under `prefix` ("database." by default), named
 --- `name` (the prefix without its dot by default) in errors and spans.
-function M.pool_from_config(app_config, prefix, name)
+--- `secrets` (a baseplate.lib.secrets store) is where `credentials_secret`
+--- is looked up.
+function M.pool_from_config(app_config, prefix, name, secrets)
     prefix = prefix or "database."
     local key_base = prefix:gsub("%.$", "")
     local cfg = config.parse_config_at(app_config, prefix, spec)
@@ -497,6 +530,10 @@ function M.pool_from_config(app_config, prefix, name)
     if cfg.pool_size < 1 then bad("pool_size", "must be at least 1") end
     if cfg.max_overflow < 0 then bad("max_overflow", "must not be negative") end
     if cfg.statement_timeout == 0 then cfg.statement_timeout = nil end
+    if cfg.credentials_secret and not secrets then
+        bad("credentials_secret", "a secrets store is needed to use it (PostgresClient({ secrets = store }),"
+            .. " or pool_from_config's secrets argument)")
+    end
     local host = cfg.url:match("^[^:]+://([^/?]*)") or ""
     host = host:match("@([^@]*)$") or host
     local target = {
@@ -505,6 +542,8 @@ function M.pool_from_config(app_config, prefix, name)
         connect_timeout = cfg.connect_timeout,
         statement_timeout = cfg.statement_timeout,
         where = host ~= "" and host or "localhost",
+        credentials_secret = cfg.credentials_secret,
+        secrets = secrets,
     }
     return Pool.new({
         name = name or key_base,
@@ -539,14 +578,16 @@ function M.context_factory(pool, statements)
 end
 
 local function build(key_path, raw, parser)
-    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path), parser.statements)
+    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path, parser.secrets),
+        parser.statements)
 end
 
 --- For configure_context: { db = PostgresClient() } reads db.url,
 --- db.pool_size… `opts.statements` ({ name = sql }) are prepared statements
---- every request can run with query_prepared/execute_prepared.
+--- every request can run with query_prepared/execute_prepared;
+--- `opts.secrets` is the secrets store for db.credentials_secret.
 function M.PostgresClient(opts)
-    return base.client_parser(build, { statements = opts and opts.statements })
+    return base.client_parser(build, { statements = opts and opts.statements, secrets = opts and opts.secrets })
 end
 
 return M

@@ -188,7 +188,18 @@ local function open(cfg)
         error(err, 0)
     end
     local setup = {}
-    if cfg.password then setup[#setup + 1] = { "AUTH", cfg.password } end
+    if cfg.credentials_secret then
+        -- fetched at every connect, so that a rotated password is used at once
+        local ok, creds = pcall(cfg.secrets.get_credentials, cfg.secrets, cfg.credentials_secret)
+        if not ok then
+            M.close_conn(conn)
+            error(connection_error("ConnectionError", format("redis %s: credentials_secret: %s", cfg.where,
+                tostring(type(creds) == "table" and creds.message or creds)), cfg.where, "connect", cfg.client), 0)
+        end
+        setup[#setup + 1] = { "AUTH", creds.username, creds.password }
+    elseif cfg.password then
+        setup[#setup + 1] = { "AUTH", cfg.password }
+    end
     if cfg.db and cfg.db ~= 0 then setup[#setup + 1] = { "SELECT", tostring(cfg.db) } end
     if cfg.readonly then setup[#setup + 1] = { "READONLY" } end -- (a cluster replica's reads)
     if #setup > 0 then
@@ -275,16 +286,26 @@ local spec = {
     socket_connect_timeout = config.Optional(config.NonNegative(config.Timespan), 5),
     socket_timeout = config.Optional(config.NonNegative(config.Timespan), nil),
     pool_timeout = config.Optional(config.NonNegative(config.Timespan), 5),
+    credentials_secret = config.Optional(config.String, nil),
 }
 
 --- A connection pool from the keys under `prefix` ("redis." by default):
---- url, max_connections, socket_connect_timeout, socket_timeout, pool_timeout.
-function M.pool_from_config(app_config, prefix, name)
+--- url, max_connections, socket_connect_timeout, socket_timeout,
+--- pool_timeout, credentials_secret (looked up in `secrets`, a
+--- baseplate.lib.secrets store).
+function M.pool_from_config(app_config, prefix, name, secrets)
     prefix = prefix or "redis."
     local key_base = prefix:gsub("%.$", "")
     local cfg = config.parse_config_at(app_config, prefix, spec)
     local ok, target = pcall(M.parse_url, cfg.url)
     if not ok then error(config.ConfigurationError(key_base .. ".url", target), 0) end
+    if cfg.credentials_secret then
+        if not secrets then
+            error(config.ConfigurationError(key_base .. ".credentials_secret", "a secrets store is needed to use it"
+                .. " (RedisClient({ secrets = store }), or pool_from_config's secrets argument)"), 0)
+        end
+        target.credentials_secret, target.secrets = cfg.credentials_secret, secrets
+    end
     if cfg.max_connections < 1 then
         error(config.ConfigurationError(key_base .. ".max_connections", "must be at least 1"), 0)
     end
@@ -465,14 +486,15 @@ function M.context_factory(pool)
     return base.context_factory(pool, make_monitored)
 end
 
-local function build(key_path, raw)
-    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path))
+local function build(key_path, raw, parser)
+    return M.context_factory(M.pool_from_config(raw, key_path .. ".", key_path, parser.secrets))
 end
 
 --- For configure_context: { foo = RedisClient() } reads foo.url and the
 --- other keys, and puts a MonitoredRedisConnection on each request as foo.
-function M.RedisClient()
-    return base.client_parser(build)
+--- `opts.secrets` is the secrets store for foo.credentials_secret.
+function M.RedisClient(opts)
+    return base.client_parser(build, { secrets = opts and opts.secrets })
 end
 
 -- What baseplate.clients.redis_cluster runs commands with: the same
