@@ -5,39 +5,14 @@
  * get_credentials, get_vault_url, get_vault_token) on every secret either
  * returns or raises one of the module's errors (a Lua runtime error is a
  * bug), and every error message is one of the module's templates filled
- * with the secret's path and encoding: never a secret's value. The module runs from the
- * source tree in a plain Lua state: it needs only cjson at load. */
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
+ * with the secret's path and encoding: never a secret's value. The module
+ * runs from the source tree in a plain Lua state (fuzz-lua.h): it needs only
+ * cjson at load. */
+#include "fuzz-lua.h"
 
-#ifndef BP_LUA_SOURCE_DIR
-#error "BP_LUA_SOURCE_DIR must name the lua/ directory of the source tree"
-#endif
-
-static lua_State *L;
 static int ref_check;
 
-/* Coverage of the Lua code: libFuzzer instruments C, not Lua, so a line hook
- * feeds it edges between Lua lines (source, previous line, line) through
- * its extra counters. */
-#define LUA_EDGES 65536
-__attribute__((section("__libfuzzer_extra_counters"))) static unsigned char lua_edges[LUA_EDGES];
-static unsigned prev_line;
-
-static void on_line(lua_State *Ls, lua_Debug *ar) {
-  unsigned h;
-  if (!lua_getinfo(Ls, "S", ar)) return;
-  h = (unsigned)(((uintptr_t)ar->source >> 4) * 2654435761u) ^ (unsigned)ar->currentline * 40503u;
-  lua_edges[(h ^ (prev_line >> 1)) % LUA_EDGES]++;
-  prev_line = h;
-}
-
 static const char check_lua[] =
-    "package.path = '" BP_LUA_SOURCE_DIR "/?.lua;' .. package.path\n"
     "local secrets = require('baseplate.lib.secrets')\n"
     "require('cjson').encode_keep_buffer(false)\n"
     "local FIXED = {}\n"
@@ -108,42 +83,8 @@ static const char check_lua[] =
     "  return true\n"
     "end\n";
 
-static void close_state(void) {
-  lua_close(L);
-  L = NULL;
-}
-
-static void init(void) {
-  L = luaL_newstate();
-  if (!L) {
-    fprintf(stderr, "fuzz-secrets: cannot create a Lua state\n");
-    abort();
-  }
-  luaL_openlibs(L);
-  if (luaL_loadstring(L, check_lua) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
-    fprintf(stderr, "fuzz-secrets: %s (is lua-cjson installed?)\n", lua_tostring(L, -1));
-    abort();
-  }
-  ref_check = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_sethook(L, on_line, LUA_MASKLINE, 0);
-  atexit(close_state);
-}
-
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
-  static unsigned runs;
-  if (!L) init();
-  lua_settop(L, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref_check);
-  lua_pushlstring(L, (const char *)data, size);
-  if (lua_pcall(L, 1, 2, 0) != 0) {
-    fprintf(stderr, "fuzz-secrets: %s\n", lua_tostring(L, -1));
-    abort();
-  }
-  if (!lua_toboolean(L, 1)) {
-    fprintf(stderr, "fuzz-secrets: %s\n", lua_tostring(L, 2));
-    abort();
-  }
-  lua_settop(L, 0);
-  if (++runs % 1024 == 0) lua_gc(L, LUA_GCCOLLECT, 0);
+  if (!ref_check) ref_check = fuzz_lua_init("fuzz-secrets", check_lua);
+  fuzz_lua_run("fuzz-secrets", ref_check, data, size);
   return 0;
 }
