@@ -96,15 +96,13 @@ static void set_failure(bp_file_watch_t *w, int status) {
   }
 }
 
-/* The bytes in rbuf are the file whose identity is in `reading`. */
-static void set_content(bp_file_watch_t *w) {
+/* New bytes (taken over) of the file whose identity is `id`. */
+static void set_content(bp_file_watch_t *w, char *buf, size_t len, const ident_t *id) {
   free(w->data);
-  w->data = w->rbuf;
-  w->len = w->rlen;
-  w->rbuf = NULL;
-  w->rlen = w->rcap = 0;
-  w->held = w->reading;
-  w->mtime = (double)w->reading.mtime_sec + (double)w->reading.mtime_nsec / 1e9;
+  w->data = buf;
+  w->len = len;
+  w->held = *id;
+  w->mtime = (double)id->mtime_sec + (double)id->mtime_nsec / 1e9;
   w->status = BP_OK;
   w->gen++;
 }
@@ -179,7 +177,7 @@ static void on_close(uv_fs_t *req) {
 
 static void on_stat(uv_fs_t *req) {
   bp_file_watch_t *w = req->data;
-  ident_t now;
+  ident_t now = {0};
   ssize_t rc = req->result;
   if (rc == 0) ident_of(&now, &req->statbuf);
   uv_fs_req_cleanup(req);
@@ -227,7 +225,9 @@ static void on_read(uv_fs_t *req) {
   if (w->stopping) return finish(w, 0);
   if (rc < 0) return finish(w, (int)rc);
   if (rc == 0) { /* the end */
-    set_content(w);
+    set_content(w, w->rbuf, w->rlen, &w->reading);
+    w->rbuf = NULL;
+    w->rlen = w->rcap = 0;
     return finish(w, 0);
   }
   w->rlen += (size_t)rc;
@@ -315,8 +315,13 @@ int bp_file_watch_open(const char *path, size_t max_size, double interval, bp_fi
 
 int bp_file_watch_read_now(bp_file_watch_t *w) {
   struct stat st;
+  ident_t id;
+  char *buf = NULL, *p;
+  size_t len = 0, cap = 0;
   int fd, rc = BP_OK;
-  if (w->checking) w->again = 1; /* the check in flight may have seen an older file */
+  /* A check in flight may have seen an older file: one more follows it. Its
+   * state (rbuf, reading) is left alone. */
+  if (w->checking) w->again = 1;
   fd = open(w->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     set_failure(w, -errno);
@@ -329,40 +334,48 @@ int bp_file_watch_read_now(bp_file_watch_t *w) {
   } else if ((uint64_t)st.st_size > w->max_size) {
     rc = BP_ETOOBIG;
   } else {
-    char *keep = w->rbuf;
-    size_t keep_len = w->rlen, keep_cap = w->rcap;
-    w->rbuf = NULL;
-    w->rlen = w->rcap = 0;
-    w->reading.dev = st.st_dev;
-    w->reading.ino = st.st_ino;
-    w->reading.size = (uint64_t)st.st_size;
-    w->reading.mtime_sec = st.st_mtim.tv_sec;
-    w->reading.mtime_nsec = st.st_mtim.tv_nsec;
-    w->reading.known = 1;
+    id.dev = st.st_dev;
+    id.ino = st.st_ino;
+    id.size = (uint64_t)st.st_size;
+    id.mtime_sec = st.st_mtim.tv_sec;
+    id.mtime_nsec = st.st_mtim.tv_nsec;
+    id.known = 1;
     for (;;) {
       ssize_t n;
-      if ((rc = grow(w)) != BP_OK) break;
-      n = pread(fd, w->rbuf + w->rlen, w->rcap - w->rlen, (off_t)w->rlen);
+      if (len == cap) { /* room for one byte more than max_size: tells a file that grew */
+        if (cap > w->max_size) {
+          rc = BP_ETOOBIG;
+          break;
+        }
+        cap = cap ? cap * 2 : (size_t)st.st_size + 1;
+        if (cap > w->max_size + 1) cap = w->max_size + 1;
+        if (!(p = realloc(buf, cap))) {
+          rc = BP_ENOMEM;
+          break;
+        }
+        buf = p;
+      }
+      n = pread(fd, buf + len, cap - len, (off_t)len);
       if (n < 0) {
         if (errno == EINTR) continue;
         rc = -errno;
         break;
       }
       if (n == 0) {
-        if (!ident_eq(&w->reading, &w->held)) set_content(w);
+        if (!ident_eq(&id, &w->held) || w->status != BP_OK) {
+          set_content(w, buf, len, &id);
+          buf = NULL;
+        }
         break;
       }
-      w->rlen += (size_t)n;
-      if (w->rlen > w->max_size) {
+      len += (size_t)n;
+      if (len > w->max_size) {
         rc = BP_ETOOBIG;
         break;
       }
     }
-    free(w->rbuf);
-    w->rbuf = keep; /* an asynchronous read's buffer, if one is in flight */
-    w->rlen = keep_len;
-    w->rcap = keep_cap;
   }
+  free(buf);
   close(fd);
   if (rc != BP_OK) set_failure(w, rc);
   return w->status;
