@@ -200,6 +200,14 @@ local function warn(fmt, ...)
     log:warning(fmt, ...)
 end
 
+-- The parser over new bytes (under a pcall: no closure, so that the path
+-- that finds nothing new stays compiled).
+local function parse_bytes(self, raw)
+    local text = self._binary and raw or decode_text(self, raw)
+    local sep = self._binary and "\n" or (self._newline ~= nil and self._newline ~= "" and self._newline) or "\n"
+    return self._parser(new_file_object(self.path, text, sep), text)
+end
+
 -- Take what the core read since the last look: parse new bytes, note a failure.
 local function refresh(self)
     local h = self._h
@@ -219,11 +227,7 @@ local function refresh(self)
     local raw = ffi.string(data_cell[0], len_cell[0])
     local mtime = mtime_cell[0]
     C.bp_file_watch_release(h)
-    local ok, result = pcall(function()
-        local text = self._binary and raw or decode_text(self, raw)
-        local sep = self._binary and "\n" or (self._newline ~= nil and self._newline ~= "" and self._newline) or "\n"
-        return self._parser(new_file_object(self.path, text, sep), text)
-    end)
+    local ok, result = pcall(parse_bytes, self, raw)
     if ok then
         self._data, self._mtime, self._err = result, mtime, nil
     else

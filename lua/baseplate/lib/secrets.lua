@@ -318,19 +318,21 @@ function Store:get_simple(path)
     return (self:get_simple_and_mtime(path))
 end
 
+local function optional_version(attrs, key, path, encoding)
+    local v = attrs[key]
+    -- the reference's `value and decode(value)`: null, absent and "" are no version
+    if v == nil or v == null or v == false or v == "" then return nil end
+    return decode_secret(path, encoding, v, key)
+end
+
 function Store:get_versioned_and_mtime(path)
     local attrs, mtime = self:get_raw_and_mtime(path)
     if attrs.type ~= "versioned" then raise(M.CorruptSecretError(path, "secret does not have type=versioned")) end
     local current = attrs.current
     if current == nil then raise(M.CorruptSecretError(path, "secret does not have 'current' value")) end
     local encoding = encoding_of(attrs)
-    local function optional(key)
-        local v = attrs[key]
-        -- the reference's `value and decode(value)`: null, absent and "" are no version
-        if v == nil or v == null or v == false or v == "" then return nil end
-        return decode_secret(path, encoding, v, key)
-    end
-    local previous, next_ = optional("previous"), optional("next")
+    local previous, next_ = optional_version(attrs, "previous", path, encoding),
+        optional_version(attrs, "next", path, encoding)
     return M.VersionedSecret(previous, decode_secret(path, encoding, current, "current"), next_), mtime
 end
 
