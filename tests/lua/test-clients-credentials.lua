@@ -18,8 +18,9 @@ local REDIS_URL = assert(os.getenv("BP_TEST_REDIS_URL"), "BP_TEST_REDIS_URL is s
 -- the same server and database, with no user in the URL
 local PG_NOUSER = PG_URL:gsub("//[^@/]*@", "//")
 
-local dir = (os.getenv("TMPDIR") or "/tmp") .. "/bp-creds-test-" .. tostring(os.time()) .. "-"
-    .. tostring(math.random(1e9))
+-- os.tmpname makes a unique file: its name plus ".d" is a directory no
+-- other run of this test uses at the same time
+local dir = os.tmpname() .. ".d"
 assert(os.execute("mkdir -p '" .. dir .. "'") == 0)
 local path = dir .. "/secrets.json"
 
@@ -163,6 +164,6 @@ t.test("no log line shows a password", function()
 end)
 
 store:close()
-os.execute("rm -rf '" .. dir .. "'")
+os.execute("rm -rf '" .. dir .. "' '" .. dir:sub(1, -3) .. "'")
 runtime.sleep(0)
 t.done()

@@ -5,7 +5,9 @@ local t = require("testlib")
 local fw = require("baseplate.lib.file_watcher")
 local runtime = require("baseplate.runtime")
 
-local dir = (os.getenv("TMPDIR") or "/tmp") .. "/bp-fw-test-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e9))
+-- os.tmpname makes a unique file: its name plus ".d" is a directory no
+-- other run of this test uses at the same time
+local dir = os.tmpname() .. ".d"
 assert(os.execute("mkdir -p '" .. dir .. "'") == 0)
 
 local function write(path, text)
@@ -235,5 +237,5 @@ t.test("a collected watcher lets go of its handles", function()
     runtime.sleep(0.05)
 end)
 
-os.execute("rm -rf '" .. dir .. "'")
+os.execute("rm -rf '" .. dir .. "' '" .. dir:sub(1, -3) .. "'")
 t.done()

@@ -7,8 +7,9 @@ local secrets = require("baseplate.lib.secrets")
 local runtime = require("baseplate.runtime")
 local cjson = require("cjson")
 
-local dir = (os.getenv("TMPDIR") or "/tmp") .. "/bp-secrets-test-" .. tostring(os.time()) .. "-"
-    .. tostring(math.random(1e9))
+-- os.tmpname makes a unique file: its name plus ".d" is a directory no
+-- other run of this test uses at the same time
+local dir = os.tmpname() .. ".d"
 assert(os.execute("mkdir -p '" .. dir .. "'") == 0)
 local path = dir .. "/secrets.json"
 
@@ -282,5 +283,5 @@ print(json.dumps(out))
 end)
 
 store:close()
-os.execute("rm -rf '" .. dir .. "'")
+os.execute("rm -rf '" .. dir .. "' '" .. dir:sub(1, -3) .. "'")
 t.done()

@@ -6,7 +6,9 @@ local sd = require("baseplate.lib.service_discovery")
 local runtime = require("baseplate.runtime")
 local cjson = require("cjson")
 
-local dir = (os.getenv("TMPDIR") or "/tmp") .. "/bp-sd-test-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e9))
+-- os.tmpname makes a unique file: its name plus ".d" is a directory no
+-- other run of this test uses at the same time
+local dir = os.tmpname() .. ".d"
 assert(os.execute("mkdir -p '" .. dir .. "'") == 0)
 local path = dir .. "/example.json"
 
@@ -132,5 +134,5 @@ t.test("picked while Synapse rewrites the file", function()
     inv:close()
 end)
 
-os.execute("rm -rf '" .. dir .. "'")
+os.execute("rm -rf '" .. dir .. "' '" .. dir:sub(1, -3) .. "'")
 t.done()
