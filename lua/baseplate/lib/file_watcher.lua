@@ -326,6 +326,15 @@ function FileWatcher:get_data_and_mtime()
     return data, self._mtime
 end
 
+--- get_data_and_mtime() without raising: true, data, mtime, or false and
+--- the WatchedFileNotAvailableError (for callers on a hot path: no pcall).
+function FileWatcher:try_get_data_and_mtime()
+    refresh(self)
+    local data = self._data
+    if data == NOT_LOADED then return false, M.new_not_available(self.path, self._err) end
+    return true, data, self._mtime
+end
+
 --- Stop watching (also done when the watcher is collected).
 function FileWatcher:close()
     local h = self._h
@@ -356,6 +365,13 @@ end
 
 function FakeFileWatcher:get_data_and_mtime()
     return self:get_data(), self.mtime
+end
+
+function FakeFileWatcher:try_get_data_and_mtime()
+    if self.data == nil or self.data == NOT_LOADED then
+        return false, M.new_not_available("/fake-file-watcher", "no value set")
+    end
+    return true, self.data, self.mtime
 end
 
 function FakeFileWatcher:close() end

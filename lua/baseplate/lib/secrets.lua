@@ -268,7 +268,13 @@ function M.secrets_store_from_config(app_config, timeout, prefix, backoff)
 end
 
 local function get_data(self)
-    local ok, data, mtime = pcall(self._watcher.get_data_and_mtime, self._watcher)
+    local w = self._watcher
+    local ok, data, mtime
+    if w.try_get_data_and_mtime then
+        ok, data, mtime = w:try_get_data_and_mtime() -- no pcall: its return would end a trace
+    else
+        ok, data, mtime = pcall(w.get_data_and_mtime, w)
+    end
     if not ok then raise(M.SecretsNotAvailableError(data)) end
     return data, mtime
 end
