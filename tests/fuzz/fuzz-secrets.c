@@ -20,9 +20,9 @@ static const char check_lua[] =
     "    'secret does not have type=credential', \"secret does not have key 'username'\",\n"
     "    \"secret does not have key 'password'\", 'secret does not have value',\n"
     "    \"secret does not have 'current' value\", 'secret is not a JSON object',\n"
-    "    'could not b64-decode secret: Incorrect padding' }) do FIXED[m] = true end\n"
+    "    'unable to decode base64: Incorrect padding' }) do FIXED[m] = true end\n"
     "for _, k in ipairs({ 'value', 'current', 'previous', 'next', 'username', 'password' }) do\n"
-    "  FIXED[\"secret value '\" .. k .. \"' is not a valid string\"] = true\n"
+    "  FIXED[\"secret value '\" .. k .. \"' is not a string\"] = true\n"
     "end\n"
     /* An error's message is one of the templates filled with the secret's
      * path and encoding, nothing else: no value can be in it. */
@@ -40,7 +40,7 @@ static const char check_lua[] =
     "  local enc = type(attrs) == 'table' and attrs.encoding\n"
     "  if rest == 'unknown encoding: ' .. secrets.py_repr(enc) then return false end\n"
     "  if rest == 'secret has encoding=' .. tostring(enc) .. ' rather than encoding=identity' then return false end\n"
-    "  if rest:match('^could not b64%-decode secret: Invalid base64%-encoded string: number of data characters '\n"
+    "  if rest:match('^unable to decode base64: Invalid base64%-encoded string: number of data characters '\n"
     "    .. '%(%d+%) cannot be 1 more than a multiple of 4$') then return false end\n"
     "  return true\n"
     "end\n"
