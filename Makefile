@@ -57,7 +57,7 @@ test-fuzz: fuzz-build
 
 # Each target for FUZZ_SECONDS; new inputs go to $(FUZZ_BUILD)/fuzz/runs/TARGET/corpus
 # (not into tests/fuzz/corpus), crashes next to it. FUZZ_TARGETS="http ini" picks some.
-FUZZ_TARGETS ?= http ini config resp json healthcheck thrift-codec theader memcache secrets inventory
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz-%.c,%,$(wildcard tests/fuzz/fuzz-*.c))
 fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz-$$t: $(FUZZ_SECONDS) s"; \
