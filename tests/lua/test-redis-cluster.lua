@@ -242,6 +242,31 @@ local ok_all, err_all = pcall(function()
         for i = 1, 200 do t.eq(context.n:get("k" .. i), "v" .. i) end
     end)
 
+    t.test("credentials_secret: every node's connections log in as the secret's user", function()
+        for _, port in ipairs(PORTS) do
+            cli(port, "acl setuser clusteruser on '>cl-pw-1' '~*' '+@all'")
+        end
+        local store = require("baseplate.lib.secrets").FakeSecretsStore({ secrets = {
+            ["secret/cluster"] = { type = "credential", username = "clusteruser", password = "cl-pw-1" },
+            ["secret/wrong"] = { type = "credential", username = "clusteruser", password = "nope" },
+        } })
+        local function client(secret)
+            local factory = cluster_mod.ClusterRedisClient({ secrets = store }):parse("s", {
+                ["s.url"] = "redis://127.0.0.1:" .. PORTS[1] .. "/0", ["s.timeout"] = "2 seconds",
+                ["s.credentials_secret"] = secret })
+            return factory:make_object_for_context("s", nil)
+        end
+        local c = client("secret/cluster")
+        for i = 1, 50 do c:set("cred" .. i, i) end
+        t.eq(c:get("cred7"), "7")
+        t.eq(c:acl("whoami"), "clusteruser")
+        local ok, err = pcall(client("secret/wrong").get, client("secret/wrong"), "cred7")
+        t.eq(ok, false)
+        t.ok(not tostring(err.message):find("nope", 1, true), "the password is not in the error: " .. err.message)
+        t.raises("s.credentials_secret: a secrets store is needed", cluster_mod.cluster_pool_from_config,
+            { ["s.url"] = "redis://127.0.0.1:1/0", ["s.credentials_secret"] = "secret/cluster" }, "s.")
+    end)
+
     t.test("bad configuration is named", function()
         local function cfg(extra)
             local c = { ["x.url"] = "redis://127.0.0.1:" .. PORTS[1] .. "/0" }

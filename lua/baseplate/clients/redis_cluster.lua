@@ -68,7 +68,7 @@ local KEYS_THEN_ONE = { BLPOP = true, BRPOP = true, BRPOPLPUSH = true }
 local KEYLESS = {}
 for _, c in ipairs({ "PING", "ECHO", "INFO", "TIME", "DBSIZE", "LASTSAVE", "CLUSTER", "COMMAND", "CONFIG",
     "FLUSHALL", "FLUSHDB", "SCRIPT", "RANDOMKEY", "KEYS", "SCAN", "CLIENT", "MEMORY", "SLOWLOG", "ROLE",
-    "WAIT", "PUBLISH" }) do KEYLESS[c] = true end
+    "WAIT", "PUBLISH", "ACL", "AUTH", "READONLY", "READWRITE" }) do KEYLESS[c] = true end
 
 -- The keys of a command (an argument list, name upper-cased), or nil for
 -- a command without one.
@@ -145,6 +145,7 @@ function Cluster:node(key)
     local target = {
         host = host, port = tonumber(port), db = 0, password = t.password, tls = t.tls, tls_c = t.tls_c,
         tls_ca_file = t.tls_ca_file, connect_timeout = t.connect_timeout, timeout = t.timeout,
+        credentials_secret = t.credentials_secret, secrets = t.secrets,
         where = key, client = self.name, readonly = self.read_from_replicas,
     }
     node = { key = key, pool = redis.target_pool(target, self.node_size, self.pool_timeout, self.name) }
@@ -342,6 +343,7 @@ local spec = {
     decode_responses = config.Optional(config.Boolean, true),
     track_key_reads_sample_rate = config.Optional(config.Float, 0),
     track_key_writes_sample_rate = config.Optional(config.Float, 0),
+    credentials_secret = config.Optional(config.String, nil),
 }
 
 --- The cluster "pool" from the keys under `prefix` ("rediscluster." by
@@ -350,8 +352,10 @@ local spec = {
 --- socket_timeout, timeout (both of those when they are not set),
 --- read_from_replicas (true), skip_full_coverage_check and
 --- nodemanager_follow_cluster and decode_responses (accepted),
---- track_key_reads_sample_rate, track_key_writes_sample_rate (0).
-function M.cluster_pool_from_config(app_config, prefix, name)
+--- track_key_reads_sample_rate, track_key_writes_sample_rate (0),
+--- credentials_secret (looked up in `secrets`, a baseplate.lib.secrets
+--- store, at every new connection).
+function M.cluster_pool_from_config(app_config, prefix, name, secrets)
     prefix = prefix or "rediscluster."
     local key_base = prefix:gsub("%.$", "")
     local cfg = config.parse_config_at(app_config, prefix, spec)
@@ -364,6 +368,13 @@ function M.cluster_pool_from_config(app_config, prefix, name)
     end
     if target.db ~= 0 then bad("url", "a cluster has one database: 0") end
     redis.prepare_tls(target)
+    if cfg.credentials_secret then
+        if not secrets then
+            bad("credentials_secret", "a secrets store is needed to use it"
+                .. " (ClusterRedisClient({ secrets = store }), or cluster_pool_from_config's secrets argument)")
+        end
+        target.credentials_secret, target.secrets = cfg.credentials_secret, secrets
+    end
     target.connect_timeout = cfg.socket_connect_timeout or cfg.timeout or 5
     target.timeout = cfg.socket_timeout or cfg.timeout or 0
     name = name or key_base
@@ -564,15 +575,16 @@ function M.context_factory(cluster)
     return base.context_factory(cluster, make_monitored, { pool_gauges = { "open_connections" } })
 end
 
-local function build(key_path, raw)
-    return M.context_factory(M.cluster_pool_from_config(raw, key_path .. ".", key_path))
+local function build(key_path, raw, parser)
+    return M.context_factory(M.cluster_pool_from_config(raw, key_path .. ".", key_path, parser.secrets))
 end
 
 --- For configure_context: { foo = ClusterRedisClient() } reads foo.url and
 --- the other keys, and puts a MonitoredClusterRedisConnection on each
---- request as foo.
-function M.ClusterRedisClient()
-    return base.client_parser(build)
+--- request as foo. `opts.secrets` is the secrets store for
+--- foo.credentials_secret.
+function M.ClusterRedisClient(opts)
+    return base.client_parser(build, { secrets = opts and opts.secrets })
 end
 
 return M
