@@ -11,7 +11,9 @@
 --   factory:build_pump_worker(work_queue)  -> pump: pump:run() puts messages
 --       with work_queue:put(message) (which waits while the queue is full)
 --       until pump:stop() is called; optional pump:give_back(messages) gets
---       what was queued but not handled when the server stopped
+--       what was queued but not handled when the server stopped; optional
+--       pump:close(timeout) runs once the handlers finished (or
+--       stop_timeout passed): the source's own ending, within `timeout`
 --   factory:build_message_handler()        -> handler: handler:handle(message)
 --   factory.health_check_fn (optional)     -> function(env) returning true
 --       when healthy (Baseplate.py's HealthcheckCallback)
@@ -332,10 +334,18 @@ function Server:shutdown(timeout)
     end
     qlog:debug("Waiting for message handlers to drain.")
     local in_time = true
+    local t0 = runtime.now()
     if self.running > 0 then
         local rc = runtime.await_timeout(timeout, start_done_wait, self)
         self.done_waiter = nil
         in_time = rc == core.OK
+    end
+    if self.pump.close then
+        -- (the source's own ending: commit what was handled, leave a group;
+        -- in what is left of stop_timeout, and at least a second)
+        local left = math.max(timeout - (runtime.now() - t0), 1)
+        local closed, cerr = pcall(self.pump.close, self.pump, left)
+        if not closed then qlog:error("closing the pump failed: %s", tostring(cerr)) end
     end
     qlog:debug("Stopping healthcheck server.")
     if self.health then self.health:stop() end
