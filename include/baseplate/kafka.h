@@ -104,15 +104,20 @@ BP_EXTERN int bp_kafka_rebalance_done(bp_kafka_t *k);
 
 /**
  * Commit `next_offset` (the offset of the next message to read: the handled
- * one's + 1) for a partition, without waiting; the result comes through
- * the queue (a failure is logged) and librdkafka sends it before it gives
- * up the partition in a rebalance or a close. BP_OK or BP_EINVAL.
+ * one's + 1) for a partition. `waiter` 0: without waiting (BP_OK; a failure
+ * is logged). Else BP_AGAIN, and `waiter` is woken from the loop with BP_OK
+ * once the group coordinator stored it, BP_ECANCELED when it refused it
+ * because the group is rebalancing (the offset is kept: should the next
+ * assignment give the partition back, reading resumes there and it is
+ * committed again), or BP_EIO. librdkafka sends commits before it gives up
+ * partitions in a rebalance or a close. At once: BP_EINVAL, BP_ECLOSED.
  */
 BP_EXTERN int bp_kafka_commit(bp_kafka_t *k, const char *topic, int32_t partition,
-                              int64_t next_offset);
+                              int64_t next_offset, int waiter);
 
 /** Commits sent and not yet answered. */
 BP_EXTERN int bp_kafka_commits_pending(bp_kafka_t *k);
+
 
 /**
  * Start leaving the group (rd_kafka_consumer_close_queue): the revoke

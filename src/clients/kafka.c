@@ -32,6 +32,7 @@ struct bp_kafka_s {
   bp__closable_t closable; /* first: the poll handle's data */
   rd_kafka_t *rk;
   rd_kafka_queue_t *q; /* the consumer queue, or the producer's main queue */
+  rd_kafka_queue_t *cq; /* a consumer's commit results, served on the loop */
   int producer;
   int pipefd[2];
   uv_poll_t *poll; /* NULL once closed */
@@ -41,6 +42,7 @@ struct bp_kafka_s {
   int serving; /* waking delivery reports: a free waits until done */
   int freed;
   int commits;
+  rd_kafka_topic_partition_list_t *held; /* next offsets whose commits were refused */
   rebalance_t *rebalances, **rebalances_tail;
   report_t *reports; /* delivery reports collected while serving */
   int nreports, creports;
@@ -82,17 +84,55 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
          reason);
 }
 
+static int refusal(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+         err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID;
+}
+
+static void add_report(bp_kafka_t *k, int waiter, int status, const char *reason);
+
+/* A commit's result: refused ones (the group rebalances) are remembered, so
+ * that the next assignment starts those partitions where their handling
+ * ended; the waiter of bp_kafka_commit learns the status. */
+static void commit_result(bp_kafka_t *k, rd_kafka_resp_err_t err,
+                          rd_kafka_topic_partition_list_t *offsets, int waiter) {
+  int status = BP_OK;
+  if (k->commits > 0) k->commits--;
+  if (refusal(err)) status = BP_ECANCELED;
+  for (int i = 0; offsets && i < offsets->cnt; i++) {
+    rd_kafka_topic_partition_t *e = &offsets->elems[i];
+    rd_kafka_resp_err_t pe = e->err ? e->err : err;
+    if (refusal(pe)) {
+      status = BP_ECANCELED;
+      if (!k->held) k->held = rd_kafka_topic_partition_list_new(4);
+      if (k->held) {
+        rd_kafka_topic_partition_t *h =
+            rd_kafka_topic_partition_list_find(k->held, e->topic, e->partition);
+        if (!h) h = rd_kafka_topic_partition_list_add(k->held, e->topic, e->partition);
+        if (h && h->offset < e->offset) h->offset = e->offset;
+      }
+    } else if (pe && pe != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      status = BP_EIO;
+    }
+    if (pe && pe != RD_KAFKA_RESP_ERR__NO_OFFSET)
+      bp_log(refusal(pe) ? BP_LOG_INFO : BP_LOG_WARNING, LOGGER,
+             "committing %s [%d] offset %lld failed: %s", e->topic, (int)e->partition,
+             (long long)e->offset, rd_kafka_err2str(pe));
+  }
+  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET && status == BP_OK) status = BP_EIO;
+  if (waiter > 0) add_report(k, waiter, status, err ? rd_kafka_err2str(err) : "");
+}
+
 static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *offsets, void *opaque) {
-  bp_kafka_t *k = opaque;
-  if (k->commits > 0) k->commits--;
-  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-    bp_log(BP_LOG_WARNING, LOGGER, "committing offsets failed: %s", rd_kafka_err2str(err));
-  for (int i = 0; offsets && i < offsets->cnt; i++)
-    if (offsets->elems[i].err)
-      bp_log(BP_LOG_WARNING, LOGGER, "committing %s [%d] offset %lld failed: %s",
-             offsets->elems[i].topic, (int)offsets->elems[i].partition,
-             (long long)offsets->elems[i].offset, rd_kafka_err2str(offsets->elems[i].err));
+  commit_result(opaque, err, offsets, 0);
+}
+
+static bp_kafka_t *commit_queue_owner; /* (set while serving k->cq: one loop thread) */
+
+static void commit_queue_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+  if (commit_queue_owner) commit_result(commit_queue_owner, err, offsets, (int)(intptr_t)opaque);
 }
 
 static int cooperative(rd_kafka_t *rk) {
@@ -109,6 +149,19 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   if (kind == BP_KAFKA_ASSIGN) {
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = 0;
+    rd_kafka_topic_partition_list_t *again = NULL;
+    /* Partitions ours again whose last commits were refused while the group
+     * rebalanced: read on from where their handling ended, and commit that. */
+    for (int i = 0; k->held && i < parts->cnt; i++) {
+      rd_kafka_topic_partition_t *h =
+          rd_kafka_topic_partition_list_find(k->held, parts->elems[i].topic, parts->elems[i].partition);
+      if (!h) continue;
+      parts->elems[i].offset = h->offset;
+      if (!again) again = rd_kafka_topic_partition_list_new(4);
+      if (again) rd_kafka_topic_partition_list_add(again, h->topic, h->partition)->offset = h->offset;
+    }
+    if (k->held) rd_kafka_topic_partition_list_destroy(k->held);
+    k->held = NULL;
     if (cooperative(rk))
       e = rd_kafka_incremental_assign(rk, parts);
     else
@@ -118,6 +171,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
       rd_kafka_error_destroy(e);
     } else if (re) {
       bp_log(BP_LOG_ERROR, LOGGER, "assigning partitions failed: %s", rd_kafka_err2str(re));
+    }
+    if (again) {
+      if (!e && !re && rd_kafka_commit(rk, again, 1) == 0) k->commits++;
+      rd_kafka_topic_partition_list_destroy(again);
     }
   } else if (kind == 0) {
     bp_log(BP_LOG_ERROR, LOGGER, "rebalance failed: %s", rd_kafka_err2str(err));
@@ -142,10 +199,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          kind == BP_KAFKA_ASSIGN ? "assigned" : "revoking", parts->cnt);
 }
 
-static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-  bp_kafka_t *k = opaque;
-  int waiter = (int)(intptr_t)m->_private;
-  if (waiter <= 0) return;
+static void add_report(bp_kafka_t *k, int waiter, int status, const char *reason) {
   if (k->nreports == k->creports) {
     int c = k->creports ? k->creports * 2 : 64;
     report_t *r = realloc(k->reports, (size_t)c * sizeof *r);
@@ -155,9 +209,15 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   }
   report_t *r = &k->reports[k->nreports++];
   r->waiter = waiter;
-  r->status = m->err ? BP_EIO : BP_OK;
-  r->reason[0] = '\0';
-  if (m->err) snprintf(r->reason, sizeof r->reason, "%s", rd_kafka_err2str(m->err));
+  r->status = status;
+  snprintf(r->reason, sizeof r->reason, "%s", reason ? reason : "");
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  bp_kafka_t *k = opaque;
+  int waiter = (int)(intptr_t)m->_private;
+  if (waiter <= 0) return;
+  add_report(k, waiter, m->err ? BP_EIO : BP_OK, m->err ? rd_kafka_err2str(m->err) : "");
 }
 
 /* --- the pipe on the loop ------------------------------------------------------------ */
@@ -174,13 +234,14 @@ static void wake_waiter(bp_kafka_t *k, int status) {
   if (w) bp_wake(w, status);
 }
 
-static void serve_producer(bp_kafka_t *k) {
-  rd_kafka_poll(k->rk, 0);
-  /* (woken after serving: a coroutine may free the handle) */
+/* Wake the waiters of the reports collected while serving (a coroutine
+ * may free the handle meanwhile: the free waits until this is done). */
+static int wake_reports(bp_kafka_t *k) {
   int n = k->nreports;
-  report_t *r = n ? malloc((size_t)n * sizeof *r) : NULL;
-  if (n && !r) return;
-  if (n) memcpy(r, k->reports, (size_t)n * sizeof *r);
+  if (!n) return 0;
+  report_t *r = malloc((size_t)n * sizeof *r);
+  if (!r) return 0;
+  memcpy(r, k->reports, (size_t)n * sizeof *r);
   k->nreports = 0;
   k->serving = 1;
   for (int i = 0; i < n; i++) {
@@ -189,16 +250,26 @@ static void serve_producer(bp_kafka_t *k) {
   }
   k->serving = 0;
   free(r);
-  if (k->freed) bp_kafka_free(k);
+  if (k->freed) {
+    bp_kafka_free(k);
+    return 1;
+  }
+  return 0;
 }
 
 static void on_readable(uv_poll_t *p, int status, int events) {
   bp_kafka_t *k = p->data;
   drain_pipe(k);
   if (k->producer) {
-    serve_producer(k);
+    rd_kafka_poll(k->rk, 0);
+    wake_reports(k);
     return;
   }
+  commit_queue_owner = k;
+  while (rd_kafka_queue_poll_callback(k->cq, 0) > 0) {
+  }
+  commit_queue_owner = NULL;
+  if (wake_reports(k)) return;
   if (k->waiter)
     wake_waiter(k, BP_OK);
   else
@@ -266,6 +337,7 @@ static bp_kafka_t *finish_new(bp_kafka_t *k, rd_kafka_conf_t *c, rd_kafka_type_t
   if (type == RD_KAFKA_CONSUMER) {
     rd_kafka_poll_set_consumer(k->rk);
     k->q = rd_kafka_queue_get_consumer(k->rk);
+    k->cq = rd_kafka_queue_new(k->rk);
   } else {
     k->q = rd_kafka_queue_get_main(k->rk);
   }
@@ -292,8 +364,10 @@ static bp_kafka_t *finish_new(bp_kafka_t *k, rd_kafka_conf_t *c, rd_kafka_type_t
   /* (a consumer or producer alone does not keep the process running) */
   uv_unref((uv_handle_t *)k->poll);
   rd_kafka_queue_io_event_enable(k->q, k->pipefd[1], "1", 1);
+  if (k->cq) rd_kafka_queue_io_event_enable(k->cq, k->pipefd[1], "1", 1);
   return k;
 fail:
+  if (k->cq) rd_kafka_queue_destroy(k->cq);
   if (k->q) rd_kafka_queue_destroy(k->q);
   rd_kafka_destroy(k->rk);
   if (k->pipefd[0] >= 0) close(k->pipefd[0]);
@@ -483,12 +557,18 @@ int bp_kafka_rebalance_done(bp_kafka_t *k) {
   return rc;
 }
 
-int bp_kafka_commit(bp_kafka_t *k, const char *topic, int32_t partition, int64_t next_offset) {
+int bp_kafka_commit(bp_kafka_t *k, const char *topic, int32_t partition, int64_t next_offset,
+                    int waiter) {
   if (!k || k->producer || !topic || next_offset < 0) return BP_EINVAL;
+  if (waiter > 0 && (k->loop_gone || !k->poll || !k->cq)) return BP_ECLOSED;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   if (!l) return BP_ENOMEM;
   rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next_offset;
-  rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, 1);
+  rd_kafka_resp_err_t e;
+  if (waiter > 0)
+    e = rd_kafka_commit_queue(k->rk, l, k->cq, commit_queue_cb, (void *)(intptr_t)waiter);
+  else
+    e = rd_kafka_commit(k->rk, l, 1);
   rd_kafka_topic_partition_list_destroy(l);
   if (e) {
     bp_log(BP_LOG_WARNING, LOGGER, "committing %s [%d]: %s", topic, (int)partition,
@@ -496,10 +576,11 @@ int bp_kafka_commit(bp_kafka_t *k, const char *topic, int32_t partition, int64_t
     return BP_EINVAL;
   }
   k->commits++;
-  return BP_OK;
+  return waiter > 0 ? BP_AGAIN : BP_OK;
 }
 
 int bp_kafka_commits_pending(bp_kafka_t *k) { return k ? k->commits : 0; }
+
 
 int bp_kafka_consumer_close(bp_kafka_t *k) {
   if (!k || k->producer) return BP_EINVAL;
@@ -579,6 +660,12 @@ void bp_kafka_free(bp_kafka_t *k) {
   }
   if (k->waiter) wake_waiter(k, BP_ECLOSED);
   rd_kafka_queue_io_event_enable(k->q, -1, NULL, 0);
+  if (k->cq) {
+    rd_kafka_queue_io_event_enable(k->cq, -1, NULL, 0);
+    rd_kafka_queue_destroy(k->cq);
+    k->cq = NULL;
+  }
+  if (k->held) rd_kafka_topic_partition_list_destroy(k->held);
   stop_watch(k);
   close(k->pipefd[0]);
   close(k->pipefd[1]);

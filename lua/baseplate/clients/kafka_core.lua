@@ -31,7 +31,8 @@ void bp_kafka_unwait(bp_kafka_t *k);
 int bp_kafka_rebalance_pending(bp_kafka_t *k, int *count);
 int bp_kafka_rebalance_partition(bp_kafka_t *k, int idx, const char **topic, int32_t *partition);
 int bp_kafka_rebalance_done(bp_kafka_t *k);
-int bp_kafka_commit(bp_kafka_t *k, const char *topic, int32_t partition, int64_t next_offset);
+int bp_kafka_commit(bp_kafka_t *k, const char *topic, int32_t partition, int64_t next_offset,
+                    int waiter);
 int bp_kafka_commits_pending(bp_kafka_t *k);
 int bp_kafka_consumer_close(bp_kafka_t *k);
 int bp_kafka_closed(bp_kafka_t *k);

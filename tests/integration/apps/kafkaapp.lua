@@ -30,8 +30,8 @@ function M.make_consumer(app_config)
     function opts.handler_fn(context, data, message)
         if delay > 0 then baseplate.sleep(delay) end
         if data.n == fail_at then error("a failing handler at " .. data.n) end
-        out:write(string.format("n=%d p=%d o=%d trace=%s\n", data.n, message.partition, message.offset,
-            tostring(context.span.trace_id)))
+        out:write(string.format("n=%d p=%d o=%d w=%d trace=%s\n", data.n, message.partition, message.offset,
+            ffi.C.getpid(), tostring(context.span.trace_id)))
         if data.n == crash_at then
             out:flush()
             ffi.C.kill(ffi.C.getpid(), 9)

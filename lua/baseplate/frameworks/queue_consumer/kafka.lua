@@ -378,6 +378,13 @@ end
 local Handler = {}
 Handler.__index = Handler
 
+-- How long a handler waits for its commit to be answered (seconds).
+M.COMMIT_TIMEOUT = 10
+
+local function start_commit(id, k, msg)
+    return C.bp_kafka_commit(k, msg.topic, msg.partition, msg.offset + 1, id)
+end
+
 function Factory:build_message_handler()
     return setmetatable({ f = self }, Handler)
 end
@@ -421,12 +428,12 @@ function Handler:handle(msg)
         return
     end
     local ps = msg._ps
-    if ps.revoked or ps.failed then
+    if ps.revoked or ps.failed or ps.blocked then
         f.counts.skipped = f.counts.skipped + 1
         return
     end
     lock(ps)
-    if ps.revoked or ps.failed then -- (while waiting)
+    if ps.revoked or ps.failed or ps.blocked then -- (while waiting)
         f.counts.skipped = f.counts.skipped + 1
         unlock(ps)
         return
@@ -434,7 +441,18 @@ function Handler:handle(msg)
     local ok, err = process(f, msg)
     if ok then
         f.counts.handled = f.counts.handled + 1
-        C.bp_kafka_commit(f.k, msg.topic, msg.partition, msg.offset + 1)
+        -- Committed before the partition's next message is handled (as
+        -- Baseplate.py's commit(asynchronous=False)): a process that dies
+        -- handles again only the message it was committing.
+        local rc = runtime.await_timeout(M.COMMIT_TIMEOUT, start_commit, f.k, msg)
+        if rc == core.ECANCELED then
+            -- The group is rebalancing: handle nothing more here; if the
+            -- partition comes back, reading resumes after this message.
+            ps.blocked = true
+        elseif rc ~= core.OK then
+            klog:warning("%s: committing %s [%d] offset %d: %s", f.name, msg.topic, msg.partition,
+                msg.offset + 1, rc == core.ETIMEDOUT and "no answer in time" or ffi_string(C.bp_kafka_error(f.k)))
+        end
         unlock(ps)
         return
     end
