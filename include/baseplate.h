@@ -32,5 +32,6 @@
 #include "baseplate/thrift.h"
 #include "baseplate/thrift_client.h"
 #include "baseplate/http_client.h"
+#include "baseplate/kafka.h"
 
 #endif

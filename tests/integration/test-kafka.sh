@@ -36,12 +36,12 @@ check_eq "200 messages produced" "$(tail -1 "$TMP/mock.out")" "produced 200 fail
 
 OUT=$TMP/out.txt
 : > "$OUT"
-# worker NAME "extra app lines": start a consumer (its log in $TMP/NAME.log, its pid in PID_NAME)
+# worker NAME "extra app lines" [ARGS]: start a consumer (its log in $TMP/NAME.log, its pid in PID_NAME)
 worker() {
   local name=$1
   printf '[app:main]\nfactory = kafkaapp:make_consumer\ntest.out = %s\nkafka.bootstrap_servers = %s\nkafka.group_id = test.worker\nkafka.topics = events\nkafka.consume_batch_size = 16\nkafka.librdkafka.heartbeat.interval.ms = 200\nkafka.librdkafka.session.timeout.ms = 6000\n%b\n[server:main]\nfactory = baseplate.server.queue_consumer\nmax_concurrency = 4\nstop_timeout = 10 seconds\n' \
     "$OUT" "$BOOT" "${2:-}" > "$TMP/$name.ini"
-  (cd "$TMP" && exec "$BIN/baseplate-serve" --bind "127.0.0.1:$(random_port)" "$name.ini") > "$TMP/$name.log" 2>&1 &
+  (cd "$TMP" && exec "$BIN/baseplate-serve" ${3:-} --bind "127.0.0.1:$(random_port)" "$name.ini") > "$TMP/$name.log" 2>&1 &
   eval "PID_$name=$!"
   PIDS="${PIDS:-} $!"
 }
@@ -146,6 +146,26 @@ t=$(( $(date +%s) - t0 ))
 check_eq "all brokers down: SIGTERM still exits 0" "$RC" 0
 if [ "$t" -le 14 ]; then pass "... within stop_timeout ($t s)"; else fail "within stop_timeout" "$t s"; fi
 mock "up 1"; mock "up 2"; mock "up 3"
+
+# --- the producer client: a span per produce, delivered before the handler goes on --------------
+mock "topic forwarded 2"
+mock "produce events 10 730"
+worker h "test.forward = forwarded\nevents.bootstrap_servers = $BOOT\nevents.timeout = 5 seconds\nmetrics.namespace = kw\nmetrics.log_if_unconfigured = true" --debug
+wait_distinct 740
+stop "$PID_h"
+check_eq "exit 0" "$RC" 0
+check_contains "a client span per produce" "$(cat "$TMP/h.log")" "kw.clients.events.produce"
+worker fw "kafka.group_id = test.forwarded\nkafka.topics = forwarded"
+sed -i 's/^kafka.group_id = test.worker$//; s/^kafka.topics = events$//' "$TMP/fw.ini"
+kill -KILL "$PID_fw"; wait "$PID_fw" 2>/dev/null
+(cd "$TMP" && exec "$BIN/baseplate-serve" --bind "127.0.0.1:$(random_port)" fw.ini) > "$TMP/fw.log" 2>&1 &
+PID_fw=$!; PIDS="$PIDS $PID_fw"
+for _ in $(seq 1 200); do [ "$(grep -c '^n=1007[34]' "$OUT")" -ge 10 ] && break; sleep 0.05; done
+check_eq "the 10 produced messages were delivered and consumed" "$(grep -c '^n=1007[34][0-9] ' "$OUT")" 10
+t_orig=$(grep '^n=735 ' "$OUT" | grep -o 'trace=[0-9]*' | head -1)
+t_fwd=$(grep '^n=100735 ' "$OUT" | grep -o 'trace=[0-9]*')
+check_eq "the consumer continued the producer's trace (headers)" "$t_fwd" "$t_orig"
+stop "$PID_fw"
 
 # --- configuration errors name the key -----------------------------------------------------------
 printf '[app:main]\nfactory = kafkaapp:make_consumer\ntest.out = %s\nkafka.bootstrap_servers = %s\nkafka.topics = events\n[server:main]\nfactory = baseplate.server.queue_consumer\nmax_concurrency = 1\n' "$OUT" "$BOOT" > "$TMP/bad.ini"

@@ -57,6 +57,8 @@ local MIRRORS = {
     { "baseplate.span", "TAG_STRING", "BP_TAG_STRING" },
     { "baseplate.span", "TAG_NUMBER", "BP_TAG_NUMBER" },
     { "baseplate.span", "TAG_BOOL", "BP_TAG_BOOL" },
+    { "baseplate.clients.kafka_core", "ASSIGN", "BP_KAFKA_ASSIGN" },
+    { "baseplate.clients.kafka_core", "REVOKE", "BP_KAFKA_REVOKE" },
     { "baseplate.clients.redis", "REPLY_STRING", "BP_REDIS_STRING" },
     { "baseplate.clients.redis", "REPLY_ARRAY", "BP_REDIS_ARRAY" },
     { "baseplate.clients.redis", "REPLY_INTEGER", "BP_REDIS_INTEGER" },

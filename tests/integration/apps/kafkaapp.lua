@@ -8,9 +8,12 @@
 --                   itself with SIGKILL (after handling, before committing)
 --   test.fail_at    n of a message whose handler raises
 --   test.delay      seconds each message takes
+--   test.forward    a topic each message is produced to again (as n + 100000),
+--                   through the producer client `events` (events.* keys)
 local ffi = require("ffi")
 local baseplate = require("baseplate")
 local kafka = require("baseplate.frameworks.queue_consumer.kafka")
+local kafka_client = require("baseplate.clients.kafka")
 
 ffi.cdef([[ int kill(int pid, int sig); int getpid(void); ]])
 
@@ -24,6 +27,8 @@ function M.make_consumer(app_config)
     local crash_at = tonumber(app_config["test.crash_at"] or "-1")
     local fail_at = tonumber(app_config["test.fail_at"] or "-1")
     local delay = tonumber(app_config["test.delay"] or "0")
+    local forward = app_config["test.forward"]
+    if forward then bp:configure_context({ events = kafka_client.KafkaProducer() }) end
     local opts = kafka.options_from_config(app_config)
     opts.name = "kafka_consumer.test_worker"
     opts.baseplate = bp
@@ -32,6 +37,9 @@ function M.make_consumer(app_config)
         if data.n == fail_at then error("a failing handler at " .. data.n) end
         out:write(string.format("n=%d p=%d o=%d w=%d trace=%s\n", data.n, message.partition, message.offset,
             ffi.C.getpid(), tostring(context.span.trace_id)))
+        if forward and data.n < 100000 then
+            context.events:produce(forward, string.format('{"n":%d}', data.n + 100000), { key = tostring(data.n) })
+        end
         if data.n == crash_at then
             out:flush()
             ffi.C.kill(ffi.C.getpid(), 9)
