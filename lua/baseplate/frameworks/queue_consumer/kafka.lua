@@ -336,6 +336,7 @@ function Pump:run()
         serve_rebalances(f, false)
         if got < f.batch_size and not self.stopped then wait_queue(f, IDLE_POLL) end
     end
+
 end
 
 function Pump:stop()
