@@ -21,7 +21,8 @@ function M.make_consumer(app_config)
         if seen == 1 then out:write(string.format("first %.6f %.6f\n", baseplate.time(), os.clock())) end
         if seen == count then out:write(string.format("done %.6f %.6f\n", baseplate.time(), os.clock())) end
     end
-    local factory = app_config["bench.factory"] == "inorder" and kafka.InOrderConsumerFactory or kafka.FastConsumerFactory
+    local factory = app_config["bench.factory"] == "inorder" and kafka.InOrderConsumerFactory
+        or kafka.FastConsumerFactory
     return factory.new(opts)
 end
 
