@@ -39,9 +39,8 @@ local function handle_of(self)
     if props["message.timeout.ms"] == nil then
         props["message.timeout.ms"] = tostring(math.floor(self.timeout * 1000))
     end
-    local arr, keep = kcore.conf_array(props)
-    local k = C.bp_kafka_producer_new(arr, core.errbuf, core.errbuf_size)
-    keep = nil -- luacheck: ignore (kept alive until here)
+    local conf = kcore.conf_array(props)
+    local k = C.bp_kafka_producer_new(conf.arr, core.errbuf, core.errbuf_size)
     if k == nil then
         error(base.error({ class = "ConnectionError", client = self.client,
                            message = self.client .. ": " .. core.errmsg() }), 0)

@@ -49,8 +49,9 @@ local M = {}
 -- kafka.h's BP_KAFKA_* rebalance kinds (tests/lua/test-ffi-decls.lua checks them)
 M.ASSIGN, M.REVOKE = 1, 2
 
---- A NULL-terminated const char*[] of `props` (name -> value), in name
---- order, and the strings it points at (keep both alive while it is used).
+--- { arr = a NULL-terminated const char*[] of `props` (name -> value), in
+--- name order, keep = the strings it points at }: keep the table while
+--- `arr` is used.
 function M.conf_array(props)
     local names = {}
     for k in pairs(props) do names[#names + 1] = k end
@@ -65,7 +66,7 @@ function M.conf_array(props)
         arr[2 * i - 1] = v
     end
     arr[2 * #names] = nil
-    return arr, keep
+    return { arr = arr, keep = keep }
 end
 
 return M

@@ -343,8 +343,8 @@ function Server:shutdown(timeout)
     if self.pump.close then
         -- (the source's own ending: commit what was handled, leave a group;
         -- in what is left of stop_timeout, and at least a second)
-        local left = math.max(timeout - (runtime.now() - t0), 1)
-        local closed, cerr = pcall(self.pump.close, self.pump, left)
+        local time_left = math.max(timeout - (runtime.now() - t0), 1)
+        local closed, cerr = pcall(self.pump.close, self.pump, time_left)
         if not closed then qlog:error("closing the pump failed: %s", tostring(cerr)) end
     end
     qlog:debug("Stopping healthcheck server.")

@@ -152,9 +152,8 @@ local function new_factory(kind, in_order, o)
     if props["auto.offset.reset"] == nil then props["auto.offset.reset"] = "earliest" end
     -- (bounded waits when every broker is down: a close gives up after this)
     if props["socket.timeout.ms"] == nil then props["socket.timeout.ms"] = "10000" end
-    local arr, keep = kcore.conf_array(props)
-    local k = C.bp_kafka_consumer_new(arr, in_order and 1 or 0, core.errbuf, core.errbuf_size)
-    keep = nil -- luacheck: ignore (kept alive until here)
+    local conf = kcore.conf_array(props)
+    local k = C.bp_kafka_consumer_new(conf.arr, in_order and 1 or 0, core.errbuf, core.errbuf_size)
     if k == nil then error(kind .. ".new: " .. core.errmsg(), 2) end
     local self = setmetatable({
         kind = kind, in_order = in_order, name = o.name, baseplate = o.baseplate, bp = o.baseplate,
