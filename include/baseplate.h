@@ -26,6 +26,7 @@
 #include "baseplate/memcache.h"
 #include "baseplate/crypto.h"
 #include "baseplate/file_watcher.h"
+#include "baseplate/events.h"
 #include "baseplate/mqueue.h"
 #include "baseplate/testing.h"
 #include "baseplate/postgres.h"

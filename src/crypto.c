@@ -55,7 +55,7 @@ static int decode(const char *s, size_t len, unsigned char out[RAW_LEN]) {
   return BP_OK;
 }
 
-static int mac(const void *key, size_t keylen, const unsigned char header[HEADER_LEN],
+static int mac(const void *key, size_t keylen, const unsigned char *header, size_t headerlen,
                const void *msg, size_t msglen, unsigned char digest[DIGEST_LEN]) {
   static EVP_MAC *hmac; /* fetched once */
   char sha256[] = "SHA256";
@@ -68,7 +68,7 @@ static int mac(const void *key, size_t keylen, const unsigned char header[HEADER
   if (!hmac && !(hmac = EVP_MAC_fetch(NULL, "HMAC", NULL))) return BP_ERROR;
   if (!(ctx = EVP_MAC_CTX_new(hmac))) return BP_ERROR;
   ok = EVP_MAC_init(ctx, keylen ? key : none, keylen, params) &&
-       EVP_MAC_update(ctx, header, HEADER_LEN) && EVP_MAC_update(ctx, msg, msglen) &&
+       (headerlen == 0 || EVP_MAC_update(ctx, header, headerlen)) && EVP_MAC_update(ctx, msg, msglen) &&
        EVP_MAC_final(ctx, digest, &n, DIGEST_LEN) && n == DIGEST_LEN;
   EVP_MAC_CTX_free(ctx);
   return ok ? BP_OK : BP_ERROR;
@@ -86,7 +86,7 @@ int bp_signature_make(const void *key, size_t keylen, const void *msg, size_t ms
   raw[4] = (unsigned char)(e >> 8);
   raw[5] = (unsigned char)(e >> 16);
   raw[6] = (unsigned char)(e >> 24);
-  if (mac(key, keylen, raw, msg, msglen, raw + HEADER_LEN) != BP_OK) return BP_ERROR;
+  if (mac(key, keylen, raw, HEADER_LEN, msg, msglen, raw + HEADER_LEN) != BP_OK) return BP_ERROR;
   encode(raw, out);
   return BP_OK;
 }
@@ -104,6 +104,20 @@ int bp_signature_matches(const void *key, size_t keylen, const void *msg, size_t
                          const char *sig, size_t len) {
   unsigned char raw[RAW_LEN], digest[DIGEST_LEN];
   if (keylen > INT32_MAX || decode(sig, len, raw) != BP_OK) return 0;
-  if (mac(key, keylen, raw, msg, msglen, digest) != BP_OK) return 0;
+  if (mac(key, keylen, raw, HEADER_LEN, msg, msglen, digest) != BP_OK) return 0;
   return CRYPTO_memcmp(digest, raw + HEADER_LEN, DIGEST_LEN) == 0;
+}
+
+int bp_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, size_t msglen,
+                       char out[BP_HMAC_SHA256_HEX_LEN + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char digest[DIGEST_LEN];
+  if (keylen > INT32_MAX) return BP_EINVAL;
+  if (mac(key, keylen, NULL, 0, msg ? msg : "", msglen, digest) != BP_OK) return BP_ERROR;
+  for (int i = 0; i < DIGEST_LEN; i++) {
+    out[2 * i] = hex[digest[i] >> 4];
+    out[2 * i + 1] = hex[digest[i] & 15];
+  }
+  out[2 * DIGEST_LEN] = '\0';
+  return BP_OK;
 }

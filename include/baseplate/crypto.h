@@ -29,4 +29,12 @@ BP_EXTERN int bp_signature_read(const char *sig, size_t len, int *version, int64
 BP_EXTERN int bp_signature_matches(const void *key, size_t keylen, const void *msg, size_t msglen,
                                    const char *sig, size_t len);
 
+#define BP_HMAC_SHA256_HEX_LEN 64
+
+/** The HMAC-SHA256 of `msg` keyed with `key`, as 64 lowercase hex digits
+ * and a NUL into out (the event publisher's X-Signature mac). BP_EINVAL
+ * for a key too long for OpenSSL, BP_ERROR if OpenSSL fails. */
+BP_EXTERN int bp_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, size_t msglen,
+                                 char out[BP_HMAC_SHA256_HEX_LEN + 1]);
+
 #endif
