@@ -608,10 +608,13 @@ local spec = {
 local total_cached = 0
 
 --- A client (the factory's state) from a table of settings: the keys of
---- the config spec (filter as a nested table), and internal = true for an
---- internal client. `name` names it in spans and errors.
+--- the config spec (filter as a nested table, or false: no address filter,
+--- for a destination the operator configured, as a sidecar's collector),
+--- and internal = true for an internal client. `name` names it in spans
+--- and errors.
 function M.client_from_settings(name, s, internal)
     local key_base = name
+    local unfiltered = s.filter == false
     local f = s.filter or {}
     local cfg = {
         max_retries = s.max_retries or 0,
@@ -649,6 +652,7 @@ function M.client_from_settings(name, s, internal)
         end
     end
     cfg.filter = filter
+    if unfiltered then cfg.filter = nil end
     local client = {
         _name = name, _cfg = cfg, _internal = internal and true or false,
         _user_agent = "baseplate (libcurl)",
