@@ -78,4 +78,53 @@ t.test("bad arguments", function()
     eq:close()
 end)
 
+t.test("serialize_v2_event: byte for byte what Apache Thrift's Python TJSONProtocol writes", function()
+    local codec = require("baseplate.thrift.codec")
+    local ffi = require("ffi")
+    local b = codec.base_type
+    local inner = { name = "Inner", kind = "struct", fields = {
+        { id = 1, name = "name", required = "default", type = b("string") },
+        { id = 2, name = "n", required = "default", type = b("i32") },
+    } }
+    local event = { name = "Event", kind = "struct", fields = {
+        { id = 1, name = "source", required = "default", type = b("string") },
+        { id = 2, name = "action", required = "default", type = b("string") },
+        { id = 3, name = "client_timestamp", required = "default", type = b("i64") },
+        { id = 4, name = "flag", required = "default", type = b("bool") },
+        { id = 5, name = "ratio", required = "default", type = b("double") },
+        { id = 6, name = "tags", required = "default", type = { kind = "list", elem = b("string") } },
+        { id = 7, name = "counts", required = "default", type = { kind = "map", key = b("string"), value = b("i32") } },
+        { id = 8, name = "inner", required = "default", type = { kind = "struct", struct = inner } },
+        { id = 9, name = "blob", required = "default", type = b("binary") },
+        { id = 10, name = "small", required = "default", type = b("byte") },
+        { id = 11, name = "imap", required = "default", type = { kind = "map", key = b("i32"), value = b("bool") } },
+        { id = 12, name = "missing", required = "optional", type = b("string") },
+        { id = 13, name = "ratios", required = "default", type = { kind = "list", elem = b("double") } },
+    } }
+    local handles = codec.compile({ inner, event })
+    local Event = handles[event]
+    local ev = Event:new({
+        source = "baseplate", action = 'te"st\n/é', client_timestamp = ffi.new("int64_t", 1700000000123456LL),
+        flag = true, ratio = 0.1, tags = { "a", "b" }, counts = { x = 3 }, inner = { name = "in", n = -7 },
+        blob = "\0\255ab", small = -3, imap = { [5] = false }, ratios = { 1.0, 2.5, 1e300 },
+    })
+    local src = os.getenv("BASEPLATE_SOURCE_DIR") or "../.."
+    local p = io.popen("/usr/bin/python3 " .. src .. "/tests/integration/tools/tjson_reference.py")
+    local want = p:read("*a")
+    p:close()
+    t.ok(#want > 100, "the reference ran: " .. want)
+    t.eq(events.serialize_v2_event(ev), want)
+    t.eq(events.v2_serializer(Event)(ev), want, "a serializer for plain tables")
+    -- into a queue, as a service does
+    local name = NAME .. "-v2"
+    local eq = events.EventQueue(name, events.serialize_v2_event)
+    eq.queue:unlink()
+    eq:put(ev)
+    t.eq(eq.queue:get(0), want)
+    eq:close()
+    t.raises("not a Thrift struct value", events.serialize_v2_event, { source = "x" })
+    t.raises("Event.flag: expected a boolean", events.serialize_v2_event, Event:new({ flag = 1 }))
+    t.raises("Event.small: expected an integer in -128..127", events.serialize_v2_event, Event:new({ small = 300 }))
+end)
+
 t.done()

@@ -130,4 +130,160 @@ EventQueue.__tostring = function(self)
     return format("EventQueue %s (%s)", self.name, tostring(self.queue))
 end
 
+--------------------------------------------------------------------------------
+-- The v2 serializer: a Thrift struct in Apache Thrift's JSON protocol
+-- (TJSONProtocol), as Baseplate.py's serialize_v2_event writes it:
+-- {"<field id>":{"<type>":<value>},...} with the types tf, i8, i16, i32,
+-- i64, dbl, str, rec, lst, set, map.
+
+local ffi = require("ffi")
+local floor, huge = math.floor, math.huge
+local concat = table.concat
+
+local TNAME = {
+    bool = "tf", byte = "i8", i8 = "i8", i16 = "i16", i32 = "i32", i64 = "i64", double = "dbl",
+    string = "str", binary = "str", struct = "rec", list = "lst", set = "set", map = "map",
+}
+
+local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n",
+    ["\r"] = "\\r", ["\t"] = "\\t" }
+local function json_string(s)
+    return '"' .. s:gsub('[%c"\\]', function(ch)
+        return ESC[ch] or format("\\u%04x", ch:byte())
+    end) .. '"'
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64(s)
+    -- (Python's TJSONProtocol writes binary as padded base64)
+    local out = {}
+    for i = 1, #s, 3 do
+        local a, b, c = s:byte(i, i + 2)
+        local n = a * 65536 + (b or 0) * 256 + (c or 0)
+        local chunk = {}
+        for k = 1, 4 do
+            local v = floor(n / 2 ^ (18 - 6 * (k - 1))) % 64
+            chunk[k] = B64:sub(v + 1, v + 1)
+        end
+        if not c then chunk[4] = "=" end
+        if not b then chunk[3] = "=" end
+        out[#out + 1] = concat(chunk)
+    end
+    return concat(out)
+end
+
+local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
+
+local function fail(path, msg)
+    error(format("serialize_v2_event: %s: %s", path, msg), 0)
+end
+
+local function integer(v, path, lo, hi)
+    if type(v) == "cdata" and (ffi.istype(int64_t, v) or ffi.istype(uint64_t, v)) then
+        return (tostring(ffi.cast(int64_t, v)):gsub("LL$", ""))
+    end
+    if type(v) ~= "number" or v ~= floor(v) or (lo and (v < lo or v > hi)) then
+        fail(path, "expected an integer" .. (lo and format(" in %d..%d", lo, hi) or "") .. ", got " .. tostring(v))
+    end
+    if v >= -2 ^ 53 and v <= 2 ^ 53 then return format("%d", v) end
+    fail(path, "an integer beyond 2^53 must be an int64_t cdata")
+end
+
+local function double(v, path)
+    if type(v) ~= "number" then fail(path, "expected a number, got " .. type(v)) end
+    if v ~= v then return '"NaN"' end
+    if v == huge then return '"Infinity"' end
+    if v == -huge then return '"-Infinity"' end
+    return format("%.17g", v) -- (Python's TJSONProtocol: '{0:.17g}')
+end
+
+local encode_struct
+
+-- The JSON of value `v` of Thrift type `ty`; `key`: as a map key (a string).
+local function encode_value(ty, v, path, key)
+    local kind = ty.kind
+    local out
+    if kind == "bool" then
+        if type(v) ~= "boolean" then fail(path, "expected a boolean, got " .. type(v)) end
+        out = v and "1" or "0"
+    elseif kind == "byte" or kind == "i8" then out = integer(v, path, -128, 127)
+    elseif kind == "i16" then out = integer(v, path, -32768, 32767)
+    elseif kind == "i32" then out = integer(v, path, -2147483648, 2147483647)
+    elseif kind == "i64" then out = integer(v, path)
+    elseif kind == "double" then
+        out = double(v, path)
+        if key and out:sub(1, 1) == '"' then return out end
+    elseif kind == "string" then
+        if type(v) ~= "string" then fail(path, "expected a string, got " .. type(v)) end
+        return json_string(v)
+    elseif kind == "binary" then
+        if type(v) ~= "string" then fail(path, "expected a string, got " .. type(v)) end
+        return '"' .. base64(v) .. '"'
+    elseif kind == "struct" then
+        if key then fail(path, "a struct cannot be a map key") end
+        return encode_struct(ty.struct, v, path)
+    elseif kind == "list" or kind == "set" then
+        if key then fail(path, "a container cannot be a map key") end
+        if type(v) ~= "table" then fail(path, "expected a table, got " .. type(v)) end
+        local parts = { json_string(TNAME[ty.elem.kind]), nil }
+        local items = {}
+        if kind == "set" and #v == 0 and next(v) ~= nil then
+            for k, present in pairs(v) do if present then items[#items + 1] = k end end
+        else
+            for i = 1, #v do items[i] = v[i] end
+        end
+        parts[2] = tostring(#items)
+        for i = 1, #items do parts[i + 2] = encode_value(ty.elem, items[i], path .. "[" .. i .. "]") end
+        return "[" .. concat(parts, ",") .. "]"
+    elseif kind == "map" then
+        if key then fail(path, "a container cannot be a map key") end
+        if type(v) ~= "table" then fail(path, "expected a table, got " .. type(v)) end
+        local pairs_out, n = {}, 0
+        for k, x in pairs(v) do
+            n = n + 1
+            pairs_out[n] = encode_value(ty.key, k, path .. ".<key>", true) .. ":"
+                .. encode_value(ty.value, x, path .. "." .. tostring(k))
+        end
+        return format("[%s,%s,%d,{%s}]", json_string(TNAME[ty.key.kind]), json_string(TNAME[ty.value.kind]),
+            n, concat(pairs_out, ","))
+    else
+        fail(path, "unsupported type " .. tostring(kind))
+    end
+    if key then return '"' .. out .. '"' end
+    return out
+end
+
+encode_struct = function(st, v, path)
+    if type(v) ~= "table" then fail(path, "expected a table for struct " .. tostring(st.name)) end
+    local parts = {}
+    for _, f in ipairs(st.fields) do
+        local x = v[f.name]
+        if x == nil then
+            if f.required == "required" then fail(path .. "." .. f.name, "required field missing") end
+        else
+            parts[#parts + 1] = format('"%d":{"%s":%s}', f.id, TNAME[f.type.kind],
+                encode_value(f.type, x, path .. "." .. f.name))
+        end
+    end
+    return "{" .. concat(parts, ",") .. "}"
+end
+
+--- A Thrift struct (a value made with Handle:new, or a plain table with
+--- `handle`, a struct handle of baseplate.thrift) serialized in the Thrift
+--- JSON protocol for the v2 event pipeline, as Baseplate.py's
+--- serialize_v2_event. Raises naming the field when the value does not fit.
+function M.serialize_v2_event(event, handle)
+    local st = handle or require("baseplate.thrift.codec").struct_of(event)
+    if not st then
+        error("serialize_v2_event: the event is not a Thrift struct value (make it with Event:new{...},"
+            .. " or pass the struct handle)", 2)
+    end
+    return encode_struct(st, event, st.name or "event")
+end
+
+--- A serializer for EventQueue: serialize_v2_event with struct `handle`.
+function M.v2_serializer(handle)
+    return function(event) return M.serialize_v2_event(event, handle) end
+end
+
 return M
