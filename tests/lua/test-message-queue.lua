@@ -133,6 +133,23 @@ t.test("outside a coroutine that may wait: get and put block within the timeout"
     q:close()
 end)
 
+t.test("a request whose time ran out: a wait ends at once with TimedOutError", function()
+    local core = require("baseplate.core")
+    local q = fresh("-i", 1, 16)
+    local errs = {}
+    for i, timeout in ipairs({ 5, false }) do
+        runtime.spawn(function()
+            runtime.doom({ [coroutine.running()] = true }, core.ETIMEDOUT)
+            local _, err = pcall(q.get, q, timeout or nil)
+            errs[i] = err
+        end)
+    end
+    t.ok(t.wait_until(function() return errs[1] and errs[2] end, 1), "both ended at once")
+    t.ok(mqlib.is_error(errs[1], "TimedOutError"), tostring(errs[1]))
+    t.ok(mqlib.is_error(errs[2], "TimedOutError"), tostring(errs[2]))
+    q:close()
+end)
+
 t.test("two processes: baseplate-mq writes, this process reads (waiting on the loop)", function()
     local name = NAME .. "-h"
     local q = mqlib.MessageQueue(name, 2, 64)

@@ -134,11 +134,12 @@ local function wait(self, q, writable, left, what)
         if left then
             rc, id = runtime.await_timeout(left, start_wait, q, writable)
             if rc == ETIMEDOUT then
-                C.bp_mq_forget(q, id)
+                if id then C.bp_mq_forget(q, id) end -- (nil: a timed-out request's wait never started)
                 return false
             end
         else
             rc = runtime.await(start_wait, q, writable)
+            if rc == ETIMEDOUT then return false end -- (the request's own time ran out)
         end
     else
         rc = C.bp_mq_wait_blocking(q, writable, left or -1)
@@ -180,8 +181,8 @@ function MessageQueue:put(message, timeout)
         end
         local left = deadline and (deadline - clock()) or nil
         if (left and left <= 0) or not wait(self, q, 1, left, "put") then
-            error(new_error("TimedOutError", format("%s: the queue stayed full for %gs", self.name, timeout or 0),
-                { name = self.name }), 2)
+            error(new_error("TimedOutError", format("%s: the queue stayed full%s", self.name,
+                timeout and format(" for %gs", timeout) or " (timed out)"), { name = self.name }), 2)
         end
     end
 end
@@ -203,8 +204,8 @@ function MessageQueue:get(timeout)
         end
         local left = deadline and (deadline - clock()) or nil
         if (left and left <= 0) or not wait(self, q, 0, left, "get") then
-            error(new_error("TimedOutError", format("%s: the queue stayed empty for %gs", self.name, timeout or 0),
-                { name = self.name }), 2)
+            error(new_error("TimedOutError", format("%s: the queue stayed empty%s", self.name,
+                timeout and format(" for %gs", timeout) or " (timed out)"), { name = self.name }), 2)
         end
     end
 end
