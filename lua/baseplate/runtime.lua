@@ -94,13 +94,6 @@ function M.await(start, a, b, c)
     return co_yield(WAIT)
 end
 
---- Whether the running code may wait (M.await): it runs in a coroutine
---- the scheduler runs (a request, a script, baseplate.spawn()).
-function M.can_wait()
-    local co, ismain = co_running()
-    return co ~= nil and not ismain and workers[co] ~= nil
-end
-
 --- Whether the running code may wait (M.await): it runs in a request, a
 --- script or baseplate.spawn(). Code that also works outside (the shell's
 --- top level, a plain LuaJIT) blocks instead when this is false.
