@@ -59,11 +59,11 @@ t.test("gzip: one member that Python's gzip module reads back", function()
     t.eq(#pub.gzip(""), 20)
 end)
 
-t.test("the secrets store reader: simple, versioned, base64; errors name the secret, not its value", function()
+t.test("the signing key from the secrets store: simple, versioned, base64; errors name the secret, not its value", function()
     local path = os.tmpname()
     local f = io.open(path, "w")
     f:write('{"secrets": {"a": {"type": "simple", "value": "plain-value"},'
-        .. ' "b": {"type": "versioned", "current": "aGVsbG8=", "previous": "x", "encoding": "base64"},'
+        .. ' "b": {"type": "versioned", "current": "aGVsbG8=", "previous": "eA==", "encoding": "base64"},'
         .. ' "c": {"type": "credential", "username": "u", "password": "p"}}}')
     f:close()
     t.eq(pub.read_secret(path, "a"), "plain-value")

@@ -96,30 +96,22 @@ local function b64decode(text, what)
     return v
 end
 
---- The current version of secret `name` in the secrets file at `path`
---- (simple or versioned; identity or base64 encoding). Errors name the
---- secret, never its value.
+--- The current version of secret `name` (simple or versioned) in the
+--- secrets store at `path` (baseplate.lib.secrets, which reads the file
+--- again when it is replaced). Errors name the secret, never its value.
+local stores = {}
 function M.read_secret(path, name)
-    local f, ferr = io.open(path, "rb")
-    if not f then error(format("secrets store %s: %s", path, ferr), 0) end
-    local text = f:read("*a")
-    f:close()
-    local ok, doc = pcall(require("cjson").decode, text)
-    if not ok or type(doc) ~= "table" or type(doc.secrets) ~= "table" then
-        error(format("secrets store %s: not a secrets file (JSON with a \"secrets\" object)", path), 0)
+    local secrets = require("baseplate.lib.secrets")
+    local store = stores[path]
+    if not store then
+        store = secrets.SecretsStore(path)
+        stores[path] = store
     end
-    local s = doc.secrets[name]
-    if s == nil then error(format("secret not found: '%s'", name), 0) end
-    if type(s) ~= "table" then error(format("%s: not a secret object", name), 0) end
-    local value
-    if s.type == "versioned" then value = s.current
-    elseif s.type == "simple" or s.type == nil then value = s.value
-    else error(format("%s: secret type %s cannot sign", name, tostring(s.type)), 0) end
-    if type(value) ~= "string" then error(format("%s: no value", name), 0) end
-    local enc = s.encoding or "identity"
-    if enc == "base64" then return b64decode(value, name) end
-    if enc ~= "identity" then error(format("%s: unknown encoding %s", name, tostring(enc)), 0) end
-    return value
+    local ok, raw = pcall(store.get_raw, store, name)
+    if not ok then error(runtime.message_of(raw), 0) end
+    if raw.type == "versioned" then return store:get_versioned(name).current end
+    if raw.type == "simple" or raw.type == nil then return store:get_simple(name) end
+    error(format("%s: secret type %s cannot sign", name, tostring(raw.type)), 0)
 end
 
 --- The key that signs the batches, from the parsed configuration.
