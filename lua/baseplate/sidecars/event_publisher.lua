@@ -90,12 +90,6 @@ end
 -- reference) or from the secrets store (key.secret_name: the secret's
 -- current version). This one function is where the store is read.
 
-local function b64decode(text, what)
-    local ok, v = pcall(config.Base64, text)
-    if not ok then error(format("%s: not valid base64", what), 0) end
-    return v
-end
-
 --- The current version of secret `name` (simple or versioned) in the
 --- secrets store at `path` (baseplate.lib.secrets, which reads the file
 --- again when it is replaced). Errors name the secret, never its value.
