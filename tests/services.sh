@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The servers the client tests talk to: a real redis-server, a real
-# PostgreSQL and a real memcached, on loopback, on their own ports, with their data under the
+# PostgreSQL, a real memcached and a real RabbitMQ, on loopback, on their own ports, with their data under the
 # build directory. ctest runs `services.sh start` before the tests that need
 # them and `services.sh stop` after (a fixture), so a fresh machine with
 # nothing running works, and nothing is left behind.
@@ -8,18 +8,25 @@
 #   tests/services.sh start|stop BUILD_DIR
 #
 # Ports: BP_TEST_REDIS_PORT (16379), BP_TEST_PG_PORT (15432) and
-# BP_TEST_MEMCACHED_PORT (16411). The tests find them as BP_TEST_REDIS_URL,
-# BP_TEST_PG_URL and BP_TEST_MEMCACHED_ENDPOINT (set by tests/CMakeLists.txt).
-# BP_SERVICES ("redis postgres memcached") picks which to start (scripts/serve-example
-# starts only those whose port is free).
+# BP_TEST_MEMCACHED_PORT (16411), BP_TEST_AMQP_PORT (16672; RabbitMQ's epmd
+# listens on that port + 10000 and its distribution on + 20000). The tests find
+# them as BP_TEST_REDIS_URL, BP_TEST_PG_URL, BP_TEST_MEMCACHED_ENDPOINT and
+# BP_TEST_AMQP_URL (set by tests/CMakeLists.txt). BP_SERVICES ("redis postgres
+# memcached amqp") picks which to start (scripts/serve-example starts only those
+# whose port is free).
+#
+#   tests/services.sh amqp-restart BUILD_DIR   stop and start RabbitMQ's AMQP
+#       application (every connection is dropped; durable queues and their
+#       persistent messages stay) — the broker restart of the AMQP tests
 set -euo pipefail
 action=${1:?start or stop}
 BUILD=${2:?build directory}
 REDIS_PORT=${BP_TEST_REDIS_PORT:-16379}
 PG_PORT=${BP_TEST_PG_PORT:-15432}
 MEMCACHED_PORT=${BP_TEST_MEMCACHED_PORT:-16411}
+AMQP_PORT=${BP_TEST_AMQP_PORT:-16672}
 DIR=$BUILD/test-services
-SERVICES=" ${BP_SERVICES:-redis postgres memcached} "
+SERVICES=" ${BP_SERVICES:-redis postgres memcached amqp} "
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 
 # PostgreSQL refuses to run as root: its files belong to a plain user.
@@ -43,6 +50,54 @@ start() {
   case "$SERVICES" in *" redis "*) start_redis ;; esac
   case "$SERVICES" in *" postgres "*) start_postgres ;; esac
   case "$SERVICES" in *" memcached "*) start_memcached ;; esac
+  case "$SERVICES" in *" amqp "*) start_amqp ;; esac
+}
+
+# RabbitMQ as a node of its own: its files (Mnesia, logs, the Erlang cookie
+# in HOME) under $DIR/rabbitmq, its AMQP listener, epmd and distribution port
+# on loopback on ports of their own, no plugins, the guest user allowed from
+# loopback. Start-up takes a few seconds.
+amqp_env() {
+  local d=$DIR/rabbitmq
+  export HOME=$d RABBITMQ_NODENAME=bptest$AMQP_PORT@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT=$AMQP_PORT RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000)) ERL_EPMD_PORT=$((AMQP_PORT + 10000)) \
+    ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_MNESIA_BASE=$d/mnesia RABBITMQ_LOG_BASE=$d/log \
+    RABBITMQ_PID_FILE=$d/rabbit.pid RABBITMQ_CONFIG_FILE=$d/rabbitmq \
+    RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins RABBITMQ_ENABLED_PLUGINS= \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+RMQ=/usr/lib/rabbitmq/bin
+
+start_amqp() {
+  [ -x "$RMQ/rabbitmq-server" ] || { echo "services: rabbitmq-server is missing (scripts/install-deps)" >&2; exit 1; }
+  mkdir -p "$DIR/rabbitmq"
+  (
+    amqp_env
+    cd "$HOME"
+    echo "[]." >enabled_plugins
+    printf 'loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:%s\nlog.console = false\n' "$AMQP_PORT" >rabbitmq.conf
+    "$RMQ/rabbitmq-server" -detached >"$HOME/start.log" 2>&1
+    "$RMQ/rabbitmqctl" wait --timeout 60 "$RABBITMQ_PID_FILE" >>"$HOME/start.log" 2>&1
+  ) || { echo "services: rabbitmq-server did not start" >&2; cat "$DIR/rabbitmq/start.log" "$DIR"/rabbitmq/log/*.log >&2 2>/dev/null; exit 1; }
+  wait_port "$AMQP_PORT" 10 || { echo "services: rabbitmq-server does not listen" >&2; exit 1; }
+  echo "services: rabbitmq on 127.0.0.1:$AMQP_PORT"
+}
+
+amqp_restart() {
+  (
+    amqp_env
+    "$RMQ/rabbitmqctl" stop_app >/dev/null
+    "$RMQ/rabbitmqctl" start_app >/dev/null
+  )
+}
+
+stop_amqp() {
+  [ -f "$DIR/rabbitmq/rabbit.pid" ] || return 0
+  (
+    amqp_env
+    "$RMQ/rabbitmqctl" stop "$RABBITMQ_PID_FILE" >/dev/null 2>&1 || kill -9 "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null || true
+    epmd -port "$ERL_EPMD_PORT" -kill >/dev/null 2>&1 || true
+  )
 }
 
 # memcached with its default item size limit (1 MB), as the client's
@@ -91,6 +146,7 @@ start_postgres() {
 }
 
 stop() {
+  stop_amqp
   if [ -f "$DIR/redis/redis.pid" ]; then
     kill "$(cat "$DIR/redis/redis.pid")" 2>/dev/null || true
     rm -f "$DIR/redis/redis.pid"
@@ -109,5 +165,6 @@ stop() {
 case "$action" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: services.sh start|stop BUILD_DIR" >&2; exit 2 ;;
+  amqp-restart) amqp_restart ;;
+  *) echo "usage: services.sh start|stop|amqp-restart BUILD_DIR" >&2; exit 2 ;;
 esac
