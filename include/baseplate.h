@@ -34,5 +34,6 @@
 #include "baseplate/thrift_client.h"
 #include "baseplate/http_client.h"
 #include "baseplate/kafka.h"
+#include "baseplate/amqp.h"
 
 #endif

@@ -120,8 +120,9 @@ void bp_amqp_delivery_free(bp_amqp_delivery_t *d) {
 
 /* Copy `b` into field `i` (NUL-terminated). 0, or -1 out of memory. */
 static int set_field(bp_amqp_delivery_t *d, int i, amqp_bytes_t b) {
-  char *s = malloc(b.len + 1);
-  if (!s) return -1;
+  char *s;
+  if (b.len > MAX_BODY) return -1; /* (decoded from one frame: never this long) */
+  if (!(s = malloc(b.len + 1))) return -1;
   if (b.len) memcpy(s, b.bytes, b.len);
   s[b.len] = '\0';
   free(d->field[i]);
@@ -459,6 +460,11 @@ void bp__amqp_on_frame(bp_amqp_conn_t *c, const amqp_frame_t *f) {
       if (f->channel != 1) return;
       if (!d || d->have_header) {
         protocol_error(c, "a content header came without its method");
+        return;
+      }
+      if (f->payload.properties.class_id != AMQP_BASIC_CLASS) {
+        /* (decoded as another class's properties: not basic's struct) */
+        protocol_error(c, "a content header of another class than basic");
         return;
       }
       if (f->payload.properties.body_size > MAX_BODY) {
