@@ -118,6 +118,20 @@ check_eq "... and consumes again when it is back" "$(unique)" 6
 stop_server TERM
 check_eq "exit 0" "$SERVER_RC" 0
 
+# --- examples/amqp-worker: consumes, counts in Redis, publishes on ---------------------------------------
+: "${BP_TEST_REDIS_URL:?set by ctest}"
+mkdir -p "$TMP/ex"
+cp "$SOURCE_DIR/examples/amqp-worker/worker.lua" "$TMP/ex/"
+sed -e "s|amqp://guest:guest@127.0.0.1:5672|${BP_TEST_AMQP_URL%/}|" -e "s|redis://127.0.0.1:6379/0|$BP_TEST_REDIS_URL|" \
+  -e "s|= links_q|= links_q$$|" -e "s|= links$|= links$$|" "$SOURCE_DIR/examples/amqp-worker/worker.ini" > "$TMP/ex/worker.ini"
+start_server "$TMP/ex/worker.ini" || fail "the example worker starts"
+out=$(cd "$TMP/ex" && timeout 30 "$BIN/baseplate-script" worker.ini worker:publish 5 2>&1)
+check_contains "the example publishes" "$out" "published 5"
+wait_for_log "link 5 seen" 10
+check_eq "the example worker handled the 5 links" "$(grep -c 'seen [0-9]* times' "$LOG")" 5
+stop_server TERM
+check_eq "exit 0" "$SERVER_RC" 0
+
 # --- configuration errors name the key ---------------------------------------------------------------
 printf '[app:main]\nfactory = amqpapp:make_consumer\namqp.hostname = http://x\namqp.queue_name = q\ntest.out = %s\n[server:main]\nfactory = baseplate.server.queue_consumer\nmax_concurrency = 1\n' "$OUT" > "$TMP/bad.ini"
 out=$(cd "$TMP" && timeout 10 "$BIN/baseplate-serve" --bind 127.0.0.1:0 bad.ini 2>&1; echo "rc=$?")
