@@ -76,6 +76,11 @@ struct bp_amqp_conn_s {
   uint64_t publish_seq;
   pending_t *pending;
   int npending, cap_pending;
+  /* Acknowledgements: those asked for and not yet sent (acks), and the tags
+   * settled above `floor` (every tag up to it is settled) */
+  uint64_t *acks, *done;
+  int nacks, cap_acks, ndone, cap_done;
+  uint64_t floor;
   bp_amqp_delivery_t *head, *tail, *cur;
   int nqueued;
   uint64_t last_recv, last_send; /* loop time, ms */
@@ -217,6 +222,8 @@ static void conn_free(bp_amqp_conn_t *c) {
   }
   bp_amqp_delivery_free(c->cur);
   free(c->pending);
+  free(c->acks);
+  free(c->done);
   free(c->host);
   free(c->vhost);
   free(c->user);
@@ -520,6 +527,8 @@ void bp__amqp_on_frame(bp_amqp_conn_t *c, const amqp_frame_t *f) {
   }
 }
 
+static void flush_acks(bp_amqp_conn_t *c);
+
 /* Read every frame rabbitmq-c has or the socket holds. */
 static void drain(bp_amqp_conn_t *c) {
   struct timeval zero = {0, 0};
@@ -536,6 +545,7 @@ static void drain(bp_amqp_conn_t *c) {
     c->last_recv = uv_now(bp_loop());
     bp__amqp_on_frame(c, &f);
   }
+  flush_acks(c);
   if (c->st && !c->cur) amqp_maybe_release_buffers(c->st);
   unref(c);
 }
@@ -560,7 +570,10 @@ static void on_kick(uv_timer_t *t) {
     wake_all(c);
     return;
   }
-  if (c->state == ST_READY && amqp_data_in_buffer(c->st)) drain(c);
+  if (c->state == ST_READY && amqp_data_in_buffer(c->st))
+    drain(c);
+  else
+    flush_acks(c);
 }
 
 /* After a call from Lua: frames a write read ahead are read from the loop. */
@@ -966,15 +979,103 @@ int bp_amqp_next(bp_amqp_conn_t *c, int waiter, bp_amqp_delivery_t **out) {
   return BP_AGAIN;
 }
 
+/* Acknowledgements are gathered for the rest of the loop turn and sent
+ * together: the acks of a run of consecutive delivery tags (delivery tags
+ * count up from 1 on the channel) as one basic.ack with `multiple`, the
+ * others one by one. A multiple ack must name a tag not yet settled, and
+ * covers every unsettled tag below it: so it names the highest pending ack
+ * at or below `floor`, the tag below which everything is settled. */
+static int push_tag(uint64_t **a, int *n, int *cap, uint64_t tag) {
+  if (*n == *cap) {
+    int nc = *cap ? *cap * 2 : 32;
+    uint64_t *p = realloc(*a, (size_t)nc * sizeof *p);
+    if (!p) return -1;
+    *a = p;
+    *cap = nc;
+  }
+  (*a)[(*n)++] = tag;
+  return 0;
+}
+
+static int cmp_tag(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int send_ack(bp_amqp_conn_t *c, uint64_t tag, int multiple) {
+  int rc = amqp_basic_ack(c->st, 1, tag, multiple);
+  c->last_send = uv_now(bp_loop());
+  if (rc != AMQP_STATUS_OK) {
+    set_err(c, "%s: basic.ack failed: %s", c->where, amqp_error_string2(rc));
+    conn_break(c, BP_EIO);
+    return -1;
+  }
+  return 0;
+}
+
+/* `tag` was settled (sent): note it, and move the floor up over what is done. */
+static int settled(bp_amqp_conn_t *c, uint64_t tag) {
+  if (tag <= c->floor) return 0;
+  if (push_tag(&c->done, &c->ndone, &c->cap_done, tag)) return -1;
+  return 0;
+}
+
+static void raise_floor(bp_amqp_conn_t *c) {
+  int i = 0, k = 0;
+  qsort(c->done, (size_t)c->ndone, sizeof *c->done, cmp_tag);
+  while (i < c->ndone && c->done[i] <= c->floor + 1) {
+    if (c->done[i] == c->floor + 1) c->floor++;
+    i++;
+  }
+  for (; i < c->ndone; i++) c->done[k++] = c->done[i];
+  c->ndone = k;
+}
+
+static void flush_acks(bp_amqp_conn_t *c) {
+  uint64_t multi = 0;
+  int n = c->nacks;
+  if (n == 0) return;
+  c->nacks = 0;
+  if (!usable(c) || c->no_io) return; /* (the broker delivers them again) */
+  for (int i = 0; i < n; i++) {
+    if (settled(c, c->acks[i])) {
+      set_err(c, "%s: out of memory settling messages", c->where);
+      conn_break(c, BP_ENOMEM);
+      return;
+    }
+  }
+  {
+    uint64_t before = c->floor;
+    raise_floor(c);
+    for (int i = 0; i < n; i++)
+      if (c->acks[i] > before && c->acks[i] <= c->floor && c->acks[i] > multi) multi = c->acks[i];
+  }
+  if (multi && send_ack(c, multi, 1)) return;
+  for (int i = 0; i < n; i++) {
+    if (c->acks[i] > c->floor && send_ack(c, c->acks[i], 0)) return;
+  }
+  after_call(c);
+}
+
 static int settle(bp_amqp_conn_t *c, uint64_t tag, int ack, int requeue) {
   int rc;
   if (!usable(c)) return BP_EIO;
-  rc = ack ? amqp_basic_ack(c->st, 1, tag, 0) : amqp_basic_reject(c->st, 1, tag, requeue ? 1 : 0);
+  if (ack) {
+    if (push_tag(&c->acks, &c->nacks, &c->cap_acks, tag)) return BP_ENOMEM;
+    kick(c); /* (sent at the end of this loop turn) */
+    return BP_OK;
+  }
+  rc = amqp_basic_reject(c->st, 1, tag, requeue ? 1 : 0);
   c->last_send = uv_now(bp_loop());
   if (rc != AMQP_STATUS_OK) {
-    set_err(c, "%s: %s failed: %s", c->where, ack ? "basic.ack" : "basic.reject", amqp_error_string2(rc));
+    set_err(c, "%s: basic.reject failed: %s", c->where, amqp_error_string2(rc));
     conn_break(c, BP_EIO);
     return BP_EIO;
+  }
+  if (settled(c, tag)) {
+    set_err(c, "%s: out of memory settling messages", c->where);
+    conn_break(c, BP_ENOMEM);
+    return BP_ENOMEM;
   }
   after_call(c);
   return BP_OK;
@@ -994,6 +1095,7 @@ int bp_amqp_queued(const bp_amqp_conn_t *c) { return c ? c->nqueued : 0; }
 
 void bp_amqp_close(bp_amqp_conn_t *c) {
   if (!c || c->owner_gone) return;
+  flush_acks(c); /* (what was acknowledged goes before the connection does) */
   c->owner_gone = 1;
   if (c->state != ST_BROKEN) set_err(c, "%s: closed", c->where);
   if (!c->loop_gone && !c->no_io) {
