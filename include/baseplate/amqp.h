@@ -80,9 +80,11 @@ BP_EXTERN int bp_amqp_publish(bp_amqp_conn_t *c, const char *exchange, const cha
 BP_EXTERN int bp_amqp_next(bp_amqp_conn_t *c, int waiter, bp_amqp_delivery_t **out);
 
 /* Acknowledge, or reject (requeue: back to the queue; else dropped or
- * dead-lettered) a delivery of this connection. BP_OK once written; BP_EIO
- * when the connection is broken (the broker redelivers what was not
- * acknowledged). */
+ * dead-lettered) a delivery of this connection. A reject is written at
+ * once; acks are gathered and written at the end of the loop turn (or by
+ * bp_amqp_close), a run of consecutive tags as one basic.ack with
+ * `multiple`. BP_OK; BP_EIO when the connection is broken (the broker
+ * redelivers what was not acknowledged). */
 BP_EXTERN int bp_amqp_ack(bp_amqp_conn_t *c, uint64_t delivery_tag);
 BP_EXTERN int bp_amqp_reject(bp_amqp_conn_t *c, uint64_t delivery_tag, int requeue);
 
