@@ -1,5 +1,6 @@
 -- luacheck's (and baseplate-lint's) configuration for this tree:
--- `baseplate-lint lua examples tests/lua tests/integration/apps bench` is
+-- `baseplate-lint lua examples tests/lua tests/integration/apps
+-- tests/integration/tools bench` is
 -- clean (tests/integration/test-lint.sh checks it).
 std = "luajit"
 max_line_length = 120
@@ -19,3 +20,4 @@ local tests = {
 }
 files["tests/lua"] = tests
 files["tests/integration/apps"] = tests
+files["tests/integration/tools"] = tests

@@ -7,7 +7,6 @@
 -- the middle of a call), PROXY_PORT (service A, apps/thriftproxy.lua,
 -- calling the Lua server as B) and DEAD_PORT (nothing listens there).
 local t = require("testlib")
-local ffi = require("ffi")
 local baseplate = require("baseplate")
 local runtime = require("baseplate.runtime")
 local thrift = require("baseplate.thrift")
@@ -171,7 +170,9 @@ bp:register({ on_server_span_created = function(_, _, span)
     span:register({ on_child_span_created = function(_, child)
         local rec = { name = child.name, kind = child.kind, id = child.id, parent = child.parent_id }
         spans[#spans + 1] = rec
-        child:register({ on_finish = function(_, err) rec.error = err and require("baseplate.span").error_class(err) end })
+        child:register({ on_finish = function(_, err)
+            rec.error = err and require("baseplate.span").error_class(err)
+        end })
     end })
 end })
 
