@@ -60,9 +60,11 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   }
   case 3: {
     double v = -1;
-    rc = bp_config_parse_timespan(text, len, (data[0] >> 6) & 3, &v, err, sizeof err);
+    int flags = (data[0] >> 6) & 3;
+    rc = bp_config_parse_timespan(text, len, flags, &v, err, sizeof err);
     check_result(rc, err, sizeof err);
-    if (rc == BP_OK) check(v >= 0 && !isnan(v), "a negative or NaN time span");
+    if (rc == BP_OK)
+      check(!isnan(v) && (v >= 0 || (flags & BP_CONFIG_TIMESPAN_NEGATIVE)), "a negative or NaN time span");
     break;
   }
   case 4: {
@@ -83,7 +85,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
       if (e.family == BP_AF_UNIX)
         check(e.path[0] && !e.host[0] && e.port == 0, "a UNIX endpoint without a path");
       else
-        check((e.family == BP_AF_INET || e.family == BP_AF_INET6) && e.host[0] && !e.path[0] &&
+        /* (an empty host, ":80", is every interface: IPv4 only, as Baseplate.py's) */
+        check((e.family == BP_AF_INET || e.family == BP_AF_INET6) &&
+                  (e.host[0] || e.family == BP_AF_INET) && !e.path[0] &&
                   e.port >= 0 && e.port <= 65535,
               "a bad host:port endpoint");
     }
