@@ -17,6 +17,14 @@ function RateLimitBackend.consume()
     error("RateLimitBackend:consume is not implemented", 2)
 end
 
+--- A back end's key prefix: `prefix`, or "rl:" when nil; raises, naming
+--- `what`, for anything but a string.
+function M.check_prefix(prefix, what)
+    if prefix == nil then return "rl:" end
+    if type(prefix) ~= "string" then error(what .. ": the prefix must be a string", 3) end
+    return prefix
+end
+
 --- Make `cls` (a table of methods) a RateLimitBackend class.
 function M.class(cls)
     cls.__index = cls

@@ -13,11 +13,7 @@ local M = {}
 local Backend = backends.class({})
 M.MemcacheRateLimitBackend = Backend
 
-local function check_prefix(prefix, what)
-    if prefix == nil then return "rl:" end
-    if type(prefix) ~= "string" then error(what .. ": the prefix must be a string", 3) end
-    return prefix
-end
+local check_prefix = backends.check_prefix
 
 --- MemcacheRateLimitBackend.new(memcache, prefix): memcache is a
 --- MonitoredMemcacheConnection (a request's memcache client); prefix

@@ -13,11 +13,7 @@ local M = {}
 local Backend = backends.class({})
 M.RedisRateLimitBackend = Backend
 
-local function check_prefix(prefix, what)
-    if prefix == nil then return "rl:" end
-    if type(prefix) ~= "string" then error(what .. ": the prefix must be a string", 3) end
-    return prefix
-end
+local check_prefix = backends.check_prefix
 
 --- RedisRateLimitBackend.new(redis, prefix): redis is a
 --- MonitoredRedisConnection (a request's Redis client); prefix defaults to "rl:".
