@@ -155,6 +155,29 @@ local ok_all, err_all = pcall(function()
         t.ok(after > before, "no GET reached a replica")
     end)
 
+    t.test("first use by many coroutines at once: one CLUSTER SLOTS, everyone served", function()
+        local function slots_calls()
+            return tonumber(cli(PORTS[3], "info commandstats"):match("cmdstat_cluster|slots:calls=(%d+)")) or 0
+        end
+        local fresh_bp = baseplate.Baseplate({ ["f.url"] = "redis://127.0.0.1:" .. PORTS[3] .. "/0",
+            ["f.timeout"] = "2 seconds" })
+        fresh_bp:configure_context({ f = cluster_mod.ClusterRedisClient() })
+        local fresh = fresh_bp:make_context_object()
+        local before = slots_calls()
+        local got, errors, left = {}, {}, 20
+        for i = 1, 20 do
+            runtime.spawn(function()
+                local ok, v = pcall(fresh.f.get, fresh.f, "k" .. i)
+                if ok then got[i] = v else errors[#errors + 1] = tostring(v) end
+                left = left - 1
+            end)
+        end
+        t.wait_until(function() return left == 0 end, 10)
+        t.eq(#errors, 0, table.concat(errors, "; "))
+        for i = 1, 20 do t.eq(got[i], "v" .. i) end
+        t.eq(slots_calls() - before, 1, "the waiters shared the one refresh")
+    end)
+
     -- Load: coroutines doing SET and GET until told to stop, counting.
     local function load(client, prefix)
         local state = { ops = 0, errors = {}, slowest = 0, stop = false, running = 0 }

@@ -153,14 +153,32 @@ function Cluster:node(key)
     return node
 end
 
+local function start_refresh_wait(id, waiters)
+    waiters[#waiters + 1] = id
+    return core.AGAIN
+end
+
+-- Wait (up to the pool timeout) for the refresh under way to end: the
+-- refreshing caller wakes every waiter when it is done.
+local function wait_refresh(self)
+    local waiters = self.refresh_waiters
+    local rc, id = runtime.await_timeout(self.pool_timeout, start_refresh_wait, waiters)
+    if rc ~= core.OK then
+        for i = #waiters, 1, -1 do
+            if waiters[i] == id then
+                table.remove(waiters, i)
+                break
+            end
+        end
+    end
+end
+
 -- Read the slot map from the first node that answers CLUSTER SLOTS: the
 -- seeds, then every node known. One read at a time; callers that come
--- while one is under way wait for it.
+-- while one is under way wait for it (on a queue, woken when it ends).
 function Cluster:refresh()
     if self.refreshing then
-        local deadline = runtime.now() + self.pool_timeout
-        while self.refreshing and runtime.now() < deadline do runtime.sleep(0.005) end
-        return
+        return wait_refresh(self)
     end
     self.refreshing = true
     local tried, last_err = {}, nil
@@ -175,15 +193,22 @@ function Cluster:refresh()
             local ok, replies = pcall(pool.with, pool, redis.send, { { "CLUSTER", "SLOTS" } }, "CLUSTER SLOTS")
             local r = ok and replies[1]
             if ok and type(r) == "table" and not redis.is_error(r) then
-                self:apply_slots(r, key)
-                ok_any = true
-                break
+                -- (a reply it cannot read must not leave `refreshing` set)
+                local applied, aerr = pcall(self.apply_slots, self, r, key)
+                if applied then
+                    ok_any = true
+                    break
+                end
+                r = aerr
             end
             last_err = ok and r or replies
         end
     end
     self.refreshing = false
     self.refreshed_at = runtime.now()
+    local waiters = self.refresh_waiters
+    self.refresh_waiters = {}
+    for i = 1, #waiters do runtime.wake(waiters[i], core.OK) end
     if not ok_any then
         error(cluster_error("ClusterError", format("redis cluster %s: no node answered CLUSTER SLOTS (%s)",
             self.name, tostring(last_err and (last_err.message or last_err)) ), { client = self.name }), 0)
@@ -383,6 +408,7 @@ function M.cluster_pool_from_config(app_config, prefix, name, secrets)
         template = target,
         seeds = { target.host .. ":" .. target.port },
         nodes = {},
+        refresh_waiters = {},
         slots = nil,
         max_connections = cfg.max_connections,
         node_size = cfg.max_connections,
