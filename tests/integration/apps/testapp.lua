@@ -63,6 +63,16 @@ function M.make_app(app_config)
         baseplate.sleep(tonumber(request.params.ms) / 1000)
         return { slept = baseplate.now() - t0 }
     end)
+    -- A barrier: each request waits (yielding) until n requests of `key` have
+    -- arrived, or 10 s; only handlers that overlap can all reach it.
+    local arrived = {}
+    app:get("together", "/together/{key}/{n}", function(request)
+        local key, n = request.params.key, tonumber(request.params.n)
+        arrived[key] = (arrived[key] or 0) + 1
+        local t0 = baseplate.now()
+        while arrived[key] < n and baseplate.now() - t0 < 10 do baseplate.sleep(0.01) end
+        return { together = arrived[key] >= n }
+    end)
     app:route("any", "*", "/any", function(request) return { method = request.method } end)
     app:get("config", "/config/{key}", function(request)
         return { value = app_config[request.params.key] }

@@ -41,9 +41,9 @@ function M.make_app(app_config)
         r.cache:execute_command("BLPOP", "never-filled", "2")
         return { done = true }
     end)
-    app:get("hold", "/hold", function(r) -- (by_endpoint: infinite) a connection for 0.5 s
-        r.cache:execute_command("BLPOP", "never-filled", "0.5")
-        return { done = true }
+    app:get("hold", "/hold", function(r) -- (by_endpoint: infinite) a connection until the test pushes "hold-go"
+        local got = r.cache:execute_command("BLPOP", "hold-go", "5")
+        return { released = got ~= nil }
     end)
     app:get("get", "/get/{k}", function(r) return { value = r.cache:get(r.params.k) or "(nil)" } end)
     app:get("pool", "/pool", function(r) return bp._context.cache.pool:stats() end)
