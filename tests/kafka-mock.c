@@ -11,6 +11,12 @@
  *   leader TOPIC PARTITION BROKER    move a partition's leader
  *   down BROKER / up BROKER          take a broker down or up
  *   error APIKEY ERRCODE COUNT       the next COUNT requests of APIKEY fail with ERRCODE
+ *                                    (any broker; Fetch is 1, OffsetCommit 8)
+ *   slow BROKER APIKEY ERRCODE MS COUNT
+ *                                    the next COUNT requests of APIKEY to BROKER
+ *                                    are answered after MS milliseconds, with
+ *                                    ERRCODE (0: no error, only late)
+ *   coordinator GROUP BROKER         make BROKER the group's coordinator
  *   sleep SECONDS
  *   quit
  *
@@ -85,7 +91,7 @@ int main(int argc, char **argv) {
 
   while (fgets(line, sizeof line, stdin)) {
     char a[256] = "", b[256] = "";
-    long x = 0, y = 0, z = 0;
+    long x = 0, y = 0, z = 0, w = 0, v = 0;
     if (sscanf(line, "topic %255s %ld", a, &x) == 2) {
       rd_kafka_mock_topic_create(mc, a, (int)x, 1);
     } else if (sscanf(line, "produce %255s %ld %ld", a, &x, &y) >= 2) {
@@ -113,6 +119,12 @@ int main(int argc, char **argv) {
     } else if (sscanf(line, "error %ld %ld %ld", &x, &y, &z) == 3) {
       for (long i = 0; i < z; i++)
         rd_kafka_mock_push_request_errors(mc, (int16_t)x, 1, (rd_kafka_resp_err_t)y);
+    } else if (sscanf(line, "slow %ld %ld %ld %ld %ld", &x, &y, &z, &w, &v) == 5) {
+      for (long i = 0; i < v; i++)
+        rd_kafka_mock_broker_push_request_error_rtts(mc, (int32_t)x, (int16_t)y, 1,
+                                                     (rd_kafka_resp_err_t)z, (int)w);
+    } else if (sscanf(line, "coordinator %255s %ld", a, &x) == 2) {
+      rd_kafka_mock_coordinator_set(mc, "group", a, (int32_t)x);
     } else if (sscanf(line, "sleep %ld", &x) == 1) {
       sleep((unsigned)x);
     } else if (strncmp(line, "quit", 4) == 0) {
