@@ -120,8 +120,10 @@ BP_EXTERN int bp_kafka_commits_pending(bp_kafka_t *k);
 
 
 /**
- * Start leaving the group (rd_kafka_consumer_close_queue): the revoke
- * comes as a rebalance through bp_kafka_consume as usual; keep serving until
+ * Start leaving the group (rd_kafka_consumer_close_queue): the assigned
+ * partitions are paused first (what was fetched is dropped, not handed out
+ * by bp_kafka_consume, so no offset of it is stored); the revoke comes as a
+ * rebalance through bp_kafka_consume as usual; keep serving until
  * bp_kafka_closed. BP_OK, or BP_ERROR.
  */
 BP_EXTERN int bp_kafka_consumer_close(bp_kafka_t *k);

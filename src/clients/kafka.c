@@ -584,6 +584,15 @@ int bp_kafka_commits_pending(bp_kafka_t *k) { return k ? k->commits : 0; }
 
 int bp_kafka_consumer_close(bp_kafka_t *k) {
   if (!k || k->producer) return BP_EINVAL;
+  /* Paused first: the messages already fetched are dropped rather than
+   * handed out while the close is served (with enable.auto.offset.store,
+   * handing one out would store its offset, and closing would commit it
+   * unhandled). */
+  rd_kafka_topic_partition_list_t *a = NULL;
+  if (rd_kafka_assignment(k->rk, &a) == 0 && a) {
+    if (a->cnt > 0) rd_kafka_pause_partitions(k->rk, a);
+    rd_kafka_topic_partition_list_destroy(a);
+  }
   rd_kafka_error_t *e = rd_kafka_consumer_close_queue(k->rk, k->q);
   if (e) {
     bp_log(BP_LOG_ERROR, LOGGER, "closing the consumer: %s", rd_kafka_error_string(e));

@@ -1,8 +1,10 @@
 -- A Kafka worker for tests/integration/test-kafka.sh (against librdkafka's
 -- mock cluster, tests/kafka-mock.c): the factory and its keys come from the
 -- [app:main] section (kafka.*); each handled message is recorded in the
--- file `test.out` as "n=N p=PARTITION o=OFFSET", so the test counts what was
--- handled, how often and where.
+-- file `test.out` as "n=N p=PARTITION o=OFFSET w=PID trace=ID inflight=K"
+-- (K: the handlers of this process busy with a message when this one began,
+-- itself included), so the test counts what was handled, how often, where
+-- and how many at once.
 --   test.factory    inorder (default) or fast
 --   test.crash_at   n of a message after whose handling the process kills
 --                   itself with SIGKILL (after handling, before committing)
@@ -32,11 +34,19 @@ function M.make_consumer(app_config)
     local opts = kafka.options_from_config(app_config)
     opts.name = "kafka_consumer.test_worker"
     opts.baseplate = bp
+    local busy = 0
     function opts.handler_fn(context, data, message)
+        busy = busy + 1
+        local inflight = busy
+        local ok, err = pcall(M.handle, context, data, message, inflight)
+        busy = busy - 1
+        if not ok then error(err, 0) end
+    end
+    function M.handle(context, data, message, inflight)
         if delay > 0 then baseplate.sleep(delay) end
         if data.n == fail_at then error("a failing handler at " .. data.n) end
-        out:write(string.format("n=%d p=%d o=%d w=%d trace=%s\n", data.n, message.partition, message.offset,
-            ffi.C.getpid(), tostring(context.span.trace_id)))
+        out:write(string.format("n=%d p=%d o=%d w=%d trace=%s inflight=%d\n", data.n, message.partition,
+            message.offset, ffi.C.getpid(), tostring(context.span.trace_id), inflight))
         if forward and data.n < 100000 then
             context.events:produce(forward, string.format('{"n":%d}', data.n + 100000), { key = tostring(data.n) })
         end

@@ -209,6 +209,7 @@ end
 
 local Pump = {}
 Pump.__index = Pump
+local unhandled
 
 function Factory:build_pump_worker(queue)
     return setmetatable({ f = self, queue = queue, stopped = false,
@@ -309,6 +310,37 @@ local function take_batch(f, msgs, n)
     return out
 end
 
+-- The fast consumer's messages from batch[first] on, consumed but never to
+-- be handled (the server stops): their offsets are committed all the same,
+-- so they are logged, as ranges of offsets per partition.
+unhandled = function(f, batch, first)
+    local ranges, order = {}, {}
+    for i = first, #batch do
+        local m = batch[i]
+        local key = m.topic .. " [" .. m.partition .. "]"
+        local r = ranges[key]
+        if r and m.offset == r[#r][2] + 1 then
+            r[#r][2] = m.offset
+        elseif r then
+            r[#r + 1] = { m.offset, m.offset }
+        else
+            ranges[key] = { { m.offset, m.offset } }
+            order[#order + 1] = key
+        end
+    end
+    if #order == 0 then return end
+    local parts = {}
+    for _, key in ipairs(order) do
+        local list = {}
+        for _, r in ipairs(ranges[key]) do
+            list[#list + 1] = r[1] == r[2] and tostring(r[1]) or (r[1] .. "-" .. r[2])
+        end
+        parts[#parts + 1] = key .. " offsets " .. table.concat(list, ",")
+    end
+    klog:warning("%s: %d consumed message(s) not handled, their offsets committed all the same "
+        .. "(the fast consumer): %s", f.name, #batch - first + 1, table.concat(parts, "; "))
+end
+
 function Pump:run()
     local f, queue, msgs = self.f, self.queue, self.msgs
     local n = #f.topics
@@ -327,7 +359,9 @@ function Pump:run()
             for i = 1, #batch do
                 if not queue:put(batch[i]) then
                     -- (the server stops: what was not queued is not
-                    -- committed, so it is read again after a restart)
+                    -- committed by the in-order consumer, so it is read
+                    -- again after a restart; the fast one commits it)
+                    if not f.in_order then unhandled(f, batch, i) end
                     return
                 end
             end
@@ -343,10 +377,17 @@ function Pump:stop()
     C.bp_kafka_unwait(self.f.k)
 end
 
---- The messages queued but not handled at shutdown: not committed (the
---- in-order consumer), so the group reads them again.
+--- The messages queued but not handled at shutdown: not committed by the
+--- in-order consumer, so the group reads them again; the fast consumer
+--- commits what it consumed (Baseplate.py's FastConsumerFactory: librdkafka
+--- stores each offset as it is consumed and commits it on closing), so they
+--- are never handled, and it says which.
 function Pump:give_back(messages)
-    klog:debug("%s: %d queued message(s) not handled; not committed", self.f.name, #messages)
+    if self.f.in_order then
+        klog:debug("%s: %d queued message(s) not handled; not committed", self.f.name, #messages)
+    else
+        unhandled(self.f, messages, 1)
+    end
 end
 
 --- After the handlers finished: leave the group (committing what was
@@ -360,7 +401,11 @@ function Pump:close(timeout)
     local msgs = self.msgs
     while C.bp_kafka_closed(f.k) == 0 and runtime.now() < deadline do
         local got = C.bp_kafka_consume(f.k, msgs, f.batch_size)
-        if got > 0 then C.bp_kafka_release(msgs, got) end
+        if got > 0 then
+            -- (none: the partitions were paused; were one handed out, the
+            -- fast consumer would commit it unhandled, and says so)
+            if f.in_order then C.bp_kafka_release(msgs, got) else unhandled(f, take_batch(f, msgs, got), 1) end
+        end
         if got < 0 then break end
         for _, ps in pairs(f.partitions) do ps.revoked = true end
         serve_rebalances(f, false)
@@ -418,14 +463,14 @@ function Handler:handle(msg)
         local ok, err = process(f, msg)
         if ok then
             f.counts.handled = f.counts.handled + 1
-        else
-            -- (the fast consumer commits regardless: the failure is logged,
-            -- with the span's error, and the message is not retried)
-            f.counts.failed = f.counts.failed + 1
-            klog:error("%s: handling %s [%d] offset %d failed; not retried: %s", f.name, msg.topic,
-                msg.partition, msg.offset, tostring(err))
+            return
         end
-        return
+        -- As Baseplate.py's: the error stops the server (as a SIGTERM
+        -- would); the offset was stored when the message was consumed and
+        -- is committed on closing, so the message is not handled again.
+        f.counts.failed = f.counts.failed + 1
+        error(string.format("%s: handling %s [%d] offset %d failed; committed all the same (the fast "
+            .. "consumer): %s", f.name, msg.topic, msg.partition, msg.offset, tostring(err)), 0)
     end
     local ps = msg._ps
     if ps.revoked or ps.failed or ps.blocked then
