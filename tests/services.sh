@@ -18,6 +18,8 @@
 #   tests/services.sh amqp-restart BUILD_DIR   stop and start RabbitMQ's AMQP
 #       application (every connection is dropped; durable queues and their
 #       persistent messages stay) — the broker restart of the AMQP tests
+#   tests/services.sh amqp-ctl BUILD_DIR ARGS...   rabbitmqctl ARGS on the test
+#       broker (users, permissions, vhosts, closing connections)
 set -euo pipefail
 action=${1:?start or stop}
 BUILD=${2:?build directory}
@@ -166,5 +168,6 @@ case "$action" in
   start) start ;;
   stop) stop ;;
   amqp-restart) amqp_restart ;;
-  *) echo "usage: services.sh start|stop|amqp-restart BUILD_DIR" >&2; exit 2 ;;
+  amqp-ctl) shift 2; ( amqp_env; "$RMQ/rabbitmqctl" -q "$@" ) ;;
+  *) echo "usage: services.sh start|stop|amqp-restart|amqp-ctl BUILD_DIR" >&2; exit 2 ;;
 esac

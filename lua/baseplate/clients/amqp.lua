@@ -143,16 +143,28 @@ Connection.__index = Connection
 M.Connection = Connection
 
 --- Connect (waits): `target` is { host, port, vhost, user, password,
---- heartbeat (seconds), timeout (seconds), client (a name for errors) }.
---- Raises a ConnectionError or TimeoutError.
+--- heartbeat (seconds), timeout (seconds), client (a name for errors),
+--- and optionally credentials_secret with secrets (a
+--- baseplate.lib.secrets store): the user and password then come from that
+--- credential secret, read at every connect so that a rotated password is
+--- used by the next connection }. Raises a ConnectionError or TimeoutError.
 function M.connect(target)
+    local where = target.where or (target.host .. ":" .. (target.port or 5672))
+    local user, password = target.user, target.password
+    if target.credentials_secret then
+        local ok, creds = pcall(target.secrets.get_credentials, target.secrets, target.credentials_secret)
+        if not ok then
+            error(amqp_error("ConnectionError", format("amqp %s: credentials_secret: %s", where,
+                tostring(type(creds) == "table" and creds.message or creds)), where, "connect", target.client), 0)
+        end
+        user, password = creds.username, creds.password
+    end
     local o = ffi.new("bp_amqp_options_t")
     o.host, o.port = target.host, target.port or 5672
-    o.vhost, o.user, o.password = target.vhost, target.user, target.password
+    o.vhost, o.user, o.password = target.vhost, user, password
     o.heartbeat = target.heartbeat or 0
     o.timeout = target.timeout or 0
     local out = ffi.new("bp_amqp_conn_t *[1]")
-    local where = target.where or (target.host .. ":" .. (target.port or 5672))
     local rc = runtime.await(start_connect, o, out)
     local conn = setmetatable({ c = out[0], where = where, client = target.client }, Connection)
     if conn.c == nil then
@@ -433,17 +445,29 @@ local connection_spec = {
     virtual_host = config.Optional(config.String, nil),
     heartbeat = config.Optional(config.Timespan, 60),
     connect_timeout = config.Optional(config.Timespan, 10),
+    credentials_secret = config.Optional(config.String, nil),
 }
 
 --- { host, port, user, password, vhost, heartbeat, timeout } from the keys
 --- under `prefix` (Baseplate.py's connection_from_config): hostname (an
 --- amqp:// URL with credentials, or host[:port]), virtual_host,
---- heartbeat, connect_timeout. `client` names it in errors.
-function M.connection_from_config(app_config, prefix, client)
+--- heartbeat, connect_timeout, credentials_secret (the name of a
+--- credential secret in `secrets`, a baseplate.lib.secrets store, whose
+--- username and password are used instead of the hostname's, read at each
+--- connect). `client` names it in errors.
+function M.connection_from_config(app_config, prefix, client, secrets)
     local key_base = prefix:gsub("%.$", "")
     local cfg = config.parse_config_at(app_config, prefix, connection_spec)
     local ok, t = pcall(M.parse_url, cfg.hostname)
     if not ok then error(config.ConfigurationError(key_base .. ".hostname", t), 0) end
+    if cfg.credentials_secret then
+        if not secrets then
+            error(config.ConfigurationError(key_base .. ".credentials_secret", "a secrets store is needed to use "
+                .. "it (AmqpProducer({ secrets = store }), the consumer factory's opts.secrets, or "
+                .. "connection_from_config's secrets argument)"), 0)
+        end
+        t.credentials_secret, t.secrets = cfg.credentials_secret, secrets
+    end
     if cfg.virtual_host then t.vhost = cfg.virtual_host end
     if cfg.heartbeat < 0 or cfg.heartbeat > 65535 then
         error(config.ConfigurationError(key_base .. ".heartbeat", "must be 0 to 65535 seconds"), 0)
@@ -577,12 +601,13 @@ end
 --- For configure_context: { foo = AmqpProducer() } reads foo.hostname,
 --- foo.virtual_host, foo.exchange_name, foo.exchange_type and the rest
 --- (docs/amqp.md), and puts a producer on each request as foo.
---- opts: { max_connections, serializer } (KombuProducer's arguments).
+--- opts: { max_connections, serializer } (KombuProducer's arguments),
+--- secrets (the secrets store of foo.credentials_secret).
 function M.AmqpProducer(opts)
     opts = opts or {}
-    return base.client_parser(function(key_path, raw)
+    return base.client_parser(function(key_path, raw, parser)
         local prefix = key_path .. "."
-        local target = M.connection_from_config(raw, prefix, key_path)
+        local target = M.connection_from_config(raw, prefix, key_path, parser.secrets)
         local exchange = M.exchange_from_config(raw, prefix)
         local cfg = config.parse_config_at(raw, prefix, producer_spec)
         local s = opts.serializer
@@ -601,7 +626,7 @@ function M.AmqpProducer(opts)
             max_connections = max, pool_timeout = cfg.pool_timeout, publish_timeout = cfg.publish_timeout,
             persistent = cfg.persistent, serializer = s,
         })
-    end)
+    end, { secrets = opts.secrets })
 end
 M.KombuProducer = M.AmqpProducer
 

@@ -345,7 +345,9 @@ local consumer_spec = {
 --- the connection's (hostname, virtual_host, heartbeat, connect_timeout),
 --- the exchange's (exchange_name, exchange_type), queue_name,
 --- routing_keys (comma-separated), queue_durable, queue_auto_delete,
---- prefetch_count. opts: handler_fn and the rest of new's.
+--- prefetch_count, credentials_secret (looked up in opts.secrets, a
+--- baseplate.lib.secrets store, at each connect). opts: handler_fn, secrets
+--- and the rest of new's.
 function M.from_config(bp, app_config, opts)
     local prefix = opts.prefix or "amqp."
     local key_base = prefix:gsub("%.$", "")
@@ -356,7 +358,7 @@ function M.from_config(bp, app_config, opts)
     local o = {}
     for k, v in pairs(opts) do o[k] = v end
     o.baseplate = bp
-    o.connection = amqp.connection_from_config(app_config, prefix, key_base)
+    o.connection = amqp.connection_from_config(app_config, prefix, key_base, opts.secrets)
     o.exchange = amqp.exchange_from_config(app_config, prefix)
     o.queue_name = cfg.queue_name
     o.routing_keys = cfg.routing_keys
