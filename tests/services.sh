@@ -11,7 +11,12 @@
 # BP_TEST_MEMCACHED_PORT (16411), BP_TEST_AMQP_PORT (16672; RabbitMQ's epmd
 # listens on that port + 10000 and its distribution on + 20000). The tests find
 # them as BP_TEST_REDIS_URL, BP_TEST_PG_URL, BP_TEST_MEMCACHED_ENDPOINT and
-# BP_TEST_AMQP_URL (set by tests/CMakeLists.txt). BP_SERVICES ("redis postgres
+# BP_TEST_AMQP_URL (set by tests/CMakeLists.txt). RabbitMQ also listens for
+# AMQP over TLS on BP_TEST_AMQPS_PORT (the AMQP port + 5), with certificates
+# made here by openssl under BUILD_DIR/test-services/rabbitmq/tls: ca.pem
+# (the test CA), server.pem/server.key (for localhost, not 127.0.0.1, signed
+# by it), client.pem/client.key (signed by it), and other-ca.pem with
+# other-client.pem/other-client.key (a CA the broker does not trust). BP_SERVICES ("redis postgres
 # memcached amqp") picks which to start (scripts/serve-example starts only those
 # whose port is free).
 #
@@ -27,6 +32,7 @@ REDIS_PORT=${BP_TEST_REDIS_PORT:-16379}
 PG_PORT=${BP_TEST_PG_PORT:-15432}
 MEMCACHED_PORT=${BP_TEST_MEMCACHED_PORT:-16411}
 AMQP_PORT=${BP_TEST_AMQP_PORT:-16672}
+AMQPS_PORT=${BP_TEST_AMQPS_PORT:-$((AMQP_PORT + 5))}
 DIR=$BUILD/test-services
 SERVICES=" ${BP_SERVICES:-redis postgres memcached amqp} "
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -58,7 +64,7 @@ start() {
 # RabbitMQ as a node of its own: its files (Mnesia, logs, the Erlang cookie
 # in HOME) under $DIR/rabbitmq, its AMQP listener, epmd and distribution port
 # on loopback on ports of their own, no plugins, the guest user allowed from
-# loopback. Start-up takes a few seconds.
+# loopback, and a TLS listener (make_tls). Start-up takes a few seconds.
 amqp_env() {
   local d=$DIR/rabbitmq
   export HOME=$d RABBITMQ_NODENAME=bptest$AMQP_PORT@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
@@ -70,19 +76,46 @@ amqp_env() {
 }
 RMQ=/usr/lib/rabbitmq/bin
 
+# The test CA, the broker's certificate and the clients' (openssl, a day).
+make_tls() {
+  local t=$1 ssl="openssl"
+  mkdir -p "$t"
+  (
+    cd "$t"
+    $ssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=baseplate test CA" -keyout ca.key -out ca.pem
+    $ssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=baseplate other CA" -keyout other-ca.key \
+      -out other-ca.pem
+    printf 'subjectAltName = DNS:localhost\nextendedKeyUsage = serverAuth\n' >server.ext
+    printf 'extendedKeyUsage = clientAuth\n' >client.ext
+    $ssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+    $ssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem
+    $ssl req -newkey rsa:2048 -nodes -subj "/CN=baseplate test client" -keyout client.key -out client.csr
+    $ssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out client.pem
+    $ssl req -newkey rsa:2048 -nodes -subj "/CN=baseplate other client" -keyout other-client.key -out other-client.csr
+    $ssl x509 -req -in other-client.csr -CA other-ca.pem -CAkey other-ca.key -CAcreateserial -days 2 \
+      -extfile client.ext -out other-client.pem
+    chmod 644 ./*.key
+  ) >"$t/make.log" 2>&1 || { echo "services: openssl could not make the test certificates" >&2; cat "$t/make.log" >&2; exit 1; }
+}
+
 start_amqp() {
   [ -x "$RMQ/rabbitmq-server" ] || { echo "services: rabbitmq-server is missing (scripts/install-deps)" >&2; exit 1; }
   mkdir -p "$DIR/rabbitmq"
+  make_tls "$DIR/rabbitmq/tls"
   (
     amqp_env
     cd "$HOME"
     echo "[]." >enabled_plugins
     printf 'loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:%s\nlog.console = false\n' "$AMQP_PORT" >rabbitmq.conf
+    # TLS: a client certificate is checked when one is sent (not required)
+    printf 'listeners.ssl.1 = 127.0.0.1:%s\nssl_options.cacertfile = %s\nssl_options.certfile = %s\nssl_options.keyfile = %s\nssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n' \
+      "$AMQPS_PORT" "$HOME/tls/ca.pem" "$HOME/tls/server.pem" "$HOME/tls/server.key" >>rabbitmq.conf
     "$RMQ/rabbitmq-server" -detached >"$HOME/start.log" 2>&1
     "$RMQ/rabbitmqctl" wait --timeout 60 "$RABBITMQ_PID_FILE" >>"$HOME/start.log" 2>&1
   ) || { echo "services: rabbitmq-server did not start" >&2; cat "$DIR/rabbitmq/start.log" "$DIR"/rabbitmq/log/*.log >&2 2>/dev/null; exit 1; }
   wait_port "$AMQP_PORT" 10 || { echo "services: rabbitmq-server does not listen" >&2; exit 1; }
-  echo "services: rabbitmq on 127.0.0.1:$AMQP_PORT"
+  wait_port "$AMQPS_PORT" 10 || { echo "services: rabbitmq-server does not listen for TLS" >&2; exit 1; }
+  echo "services: rabbitmq on 127.0.0.1:$AMQP_PORT (TLS: $AMQPS_PORT)"
 }
 
 amqp_restart() {

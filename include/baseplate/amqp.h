@@ -33,10 +33,19 @@ typedef struct {
   const char *password; /* "guest" when NULL */
   int heartbeat;        /* seconds; 0: none */
   double timeout;       /* the connect and handshake, seconds; 0: no limit */
+  /* TLS (amqps), over rabbitmq-c's OpenSSL socket, TLS 1.2 or newer: */
+  int tls;                  /* 1: TLS */
+  int tls_verify_peer;      /* 1: the broker's certificate must chain to a trusted CA */
+  int tls_verify_hostname;  /* 1: ... and name `host` (DNS name or IP address) */
+  const char *tls_ca_certs; /* a PEM file of the CAs to trust; NULL: the system's */
+  const char *tls_certfile; /* a client certificate (PEM), or NULL */
+  const char *tls_keyfile;  /* its private key (PEM); NULL: in tls_certfile */
 } bp_amqp_options_t;
 
 /* Connect: BP_AGAIN and `waiter` is woken with BP_OK (the channel is open)
- * or a failure (bp_amqp_error says why; the password never appears). *out is
+ * or a failure (bp_amqp_error says why; the password never appears; a TLS
+ * failure says what OpenSSL found, e.g. "TLS handshake failed: certificate
+ * verify failed: self-signed certificate in certificate chain"). *out is
  * the connection either way (close it). BP_EINVAL/BP_ENOMEM at once, with
  * err, and *out NULL. */
 BP_EXTERN int bp_amqp_connect(const bp_amqp_options_t *o, int waiter, bp_amqp_conn_t **out,

@@ -24,7 +24,12 @@
 #include "runtime.h"
 
 #include <amqp.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -87,6 +92,8 @@ struct bp_amqp_conn_s {
   /* options, kept until connected (the password is wiped then) */
   char *host, *vhost, *user, *password;
   int port, heartbeat;
+  int tls, tls_verify_peer, tls_verify_hostname;
+  char *tls_ca_certs, *tls_certfile, *tls_keyfile;
   double timeout;
   int no_io; /* no socket (the fuzz target): nothing is sent */
   char where[300];
@@ -227,6 +234,9 @@ static void conn_free(bp_amqp_conn_t *c) {
   free(c->host);
   free(c->vhost);
   free(c->user);
+  free(c->tls_ca_certs);
+  free(c->tls_certfile);
+  free(c->tls_keyfile);
   if (c->password) {
     memset(c->password, 0, strlen(c->password));
     free(c->password);
@@ -570,15 +580,19 @@ static void on_kick(uv_timer_t *t) {
     wake_all(c);
     return;
   }
-  if (c->state == ST_READY && amqp_data_in_buffer(c->st))
+  if (c->state == ST_READY && (c->tls || amqp_data_in_buffer(c->st)))
     drain(c);
   else
     flush_acks(c);
 }
 
-/* After a call from Lua: frames a write read ahead are read from the loop. */
+/* After a call from Lua: frames a write read ahead are read from the loop.
+ * Over TLS always: what OpenSSL holds decrypted is not in rabbitmq-c's
+ * buffer nor readable on the socket (drain reads until OpenSSL wants more
+ * from the socket, so a zero timer's drain costs one read attempt). */
 static void after_call(bp_amqp_conn_t *c) {
-  if (c->state == ST_READY && !c->no_io && (amqp_data_in_buffer(c->st) || amqp_frames_enqueued(c->st)))
+  if (c->state == ST_READY && !c->no_io &&
+      (c->tls || amqp_data_in_buffer(c->st) || amqp_frames_enqueued(c->st)))
     kick(c);
 }
 
@@ -640,6 +654,84 @@ static void reply_err(bp_amqp_conn_t *c, amqp_rpc_reply_t r, const char *what) {
   }
 }
 
+/* TLS: why the broker's certificate was refused, noted by the verify
+ * callback during the handshake (on the connecting thread). */
+static _Thread_local char tls_verify_err[160];
+
+static int tls_verify_cb(int ok, X509_STORE_CTX *x) {
+  if (!ok && !tls_verify_err[0]) {
+    int e = X509_STORE_CTX_get_error(x);
+    snprintf(tls_verify_err, sizeof tls_verify_err, "%s", X509_verify_cert_error_string(e));
+  }
+  return ok;
+}
+
+/* The TLS socket with the connection's settings, or NULL (c->err says why). */
+static amqp_socket_t *tls_socket(bp_amqp_conn_t *c) {
+  amqp_socket_t *sock = amqp_ssl_socket_new(c->st);
+  SSL_CTX *ctx;
+  int rc;
+  if (!sock) {
+    set_err(c, "%s: cannot set up TLS (out of memory)", c->where);
+    return NULL;
+  }
+  ctx = amqp_ssl_socket_get_context(sock);
+  /* the mode is set again by rabbitmq-c on its SSL object; the callback
+   * stays (it only notes why a certificate was refused) */
+  if (ctx) SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, tls_verify_cb);
+  amqp_ssl_socket_set_verify_peer(sock, c->tls_verify_peer ? 1 : 0);
+  /* The host is checked by OpenSSL's own verification (rabbitmq-c's check
+   * knows DNS names only): a DNS name, or an IP address against the
+   * certificate's IP addresses. A mismatch fails the handshake, and the
+   * callback notes "hostname mismatch" or "IP address mismatch". */
+  amqp_ssl_socket_set_verify_hostname(sock, 0);
+  if (c->tls_verify_peer && c->tls_verify_hostname) {
+    X509_VERIFY_PARAM *param = ctx ? SSL_CTX_get0_param(ctx) : NULL;
+    if (!param || (X509_VERIFY_PARAM_set1_ip_asc(param, c->host) != 1 &&
+                   X509_VERIFY_PARAM_set1_host(param, c->host, 0) != 1)) {
+      set_err(c, "%s: cannot set up the TLS host name check", c->where);
+      return NULL;
+    }
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  }
+  if ((rc = amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2, AMQP_TLSvLATEST)) != AMQP_STATUS_OK) {
+    set_err(c, "%s: TLS 1.2 is not available: %s", c->where, amqp_error_string2(rc));
+    return NULL;
+  }
+  if (c->tls_ca_certs) {
+    if ((rc = amqp_ssl_socket_set_cacert(sock, c->tls_ca_certs)) != AMQP_STATUS_OK) {
+      set_err(c, "%s: cannot load the CA certificates %s: %s", c->where, c->tls_ca_certs,
+              ERR_peek_last_error() ? ERR_reason_error_string(ERR_peek_last_error()) : amqp_error_string2(rc));
+      return NULL;
+    }
+  } else if (ctx && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    set_err(c, "%s: cannot load the system's CA certificates", c->where);
+    return NULL;
+  }
+  if (c->tls_certfile) {
+    const char *key = c->tls_keyfile ? c->tls_keyfile : c->tls_certfile;
+    if ((rc = amqp_ssl_socket_set_key(sock, c->tls_certfile, key)) != AMQP_STATUS_OK) {
+      set_err(c, "%s: cannot load the client certificate %s (key %s): %s", c->where, c->tls_certfile, key,
+              ERR_peek_last_error() ? ERR_reason_error_string(ERR_peek_last_error()) : amqp_error_string2(rc));
+      return NULL;
+    }
+  }
+  return sock;
+}
+
+/* Why a TLS connect failed, from the verify callback or OpenSSL's queue. */
+static void tls_connect_err(bp_amqp_conn_t *c, int rc) {
+  unsigned long e = ERR_peek_last_error();
+  const char *reason = e ? ERR_reason_error_string(e) : NULL;
+  if (tls_verify_err[0])
+    set_err(c, "%s: cannot connect: TLS handshake failed: certificate verify failed: %s", c->where,
+            tls_verify_err);
+  else if (reason)
+    set_err(c, "%s: cannot connect: TLS handshake failed: %s", c->where, reason);
+  else
+    set_err(c, "%s: cannot connect: %s", c->where, amqp_error_string2(rc));
+}
+
 /* On the thread pool: only this thread touches c->st and c->err until
  * on_connected runs. */
 static void connect_work(uv_work_t *req) {
@@ -654,16 +746,31 @@ static void connect_work(uv_work_t *req) {
     tvp = &tv;
   }
   c->connect_rc = BP_EIO;
-  if (!(c->st = amqp_new_connection()) || !(sock = amqp_tcp_socket_new(c->st))) {
+  if (!(c->st = amqp_new_connection()) || (!c->tls && !(sock = amqp_tcp_socket_new(c->st)))) {
     set_err(c, "%s: out of memory", c->where);
     c->connect_rc = BP_ENOMEM;
     return;
   }
-  if ((rc = amqp_socket_open_noblock(sock, c->host, c->port, tvp)) != AMQP_STATUS_OK) {
-    set_err(c, "%s: cannot connect: %s", c->where, amqp_error_string2(rc));
+  if (c->tls) {
+    ERR_clear_error();
+    tls_verify_err[0] = '\0';
+    if (!(sock = tls_socket(c))) {
+      ERR_clear_error();
+      return;
+    }
+  }
+  rc = amqp_socket_open_noblock(sock, c->host, c->port, tvp);
+  if (rc != AMQP_STATUS_OK) {
+    if (c->tls && rc != AMQP_STATUS_TIMEOUT && rc != AMQP_STATUS_SOCKET_ERROR &&
+        rc != AMQP_STATUS_HOSTNAME_RESOLUTION_FAILED)
+      tls_connect_err(c, rc);
+    else
+      set_err(c, "%s: cannot connect: %s", c->where, amqp_error_string2(rc));
+    if (c->tls) ERR_clear_error();
     if (rc == AMQP_STATUS_TIMEOUT) c->connect_rc = BP_ETIMEDOUT;
     return;
   }
+  if (c->tls) ERR_clear_error();
   if (tvp) {
     amqp_set_handshake_timeout(c->st, tvp);
     amqp_set_rpc_timeout(c->st, tvp);
@@ -672,12 +779,20 @@ static void connect_work(uv_work_t *req) {
                  c->password);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     reply_err(c, r, "login");
+    if (c->tls && ERR_peek_last_error()) {
+      /* e.g. the broker refused our client certificate (TLS 1.3 says so
+       * after the handshake) */
+      size_t n = strlen(c->err);
+      snprintf(c->err + n, sizeof c->err - n, " (TLS: %s)", ERR_reason_error_string(ERR_peek_last_error()));
+    }
+    if (c->tls) ERR_clear_error();
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
       c->connect_rc = BP_ETIMEDOUT;
     return;
   }
   amqp_channel_open(c->st, 1);
   r = amqp_get_rpc_reply(c->st);
+  if (c->tls) ERR_clear_error();
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     reply_err(c, r, "opening a channel");
     return;
@@ -774,6 +889,16 @@ int bp_amqp_connect(const bp_amqp_options_t *o, int waiter, bp_amqp_conn_t **out
   c->closable.close = conn_shutdown;
   c->port = o->port;
   c->heartbeat = o->heartbeat;
+  c->tls = o->tls ? 1 : 0;
+  c->tls_verify_peer = o->tls_verify_peer ? 1 : 0;
+  c->tls_verify_hostname = o->tls_verify_hostname ? 1 : 0;
+  if (c->tls && ((o->tls_ca_certs && !(c->tls_ca_certs = strdup(o->tls_ca_certs))) ||
+                 (o->tls_certfile && !(c->tls_certfile = strdup(o->tls_certfile))) ||
+                 (o->tls_keyfile && !(c->tls_keyfile = strdup(o->tls_keyfile))))) {
+    conn_free(c);
+    copy_err(err, errlen, "amqp: out of memory");
+    return BP_ENOMEM;
+  }
   c->timeout = o->timeout;
   snprintf(c->where, sizeof c->where, "amqp %s%s%s:%d", strchr(c->host, ':') ? "[" : "", c->host,
            strchr(c->host, ':') ? "]" : "", c->port);

@@ -29,6 +29,12 @@ typedef struct {
   const char *password;
   int heartbeat;
   double timeout;
+  int tls;
+  int tls_verify_peer;
+  int tls_verify_hostname;
+  const char *tls_ca_certs;
+  const char *tls_certfile;
+  const char *tls_keyfile;
 } bp_amqp_options_t;
 int bp_amqp_connect(const bp_amqp_options_t *o, int waiter, bp_amqp_conn_t **out,
                     char *err, size_t errlen);
@@ -101,18 +107,24 @@ end
 --------------------------------------------------------------------------------
 -- Connections
 
---- Parse an AMQP URL (amqp://user:password@host:port/vhost) or a bare
---- host[:port]: { host, port, user, password, vhost }. The vhost is
+--- Parse an AMQP URL (amqp://user:password@host:port/vhost, or amqps://
+--- for TLS, port 5671 by default) or a bare host[:port]: { host, port,
+--- user, password, vhost, tls }. The vhost is
 --- percent-decoded ("%2f" is "/"); an empty path is the default vhost "/".
 function M.parse_url(url)
     if type(url) ~= "string" or url == "" then error("an AMQP URL or host name is required", 0) end
     local rest = url:match("^amqp://(.*)$")
+    local tls = false
     if not rest then
-        if url:find("://", 1, true) then error("only amqp:// URLs are supported", 0) end
+        rest = url:match("^amqps://(.*)$")
+        tls = rest ~= nil
+    end
+    if not rest then
+        if url:find("://", 1, true) then error("only amqp:// URLs are supported (amqps:// for TLS)", 0) end
         rest = url
     end
     local unescape = function(v) return (v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
-    local t = { port = 5672 }
+    local t = { port = tls and 5671 or 5672, tls = tls or nil }
     local authority, path = rest:match("^([^/]*)(.*)$")
     local userinfo, hostport = authority:match("^(.*)@([^@]*)$")
     if userinfo then
@@ -164,6 +176,12 @@ function M.connect(target)
     o.vhost, o.user, o.password = target.vhost, user, password
     o.heartbeat = target.heartbeat or 0
     o.timeout = target.timeout or 0
+    if target.tls then
+        o.tls = 1
+        o.tls_verify_peer = target.tls_verify_peer == false and 0 or 1
+        o.tls_verify_hostname = target.tls_verify_hostname == false and 0 or 1
+        o.tls_ca_certs, o.tls_certfile, o.tls_keyfile = target.tls_ca_certs, target.tls_certfile, target.tls_keyfile
+    end
     local out = ffi.new("bp_amqp_conn_t *[1]")
     local rc = runtime.await(start_connect, o, out)
     local conn = setmetatable({ c = out[0], where = where, client = target.client }, Connection)
@@ -446,7 +464,20 @@ local connection_spec = {
     heartbeat = config.Optional(config.Timespan, 60),
     connect_timeout = config.Optional(config.Timespan, 10),
     credentials_secret = config.Optional(config.String, nil),
+    ssl = config.Optional(config.Boolean, nil),
+    ssl_ca_certs = config.Optional(config.String, nil),
+    ssl_certfile = config.Optional(config.String, nil),
+    ssl_keyfile = config.Optional(config.String, nil),
+    ssl_cert_reqs = config.Optional(config.OneOf({ required = "required", none = "none" }), "required"),
+    ssl_check_hostname = config.Optional(config.Boolean, true),
 }
+
+-- A file the TLS settings name must be readable now (a clear error at start-up).
+local function readable(key, path)
+    local f, err = io.open(path, "rb")
+    if not f then error(config.ConfigurationError(key, "cannot read " .. tostring(err)), 0) end
+    f:close()
+end
 
 --- { host, port, user, password, vhost, heartbeat, timeout } from the keys
 --- under `prefix` (Baseplate.py's connection_from_config): hostname (an
@@ -454,7 +485,8 @@ local connection_spec = {
 --- heartbeat, connect_timeout, credentials_secret (the name of a
 --- credential secret in `secrets`, a baseplate.lib.secrets store, whose
 --- username and password are used instead of the hostname's, read at each
---- connect). `client` names it in errors.
+--- connect), and TLS's ssl, ssl_ca_certs, ssl_certfile, ssl_keyfile,
+--- ssl_cert_reqs, ssl_check_hostname. `client` names it in errors.
 function M.connection_from_config(app_config, prefix, client, secrets)
     local key_base = prefix:gsub("%.$", "")
     local cfg = config.parse_config_at(app_config, prefix, connection_spec)
@@ -467,6 +499,31 @@ function M.connection_from_config(app_config, prefix, client, secrets)
                 .. "connection_from_config's secrets argument)"), 0)
         end
         t.credentials_secret, t.secrets = cfg.credentials_secret, secrets
+    end
+    -- TLS: an amqps:// hostname or ssl = true (Kombu's ssl), with the keys
+    -- of Python's ssl module (as Kombu's ssl options and redis' rediss://)
+    if cfg.ssl == false and t.tls then
+        error(config.ConfigurationError(key_base .. ".ssl", "false, but the hostname is an amqps:// URL"), 0)
+    end
+    t.tls = t.tls or cfg.ssl or nil
+    local tls_keys = { "ssl_ca_certs", "ssl_certfile", "ssl_keyfile" }
+    if t.tls then
+        for _, k in ipairs(tls_keys) do
+            if cfg[k] then readable(key_base .. "." .. k, cfg[k]) end
+        end
+        if cfg.ssl_keyfile and not cfg.ssl_certfile then
+            error(config.ConfigurationError(key_base .. ".ssl_keyfile", "needs ssl_certfile"), 0)
+        end
+        t.tls_ca_certs, t.tls_certfile, t.tls_keyfile = cfg.ssl_ca_certs, cfg.ssl_certfile, cfg.ssl_keyfile
+        t.tls_verify_peer = cfg.ssl_cert_reqs == "required"
+        t.tls_verify_hostname = cfg.ssl_check_hostname
+    else
+        for _, k in ipairs(tls_keys) do
+            if cfg[k] then
+                error(config.ConfigurationError(key_base .. "." .. k, "TLS is off (an amqps:// hostname or "
+                    .. key_base .. ".ssl = true turns it on)"), 0)
+            end
+        end
     end
     if cfg.virtual_host then t.vhost = cfg.virtual_host end
     if cfg.heartbeat < 0 or cfg.heartbeat > 65535 then

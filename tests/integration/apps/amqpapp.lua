@@ -9,7 +9,8 @@
 -- publish (baseplate-script): publishes args[1] messages {"n": i} (from
 -- args[2], default 1) through the producer `amqp` of configure_context,
 -- `args[3]` at once, each waiting for the broker's confirm, inside a
--- server span; prints "published N" and "trace T".
+-- server span; prints "published N" and "trace T". args[4]: bytes of
+-- padding in each body (a "pad" field), for large messages.
 local baseplate = require("baseplate")
 local amqp_consumer = require("baseplate.frameworks.queue_consumer.kombu")
 local amqp = require("baseplate.clients.amqp")
@@ -54,7 +55,8 @@ local function publish_range(context, from, to, results)
     for i = from, to do
         local tries = 0
         while true do
-            local ok, err = pcall(context.amqp.publish, context.amqp, { n = i }, { routing_key = "bp.test" })
+            local ok, err = pcall(context.amqp.publish, context.amqp, { n = i, pad = results.pad },
+                { routing_key = "bp.test" })
             if ok then break end
             tries = tries + 1
             results.retries = results.retries + 1
@@ -72,7 +74,8 @@ function M.publish(app_config, args)
     local count = tonumber(args[1] or "1")
     local first = tonumber(args[2] or "1")
     local width = tonumber(args[3] or "1")
-    local results = { n = 0, retries = 0 }
+    local pad = tonumber(args[4] or "0")
+    local results = { n = 0, retries = 0, pad = pad > 0 and string.rep("x", pad) or nil }
     bp:server_context("publisher", function(context)
         print("trace " .. context.span.trace_id)
         local per = math.ceil(count / width)
