@@ -549,6 +549,14 @@ static void drain(bp_amqp_conn_t *c) {
     if (rc == AMQP_STATUS_TIMEOUT) break;
     if (rc != AMQP_STATUS_OK) {
       set_err(c, "%s: connection lost: %s", c->where, amqp_error_string2(rc));
+      if (c->tls) {
+        /* OpenSSL's reason, and its queue left empty for the loop's other
+         * OpenSSL users */
+        unsigned long e = ERR_peek_last_error();
+        size_t n = strlen(c->err);
+        if (e) snprintf(c->err + n, sizeof c->err - n, " (TLS: %s)", ERR_reason_error_string(e));
+        ERR_clear_error();
+      }
       conn_break(c, BP_EIO);
       break;
     }

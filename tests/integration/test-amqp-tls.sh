@@ -42,6 +42,15 @@ conns=$("$SOURCE_DIR/tests/services.sh" amqp-ctl "$BUILD_DIR" list_connections s
 check_contains "the broker sees the consumer's connection as TLS, with the client certificate" \
   "$(echo "$conns" | grep true)" "CN=baseplate test client"
 check_eq "... and no connection without TLS" "$(echo "$conns" | grep -c false)" 0
+# the broker restarts: the consumer connects again, over TLS
+"$SOURCE_DIR/tests/services.sh" amqp-restart "$BUILD_DIR"
+wait_for_log "consuming again on a new connection" 30
+check_contains "after a broker restart the consumer reconnects over TLS" "$(cat "$LOG")" \
+  "consuming again on a new connection"
+out=$(publish 20 3001 2)
+check_contains "... and publishing goes on" "$out" "published 20"
+wait_handled 1060 30
+check_eq "... and consuming" "$(unique)" 1060
 stop_server TERM
 check_eq "SIGTERM: exit 0" "$SERVER_RC" 0
 
