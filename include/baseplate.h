@@ -35,5 +35,7 @@
 #include "baseplate/http_client.h"
 #include "baseplate/kafka.h"
 #include "baseplate/amqp.h"
+#include "baseplate/zookeeper.h"
+#include "baseplate/live_data.h"
 
 #endif
