@@ -246,6 +246,10 @@ function M.main(opts)
     local ok, file = pcall(ini.load, opts.config_file)
     if not ok then runtime.fatal(runtime.message_of(file)) end
     server.configure_logging(file, opts.debug)
+    if not opts.debug then -- (the client's connection news is noise here, as the reference quiets Kazoo)
+        local log = require("baseplate.log")
+        log.set_level("baseplate.lib.live_data.zookeeper", log.WARNING)
+    end
     local raw = file:section("live-data")
     if not raw then runtime.fatal(format("%s: no [live-data] section", file.path)) end
     local data, rerr = read_source(opts.source)

@@ -213,6 +213,7 @@ end
 -- reads its node again, and fn is called when the node changed meanwhile.
 
 local function deliver(w, data, st)
+    w.delay = nil
     local key = st and tostring(st.mzxid) or "none"
     if w.seen == key then return end
     w.seen = key
@@ -239,10 +240,12 @@ end
 
 function Client:_retry_later(w, zrc)
     -- A connection loss: the next CONNECTED reads it again. Anything else
-    -- (no permission…) is logged and tried again after a while.
+    -- (no permission…) is logged and tried again, less and less often (up
+    -- to once a minute).
     if CLASSES[zrc] == "ConnectionError" then return end
-    logger:error("cannot read %s: %s", w.path, ffi.string(C.bp_zk_strerror(zrc)))
-    runtime.after(self.timeout, function()
+    w.delay = math.min((w.delay or self.timeout / 2) * 2, 60)
+    logger:error("cannot read %s: %s (trying again in %gs)", w.path, ffi.string(C.bp_zk_strerror(zrc)), w.delay)
+    runtime.after(w.delay, function()
         if not self.closed then self:_refresh(w) end
     end)
 end
