@@ -14,8 +14,7 @@ local format, concat = string.format, table.concat
 
 local M = {}
 
-M.CONTEXT = 3              -- lines of context around a change
-M.MAX_DIFF_CELLS = 1000000 -- beyond (lines × lines of the changed middle), the diff is not minimal
+M.CONTEXT = 3 -- lines of context around a change
 
 local function lines_of(text)
     local out = {}
@@ -52,105 +51,143 @@ function M.is_utf8(s)
     return true
 end
 
--- The edit script from lines a to lines b: a list of { tag, line } with
--- tag "=", "-" or "+" (a longest common subsequence of the middle that
--- the common head and tail leave, when it is small enough).
-local function edits(a, b)
-    local out = {}
-    local na, nb = #a, #b
-    local head = 0
-    while head < na and head < nb and a[head + 1] == b[head + 1] do head = head + 1 end
-    local tail = 0
-    while tail < na - head and tail < nb - head and a[na - tail] == b[nb - tail] do tail = tail + 1 end
-    for i = 1, head do out[#out + 1] = { "=", a[i] } end
-    local m, n = na - head - tail, nb - head - tail
-    if m * n > 0 and m * n <= M.MAX_DIFF_CELLS then
-        -- lcs[i][j]: the LCS length of a[i..] and b[j..] (of the middle)
-        local lcs = {}
-        for i = m + 1, 1, -1 do
-            local row, below = {}, lcs[i + 1]
-            for j = n + 1, 1, -1 do
-                if i > m or j > n then
-                    row[j] = 0
-                elseif a[head + i] == b[head + j] then
-                    row[j] = below[j + 1] + 1
-                else
-                    local x, y = below[j], row[j + 1]
-                    row[j] = x >= y and x or y
+-- The diff is Python's difflib's (SequenceMatcher: the longest matching
+-- block, then the same on each side of it, recursively; lines that occur
+-- in more than 1% of a 200-line or longer new text are not used to start
+-- a match), so that the writer shows what the reference shows.
+
+-- The longest block of equal lines of a[alo..ahi) and b[blo..bhi)
+-- (0-based, half-open): i, j, size.
+local function longest_match(a, b, b2j, alo, ahi, blo, bhi)
+    local besti, bestj, bestsize = alo, blo, 0
+    local j2len = {}
+    for i = alo, ahi - 1 do
+        local newj2len = {}
+        local js = b2j[a[i + 1]]
+        if js then
+            for _, j in ipairs(js) do
+                if j >= blo then
+                    if j >= bhi then break end
+                    local k = (j2len[j - 1] or 0) + 1
+                    newj2len[j] = k
+                    if k > bestsize then besti, bestj, bestsize = i - k + 1, j - k + 1, k end
                 end
             end
-            lcs[i] = row
         end
-        local i, j = 1, 1
-        while i <= m and j <= n do
-            if a[head + i] == b[head + j] then
-                out[#out + 1] = { "=", a[head + i] }
-                i, j = i + 1, j + 1
-            elseif lcs[i + 1][j] >= lcs[i][j + 1] then
-                out[#out + 1] = { "-", a[head + i] }
-                i = i + 1
-            else
-                out[#out + 1] = { "+", b[head + j] }
-                j = j + 1
-            end
-        end
-        for k = i, m do out[#out + 1] = { "-", a[head + k] } end
-        for k = j, n do out[#out + 1] = { "+", b[head + k] } end
-    else
-        for k = 1, m do out[#out + 1] = { "-", a[head + k] } end
-        for k = 1, n do out[#out + 1] = { "+", b[head + k] } end
+        j2len = newj2len
     end
-    for k = na - tail + 1, na do out[#out + 1] = { "=", a[k] } end
-    return out
+    while besti > alo and bestj > blo and a[besti] == b[bestj] do
+        besti, bestj, bestsize = besti - 1, bestj - 1, bestsize + 1
+    end
+    while besti + bestsize < ahi and bestj + bestsize < bhi and a[besti + bestsize + 1] == b[bestj + bestsize + 1] do
+        bestsize = bestsize + 1
+    end
+    return besti, bestj, bestsize
+end
+
+-- The opcodes turning a into b: { tag, i1, i2, j1, j2 } (0-based,
+-- half-open), tag "equal", "replace", "delete" or "insert".
+local function opcodes(a, b)
+    local b2j, counts = {}, {}
+    for j, line in ipairs(b) do
+        local js = b2j[line]
+        if not js then js = {}; b2j[line] = js end
+        js[#js + 1] = j - 1
+        counts[line] = (counts[line] or 0) + 1
+    end
+    if #b >= 200 then -- (difflib's autojunk: popular lines do not start matches)
+        local limit = math.floor(#b / 100) + 1
+        for line, n in pairs(counts) do
+            if n > limit then b2j[line] = nil end
+        end
+    end
+    local blocks, queue = {}, { { 0, #a, 0, #b } }
+    while #queue > 0 do
+        local q = table.remove(queue)
+        local alo, ahi, blo, bhi = q[1], q[2], q[3], q[4]
+        local i, j, k = longest_match(a, b, b2j, alo, ahi, blo, bhi)
+        if k > 0 then
+            blocks[#blocks + 1] = { i, j, k }
+            if alo < i and blo < j then queue[#queue + 1] = { alo, i, blo, j } end
+            if i + k < ahi and j + k < bhi then queue[#queue + 1] = { i + k, ahi, j + k, bhi } end
+        end
+    end
+    table.sort(blocks, function(x, y) return x[1] < y[1] or (x[1] == y[1] and x[2] < y[2]) end)
+    local merged = {}
+    for _, bl in ipairs(blocks) do
+        local last = merged[#merged]
+        if last and last[1] + last[3] == bl[1] and last[2] + last[3] == bl[2] then
+            last[3] = last[3] + bl[3]
+        else
+            merged[#merged + 1] = { bl[1], bl[2], bl[3] }
+        end
+    end
+    merged[#merged + 1] = { #a, #b, 0 }
+    local codes, i, j = {}, 0, 0
+    for _, bl in ipairs(merged) do
+        local ai, bj, size = bl[1], bl[2], bl[3]
+        local tag
+        if i < ai and j < bj then tag = "replace"
+        elseif i < ai then tag = "delete"
+        elseif j < bj then tag = "insert" end
+        if tag then codes[#codes + 1] = { tag, i, ai, j, bj } end
+        i, j = ai + size, bj + size
+        if size > 0 then codes[#codes + 1] = { "equal", ai, i, bj, j } end
+    end
+    return codes
+end
+
+-- The opcodes in hunks with `n` lines of context.
+local function grouped(codes, n)
+    if #codes == 0 then codes = { { "equal", 0, 1, 0, 1 } } end
+    local first, last = codes[1], codes[#codes]
+    if first[1] == "equal" then
+        codes[1] = { "equal", math.max(first[2], first[3] - n), first[3], math.max(first[4], first[5] - n), first[5] }
+    end
+    last = codes[#codes]
+    if last[1] == "equal" then
+        codes[#codes] = { "equal", last[2], math.min(last[3], last[2] + n), last[4], math.min(last[5], last[4] + n) }
+    end
+    local groups, group = {}, {}
+    for _, c in ipairs(codes) do
+        local tag, i1, i2, j1, j2 = c[1], c[2], c[3], c[4], c[5]
+        if tag == "equal" and i2 - i1 > 2 * n then
+            group[#group + 1] = { tag, i1, math.min(i2, i1 + n), j1, math.min(j2, j1 + n) }
+            groups[#groups + 1] = group
+            group = {}
+            i1, j1 = math.max(i1, i2 - n), math.max(j1, j2 - n)
+        end
+        group[#group + 1] = { tag, i1, i2, j1, j2 }
+    end
+    if #group > 0 and not (#group == 1 and group[1][1] == "equal") then groups[#groups + 1] = group end
+    return groups
 end
 
 -- difflib's range: "start,length", "start" for one line, "start-1,0" for none.
-local function range(start, length)
-    if length == 1 then return tostring(start) end
-    if length == 0 then start = start - 1 end
-    return start .. "," .. length
+local function range(start, stop)
+    local beginning, length = start + 1, stop - start
+    if length == 1 then return tostring(beginning) end
+    if length == 0 then beginning = beginning - 1 end
+    return beginning .. "," .. length
 end
 
 --- The unified diff of texts `old` and `new` (lists of lines, without
 --- newlines), as Python's difflib.unified_diff with its defaults; {} when
 --- they are the same.
 function M.unified_diff(old, new)
-    local ed = edits(old, new)
-    local n = M.CONTEXT
-    local changes = {}
-    for k, e in ipairs(ed) do
-        if e[1] ~= "=" then changes[#changes + 1] = k end
-    end
-    if #changes == 0 then return {} end
-    local out = { "--- ", "+++ " }
-    -- a line index of each edit in a and in b (1-based, before the edit)
-    local ai, bi = {}, {}
-    local x, y = 1, 1
-    for k, e in ipairs(ed) do
-        ai[k], bi[k] = x, y
-        if e[1] ~= "+" then x = x + 1 end
-        if e[1] ~= "-" then y = y + 1 end
-    end
-    ai[#ed + 1], bi[#ed + 1] = x, y
-    local c = 1
-    while c <= #changes do
-        local first, last = changes[c], changes[c]
-        while c < #changes and changes[c + 1] - last - 1 <= 2 * n do
-            c = c + 1
-            last = changes[c]
-        end
-        c = c + 1
-        local from = math.max(1, first - n)
-        local to = math.min(#ed, last + n)
-        local alen, blen = 0, 0
-        for k = from, to do
-            if ed[k][1] ~= "+" then alen = alen + 1 end
-            if ed[k][1] ~= "-" then blen = blen + 1 end
-        end
-        out[#out + 1] = format("@@ -%s +%s @@", range(ai[from], alen), range(bi[from], blen))
-        for k = from, to do
-            local tag = ed[k][1] == "=" and " " or ed[k][1]
-            out[#out + 1] = tag .. ed[k][2]
+    local out = {}
+    for _, group in ipairs(grouped(opcodes(old, new), M.CONTEXT)) do
+        if #out == 0 then out[1], out[2] = "--- ", "+++ " end
+        local first, last = group[1], group[#group]
+        out[#out + 1] = format("@@ -%s +%s @@", range(first[2], last[3]), range(first[4], last[5]))
+        for _, c in ipairs(group) do
+            local tag, i1, i2, j1, j2 = c[1], c[2], c[3], c[4], c[5]
+            if tag == "equal" then
+                for k = i1 + 1, i2 do out[#out + 1] = " " .. old[k] end
+            else
+                if tag ~= "insert" then for k = i1 + 1, i2 do out[#out + 1] = "-" .. old[k] end end
+                if tag ~= "delete" then for k = j1 + 1, j2 do out[#out + 1] = "+" .. new[k] end end
+            end
         end
     end
     return out
