@@ -80,6 +80,30 @@ for i in range(1, n + 1):
     t.eq(#lines, 0, "no difference, no lines")
 end)
 
+t.test("lines_of cuts lines as Python's splitlines", function()
+    local texts = { "", "a", "a\n", "\n", "a\nb", "a\r\nb\rc\n\nd", "x\vy\fz\28w\29v\30u",
+        "\194\133p\226\128\168q\226\128\169r", "\r", "\r\n\r\n", "tail\r" }
+    write(tmp .. "/split.py", "import sys, json\nfor t in json.load(open(sys.argv[1])): " ..
+        "print(json.dumps(t.encode('latin-1').decode('utf-8').splitlines()))\n")
+    local cjson = require("cjson")
+    local latin = {}
+    for i, s in ipairs(texts) do -- (bytes as code points, so that JSON carries them as they are)
+        latin[i] = s:gsub("[\128-\255]", function(ch)
+            local b = ch:byte()
+            return string.char(0xC0 + math.floor(b / 64), 0x80 + b % 64)
+        end)
+    end
+    write(tmp .. "/texts.json", cjson.encode(latin))
+    local p = assert(io.popen("python3 " .. tmp .. "/split.py " .. tmp .. "/texts.json"))
+    local i = 0
+    for line in p:lines() do
+        i = i + 1
+        t.eq(writer.lines_of(texts[i]), cjson.decode(line), "text " .. i)
+    end
+    p:close()
+    t.eq(i, #texts, "python answered every text")
+end)
+
 t.test("unified_diff of large texts stays bounded", function()
     local a, b = {}, {}
     for i = 1, 3000 do a[i] = "a" .. i; b[i] = "b" .. i end
