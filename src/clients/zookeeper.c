@@ -21,6 +21,7 @@
 #include "baseplate/log.h"
 #include "clients/conn.h"
 #include "clients/watch.h"
+#include "clients/zookeeper_hosts.h"
 #include "internal.h"
 #include "runtime.h"
 
@@ -39,6 +40,8 @@
 #define MAX_EVENTS 4096      /* queued events; beyond, one BP_ZK_RESYNC replaces them */
 #define MAX_PATH_LEN 4096    /* a node's path */
 #define AUTH_RETRY_MS 1000   /* a new session after the credentials were refused */
+#define RETRY_MIN_MS 50      /* between connection attempts: from this, doubling… */
+#define RETRY_MAX_MS 1000    /* …up to this */
 
 enum { OP_INFLIGHT, OP_DONE, OP_WOKEN };
 
@@ -91,6 +94,8 @@ struct bp_zk_s {
   int waiter;          /* waiting for an event */
   int has_waiter;
   int waiter_status;   /* to wake it with; BP_AGAIN: not yet */
+  uint64_t retry_ms; /* the pause before the next connection attempt */
+  int pausing;
   int refs;
   int closing, loop_gone;
   char err[256];
@@ -154,15 +159,122 @@ static void keep_loop(bp_zk_t *zk) {
     uv_unref((uv_handle_t *)&zk->timer);
 }
 
+/* --- zookeeper.hosts ---------------------------------------------------------------- */
+
+static int is_space(char c) { return c == ' ' || c == '\t'; }
+
+int bp__zk_check_hosts(const char *hosts, size_t len, char *out, size_t outlen, char *err, size_t errlen) {
+  size_t i = 0, o = 0, nservers = 0;
+  const char *bad = NULL;
+#define PUT(c) do { if (o + 1 >= outlen) { bad = "too long"; goto fail; } out[o++] = (c); } while (0)
+  if (len > BP_ZK_MAX_HOSTS) {
+    bad = "too long";
+    goto fail;
+  }
+  for (;;) {
+    size_t start, end, colon;
+    unsigned long port = 0;
+    while (i < len && is_space(hosts[i])) i++;
+    start = i;
+    if (i < len && hosts[i] == '[') { /* [IPv6]:port */
+      while (i < len && hosts[i] != ']') {
+        char c = hosts[i];
+        if (i > start && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.')) {
+          bad = "a bad IPv6 address";
+          goto fail;
+        }
+        i++;
+      }
+      if (i == len || i == start + 1) {
+        bad = "a bad IPv6 address";
+        goto fail;
+      }
+      i++;
+    } else {
+      while (i < len && hosts[i] != ':' && hosts[i] != ',' && hosts[i] != '/' && !is_space(hosts[i])) {
+        unsigned char c = (unsigned char)hosts[i];
+        if (c < 0x21 || c > 0x7e) {
+          bad = "a control or non-ASCII character";
+          goto fail;
+        }
+        i++;
+      }
+      if (i == start) {
+        bad = "an empty host";
+        goto fail;
+      }
+    }
+    colon = i;
+    if (i == len || hosts[i] != ':') {
+      bad = "a host without :port";
+      goto fail;
+    }
+    i++;
+    end = i;
+    while (i < len && hosts[i] >= '0' && hosts[i] <= '9' && i - end < 6) port = port * 10 + (unsigned long)(hosts[i++] - '0');
+    if (i == end || port == 0 || port > 65535) {
+      bad = "a port that is not 1-65535";
+      goto fail;
+    }
+    for (size_t k = start; k < colon; k++) PUT(hosts[k]);
+    PUT(':');
+    for (size_t k = end; k < i; k++) PUT(hosts[k]);
+    nservers++;
+    while (i < len && is_space(hosts[i])) i++;
+    if (i < len && hosts[i] == ',') {
+      PUT(',');
+      i++;
+      continue;
+    }
+    break;
+  }
+  if (i < len && hosts[i] == '/') { /* the chroot: /a/b, no empty part */
+    size_t start = i;
+    while (i < len && !is_space(hosts[i])) {
+      unsigned char c = (unsigned char)hosts[i];
+      if (c < 0x21 || c == 0x7f || (c == '/' && i + 1 < len && hosts[i + 1] == '/')) {
+        bad = "a bad chroot";
+        goto fail;
+      }
+      i++;
+    }
+    if (i - start > 1 && hosts[i - 1] == '/') {
+      bad = "a bad chroot (ending with /)";
+      goto fail;
+    }
+    if (i - start > 1)
+      for (size_t k = start; k < i; k++) PUT(hosts[k]);
+    while (i < len && is_space(hosts[i])) i++;
+  }
+  if (i != len) {
+    bad = "unexpected text after the hosts";
+    goto fail;
+  }
+  out[o] = 0;
+  (void)nservers;
+  return BP_OK;
+fail:
+  snprintf(err, errlen, "zookeeper.hosts: %s (expected host:port[,host:port…][/chroot])", bad);
+  if (outlen) out[0] = 0;
+  return BP_EINVAL;
+#undef PUT
+}
+
 /* --- the library's log ------------------------------------------------------------- */
 
 /* Its lines carry their level in the text ("…:ZOO_ERROR@…"). Connection
  * failures are warnings (they are retried); nothing it logs holds the
  * credentials. */
+static bp_zk_t *in_library; /* the client whose call into the library is running */
+
 static void on_log(const char *message) {
   int level = BP_LOG_DEBUG;
   if (strstr(message, "ZOO_ERROR@") || strstr(message, "ZOO_WARN@")) level = BP_LOG_WARNING;
   else if (strstr(message, "ZOO_INFO@")) level = BP_LOG_INFO;
+  /* While disconnected, each failed attempt would say so again: the
+   * client's own "lost the connection" said it once. */
+  if (level == BP_LOG_WARNING && in_library && !in_library->connected && in_library->session_id != 0)
+    level = BP_LOG_DEBUG;
   const char *at = strstr(message, "@");
   bp_log(level, LOGGER, "%s", at ? at + 1 : message);
 }
@@ -218,6 +330,7 @@ static void on_watch(zhandle_t *zh, int type, int state, const char *path, void 
       int fresh = id->client_id != zk->session_id;
       zk->session_id = id->client_id;
       zk->connected = 1;
+      zk->retry_ms = 0;
       bp_log(BP_LOG_INFO, LOGGER, "connected to ZooKeeper (%s session 0x%llx%s)", fresh ? "new" : "same",
              (unsigned long long)id->client_id, state == ZOO_READONLY_STATE ? ", read-only server" : "");
       push_event(zk, BP_ZK_CONNECTED, "", fresh);
@@ -322,6 +435,10 @@ static void rearm(bp_zk_t *zk) {
   struct timeval tv = {0, 0};
   uint64_t ms;
   if (zk->closing || zk->loop_gone) return;
+  if (zk->pausing) {
+    keep_loop(zk);
+    return;
+  }
   if (zk->renew) {
     uint64_t now = uv_now(uv_default_loop());
     if (now < zk->renew_at) {
@@ -335,7 +452,9 @@ static void rearm(bp_zk_t *zk) {
       return;
     }
   }
+  in_library = zk;
   rc = zookeeper_interest(zk->zh, &fd, &interest, &tv);
+  in_library = NULL;
   if (rc == ZINVALIDSTATE) { /* (expired or refused: the watcher said which) */
     zk->renew = 1;
     bp__client_timer_start(&zk->timer, on_timer, 0);
@@ -350,17 +469,35 @@ static void rearm(bp_zk_t *zk) {
     drop_watch(zk);
   }
   ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-  if (fd < 0 && ms < 10) ms = 10; /* (between connection attempts: never a busy loop) */
+  if (fd < 0 && ms < 10) ms = 10; /* (never a busy loop) */
   bp__client_timer_start(&zk->timer, on_timer, ms);
+  keep_loop(zk);
+}
+
+/* A connection attempt failed: the library would start the next one at
+ * once (the next server, or the same again); a pause that doubles, up to a
+ * second, keeps an outage from spinning. */
+static void pause_attempts(bp_zk_t *zk) {
+  zk->retry_ms = zk->retry_ms ? zk->retry_ms * 2 : RETRY_MIN_MS;
+  if (zk->retry_ms > RETRY_MAX_MS) zk->retry_ms = RETRY_MAX_MS;
+  zk->pausing = 1;
+  drop_watch(zk);
+  bp__client_timer_start(&zk->timer, on_timer, zk->retry_ms);
   keep_loop(zk);
 }
 
 static void process(bp_zk_t *zk, int events) {
   if (zk->zh && !zk->renew) {
-    int ev = 0;
+    int ev = 0, rc;
     if (events & UV_READABLE) ev |= ZOOKEEPER_READ;
     if (events & UV_WRITABLE) ev |= ZOOKEEPER_WRITE;
-    zookeeper_process(zk->zh, ev);
+    in_library = zk;
+    rc = zookeeper_process(zk->zh, ev);
+    in_library = NULL;
+    if (rc != ZOK && rc != ZNOTHING && !zk->connected && !zk->renew && !zk->closing && !zk->loop_gone) {
+      pause_attempts(zk);
+      return;
+    }
   }
   rearm(zk);
 }
@@ -372,7 +509,15 @@ static void on_poll(bp__watch_t *w, int status, int events) {
   process(zk, status < 0 ? UV_READABLE : events);
 }
 
-static void on_timer(uv_timer_t *t) { process(t->data, 0); }
+static void on_timer(uv_timer_t *t) {
+  bp_zk_t *zk = t->data;
+  if (zk->pausing) {
+    zk->pausing = 0;
+    rearm(zk);
+    return;
+  }
+  process(zk, 0);
+}
 
 /* The kick: wake what finished (done operations, the event waiter). */
 static void on_kick(uv_timer_t *t) {
@@ -463,15 +608,16 @@ static void zk_shutdown(bp__closable_t *self);
 bp_zk_t *bp_zk_new(const char *hosts, double timeout, int read_only, char *err, size_t errlen) {
   bp_zk_t *zk;
   uv_loop_t *loop = uv_default_loop();
-  if (!hosts || !*hosts || strlen(hosts) > 8192) {
-    snprintf(err, errlen, "zookeeper.hosts: expected host:port[,host:port…][/chroot]");
+  char norm[BP_ZK_MAX_HOSTS + 1];
+  if (!hosts || bp__zk_check_hosts(hosts, strlen(hosts), norm, sizeof norm, err, errlen) != BP_OK) {
+    if (!hosts) snprintf(err, errlen, "zookeeper.hosts: missing");
     return NULL;
   }
   if (!(timeout > 0) || timeout > 3600) {
     snprintf(err, errlen, "zookeeper.timeout: expected above 0 and at most an hour, got %g", timeout);
     return NULL;
   }
-  if (!(zk = calloc(1, sizeof *zk)) || !(zk->hosts = strdup(hosts))) {
+  if (!(zk = calloc(1, sizeof *zk)) || !(zk->hosts = strdup(norm))) {
     free(zk);
     snprintf(err, errlen, "out of memory");
     return NULL;
