@@ -567,7 +567,11 @@ static void complete(bp_zk_op_t *op, int zrc) {
   }
   op->state = OP_DONE;
   op->status = zk->closing && zrc == ZCLOSING ? BP_ECLOSED : BP_OK;
-  if (zk->loop_gone) return; /* (nobody to wake: bp_zk_op_free frees it) */
+  if (zk->loop_gone) { /* (the loop is gone: its waiter never resumes to free it) */
+    free(op->data);
+    free(op);
+    return;
+  }
   list_push(&zk->done, op);
   kick(zk);
 }
@@ -825,9 +829,11 @@ static void zk_shutdown(bp__closable_t *self) {
   zk->loop_gone = 1;
   zk->has_waiter = 0;
   teardown(zk);
-  while (zk->done.next != &zk->done) {
+  while (zk->done.next != &zk->done) { /* (never woken now: nobody frees them later) */
     bp_zk_op_t *op = zk->done.next;
-    list_remove(op); /* (bp_zk_op_free frees it) */
+    list_remove(op);
+    free(op->data);
+    free(op);
   }
   if (!uv_is_closing((uv_handle_t *)&zk->timer)) uv_close((uv_handle_t *)&zk->timer, handle_closed);
   if (!uv_is_closing((uv_handle_t *)&zk->kick)) uv_close((uv_handle_t *)&zk->kick, handle_closed);
