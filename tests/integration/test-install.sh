@@ -12,6 +12,7 @@ mkdir -p "$TMP/elsewhere/deeper"
 mv "$TMP/staged" "$TMP/elsewhere/deeper/prefix"
 P=$TMP/elsewhere/deeper/prefix
 for f in bin/baseplate-serve bin/baseplate-script bin/baseplate-shell bin/baseplate-healthcheck bin/baseplate-trace-publisher bin/baseplate-lint bin/baseplate-test bin/baseplate-mq bin/baseplate-event-publisher \
+         bin/baseplate-live-data-watcher bin/baseplate-live-data-writer \
          lib/libbaseplate.so lib/pkgconfig/baseplate.pc share/lua/5.1/baseplate/runtime.lua share/lua/5.1/baseplate/lint_luacheckrc \
          include/baseplate.h; do
   if [ -e "$P/$f" ]; then pass "installed $f"; else fail "installed $f"; fi
