@@ -156,11 +156,11 @@ end
 -- The opcodes in hunks with `n` lines of context.
 local function grouped(codes, n)
     if #codes == 0 then codes = { { "equal", 0, 1, 0, 1 } } end
-    local first, last = codes[1], codes[#codes]
+    local first = codes[1]
     if first[1] == "equal" then
         codes[1] = { "equal", math.max(first[2], first[3] - n), first[3], math.max(first[4], first[5] - n), first[5] }
     end
-    last = codes[#codes]
+    local last = codes[#codes]
     if last[1] == "equal" then
         codes[#codes] = { "equal", last[2], math.min(last[3], last[2] + n), last[4], math.min(last[5], last[4] + n) }
     end
