@@ -22,11 +22,6 @@ PORT=${BP_TEST_ZOOKEEPER_PORT:-16281}
 DIR=$BUILD/test-zookeeper
 JAR=/usr/share/java/zookeeper.jar
 
-wait_port() { # PORT SECONDS
-  for _ in $(seq 1 $(($2 * 20))); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
-
 ruok() {
   for _ in $(seq 1 $(($1 * 10))); do
     [ "$(echo ruok | nc -w 1 127.0.0.1 "$PORT" 2>/dev/null)" = imok ] && return 0
@@ -38,6 +33,9 @@ ruok() {
 up() {
   [ -f "$JAR" ] && command -v java >/dev/null || {
     echo "zookeeper: $JAR or java is missing (scripts/install-deps: zookeeper)" >&2; exit 1; }
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    echo "zookeeper: port $PORT is already in use (BP_TEST_ZOOKEEPER_PORT)" >&2; exit 1
+  fi
   mkdir -p "$DIR/data"
   cat >"$DIR/zoo.cfg" <<CFG
 tickTime=200
@@ -53,7 +51,8 @@ CFG
   setsid java -Xmx128m -Dzookeeper.jmx.log4j.disable=true -cp "$JAR" \
     org.apache.zookeeper.server.ZooKeeperServerMain "$DIR/zoo.cfg" >"$DIR/zookeeper.log" 2>&1 &
   echo $! >"$DIR/zookeeper.pid"
-  ruok 60 || { echo "zookeeper: did not start" >&2; tail -20 "$DIR/zookeeper.log" >&2; exit 1; }
+  ruok 60 && kill -0 "$(cat "$DIR/zookeeper.pid")" 2>/dev/null \
+    || { echo "zookeeper: did not start" >&2; tail -20 "$DIR/zookeeper.log" >&2; exit 1; }
 }
 
 down() {
