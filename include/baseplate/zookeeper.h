@@ -57,9 +57,11 @@ typedef struct bp_zk_stat_s {
 } bp_zk_stat_t;
 
 /**
- * A client for `hosts` ("host:port,host:port[/chroot]"), sessions of
- * `timeout` seconds, `read_only` 1 to accept read-only servers. It starts
- * connecting at once. NULL with the reason in err.
+ * A client for `hosts` ("host:port,host:port[/chroot]"; spaces around the
+ * commas, IPv6 addresses in brackets), sessions of `timeout` seconds,
+ * `read_only` 1 to accept read-only servers. It starts connecting at once
+ * (names are looked up first, on libuv's thread pool, and again before
+ * each new session). NULL with the reason in err.
  */
 BP_EXTERN bp_zk_t *bp_zk_new(const char *hosts, double timeout, int read_only, char *err,
                              size_t errlen);

@@ -31,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -96,6 +98,16 @@ struct bp_zk_s {
   int waiter_status;   /* to wake it with; BP_AGAIN: not yet */
   uint64_t retry_ms; /* the pause before the next connection attempt */
   int pausing;
+  /* Names in zookeeper.hosts are looked up here, on libuv's thread pool
+   * (uv_getaddrinfo), at start and for every new session; the library gets
+   * the addresses, which it "resolves" without a lookup. */
+  char *lib_hosts;   /* what the library gets: addresses, the chroot */
+  int has_names;     /* some host is a name */
+  int resolving;     /* lookups in flight */
+  int resolve_again; /* the timer starts the lookups again */
+  char **addrs;      /* the lookups' results ("address:port", the library's form) */
+  struct lookup_s *lookups; /* in flight */
+  size_t naddrs;
   int refs;
   int closing, loop_gone;
   char err[256];
@@ -135,6 +147,9 @@ static void unref(bp_zk_t *zk) {
   for (size_t i = 0; i < zk->ev_count; i++) free(zk->events[(zk->ev_head + i) % zk->ev_cap].path);
   free(zk->events);
   free(zk->cur_path);
+  for (size_t i = 0; i < zk->naddrs; i++) free(zk->addrs[i]);
+  free(zk->addrs);
+  free(zk->lib_hosts);
   free(zk->hosts);
   free(zk);
 }
@@ -404,15 +419,187 @@ static int watch_fd(bp_zk_t *zk, int fd, int interest) {
 }
 
 static zhandle_t *open_handle(bp_zk_t *zk) {
-  zhandle_t *zh = zookeeper_init2(zk->hosts, on_watch, zk->timeout_ms, NULL, zk,
+  zhandle_t *zh = zookeeper_init2(zk->lib_hosts, on_watch, zk->timeout_ms, NULL, zk,
                                   zk->read_only ? ZOO_READONLY : 0, on_log);
   if (!zh) return NULL;
-  /* Names are looked up when a connection is lost, not on every poll
-   * (docs/live-data.md: the lookup is synchronous in the library). */
+  /* (the library's own lookups, of addresses here, only after a loss) */
   zoo_set_servers_resolution_delay(zh, -1);
   for (int i = 0; i < zk->nauths; i++)
     zoo_add_auth(zh, zk->auths[i].scheme, zk->auths[i].cred, (int)zk->auths[i].len, NULL, NULL);
   return zh;
+}
+
+/* --- names ------------------------------------------------------------------------- */
+
+typedef struct lookup_s {
+  uv_getaddrinfo_t req;
+  bp_zk_t *zk;
+  struct lookup_s *next, **prevp; /* zk->lookups */
+  char name[256];
+} lookup_t;
+
+/* Closing: the lookups in flight end at once (UV_EAI_CANCELED) if they
+ * have not started on the thread pool; else when they return. */
+static void cancel_lookups(bp_zk_t *zk) {
+  for (lookup_t *l = zk->lookups; l; l = l->next) uv_cancel((uv_req_t *)&l->req);
+}
+
+static int is_address(const char *host, size_t n) {
+  char buf[64];
+  unsigned char bin[16];
+  if (n > 0 && host[0] == '[') return 1; /* (checked: an IPv6 address) */
+  if (n >= sizeof buf) return 0;
+  memcpy(buf, host, n);
+  buf[n] = 0;
+  return inet_pton(AF_INET, buf, bin) == 1;
+}
+
+/* Calls fn(zk, host, hostlen, port, portlen) for each server of zk->hosts
+ * (checked and normalised: "h:p,h:p/chroot"); returns where the chroot
+ * starts (or the end). */
+static const char *each_server(bp_zk_t *zk, void (*fn)(bp_zk_t *, const char *, size_t, const char *, size_t)) {
+  const char *p = zk->hosts;
+  for (;;) {
+    const char *start = p, *colon, *end;
+    if (*p == '[') p = strchr(p, ']') + 1;
+    while (*p && *p != ':') p++;
+    colon = p;
+    end = colon + 1;
+    while (*end >= '0' && *end <= '9') end++;
+    if (fn) fn(zk, start, (size_t)(colon - start), colon + 1, (size_t)(end - colon - 1));
+    if (*end != ',') return end;
+    p = end + 1;
+  }
+}
+
+static void add_addr(bp_zk_t *zk, const char *s) {
+  char **a = realloc(zk->addrs, (zk->naddrs + 1) * sizeof *a);
+  if (!a) return;
+  zk->addrs = a;
+  if ((a[zk->naddrs] = strdup(s))) zk->naddrs++;
+}
+
+/* A server given as an address: as the library writes it (IPv6 without
+ * its brackets: the library splits at the last colon). */
+static void add_numeric(bp_zk_t *zk, const char *host, size_t n, const char *port, size_t pn) {
+  char buf[128];
+  if (!is_address(host, n)) return;
+  if (host[0] == '[') host++, n -= 2;
+  if (n + pn + 2 > sizeof buf) return;
+  snprintf(buf, sizeof buf, "%.*s:%.*s", (int)n, host, (int)pn, port);
+  add_addr(zk, buf);
+}
+
+static void clear_addrs(bp_zk_t *zk) {
+  for (size_t i = 0; i < zk->naddrs; i++) free(zk->addrs[i]);
+  zk->naddrs = 0;
+}
+
+static void start_lookups(bp_zk_t *zk);
+
+/* Every lookup came back: the library gets the addresses. */
+static void lookups_done(bp_zk_t *zk) {
+  const char *chroot = each_server(zk, NULL);
+  size_t len = strlen(chroot) + 1;
+  char *lib, *q;
+  for (size_t i = 0; i < zk->naddrs; i++) len += strlen(zk->addrs[i]) + 1;
+  if (zk->naddrs == 0 || !(lib = malloc(len))) {
+    bp_log(BP_LOG_ERROR, LOGGER, "no address for the ZooKeeper servers %s; looking them up again in %ds",
+           zk->hosts, AUTH_RETRY_MS / 1000);
+    zk->resolve_again = 1;
+    bp__client_timer_start(&zk->timer, on_timer, AUTH_RETRY_MS);
+    return;
+  }
+  q = lib;
+  for (size_t i = 0; i < zk->naddrs; i++) q += sprintf(q, "%s%s", i ? "," : "", zk->addrs[i]);
+  strcpy(q, chroot);
+  free(zk->lib_hosts);
+  zk->lib_hosts = lib;
+  if (!(zk->zh = open_handle(zk))) {
+    bp_log(BP_LOG_ERROR, LOGGER, "cannot start a ZooKeeper session with %s; trying again", lib);
+    zk->resolve_again = 1;
+    bp__client_timer_start(&zk->timer, on_timer, AUTH_RETRY_MS);
+    return;
+  }
+  rearm(zk);
+}
+
+static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  lookup_t *l = (lookup_t *)req;
+  bp_zk_t *zk = l->zk;
+  *l->prevp = l->next;
+  if (l->next) l->next->prevp = l->prevp;
+  zk->resolving--;
+  if (!zk->closing && !zk->loop_gone) {
+    if (status != 0) {
+      if (status != UV_EAI_CANCELED)
+        bp_log(BP_LOG_WARNING, LOGGER, "cannot look up the ZooKeeper server %s: %s", l->name, uv_strerror(status));
+    } else {
+      for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        char ip[INET6_ADDRSTRLEN], buf[INET6_ADDRSTRLEN + 8];
+        int port;
+        if (ai->ai_family == AF_INET) {
+          struct sockaddr_in *sin = (struct sockaddr_in *)ai->ai_addr;
+          uv_ip4_name(sin, ip, sizeof ip);
+          port = ntohs(sin->sin_port);
+        } else if (ai->ai_family == AF_INET6) {
+          struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ai->ai_addr;
+          uv_ip6_name(sin6, ip, sizeof ip);
+          port = ntohs(sin6->sin6_port);
+        } else {
+          continue;
+        }
+        snprintf(buf, sizeof buf, "%s:%d", ip, port);
+        add_addr(zk, buf);
+      }
+    }
+    if (zk->resolving == 0) lookups_done(zk);
+  }
+  free(l);
+  uv_freeaddrinfo(res);
+  unref(zk);
+}
+
+static void lookup_one(bp_zk_t *zk, const char *host, size_t n, const char *port, size_t pn) {
+  struct addrinfo hints;
+  char service[8];
+  lookup_t *l;
+  int rc;
+  if (is_address(host, n)) return;
+  if (n >= sizeof l->name || pn >= sizeof service || !(l = calloc(1, sizeof *l))) {
+    bp_log(BP_LOG_ERROR, LOGGER, "cannot look up %.*s", (int)(n < 200 ? n : 200), host);
+    return;
+  }
+  memcpy(l->name, host, n);
+  l->name[n] = 0;
+  memcpy(service, port, pn);
+  service[pn] = 0;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  l->zk = zk;
+  if ((rc = uv_getaddrinfo(uv_default_loop(), &l->req, on_lookup, l->name, service, &hints)) != 0) {
+    bp_log(BP_LOG_ERROR, LOGGER, "cannot look up %s: %s", l->name, uv_strerror(rc));
+    free(l);
+    return;
+  }
+  l->next = zk->lookups;
+  l->prevp = &zk->lookups;
+  if (l->next) l->next->prevp = &l->next;
+  zk->lookups = l;
+  zk->resolving++;
+  zk->refs++;
+}
+
+/* Look the names up (the addresses given as such are kept as they are);
+ * the session starts once every lookup came back. */
+static void start_lookups(bp_zk_t *zk) {
+  zk->resolve_again = 0;
+  clear_addrs(zk);
+  each_server(zk, add_numeric);
+  each_server(zk, lookup_one);
+  if (zk->resolving == 0) lookups_done(zk); /* (every lookup failed to start) */
 }
 
 /* A new session after the old one expired or was refused. */
@@ -423,6 +610,10 @@ static void renew(bp_zk_t *zk) {
   if (old) zookeeper_close(old); /* (fails what was in flight: ZSESSIONEXPIRED / ZCLOSING) */
   zk->renew = 0;
   zk->connected = 0;
+  if (zk->has_names) { /* (the names may point elsewhere now) */
+    start_lookups(zk);
+    return;
+  }
   if (!(zk->zh = open_handle(zk))) {
     bp_log(BP_LOG_ERROR, LOGGER, "cannot start a ZooKeeper session: %s; trying again", strerror(errno));
     zk->renew = 1;
@@ -435,7 +626,7 @@ static void rearm(bp_zk_t *zk) {
   struct timeval tv = {0, 0};
   uint64_t ms;
   if (zk->closing || zk->loop_gone) return;
-  if (zk->pausing) {
+  if (zk->pausing || zk->resolving || zk->resolve_again) {
     keep_loop(zk);
     return;
   }
@@ -451,7 +642,9 @@ static void rearm(bp_zk_t *zk) {
       bp__client_timer_start(&zk->timer, on_timer, AUTH_RETRY_MS);
       return;
     }
+    if (!zk->zh) return; /* (looking names up) */
   }
+  if (!zk->zh) return;
   in_library = zk;
   rc = zookeeper_interest(zk->zh, &fd, &interest, &tv);
   in_library = NULL;
@@ -511,6 +704,10 @@ static void on_poll(bp__watch_t *w, int status, int events) {
 
 static void on_timer(uv_timer_t *t) {
   bp_zk_t *zk = t->data;
+  if (zk->resolve_again) {
+    start_lookups(zk);
+    return;
+  }
   if (zk->pausing) {
     zk->pausing = 0;
     rearm(zk);
@@ -609,6 +806,11 @@ static void on_void(int rc, const void *data) { complete((bp_zk_op_t *)data, rc)
 
 static void zk_shutdown(bp__closable_t *self);
 
+static void note_name(bp_zk_t *zk, const char *host, size_t n, const char *port, size_t pn) {
+  (void)port, (void)pn;
+  if (!is_address(host, n)) zk->has_names = 1;
+}
+
 bp_zk_t *bp_zk_new(const char *hosts, double timeout, int read_only, char *err, size_t errlen) {
   bp_zk_t *zk;
   uv_loop_t *loop = uv_default_loop();
@@ -640,9 +842,24 @@ bp_zk_t *bp_zk_new(const char *hosts, double timeout, int read_only, char *err, 
   uv_unref((uv_handle_t *)&zk->timer);
   zk->refs = 3; /* the owner, the timer, the kick */
   bp__ignore_sigpipe();
-  if (!(zk->zh = open_handle(zk))) {
-    snprintf(err, errlen, "zookeeper.hosts: cannot use \"%.200s\": %s", hosts,
-             errno == EINVAL ? "expected host:port[,host:port…][/chroot]" : strerror(errno));
+  each_server(zk, note_name);
+  if (zk->has_names) { /* the session starts once the names are looked up */
+    start_lookups(zk);
+    return zk;
+  }
+  each_server(zk, add_numeric);
+  {
+    const char *chroot = each_server(zk, NULL);
+    size_t len = strlen(chroot) + 1;
+    char *q;
+    for (size_t i = 0; i < zk->naddrs; i++) len += strlen(zk->addrs[i]) + 1;
+    if ((zk->lib_hosts = q = malloc(len))) {
+      for (size_t i = 0; i < zk->naddrs; i++) q += sprintf(q, "%s%s", i ? "," : "", zk->addrs[i]);
+      strcpy(q, chroot);
+    }
+  }
+  if (!zk->lib_hosts || !(zk->zh = open_handle(zk))) {
+    snprintf(err, errlen, "zookeeper.hosts: ZooKeeper's library refused \"%.200s\"", hosts);
     zk->closing = 1;
     uv_close((uv_handle_t *)&zk->timer, handle_closed);
     uv_close((uv_handle_t *)&zk->kick, handle_closed);
@@ -801,6 +1018,7 @@ const char *bp_zk_error(bp_zk_t *zk) { return zk->err; }
 /* Close the library's handle: what is in flight completes (ZCLOSING). */
 static void teardown(bp_zk_t *zk) {
   zhandle_t *zh = zk->zh;
+  cancel_lookups(zk);
   drop_watch(zk);
   zk->zh = NULL;
   zk->connected = 0;

@@ -128,6 +128,23 @@ t.test("the configuration refuses bad values", function()
         "credentials need a store")
 end)
 
+t.test("names are looked up off the loop, every address tried", function()
+    local port = HOSTS:match(":(%d+)$")
+    local named = zookeeper.new(" localhost:" .. port .. " ,[::1]:" .. port, { timeout = 3 })
+    t.eq(named.hosts, " localhost:" .. port .. " ,[::1]:" .. port, "the hosts as given")
+    named:start(10)
+    t.ok(named:is_connected(), "connected through a name (ZooKeeper listens on 127.0.0.1 only)")
+    t.eq(named:get(ROOT), "", "and it works")
+    named:close()
+    local nowhere = zookeeper.new("no-such-host.invalid:" .. port, { timeout = 1 })
+    local ticks, stop = 0, false
+    baseplate.spawn(function() while not stop do ticks = ticks + 1 runtime.sleep(0.01) end end)
+    t.eq(class_of(nowhere.start, nowhere, 0.5), "ConnectionError", "an unknown name never connects")
+    stop = true
+    t.ok(ticks >= 20, "the loop ran meanwhile (" .. ticks .. " ticks of 10 ms in 0.5 s)")
+    nowhere:close()
+end)
+
 t.test("start gives up on an unreachable server, the client keeps trying", function()
     local lonely = zookeeper.new("127.0.0.1:1", { timeout = 1 })
     local t0 = runtime.now()
