@@ -1,9 +1,9 @@
-# --version on every tool: "PROG VERSION" on stdout, exit status 0, as
+# --version on every tool (the live data tools too): "PROG VERSION" on stdout, exit status 0, as
 # argparse's action="version"; listed in --help and in the usage.
 . "$(dirname "$0")/lib.sh"
 
 version=$(sed -n 's/^project(baseplate VERSION \([0-9.]*\).*/\1/p' "$SOURCE_DIR/CMakeLists.txt")
-for tool in serve script shell healthcheck; do
+for tool in serve script shell healthcheck live-data-watcher live-data-writer; do
   out=$("$BIN/baseplate-$tool" --version 2>"$TMP/err"; echo "rc=$?")
   check_eq "baseplate-$tool --version" "$out" "baseplate-$tool $version
 rc=0"
