@@ -37,5 +37,6 @@
 #include "baseplate/amqp.h"
 #include "baseplate/zookeeper.h"
 #include "baseplate/live_data.h"
+#include "baseplate/prometheus.h"
 
 #endif

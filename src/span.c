@@ -239,6 +239,7 @@ static bp_span_t *span_alloc(void) {
   s->start_us = 0;
   s->component = (size_t)-1;
   s->tagger = NULL;
+  s->proto = 0;
   return s;
 }
 

@@ -43,7 +43,11 @@ struct bp_span_s {
   void (*tagger)(bp_span_t *s, void *ud);
   void *tagger_ud;
   bp_span_t *next_free;
+  int proto; /* a server span's protocol: BP__SPAN_PROTO_* (0: made by Lua) */
 };
+
+#define BP__SPAN_PROTO_HTTP 1
+#define BP__SPAN_PROTO_THRIFT 2
 
 /* observer.c: run the Baseplate's observers for a new server span. */
 void bp__baseplate_server_span_created(bp_baseplate_t *bp, bp_span_t *span);

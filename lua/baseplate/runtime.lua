@@ -182,8 +182,10 @@ local function take_worker()
     return co
 end
 
--- What each running request coroutine serves, for the SIGUSR1 dump.
+-- What each running request coroutine serves, for the SIGUSR1 dump, and
+-- since when (loop time), for the introspection endpoint.
 local active = setmetatable({}, { __mode = "k" })
+local active_since = setmetatable({}, { __mode = "k" })
 
 -- What a job serves (runtime.serving) may say what to do when the job dies
 -- with an error outside its own protection: its metatable's __job_died is
@@ -362,6 +364,7 @@ end
 function M.serving(what)
     if starting then
         active[starting] = what
+        active_since[starting] = C.bp_now()
         if job_start_hook then job_start_hook(starting, what) end
     end
 end
@@ -372,6 +375,7 @@ end
 function M.serve_begin(what)
     local co = co_running()
     active[co] = what
+    active_since[co] = C.bp_now()
     if job_start_hook then job_start_hook(co, what) end
 end
 
@@ -383,6 +387,21 @@ function M.serve_end()
     if what ~= nil and job_end_hook then job_end_hook(co, what) end
     active[co] = nil
     doomed[co] = nil
+end
+
+--- What is in flight now: a list of { what = (what the job serves),
+--- age = seconds since it began, traceback = the coroutine's traceback },
+--- oldest first (the introspection endpoint).
+function M.in_flight()
+    local list, now = {}, C.bp_now()
+    for co, what in pairs(active) do
+        if co_status(co) ~= "dead" then
+            list[#list + 1] = { what = what, age = now - (active_since[co] or now),
+                traceback = traceback(co) }
+        end
+    end
+    table.sort(list, function(x, y) return x.age > y.age end)
+    return list
 end
 
 --- Log the traceback of every coroutine serving something (SIGUSR1).

@@ -86,6 +86,9 @@ bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust
     }
   }
   if (!(span = bp_span_new_server(bp, name, tip))) return NULL;
+  span->proto = names == &bp__http_trace_names     ? BP__SPAN_PROTO_HTTP
+                : names == &bp__theader_trace_names ? BP__SPAN_PROTO_THRIFT
+                                                    : 0;
   if (trust) {
     size_t len;
     const char *edge = get(carrier, names->edge, &len);

@@ -259,9 +259,14 @@ M.STARTUP_FAILURES_MAX = 3 -- workers failing before ready, in a row, before giv
 ---   supervisor exits once they all have; SIGUSR1 is passed on.
 --- Each worker is the same command line run afresh, with the socket named by
 --- BASEPLATE_WORKER_FD.
-function M.supervise(n, listener)
+function M.supervise(n, listener, admin_settings, fail)
     local slog = log.get_logger("baseplate.server")
     local children, count = {}, 0
+    -- Each worker records its metrics into a slot of the shared memory
+    -- (BASEPLATE_WORKER_SLOT); a dead worker's slot is folded into the
+    -- retired totals before the next worker takes it.
+    local free_slots = {}
+    for i = n, 1, -1 do free_slots[#free_slots + 1] = i end
     local startup_failures = 0
     local crashes, last_crash = 0, -math.huge
     local wanted = n -- workers that should be running or starting
@@ -269,12 +274,15 @@ function M.supervise(n, listener)
 
     local fd = listener and listener.shared_fd and C.bp_listener_fd(listener.c) or -1
     local function spawn_worker()
+        local slot = table.remove(free_slots)
+        C.setenv("BASEPLATE_WORKER_SLOT", tostring(slot), 1)
         local pid = C.bp_worker_spawn(fd)
         if pid < 0 then
+            free_slots[#free_slots + 1] = slot
             slog:error("cannot start a worker: %s", core.strerror(pid))
             return false
         end
-        children[pid] = { started = runtime.now(), ready = false }
+        children[pid] = { started = runtime.now(), ready = false, slot = slot }
         count = count + 1
         return true
     end
@@ -301,6 +309,17 @@ function M.supervise(n, listener)
     else
         slog:info("Supervising %d workers, PID:%d", n, M.pid())
     end
+    if admin_settings then
+        local admin = require("baseplate.server.admin")
+        admin.serve(admin_settings, admin.supervisor_source(function()
+            local list = {}
+            for pid, child in pairs(children) do
+                if child.ready then list[#list + 1] = { slot = child.slot, pid = pid } end
+            end
+            table.sort(list, function(x, y) return x.slot < y.slot end)
+            return list
+        end), fail)
+    end
     for _ = 1, n do
         -- (cannot fork now: out of processes or memory; try again later)
         if not spawn_worker() then respawn_later(1) end
@@ -323,6 +342,8 @@ function M.supervise(n, listener)
     local function on_exit(pid, child, code, signum)
         children[pid] = nil
         count = count - 1
+        if admin_settings then C.bp_prom_retire(child.slot) end
+        free_slots[#free_slots + 1] = child.slot
         if stopping then return end
         local how = describe_exit(code, signum)
         if not child.ready then
@@ -400,6 +421,9 @@ function M.serve(opts)
     local shared = einhorn or worker_fd ~= nil
     local reuse_port = M.reuse_port(file, server_section)
     local workers = (einhorn or is_worker) and 1 or M.workers(file, server_section, opts.workers)
+    -- The admin listener (metrics.prometheus.bind): docs/prometheus.md.
+    local function admin_fail(key, reason) config_error(file.path, server_section, key, reason) end
+    local admin_settings = require("baseplate.server.admin").settings(file:section(server_section), admin_fail)
     if workers > 1 and opts.reload then
         fatal("--reload cannot be combined with more than one worker (it is for development)")
     end
@@ -423,13 +447,22 @@ function M.serve(opts)
             reserved = { c = ffi.gc(l, C.bp_listener_free) }
         end
         M.state.reserved = reserved
-        M.supervise(workers, reserved)
+        if admin_settings then require("baseplate.server.admin").init(workers, admin_settings, admin_fail) end
+        M.supervise(workers, reserved, admin_settings, admin_fail)
         return nil
     end
     local app, _, app_spec = M.make_app(file, app_section)
     M.state.app = app
     local make_server, server_config, server_module = M.load_server(file, server_section)
     M.check_app(file, app_section, app_spec, app, server_module)
+    local admin, under_supervisor
+    if admin_settings then
+        admin = require("baseplate.server.admin")
+        under_supervisor = is_worker and admin.attach(admin_fail)
+        if not under_supervisor then admin.init(1, admin_settings, admin_fail) end
+        local ok3, err3 = pcall(admin.observe, app)
+        if not ok3 then admin_fail("metrics.prometheus.bind", runtime.message_of(err3)) end
+    end
     if uses_listener(server_module) then
         listener = listener or M.bind(opts.bind or "127.0.0.1:9090", is_worker or reuse_port)
     else
@@ -445,6 +478,10 @@ function M.serve(opts)
         config_error(file.path, server_section, key or "factory", first_line(reason))
     end
     M.state.server = server
+    if admin then
+        admin.start_worker(server, app, under_supervisor)
+        if not under_supervisor then admin.serve(admin_settings, admin.local_source, admin_fail) end
+    end
     runtime.add_signal_handler(function(signame)
         if signame ~= "SIGUSR1" then M.shutdown(server, signame) end
     end)
