@@ -221,17 +221,37 @@ local function snapshot(server, app, lag, except)
     }
 end
 
+-- cjson writes an empty table as {}: empty lists go as this mark, and
+-- are written [] after encoding.
+local EMPTY = "\1baseplate-empty-list\1"
+local function json(t)
+    local function mark(w)
+        if type(w) == "table" then
+            if w.requests and #w.requests == 0 then w.requests = EMPTY end
+            if w.pools and #w.pools == 0 then w.pools = EMPTY end
+        end
+    end
+    if t.workers then
+        if #t.workers == 0 then t.workers = EMPTY end
+        for _, w in ipairs(type(t.workers) == "table" and t.workers or {}) do mark(w) end
+    else
+        mark(t)
+    end
+    return (cjson.encode(t):gsub('"\\u0001baseplate%-empty%-list\\u0001"', "[]"))
+end
+M.json = json
+
 -- JSON of a snapshot within `max` bytes: tracebacks are cut, then requests
 -- dropped, with "truncated": true.
 local function encode_bounded(snap, max)
-    local text = cjson.encode(snap)
+    local text = json(snap)
     if #text <= max then return text end
     snap.truncated = true
     for _, r in ipairs(snap.requests) do r.traceback = r.traceback:sub(1, 400) end
-    text = cjson.encode(snap)
+    text = json(snap)
     while #text > max and #snap.requests > 0 do
         for i = #snap.requests, math.max(1, math.floor(#snap.requests / 2)), -1 do snap.requests[i] = nil end
-        text = cjson.encode(snap)
+        text = json(snap)
     end
     return text
 end
@@ -346,7 +366,8 @@ function M.serve(settings, source, fail)
             return http.response({ status = 200, body = render_text(workers),
                 content_type = "text/plain; charset=utf-8" })
         end
-        return { workers = workers }
+        return http.response({ status = 200, body = json({ workers = workers }),
+            content_type = "application/json" })
     end
     admin:get("introspect", "/introspect", function(request) return introspect(request, false) end)
     admin:get("introspect_txt", "/introspect.txt", function(request) return introspect(request, true) end)
