@@ -119,8 +119,8 @@ int bp_prom_init(int nslots, int max_series, char *err, size_t errlen) {
   size_t ss, size;
   int fd;
   void *p;
-  if (nslots < 1 || nslots > 1024 || max_series < 8 || max_series > 100000) {
-    snprintf(err, errlen, "slots must be 1 to 1024 and label sets 8 to 100000");
+  if (nslots < 1 || nslots > 1024 || max_series < 16 || max_series > 100000) {
+    snprintf(err, errlen, "slots must be 1 to 1024 and label sets 16 to 100000");
     return BP_EINVAL;
   }
   bp_prom_close();

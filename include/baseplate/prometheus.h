@@ -29,7 +29,7 @@
  * --workers N) of `max_series` label sets each, in a memfd whose
  * descriptor (bp_prom_fd) is inherited across exec. The calling process
  * records into slot 1 until bp_prom_attach says otherwise. BP_EINVAL for
- * sizes out of range (nslots 1..1024, max_series 8..100000), or a system
+ * sizes out of range (nslots 1..1024, max_series 16..100000), or a system
  * error; `err` says why. */
 BP_EXTERN int bp_prom_init(int nslots, int max_series, char *err, size_t errlen);
 

@@ -126,7 +126,7 @@ function M.settings(section, fail)
         return v
     end
     local s = {
-        max_series = check("metrics.prometheus.max_series", require("baseplate.server.base").whole(8, 100000), 1000),
+        max_series = check("metrics.prometheus.max_series", require("baseplate.server.base").whole(16, 100000), 1000),
         introspection = check("introspection.enabled", config.Boolean, false),
         allow = check("admin.allow", M.parse_allow, {}),
     }
@@ -198,14 +198,21 @@ local function pools_of(app)
     return list
 end
 
+-- The route of a request in the introspection answer, from what tostring
+-- says ("request GET /sleep (route sleep)", "thrift call get_user").
+function M.route_of(desc)
+    return desc:match("%(route ([^)]*)%)$") or desc:match("^thrift call (.*)$")
+end
+local route_of = M.route_of
+
 -- This process's figures, for the introspection answer.
 local function snapshot(server, app, lag, except)
     local requests = {}
     for _, r in ipairs(runtime.in_flight()) do
         if r.what ~= except then
-            local route = type(r.what) == "table" and rawget(r.what, "_route_name")
             local ok, desc = pcall(tostring, r.what)
-            requests[#requests + 1] = { route = route, what = ok and desc or "?",
+            desc = ok and desc or "?"
+            requests[#requests + 1] = { route = M.route_of(desc), what = desc,
                 age_seconds = r.age, traceback = r.traceback }
         end
     end
@@ -257,11 +264,6 @@ local function encode_bounded(snap, max)
 end
 M.encode_bounded = encode_bounded
 
--- The route of a request in the introspection answer: what tostring says
--- ("request GET /sleep (route sleep)").
-local function route_of(desc)
-    return desc:match("%(route ([^)]*)%)$") or desc:match("^thrift call (.*)$")
-end
 
 --- A worker or single process: every second, the runtime and pool gauges
 --- into its slot (and the loop lag: how late that wait ended); with
@@ -316,8 +318,8 @@ local function render_text(workers)
         if w.error then
             add("worker %s (PID %s): %s\n\n", tostring(w.worker), tostring(w.pid), w.error)
         else
-            add("worker %d (PID %d): %d connection(s) open, %d request(s) active, Lua memory %.1f KB, loop lag %.1f ms\n",
-                w.worker, w.pid, w.open_connections, w.active_requests, w.lua_memory_bytes / 1024,
+            add("worker %d (PID %d): %d connection(s) open, %d request(s) active, "
+                .. "Lua memory %.1f KB, loop lag %.1f ms\n", w.worker, w.pid, w.open_connections, w.active_requests, w.lua_memory_bytes / 1024,
                 w.loop_lag_seconds * 1000)
             for _, p in ipairs(w.pools or {}) do
                 add("  pool %s: size %d, in use %d, waiting %d\n", p.name, p.size, p.in_use, p.waiters)
@@ -390,7 +392,6 @@ function M.local_source(request, worker)
     local st = M.local_state or {}
     if worker and worker ~= C.bp_prom_slot() then return {} end
     local snap = snapshot(st.server, st.app, st.state and st.state.lag or 0, request)
-    for _, r in ipairs(snap.requests) do r.route = r.route or route_of(r.what) end
     return { snap }
 end
 
