@@ -319,8 +319,8 @@ local function render_text(workers)
             add("worker %s (PID %s): %s\n\n", tostring(w.worker), tostring(w.pid), w.error)
         else
             add("worker %d (PID %d): %d connection(s) open, %d request(s) active, "
-                .. "Lua memory %.1f KB, loop lag %.1f ms\n", w.worker, w.pid, w.open_connections, w.active_requests, w.lua_memory_bytes / 1024,
-                w.loop_lag_seconds * 1000)
+                .. "Lua memory %.1f KB, loop lag %.1f ms\n", w.worker, w.pid, w.open_connections,
+                w.active_requests, w.lua_memory_bytes / 1024, w.loop_lag_seconds * 1000)
             for _, p in ipairs(w.pools or {}) do
                 add("  pool %s: size %d, in use %d, waiting %d\n", p.name, p.size, p.in_use, p.waiters)
             end
