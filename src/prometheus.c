@@ -49,6 +49,8 @@ enum { K_HTTP = 1, K_THRIFT, K_SERVER, K_CLIENT, K_COUNT = 4 };
 typedef struct {
   uint32_t kind; /* K_*; 0: never used */
   uint32_t success;
+  uint32_t hash; /* of kind, success and labels (find_series): others passed over quickly */
+  uint32_t pad;
   char a[96]; /* endpoint, route or method */
   char b[32]; /* HTTP method, client */
   char c[32]; /* response code, exception type */
@@ -195,28 +197,45 @@ void bp_prom_close(void) {
 
 /* --- recording ------------------------------------------------------------------ */
 
-static uint32_t hash_key(uint32_t kind, uint32_t success, const char *a, const char *b,
-                         const char *c) {
-  uint32_t h = 2166136261u ^ (kind * 31u + success);
-  const char *parts[3] = {a, b, c};
-  for (int i = 0; i < 3; i++) {
-    for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) h = (h ^ *p) * 16777619u;
-    h = (h ^ 0xff) * 16777619u;
-  }
-  return h;
+/* A label: its bytes and length (cut to fit its room in the series). */
+typedef struct {
+  const char *p;
+  size_t n;
+} lab_t;
+
+/* One pass over a label: its length (at most room - 1) and the hash. */
+static lab_t lab_hash(const char *s, size_t room, uint32_t *h) {
+  lab_t l = {s, 0};
+  uint32_t x = *h;
+  while (l.n < room - 1 && s[l.n]) x = (x ^ (unsigned char)s[l.n++]) * 16777619u;
+  *h = (x ^ 0xff) * 16777619u;
+  return l;
 }
 
-static int same_key(const series_t *s, uint32_t kind, uint32_t success, const char *a,
-                    const char *b, const char *c) {
-  return s->kind == kind && s->success == success && strcmp(s->a, a) == 0 &&
-         strcmp(s->b, b) == 0 && strcmp(s->c, c) == 0;
+#define ROOM_A sizeof(((series_t *)0)->a)
+#define ROOM_B sizeof(((series_t *)0)->b)
+#define ROOM_C sizeof(((series_t *)0)->c)
+
+static int same_lab(const char *stored, lab_t l) {
+  for (size_t k = 0; k < l.n; k++)
+    if (stored[k] != l.p[k]) return 0;
+  return stored[l.n] == '\0';
+}
+
+static int same_key(const series_t *s, uint32_t kind, uint32_t success, uint32_t h, lab_t a,
+                    lab_t b, lab_t c) {
+  return s->hash == h && s->kind == kind && s->success == success && same_lab(s->a, a) &&
+         same_lab(s->b, b) && same_lab(s->c, c);
+}
+
+static void put_lab(char *dst, lab_t l) {
+  memcpy(dst, l.p, l.n);
+  dst[l.n] = '\0';
 }
 
 static void copy_label(char *dst, size_t size, const char *src) {
-  size_t n = strlen(src);
-  if (n >= size) n = size - 1;
-  memcpy(dst, src, n);
-  dst[n] = '\0';
+  uint32_t h = 0;
+  put_lab(dst, lab_hash(src, size, &h));
 }
 
 /* The series for a label set in slot `sl`, made if there is room (`limit`
@@ -225,31 +244,29 @@ static void copy_label(char *dst, size_t size, const char *src) {
 static series_t *find_series(slot_t *sl, uint32_t limit, uint32_t *idx, uint32_t mask,
                              uint32_t kind, uint32_t success, const char *a0, const char *b0,
                              const char *c0) {
-  char a[sizeof sl->series[0].a], b[sizeof sl->series[0].b], c[sizeof sl->series[0].c];
-  uint32_t n = LOAD(&sl->nseries), h, i;
+  uint32_t h = 2166136261u ^ (kind * 31u + success);
+  lab_t a = lab_hash(a0, ROOM_A, &h), b = lab_hash(b0, ROOM_B, &h), c = lab_hash(c0, ROOM_C, &h);
+  uint32_t n = LOAD(&sl->nseries), i = 0;
   series_t *s;
-  copy_label(a, sizeof a, a0);
-  copy_label(b, sizeof b, b0);
-  copy_label(c, sizeof c, c0);
   if (idx) {
-    h = hash_key(kind, success, a, b, c);
     for (i = h & mask;; i = (i + 1) & mask) {
       if (!idx[i]) break;
       s = &sl->series[idx[i] - 1];
-      if (same_key(s, kind, success, a, b, c)) return s;
+      if (same_key(s, kind, success, h, a, b, c)) return s;
     }
   } else {
-    for (i = 0; i < n; i++)
-      if (same_key(&sl->series[i], kind, success, a, b, c)) return &sl->series[i];
+    for (uint32_t k = 0; k < n; k++)
+      if (same_key(&sl->series[k], kind, success, h, a, b, c)) return &sl->series[k];
   }
   if (n >= limit) return NULL;
   s = &sl->series[n];
   memset(s, 0, sizeof *s);
   s->kind = kind;
   s->success = success;
-  memcpy(s->a, a, sizeof a);
-  memcpy(s->b, b, sizeof b);
-  memcpy(s->c, c, sizeof c);
+  s->hash = h;
+  put_lab(s->a, a);
+  put_lab(s->b, b);
+  put_lab(s->c, c);
   __atomic_store_n(&sl->nseries, n + 1, __ATOMIC_RELEASE);
   if (idx) idx[i] = n + 1;
   return s;
@@ -266,7 +283,6 @@ static void record(uint32_t kind, uint32_t success, const char *a, const char *b
                    uint64_t ns) {
   slot_t *sl = slot_at(P.slot);
   uint32_t max = P.r->max_series;
-  uint64_t one[NBUCKETS] = {0};
   series_t *s = find_series(sl, max - RESERVED, P.index, P.index_mask, kind, success, a, b, c);
   int i;
   if (!s) {
@@ -276,13 +292,14 @@ static void record(uint32_t kind, uint32_t success, const char *a, const char *b
     if (!s) return;
   }
   for (i = 0; i < NBUCKETS && ns > bucket_ns[i]; i++) continue;
-  if (i < NBUCKETS) one[i] = 1;
-  add_sample(s, 1, ns, one);
+  if (i < NBUCKETS) STORE(&s->bucket[i], LOAD(&s->bucket[i]) + 1);
+  STORE(&s->sum_ns, LOAD(&s->sum_ns) + ns);
+  STORE(&s->count, LOAD(&s->count) + 1);
 }
 
 void bp_prom_record_span(const bp_span_t *span, const char *error) {
-  char client[sizeof ((series_t *)0)->b];
-  const char *name, *dot, *method = "", *code = "";
+  char client[ROOM_B], code[24];
+  const char *name, *dot;
   uint64_t ns;
   uint32_t ok = error == NULL;
   if (!P.r || !P.slot || span->state != 2) return;
@@ -291,9 +308,11 @@ void bp_prom_record_span(const bp_span_t *span, const char *error) {
   if (span->kind == BP_SPAN_SERVER) {
     switch (span->proto) {
     case BP__SPAN_PROTO_HTTP:
-      method = bp_span_get_tag(span, "http.method", NULL);
-      code = bp_span_get_tag(span, "http.status_code", NULL);
-      record(K_HTTP, ok, name, method ? method : "", code ? code : "", ns);
+      /* (the protocol's own facts, not the tags: reading those would add
+       * every deferred tag to every span) */
+      code[0] = '\0';
+      if (span->proto_status > 0) code[bp__u64_to_dec((uint64_t)span->proto_status, code)] = '\0';
+      record(K_HTTP, ok, name, span->proto_method ? span->proto_method : "", code, ns);
       break;
     case BP__SPAN_PROTO_THRIFT:
       record(K_THRIFT, ok, name, "", error ? error : "", ns);

@@ -240,6 +240,8 @@ static bp_span_t *span_alloc(void) {
   s->component = (size_t)-1;
   s->tagger = NULL;
   s->proto = 0;
+  s->proto_method = NULL;
+  s->proto_status = 0;
   return s;
 }
 

@@ -44,6 +44,10 @@ struct bp_span_s {
   void *tagger_ud;
   bp_span_t *next_free;
   int proto; /* a server span's protocol: BP__SPAN_PROTO_* (0: made by Lua) */
+  /* what the protocol said of the message, for metrics labels
+   * (bp__server_span_labels): a static method name, the answer's status */
+  const char *proto_method;
+  int proto_status;
 };
 
 #define BP__SPAN_PROTO_HTTP 1

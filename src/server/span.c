@@ -107,6 +107,11 @@ bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust
 
 int bp__server_span_tags_deferred(const bp_span_t *span) { return span->tagger != NULL; }
 
+void bp__server_span_labels(bp_span_t *span, const char *method, int status) {
+  span->proto_method = method;
+  span->proto_status = status;
+}
+
 void bp__server_span_finish(bp_span_t *span, const char *error) {
   bp_span_finish(span, error);
   if (span->refs > 1) bp__span_settle_tags(span);
