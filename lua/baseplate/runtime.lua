@@ -186,6 +186,13 @@ end
 -- since when (loop time), for the introspection endpoint.
 local active = setmetatable({}, { __mode = "k" })
 local active_since = setmetatable({}, { __mode = "k" })
+local track_since = false -- (only when something shows the ages: set_track_ages)
+
+--- Note when each request job starts (runtime.in_flight's ages): the
+--- introspection endpoint turns it on; off, a request costs nothing more.
+function M.set_track_ages(on)
+    track_since = on and true or false
+end
 
 -- What a job serves (runtime.serving) may say what to do when the job dies
 -- with an error outside its own protection: its metatable's __job_died is
@@ -364,7 +371,7 @@ end
 function M.serving(what)
     if starting then
         active[starting] = what
-        active_since[starting] = C.bp_now()
+        if track_since then active_since[starting] = C.bp_now() end
         if job_start_hook then job_start_hook(starting, what) end
     end
 end
@@ -375,7 +382,7 @@ end
 function M.serve_begin(what)
     local co = co_running()
     active[co] = what
-    active_since[co] = C.bp_now()
+    if track_since then active_since[co] = C.bp_now() end
     if job_start_hook then job_start_hook(co, what) end
 end
 
@@ -390,14 +397,15 @@ function M.serve_end()
 end
 
 --- What is in flight now: a list of { what = (what the job serves),
---- age = seconds since it began, traceback = the coroutine's traceback },
---- oldest first (the introspection endpoint).
+--- age = seconds since it began (0 unless set_track_ages(true) was called
+--- before it began), traceback = the coroutine's traceback }, oldest first
+--- (the introspection endpoint).
 function M.in_flight()
     local list, now = {}, C.bp_now()
     for co, what in pairs(active) do
         if co_status(co) ~= "dead" then
-            list[#list + 1] = { what = what, age = now - (active_since[co] or now),
-                traceback = traceback(co) }
+            local since = track_since and active_since[co] or now
+            list[#list + 1] = { what = what, age = now - since, traceback = traceback(co) }
         end
     end
     table.sort(list, function(x, y) return x.age > y.age end)

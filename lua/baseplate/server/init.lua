@@ -424,6 +424,7 @@ function M.serve(opts)
     -- The admin listener (metrics.prometheus.bind): docs/prometheus.md.
     local function admin_fail(key, reason) config_error(file.path, server_section, key, reason) end
     local admin_settings = require("baseplate.server.admin").settings(file:section(server_section), admin_fail)
+    if admin_settings and admin_settings.introspection then runtime.set_track_ages(true) end
     if admin_settings and einhorn then
         -- (each Einhorn worker is started by Einhorn: nobody could sum them)
         admin_fail("metrics.prometheus.bind", "not available under Einhorn (use --workers)")
