@@ -37,7 +37,6 @@ uint64_t bp_prom_introspect_request(int slot);
 uint64_t bp_prom_introspect_answer(int slot, const char **text, size_t *len);
 int bp_prom_introspect_publish(const char *text, size_t len);
 int bp_prom_introspect_pending(void);
-int inet_pton(int af, const char *src, void *dst);
 int setenv(const char *name, const char *value, int overwrite);
 ]])
 
@@ -49,68 +48,8 @@ M.INTROSPECT_MAX = 256 * 1024 -- BP_PROM_INTROSPECT_MAX
 M.POLL = 0.05 -- how often a worker looks for an introspection request
 M.ANSWER_TIMEOUT = 1 -- how long the supervisor waits for a worker's answer
 
-local AF_INET, AF_INET6 = 2, 10
-
---- An address as 16 bytes (IPv4 as IPv4-mapped IPv6), or nil.
-local addr_buf = ffi.new("uint8_t[16]")
-local function address_bytes(text)
-    if C.inet_pton(AF_INET, text, addr_buf) == 1 then
-        return "\0\0\0\0\0\0\0\0\0\0\255\255" .. ffi.string(addr_buf, 4)
-    end
-    if C.inet_pton(AF_INET6, text, addr_buf) == 1 then return ffi.string(addr_buf, 16) end
-    return nil
-end
-
--- Whether the first `bits` bits of two 16-byte strings are the same.
-local function prefix_match(x, y, bits)
-    local whole = math.floor(bits / 8)
-    if x:sub(1, whole) ~= y:sub(1, whole) then return false end
-    local rest = bits % 8
-    if rest == 0 then return true end
-    local mask = 256 - 2 ^ (8 - rest)
-    return bit.band(x:byte(whole + 1), mask) == bit.band(y:byte(whole + 1), mask)
-end
-
---- Parse `admin.allow`: "*" (anyone), or addresses and networks
---- (10.0.0.0/8, 192.0.2.7, fd00::/8) separated by commas. Returns a list
---- of { bytes, bits } (nil: anyone). Raises a reason.
-function M.parse_allow(text)
-    local list = {}
-    for item in text:gmatch("[^,%s]+") do
-        if item == "*" then return nil end
-        local addr, bits = item:match("^([^/]+)/(%d+)$")
-        addr = addr or item
-        local b = address_bytes(addr)
-        if not b then
-            error("expected addresses or networks (10.0.0.0/8, ::1) separated by commas, or *, got "
-                .. config.quote(item), 0)
-        end
-        local v4 = not addr:find(":", 1, true)
-        local n = tonumber(bits or (v4 and 32 or 128))
-        if n > (v4 and 32 or 128) then error("prefix length too long in " .. config.quote(item), 0) end
-        list[#list + 1] = { b, v4 and n + 96 or n }
-    end
-    if #list == 0 then error("expected addresses or networks, or *", 0) end
-    return list
-end
-
-local LOOPBACK = { { address_bytes("127.0.0.1"), 104 }, { address_bytes("::1"), 128 } }
-
---- Whether `remote` (request.remote_addr) may use the admin endpoints:
---- loopback always; others when `allow` (parse_allow's list) lets them,
---- or anyone when allow is false (admin.allow = *).
-function M.allowed(remote, allow)
-    if allow == false then return true end
-    local b = address_bytes(remote or "")
-    if not b then return false end
-    for _, rule in ipairs(LOOPBACK) do
-        if prefix_match(b, rule[1], rule[2]) then return true end
-    end
-    for _, rule in ipairs(allow or {}) do
-        if prefix_match(b, rule[1], rule[2]) then return true end
-    end
-    return false
-end
+local allow = require("baseplate.server.admin_allow")
+M.parse_allow, M.allowed = allow.parse, allow.allowed
 
 --- The admin keys of [server:NAME] (docs/prometheus.md): nil when
 --- metrics.prometheus.bind is not set. `fail(key, reason)` reports a bad
