@@ -1,6 +1,8 @@
 """Scrape a Prometheus endpoint and read it with prometheus_client's own
 text-format parser (python3-prometheus-client), not ours.
 
+URL may be file:PATH, a scrape saved earlier (several checks of one moment).
+
     prom_scrape.py URL SAMPLE [LABEL=VALUE...]   print the sum of the samples
                                                  named SAMPLE whose labels match
     prom_scrape.py URL --check                   check the exposition: every
@@ -17,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 def scrape(url):
     with urllib.request.urlopen(url, timeout=10) as r:
         ctype = r.headers.get("Content-Type", "")
-        if not ctype.startswith("text/plain; version=0.0.4"):
+        # (a file: URL is a scrape saved earlier)
+        if not url.startswith("file:") and not ctype.startswith("text/plain; version=0.0.4"):
             raise SystemExit("unexpected Content-Type: %r" % ctype)
         return list(text_string_to_metric_families(r.read().decode("utf-8")))
 
