@@ -265,6 +265,15 @@ BP_EXTERN int bp_server_connections(const bp_server_t *server);
 BP_EXTERN int bp_server_adopt(bp_server_t *server, int fd);
 /** Messages (requests, calls) being handled. */
 BP_EXTERN int bp_server_active(const bp_server_t *server);
+/**
+ * The I/O path of servers started from now on (the `io` key of the server
+ * section, docs/serve.md): "auto" (io_uring when the kernel allows it, else
+ * epoll), "uring" or "epoll". Until called, BASEPLATE_SERVER_IO's value, or
+ * "auto". Returns 1 (io_uring), 0 (epoll: with "auto", why io_uring cannot
+ * be had is in err), or BP_EINVAL with the reason in err (an unknown mode,
+ * or "uring" where io_uring is refused).
+ */
+BP_EXTERN int bp_server_set_io(const char *mode, char *err, size_t errlen);
 
 /* --- the HTTP server -------------------------------------------------------- */
 

@@ -4,14 +4,18 @@
  * when idle, and the graceful drain and stop. What bytes mean is the
  * protocol's (bp__protocol_t).
  *
- * Connections are read through the loop's edge-triggered set (bp__edge_t,
- * loop.c), so that under load they are served in the order their input
- * arrived.
+ * Two I/O paths under one core: connections are read through the loop's
+ * edge-triggered set (bp__edge_t, loop.c) with recv and send, so that under
+ * load they are served in the order their input arrived; or through the
+ * loop's io_uring (ring.h): multishot receives, one send submission per
+ * answer, all submitted once per loop iteration. Chosen per server at its
+ * start (bp__ring_use); the protocols see neither.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4 */
 #endif
 #include "server/server.h"
+#include "server/ring.h"
 #include "baseplate/log.h"
 
 #include <errno.h>
@@ -140,9 +144,63 @@ static void unschedule_resume(bp__conn_t *c) {
 
 /* --- reading -------------------------------------------------------------------- */
 
-void bp__conn_stop_reading(bp__conn_t *c) { c->reading = 0; }
-
 static void on_read(bp__conn_t *c, ssize_t n);
+static void ring_op_end(bp__conn_t *c);
+
+/* The ring's receive: multishot, on while we want input. Stopping cancels
+ * it (input then waits in the kernel: backpressure); what completed before
+ * the cancel took effect is kept in rbuf as if read. */
+static void ring_recv_arm(bp__conn_t *c) {
+  if (c->recv_armed || c->recv_ended || c->closing) return;
+  if (bp__ring_recv(c, c->fd) != BP_OK) {
+    c->recv_ended = 1;
+    c->held_status = UV_ENOMEM;
+    return;
+  }
+  c->recv_armed = 1;
+  c->recv_cancelled = 0;
+  c->ring_ops++;
+  c->handles_open++;
+}
+
+static void ring_recv_cancel(bp__conn_t *c) {
+  if (!c->recv_armed || c->recv_cancelled) return;
+  if (bp__ring_cancel_recv(c) == BP_OK) c->recv_cancelled = 1;
+}
+
+void bp__conn_stop_reading(bp__conn_t *c) {
+  c->reading = 0;
+  if (c->uring) ring_recv_cancel(c);
+}
+
+void bp__conn_ring_recv(bp__conn_t *c, int res, const char *data, int more) {
+  if (!more) c->recv_armed = 0;
+  if (!c->closing) {
+    if (res > 0) {
+      if (c->lingering) {
+        on_read(c, res); /* discarded */
+      } else if (bp__grow(&c->rbuf, &c->rcap, c->rlen + (size_t)res)) {
+        if (c->reading) on_read(c, UV_ENOMEM);
+        else c->held_status = UV_ENOMEM;
+      } else {
+        memcpy(c->rbuf + c->rlen, data, (size_t)res);
+        if (c->reading) on_read(c, res);
+        else c->rlen += (size_t)res;
+      }
+    } else if (res != -ECANCELED && res != -ENOBUFS) {
+      int st = res == 0 ? UV_EOF : res;
+      c->recv_ended = 1;
+      if (c->reading) on_read(c, st);
+      else if (!c->held_status) c->held_status = st;
+    }
+  }
+  if (!more) {
+    /* Ended: cancelled, out of buffers, or the kernel's reasons. Again if
+     * input is still wanted. */
+    if (c->reading && !c->closing) ring_recv_arm(c);
+    ring_op_end(c);
+  }
+}
 
 /* Read while we want input and some may be waiting. A short read means the
  * socket is drained: the next arrival brings a new event. */
@@ -156,7 +214,7 @@ static void conn_read(bp__conn_t *c) {
     }
     room = c->rcap - c->rlen;
     /* recv, not read: a socket call skips the file layer's position lock */
-    n = recv(c->edge.fd, c->rbuf + c->rlen, room, MSG_DONTWAIT);
+    n = recv(c->fd, c->rbuf + c->rlen, room, MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       c->readable = 0;
@@ -183,7 +241,17 @@ static void on_edge(bp__edge_t *e, int hangup) {
 /* Want input again; read what came meanwhile (no new event comes for it). */
 void bp__conn_start_reading(bp__conn_t *c) {
   c->reading = 1;
-  conn_read(c);
+  if (!c->uring) {
+    conn_read(c);
+    return;
+  }
+  if (c->held_status) {
+    int st = c->held_status;
+    c->held_status = 0;
+    on_read(c, st);
+    return;
+  }
+  ring_recv_arm(c);
 }
 
 static void on_read(bp__conn_t *c, ssize_t n) {
@@ -235,14 +303,14 @@ void bp__conn_idle(bp__conn_t *c) {
 static int input_pending(bp__conn_t *c) {
   int n = 0;
   if (c->unread_input || c->rlen > 0) return 1;
-  return ioctl(c->edge.fd, FIONREAD, &n) == 0 && n > 0;
+  return ioctl(c->fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 /* The last answer is out: close, lingering when the client may still be
  * sending. */
 static void conn_end(bp__conn_t *c) {
-  if (c->read_eof || c->peer_gone || c->edge.fd < 0 || !input_pending(c) ||
-      shutdown(c->edge.fd, SHUT_WR) != 0) {
+  if (c->read_eof || c->peer_gone || c->fd < 0 || !input_pending(c) ||
+      shutdown(c->fd, SHUT_WR) != 0) {
     bp__conn_close(c);
     return;
   }
@@ -278,12 +346,56 @@ static void after_write(uv_write_t *w, int status) {
   written(c);
 }
 
+/* The ring's send of wbuf[wsent..wlen): one submission (queued, sent with
+ * the others of this loop iteration); what the socket did not take goes
+ * in another. */
+static int ring_send(bp__conn_t *c) {
+  if (bp__ring_send(c, c->fd, c->wbuf + c->wsent, c->wlen - c->wsent) != BP_OK) return BP_ENOMEM;
+  c->writing = 1;
+  c->ring_ops++;
+  c->handles_open++;
+  bp__ring_hold(1);
+  return BP_OK;
+}
+
+void bp__conn_ring_sent(bp__conn_t *c, int res) {
+  int closing = c->closing;
+  bp__ring_hold(-1);
+  ring_op_end(c); /* (frees c when closing and nothing else is open) */
+  if (closing) return;
+  if (res < 0) {
+    c->writing = 0;
+    c->peer_gone = 1;
+    bp__conn_close(c);
+    return;
+  }
+  c->wsent += (size_t)res;
+  if (c->wsent < c->wlen && res > 0) {
+    if (ring_send(c) != BP_OK) {
+      c->writing = 0;
+      bp__conn_close(c);
+    }
+    return;
+  }
+  c->writing = 0;
+  written(c);
+}
+
 int bp__conn_write(bp__conn_t *c, size_t len) {
   uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)len);
   ssize_t n;
+  if (c->uring) {
+    c->wlen = len;
+    c->wsent = 0;
+    if (ring_send(c) != BP_OK) {
+      bp__conn_close(c);
+      return BP_ECLOSED;
+    }
+    return BP_OK;
+  }
   /* send, not write (as recv in conn_read); libuv's stream has nothing
    * queued (c->writing is clear), so writing around it keeps the order */
-  do n = send(c->edge.fd, c->wbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  do n = send(c->fd, c->wbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   if (n == (ssize_t)len) {
     written(c);
@@ -438,10 +550,9 @@ static void server_free(bp__server_t *s) {
   s->free_fn(s);
 }
 
-static void conn_closed(uv_handle_t *h) {
-  bp__conn_t *c = h->data;
+/* The last of a connection's handles and ring operations has ended. */
+static void conn_release(bp__conn_t *c) {
   bp__server_t *s = c->server;
-  if (--c->handles_open > 0) return;
   s->protocol->on_close(c);
   free(c->rbuf);
   free(c->wbuf);
@@ -456,6 +567,20 @@ static void conn_closed(uv_handle_t *h) {
     }
     if (s->listener_closed) server_free(s);
   }
+}
+
+static void conn_closed(uv_handle_t *h) {
+  bp__conn_t *c = h->data;
+  if (--c->handles_open == 0) conn_release(c);
+}
+
+static void ring_op_end(bp__conn_t *c) {
+  c->ring_ops--;
+  if (c->ring_hold && c->ring_ops == 0) {
+    c->ring_hold = 0;
+    bp__ring_hold(-1);
+  }
+  if (--c->handles_open == 0) conn_release(c);
 }
 
 void bp__conn_close(bp__conn_t *c) {
@@ -473,6 +598,17 @@ void bp__conn_close(bp__conn_t *c) {
   }
   c->closing = 1;
   bp__edge_remove(&c->edge);
+  if (c->uring) {
+    /* The ring's operations end first: the connection is freed after
+     * their last completions (the socket, closed below, stays open in the
+     * kernel until then). Meanwhile they keep the loop alive. */
+    ring_recv_cancel(c);
+    if (c->ring_ops > 0) {
+      c->ring_hold = 1;
+      bp__ring_hold(1);
+    }
+  }
+  c->fd = -1;
   unschedule_resume(c);
   if (c->prev) c->prev->next = c->next;
   else s->conns = c->next;
@@ -520,6 +656,7 @@ static void conn_adopt(bp__server_t *s, int fd) {
   c->closable.close = conn_close_closable;
   c->server = s;
   c->edge.fd = -1;
+  c->fd = fd;
   if (s->family == AF_UNIX) uv_pipe_init(uv_default_loop(), &c->h.pipe, 0);
   else uv_tcp_init(uv_default_loop(), &c->h.tcp);
   c->h.handle.data = c;
@@ -541,6 +678,12 @@ static void conn_adopt(bp__server_t *s, int fd) {
   c->reading = 1;
   c->idle_since = uv_now(uv_default_loop());
   s->protocol->on_open(c);
+  if (c->closing) return;
+  if (s->uring) {
+    c->uring = 1;
+    bp__conn_start_reading(c);
+    return;
+  }
   if ((rc = uv_fileno(&c->h.handle, &ufd)) != 0 || (rc = bp__edge_add(&c->edge, ufd, on_edge)) != 0) {
     bp_log(BP_LOG_ERROR, "baseplate.server", "cannot watch a new connection: %s", uv_strerror(rc));
     bp__conn_close(c);
@@ -554,6 +697,27 @@ static int at_capacity(const bp__server_t *s) {
 }
 
 static void on_listener(uv_poll_t *h, int status, int events);
+static void accept_failed(bp__server_t *s, int err);
+static void listener_unref(bp__server_t *s);
+
+/* The ring's accept: one connection at a time, re-armed after each (the
+ * new accept rides the loop iteration's one submission). Not multishot:
+ * the kernel reads the descriptor limit when an accept is queued, so a
+ * multishot accept would go on past a limit lowered since (prlimit), where
+ * accepting must pause; and one at a time no connection is taken past
+ * max_concurrency. It holds the server (a listener handle) until its
+ * completion. */
+static void ring_accept_arm(bp__server_t *s) {
+  if (s->accept_armed) return; /* (a cancelled one re-arms at its end) */
+  if (bp__ring_accept(s, s->lfd, 0) != BP_OK) {
+    accept_failed(s, ENOMEM);
+    return;
+  }
+  s->accept_armed = 1;
+  s->accept_cancelled = 0;
+  s->listener_handles++;
+  bp__ring_hold(1);
+}
 
 /* Poll the listening socket when we can take connections; else they wait
  * in the kernel's backlog (max_concurrency reached, accepting paused). */
@@ -562,8 +726,35 @@ static void listener_update(bp__server_t *s) {
   if (s->lfd < 0) return; /* (no listener: connections come from bp_server_adopt) */
   if (want == s->polling) return;
   s->polling = want;
+  if (s->uring_accept) {
+    if (want) ring_accept_arm(s);
+    else if (s->accept_armed && !s->accept_cancelled && bp__ring_cancel_accept(s) == BP_OK)
+      s->accept_cancelled = 1;
+    return;
+  }
   if (want) uv_poll_start(&s->lpoll, UV_READABLE, on_listener);
   else uv_poll_stop(&s->lpoll);
+}
+
+void bp__server_ring_accepted(bp__server_t *s, int res, int more) {
+  if (!more) {
+    s->accept_armed = 0;
+    s->accept_cancelled = 0;
+    bp__ring_hold(-1);
+  }
+  if (res >= 0) {
+    /* Taken even when stopping (as drain_backlog takes the backlog): it is
+     * answered once and told the connection closes. */
+    conn_adopt(s, res);
+  } else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED && res != -EPROTO &&
+             res != -EPERM && res != -EAGAIN) {
+    accept_failed(s, -res); /* EMFILE, ENFILE, ENOBUFS, ENOMEM: paused, retried */
+  }
+  if (!s->stopping) listener_update(s);
+  if (!more) {
+    if (s->polling && !s->stopping && !s->listener_closed) ring_accept_arm(s);
+    listener_unref(s);
+  }
 }
 
 static void on_accept_retry(uv_timer_t *t) {
@@ -678,14 +869,15 @@ static void on_sweep(uv_timer_t *t) {
 
 /* --- the server ---------------------------------------------------------------------- */
 
-static void listener_closed(uv_handle_t *h) {
-  bp__server_t *s = h->data;
+static void listener_unref(bp__server_t *s) {
   if (--s->listener_handles > 0) return;
   if (s->lfd >= 0) close(s->lfd);
   s->lfd = -1;
   s->listener_closed = 1;
   if (s->nconns == 0 && !s->closed_waiter) server_free(s);
 }
+
+static void listener_closed(uv_handle_t *h) { listener_unref(h->data); }
 
 static void listener_close(bp__server_t *s) {
   s->polling = 0;
@@ -735,6 +927,7 @@ int bp__server_start(bp__server_t *s, const bp__protocol_t *protocol, bp_listene
   s->sweep.data = s;
   uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
   uv_unref((uv_handle_t *)&s->sweep);
+  s->uring = bp__ring_use();
   if (!l) { /* connections only from bp_server_adopt (tests: baseplate.testing) */
     s->family = AF_UNIX;
     s->lfd = -1;
@@ -756,6 +949,9 @@ int bp__server_start(bp__server_t *s, const bp__protocol_t *protocol, bp_listene
     uv_close((uv_handle_t *)&s->sweep, listener_closed);
     return rc;
   }
+  /* Other processes accepting on the socket take turns through its poll
+   * (accept_ready); our own socket is accepted from through the ring. */
+  s->uring_accept = s->uring && !s->shared_socket;
   listener_update(s);
   return BP_OK;
 }

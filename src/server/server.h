@@ -81,6 +81,16 @@ struct bp__conn_s {
   size_t linger_bytes;   /* discarded so far */
   uint64_t idle_since;   /* loop time (ms) the connection last went idle */
   char remote[64];       /* the peer's address ("-" on a UNIX socket) */
+  int fd;                /* the socket (-1 once closing) */
+  /* the io_uring path (ring.h): */
+  int uring;            /* served through the ring, not the edge-triggered set */
+  int recv_armed;       /* a multishot receive is on */
+  int recv_cancelled;   /* and its cancel is queued */
+  int recv_ended;       /* it reported the end of input or an error: no more */
+  int held_status;      /* that end, come while not reading: for when reading resumes */
+  int ring_ops;         /* operations whose last completion has not come */
+  int ring_hold;        /* closing with ring_ops: keeps the loop alive */
+  size_t wlen, wsent;   /* the answer being sent, and how much went */
 };
 
 struct bp_server_s {
@@ -97,6 +107,10 @@ struct bp_server_s {
   int listener_handles;    /* lpoll, accept_retry and sweep not closed yet */
   int listener_closed;
   int polling, accept_paused;
+  int uring;           /* connections served through the ring (ring.h) */
+  int uring_accept;    /* accepting through the ring (not shared with other processes) */
+  int accept_armed;    /* an accept is on the ring */
+  int accept_cancelled;
   int accept_errors;            /* failed accepts not logged yet */
   uint64_t accept_error_logged; /* loop time of the last such log line */
   int peak_conns;               /* the most connections since memory was last trimmed */

@@ -13,6 +13,7 @@ void bp_server_stop(bp_server_t *server);
 int bp_server_shutdown(bp_server_t *server, int waiter);
 int bp_server_connections(const bp_server_t *server);
 int bp_server_active(const bp_server_t *server);
+int bp_server_set_io(const char *mode, char *err, size_t errlen);
 ]])
 
 local C = core.C
@@ -52,11 +53,43 @@ function M.whole(lo, hi)
     end
 end
 
+--- The I/O path (`io`): auto, uring or epoll; "uring" where io_uring is
+--- refused (an old kernel, a seccomp filter, io_uring_disabled) is an error.
+function M.io_mode(text)
+    if text ~= "auto" and text ~= "uring" and text ~= "epoll" then
+        error("expected auto, uring or epoll, got " .. config.quote(text), 0)
+    end
+    if text == "uring" and C.bp_server_set_io("uring", core.errbuf, core.errbuf_size) < 0 then
+        error(core.errmsg(), 0)
+    end
+    return text
+end
+
+--- Settle the I/O path of the servers this process starts (the `io` key,
+--- else BASEPLATE_SERVER_IO, else auto) and say which one it is.
+function M.select_io(cfg)
+    local env = os.getenv("BASEPLATE_SERVER_IO")
+    local mode = cfg.io or (env ~= "" and env) or "auto"
+    local rc = C.bp_server_set_io(mode, core.errbuf, core.errbuf_size)
+    if rc < 0 then
+        error((cfg.io and "io: " or "BASEPLATE_SERVER_IO: ") .. core.errmsg(), 0)
+    end
+    local slog = require("baseplate.log").get_logger("baseplate.server")
+    if rc == 1 then
+        slog:info("I/O: io_uring")
+    elseif mode == "epoll" then
+        slog:info("I/O: epoll")
+    else
+        slog:info("I/O: epoll (%s)", core.errmsg())
+    end
+end
+
 --- The keys every server has (docs/serve.md): merged into a factory's spec.
 function M.common_spec()
     local count = M.whole(0, 1000000)
     return {
         max_concurrency = config.Optional(count, 0),
+        io = config.Optional(M.io_mode, nil),
         stop_timeout = config.Optional(M.duration, 10),
         drain_time = config.Optional(M.duration, 0),
         workers = config.Optional(M.whole(1, 1024), 1),

@@ -94,6 +94,7 @@ end
 
 function M.make_server(server_config, listener, app, opts)
     local cfg = config.parse_config(server_config, M.spec)
+    base.select_io(cfg)
     local o = ffi.new("bp_http_server_options_t")
     C.bp_http_server_options_init(o)
     o.max_header_size = cfg.max_header_size

@@ -410,6 +410,11 @@ function M.serve(opts)
         fatal(string.format("%s: no section [%s]", file.path, server_section))
     end
     local einhorn = M.einhorn_worker()
+    local io_env = os.getenv("BASEPLATE_SERVER_IO")
+    if io_env and io_env ~= "" and io_env ~= "auto" and io_env ~= "uring" and io_env ~= "epoll" then
+        local quote = require("baseplate.lib.config").quote
+        fatal("BASEPLATE_SERVER_IO: expected auto, uring or epoll, got " .. quote(io_env))
+    end
     local is_worker = os.getenv("BASEPLATE_WORKER") == "1"
     local worker_fd = is_worker and tonumber(os.getenv("BASEPLATE_WORKER_FD") or "") or nil
     local listener

@@ -51,6 +51,7 @@ end
 
 function M.make_server(server_config, listener, processor, opts)
     local cfg = config.parse_config(server_config, M.spec)
+    base.select_io(cfg)
     local o = ffi.new("bp_thrift_server_options_t")
     C.bp_thrift_server_options_init(o)
     o.max_frame_size = cfg.max_frame_size
