@@ -37,9 +37,9 @@ wrk_run() {
 }
 
 # side_load PORT OUTFILE: the load side_by_side puts on one server (wrk, one
-# thread, CPU 1, 50 connections, DURATION); side_count OUTFILE: how many
-# requests it made. A benchmark of another protocol redefines both.
-side_load() { taskset -c 1 wrk -t1 -c50 -d"${DURATION}s" "http://127.0.0.1:$1/" > "$2"; }
+# thread, CPU 1, SIDE_CONNS connections (50), DURATION); side_count OUTFILE:
+# how many requests it made. A benchmark of another protocol redefines both.
+side_load() { taskset -c 1 wrk -t1 -c"${SIDE_CONNS:-50}" -d"${DURATION}s" "http://127.0.0.1:$1/" > "$2"; }
 side_count() { awk '/requests in/ { print $1 }' "$1"; }
 
 # side_by_side ROUNDS NAME_A PORT_A PID_A NAME_B PORT_B PID_B: both servers
