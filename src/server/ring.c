@@ -29,7 +29,8 @@
 #define BUF_COUNT 512 /* provided buffers (a power of two) */
 #define BUF_SIZE 4096
 #define BUF_GROUP 0
-#define ROUNDS 4 /* submit-and-reap rounds per wake-up */
+#define ROUNDS 16   /* submit-and-reap rounds per wake-up, */
+#define BUDGET 512  /* and completions: then libuv's other handles get their turn */
 
 enum { TAG_NONE = 0, TAG_RECV = 1, TAG_SEND = 2, TAG_ACCEPT = 3, TAG_MASK = 7 };
 
@@ -361,9 +362,13 @@ static void ring_dispatch(uv_poll_t *p, int status, int events) {
   (void)events;
   /* Serve what completed, submit the answers (the kernel sends them and
    * posts what else arrived meanwhile), and again while there is work:
-   * a busy server does not go around libuv's loop for each small round. */
-  for (int round = 0; round < ROUNDS; round++) {
+   * a busy server does not go around libuv's loop (its epoll_wait and
+   * phases) for each small round. Timers and other handles wait that long
+   * at most. */
+  unsigned served = 0;
+  for (int round = 0; round < ROUNDS && served < BUDGET; round++) {
     unsigned n = reap();
+    served += n;
     if (io_uring_sq_ready(&R.ring)) io_uring_submit(&R.ring);
     else if (n == 0 || !io_uring_cq_ready(&R.ring)) break;
   }
