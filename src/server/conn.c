@@ -152,9 +152,10 @@ static void ring_op_end(bp__conn_t *c);
  * the cancel took effect is kept in rbuf as if read. */
 static void ring_recv_arm(bp__conn_t *c) {
   if (c->recv_armed || c->recv_ended || c->closing) return;
-  if (bp__ring_recv(c, c->fd) != BP_OK) {
+  if (bp__ring_recv(c, c->fd) != BP_OK) { /* (the submission queue would not flush) */
     c->recv_ended = 1;
-    c->held_status = UV_ENOMEM;
+    if (c->reading) on_read(c, UV_ENOMEM);
+    else c->held_status = UV_ENOMEM;
     return;
   }
   c->recv_armed = 1;

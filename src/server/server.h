@@ -1,7 +1,8 @@
 /*
  * The protocol-neutral server core: a listening socket accepted from, the
- * connections on it (edge-triggered reads, sends, deadlines, lingering
- * close, idle buffers given back), the limits (max_concurrency, running
+ * connections on it (reads and sends, through the edge-triggered epoll set
+ * or the loop's io_uring: ring.h; deadlines, lingering close, idle
+ * buffers given back), the limits (max_concurrency, running
  * out of descriptors) and the graceful drain and stop. A protocol (HTTP/1,
  * later THeader) plugs in through one small table of callbacks, as h2o's
  * connection callbacks do: it parses what the core has read, answers by
@@ -153,8 +154,10 @@ void bp__conn_disarm(bp__conn_t *c);
 void bp__conn_start_reading(bp__conn_t *c);
 void bp__conn_stop_reading(bp__conn_t *c);
 /* Send c->wbuf[0..len): at once if the socket takes it, else through
- * libuv's queued write (c->writing). When all is out, the connection goes
- * idle (keep-alive) or ends (lingering close when input is unread).
+ * libuv's queued write (c->writing); on the io_uring path, one send
+ * submission (c->writing until it completes; wbuf must stay as it is until
+ * then). When all is out, the connection goes idle (keep-alive) or ends
+ * (lingering close when input is unread).
  * BP_OK, or BP_ECLOSED (the connection is closing). */
 int bp__conn_write(bp__conn_t *c, size_t len);
 /* A message was handled and nothing goes back (a oneway call): go on as
