@@ -96,9 +96,9 @@ stop_server
 # Configured limits beyond http_parser's built-in 80 KiB, and a body that
 # trickles in: the whole body has body_timeout.
 sed 's/^factory = baseplate.server.http$/&\nmax_header_size = 200000\nbody_timeout = 2 seconds\nmax_header_count = 20/' \
-  "$APPS/testapp.ini" > "$APPS/.hostile-limits.ini"
-start_server "$APPS/.hostile-limits.ini" || { fail "server with limits starts"; finish; }
-rm -f "$APPS/.hostile-limits.ini"
+  "$APPS/testapp.ini" > "$APPS/.hostile-limits-$$.ini"
+start_server "$APPS/.hostile-limits-$$.ini" || { fail "server with limits starts"; finish; }
+rm -f "$APPS/.hostile-limits-$$.ini"
 big_request() { printf 'GET / HTTP/1.1\r\nHost: t\r\nX-Big: '; head -c "$1" /dev/zero | tr '\0' a; printf '\r\n\r\n'; }
 big_request 150000 > "$TMP/req150"
 big_request 210000 > "$TMP/req210"
