@@ -32,6 +32,10 @@ local function stop_all()
     os.execute("sleep 0.2; rm -rf " .. dir)
 end
 
+-- Nodes left by an earlier run that was killed (the nodes are daemons) are
+-- on our ports: stop them first.
+for _, port in ipairs(PORTS) do sh("redis-cli -p " .. port .. " shutdown nosave") end
+
 -- Start the nodes, make the cluster, wait until it says ok.
 for _, port in ipairs(PORTS) do
     local d = dir .. "/" .. port
