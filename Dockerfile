@@ -10,7 +10,7 @@ FROM debian:12-slim AS build
 WORKDIR /src
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
-    libluajit2-5.1-dev libuv1-dev libinih-dev libhttp-parser-dev libhiredis-dev libpq-dev librabbitmq-dev libzookeeper-st-dev liburing-dev \
+    libluajit2-5.1-dev libuv1-dev libinih-dev libhttp-parser-dev libhiredis-dev libpq-dev librdkafka-dev librabbitmq-dev libzookeeper-st-dev liburing-dev \
     libssl-dev libedit-dev zlib1g-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
@@ -23,7 +23,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DBP_BUILD_TESTS=OFF -DBP_BU
 FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-    libluajit2-5.1-2 libuv1 libinih1 libhttp-parser2.9 libhiredis0.14 libpq5 librabbitmq4 libzookeeper-st2 liburing2 libssl3 libedit2 zlib1g libcurl4 \
+    libluajit2-5.1-2 libuv1 libinih1 libhttp-parser2.9 libhiredis0.14 libpq5 librdkafka1 librabbitmq4 libzookeeper-st2 liburing2 libssl3 libedit2 zlib1g libcurl4 \
     lua-cjson thrift-compiler \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
