@@ -9,24 +9,8 @@
 # librdkafka's mock cluster (tests/kafka-mock.c).
 . "$(dirname "$0")/lib.sh"
 cp "$APPS/kafkaapp.lua" "$TMP/"
-mkfifo "$TMP/mock.cmd"
-"$BUILD_DIR/tests/kafka-mock" 1 "$TMP/boot" < "$TMP/mock.cmd" > "$TMP/mock.out" 2> "$TMP/mock.err" &
-MOCK_PID=$!
-exec 7> "$TMP/mock.cmd"
-trap 'exec 7>&-; kill "$MOCK_PID" 2>/dev/null; for p in ${PIDS:-}; do kill -KILL "$p" 2>/dev/null; done; cleanup' EXIT
-for _ in $(seq 1 100); do [ -s "$TMP/boot" ] && break; sleep 0.05; done
-BOOT=$(cat "$TMP/boot")
-[ -n "$BOOT" ] || { fail "the mock cluster starts" "$(cat "$TMP/mock.err")"; finish; }
-ANSWERS=0
-mock() {
-  echo "$1" >&7
-  ANSWERS=$((ANSWERS + 1))
-  for _ in $(seq 1 600); do
-    [ "$(wc -l < "$TMP/mock.out")" -ge "$ANSWERS" ] && return 0
-    sleep 0.05
-  done
-  return 1
-}
+. "$(dirname "$0")/kafka-lib.sh"
+start_kafka_mock 1
 # worker NAME OUT TOPIC GROUP "app lines": a consumer with max_concurrency 8
 worker() {
   local name=$1

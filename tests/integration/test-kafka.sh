@@ -9,27 +9,10 @@
 # it (SIGKILL at that point: the test counts).
 . "$(dirname "$0")/lib.sh"
 cp "$APPS/kafkaapp.lua" "$TMP/"
-mkfifo "$TMP/mock.cmd"
-"$BUILD_DIR/tests/kafka-mock" 3 "$TMP/boot" < "$TMP/mock.cmd" > "$TMP/mock.out" 2> "$TMP/mock.err" &
-MOCK_PID=$!
-exec 7> "$TMP/mock.cmd"
-trap 'exec 7>&-; kill "$MOCK_PID" 2>/dev/null; for p in ${PIDS:-}; do kill -KILL "$p" 2>/dev/null; done; cleanup' EXIT
-for _ in $(seq 1 100); do [ -s "$TMP/boot" ] && break; sleep 0.05; done
-BOOT=$(cat "$TMP/boot")
-[ -n "$BOOT" ] || { fail "the mock cluster starts" "$(cat "$TMP/mock.err")"; finish; }
+. "$(dirname "$0")/kafka-lib.sh"
+start_kafka_mock 3
 pass "the mock cluster listens ($BOOT)"
 
-# mock COMMAND: send a command and wait for its answer (N answers so far)
-ANSWERS=0
-mock() {
-  echo "$1" >&7
-  ANSWERS=$((ANSWERS + 1))
-  for _ in $(seq 1 600); do
-    [ "$(wc -l < "$TMP/mock.out")" -ge "$ANSWERS" ] && return 0
-    sleep 0.05
-  done
-  return 1
-}
 mock "topic events 4"
 mock "produce events 200 0"
 check_eq "200 messages produced" "$(tail -1 "$TMP/mock.out")" "produced 200 failed 0"
