@@ -111,12 +111,12 @@ check_eq "stops cleanly" "$SERVER_RC" 0
 # --- loopback only unless admin.allow says otherwise -----------------------------
 ext=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+\.' | grep -v '^127\.' | head -n 1)
 if [ -n "$ext" ]; then
-  BP_TEST_ADMIN_BIND=0.0.0.0:$ADMIN BP_TEST_INTROSPECTION=false start_server "$APPS/promapp.ini" || fail "server starts (0.0.0.0)"
+  BP_TEST_ADMIN_BIND=0.0.0.0:$ADMIN BP_TEST_INTROSPECTION=false start_server "$APPS/promapp.ini" || { fail "server starts (0.0.0.0)"; tail -n 5 "$LOG"; }
   check_eq "loopback may scrape" "$(curl -s -o /dev/null -w '%{http_code}' "$(admin /metrics)")" 200
   check_eq "another address may not ($ext)" "$(curl -s -o /dev/null -w '%{http_code}' "http://$ext:$ADMIN/metrics")" 403
   check_eq "introspection off by default" "$(curl -s -o /dev/null -w '%{http_code}' "$(admin /introspect)")" 404
   stop_server TERM
-  BP_TEST_ADMIN_BIND=0.0.0.0:$ADMIN BP_TEST_ADMIN_ALLOW=$ext/32 start_server "$APPS/promapp.ini" || fail "server starts (admin.allow)"
+  BP_TEST_ADMIN_BIND=0.0.0.0:$ADMIN BP_TEST_ADMIN_ALLOW=$ext/32 start_server "$APPS/promapp.ini" || { fail "server starts (admin.allow)"; tail -n 5 "$LOG"; }
   check_eq "admin.allow lets it in" "$(curl -s -o /dev/null -w '%{http_code}' "http://$ext:$ADMIN/metrics")" 200
   stop_server TERM
 else
