@@ -15,6 +15,8 @@ fi
 ADMIN=$(random_port)
 export BP_TEST_ADMIN_BIND=127.0.0.1:$ADMIN BP_TEST_MAX_SERIES=1000 BP_TEST_INTROSPECTION=true BP_TEST_ADMIN_ALLOW=
 admin() { echo "http://127.0.0.1:$ADMIN$1"; }
+# who holds the admin port (printed when a start fails on it)
+admin_holders() { ss -tanp 2>/dev/null | grep -E "[:.]$ADMIN[[:space:]]" | head -n 10; }
 metric() { $PY "$SCRAPE" "$(admin /metrics)" "$@"; }
 hit() { # hit PATH COUNT: COUNT requests, each on a new connection
   local urls
@@ -111,14 +113,21 @@ check_eq "stops cleanly" "$SERVER_RC" 0
 # --- loopback only unless admin.allow says otherwise -----------------------------
 ext=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+\.' | grep -v '^127\.' | head -n 1)
 if [ -n "$ext" ]; then
-  BP_TEST_ADMIN_BIND=0.0.0.0:$ADMIN BP_TEST_INTROSPECTION=false start_server "$APPS/promapp.ini" || { fail "server starts (0.0.0.0)"; tail -n 5 "$LOG"; }
+  # A fresh admin port for each start on 0.0.0.0 (the rest of the test keeps
+  # its own): the wildcard address also collides with any other test's server
+  # on 127.0.0.1 that happened to draw it.
+  loopback_admin=$ADMIN
+  ADMIN=$(random_port)
+  BP_TEST_ADMIN_BIND=0.0.0.0:$ADMIN BP_TEST_INTROSPECTION=false start_server "$APPS/promapp.ini" || { fail "server starts (0.0.0.0)"; tail -n 5 "$LOG"; admin_holders; }
   check_eq "loopback may scrape" "$(curl -s -o /dev/null -w '%{http_code}' "$(admin /metrics)")" 200
   check_eq "another address may not ($ext)" "$(curl -s -o /dev/null -w '%{http_code}' "http://$ext:$ADMIN/metrics")" 403
   check_eq "introspection off by default" "$(curl -s -o /dev/null -w '%{http_code}' "$(admin /introspect)")" 404
   stop_server TERM
-  BP_TEST_ADMIN_BIND=0.0.0.0:$ADMIN BP_TEST_ADMIN_ALLOW=$ext/32 start_server "$APPS/promapp.ini" || { fail "server starts (admin.allow)"; tail -n 5 "$LOG"; }
+  ADMIN=$(random_port)
+  BP_TEST_ADMIN_BIND=0.0.0.0:$ADMIN BP_TEST_ADMIN_ALLOW=$ext/32 start_server "$APPS/promapp.ini" || { fail "server starts (admin.allow)"; tail -n 5 "$LOG"; admin_holders; }
   check_eq "admin.allow lets it in" "$(curl -s -o /dev/null -w '%{http_code}' "http://$ext:$ADMIN/metrics")" 200
   stop_server TERM
+  ADMIN=$loopback_admin
 else
   fail "a non-loopback address to test the loopback rule with (hostname -I)"
 fi
