@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,14 @@ static int nlevels;
 static int format_setting = BP_LOG_FORMAT_AUTO;
 static int format_resolved = -1;
 static const char *current_trace_id;
+
+/* The thread that loaded the library: the loop's. A line logged from
+ * another (a library's own thread, the loop's thread pool) must not read
+ * the loop's current span, nor the capture buffer the loop's thread owns:
+ * it goes to stdout alone. */
+static pthread_t loop_thread;
+__attribute__((constructor)) static void remember_loop_thread(void) { loop_thread = pthread_self(); }
+static int on_loop_thread(void) { return pthread_equal(pthread_self(), loop_thread); }
 
 const char *bp_log_level_name(int level) {
   if (level >= BP_LOG_CRITICAL) return "CRITICAL";
@@ -189,8 +198,11 @@ static void build_json(linebuf_t *b, const char *lname, const char *logger, size
   lb_puts(b, num);
   {
     /* set explicitly, else the span whose code runs now (made lazily) */
-    const char *tid = current_trace_id;
-    if (!tid && bp_span_current()) tid = bp_span_trace_id_string(bp_span_current());
+    const char *tid = NULL;
+    if (on_loop_thread()) {
+      tid = current_trace_id;
+      if (!tid && bp_span_current()) tid = bp_span_trace_id_string(bp_span_current());
+    }
     if (tid) {
       lb_puts(b, ", \"traceID\": ");
       lb_json_str(b, tid, strlen(tid));
@@ -265,7 +277,7 @@ void bp_log_write(int level, const char *logger, size_t logger_len, const char *
                       : isatty(STDOUT_FILENO)            ? BP_LOG_FORMAT_TEXT
                                                          : BP_LOG_FORMAT_JSON;
   lb_init(&b);
-  if (capture.on) {
+  if (capture.on && on_loop_thread()) {
     build_json(&b, lname, logger, logger_len, msg, msg_len, module, lineno, exc_info, extra);
     lb_put(&b, "\n", 1);
     if (!b.oom) capture_line(b.p, b.len);

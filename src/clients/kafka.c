@@ -316,6 +316,13 @@ static rd_kafka_conf_t *make_conf(const char *const *conf, char *err, size_t err
       return NULL;
     }
   }
+  /* Logs wait on the queue (rd_kafka_set_log_queue) and are written on the
+   * loop's thread: without it librdkafka calls log_cb from its own threads. */
+  if (rd_kafka_conf_set(c, "log.queue", "true", e, sizeof e) != RD_KAFKA_CONF_OK) {
+    set_err(err, errlen, "%s", e);
+    rd_kafka_conf_destroy(c);
+    return NULL;
+  }
   rd_kafka_conf_set_log_cb(c, log_cb);
   rd_kafka_conf_set_error_cb(c, error_cb);
   return c;

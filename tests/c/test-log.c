@@ -1,5 +1,6 @@
 /* The logging facility: levels, logger hierarchy, the JSON and text formats. */
 #include <baseplate.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -105,11 +106,46 @@ static void test_long_message(void) {
   CHECK_INT(strlen(out), 24 + 9 + 7 + 4999 + 1); /* time, level, "[root] ", message, \n */
 }
 
+/* A line from another thread (librdkafka's, the thread pool's) reads none
+ * of the loop thread's state: no trace ID of the loop's current span, and
+ * the capture buffer the loop's thread owns is left alone. */
+static void *log_from_thread(void *arg) {
+  (void)arg;
+  bp_log(BP_LOG_WARNING, "baseplate.thread", "from another thread");
+  return NULL;
+}
+
+static void write_from_thread(void) {
+  pthread_t t;
+  size_t len;
+  bp_log_set_format(BP_LOG_FORMAT_JSON);
+  bp_log_set_trace_id("1234567890");
+  bp_log_capture(1, 0);
+  if (pthread_create(&t, NULL, log_from_thread, NULL) == 0) pthread_join(t, NULL);
+  bp_log_captured(&len);
+  bp_log(BP_LOG_WARNING, "baseplate.thread", "captured %zu", len);
+  bp_log_capture(0, 0);
+  bp_log_set_trace_id(NULL);
+}
+
+static void test_other_thread(void) {
+  char want[512];
+  capture(write_from_thread);
+  snprintf(want, sizeof want,
+           "{\"message\": \"from another thread\", \"level\": \"WARNING\", \"name\": "
+           "\"baseplate.thread\", \"process\": %d}\n"
+           "{\"message\": \"captured 0\", \"level\": \"WARNING\", \"name\": "
+           "\"baseplate.thread\", \"process\": %d, \"traceID\": \"1234567890\"}\n",
+           (int)getpid(), (int)getpid());
+  CHECK_STR(out, want);
+}
+
 int main(void) {
   RUN(test_json_format);
   RUN(test_json_escapes_and_fields);
   RUN(test_text_format);
   RUN(test_levels);
   RUN(test_long_message);
+  RUN(test_other_thread);
   return bp_test_summary();
 }
