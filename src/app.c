@@ -239,6 +239,7 @@ const char *bp_app_find_route(const bp_app_t *app, const char *method, const cha
 }
 
 const char *bp__route_name(const bp_route_t *r) { return r->name; }
+const char *bp__route_pattern(const bp_route_t *r) { return r->pattern; }
 
 bp_handler_fn bp__route_handler(const bp_route_t *r, void **data) {
   *data = r->data;

@@ -27,6 +27,7 @@ int bp__app_match(const bp_app_t *app, const char *method, const char *path, siz
                   bp__match_t *m);
 
 const char *bp__route_name(const bp_route_t *r);
+const char *bp__route_pattern(const bp_route_t *r);
 bp_handler_fn bp__route_handler(const bp_route_t *r, void **data);
 int bp__route_lua_handler(const bp_route_t *r); /* -1 for C routes */
 

@@ -307,13 +307,23 @@ void bp_prom_record_span(const bp_span_t *span, const char *error) {
   name = bp_span_name(span);
   if (span->kind == BP_SPAN_SERVER) {
     switch (span->proto) {
-    case BP__SPAN_PROTO_HTTP:
+    case BP__SPAN_PROTO_HTTP: {
       /* (the protocol's own facts, not the tags: reading those would add
-       * every deferred tag to every span) */
+       * every deferred tag to every span). As Baseplate.py's: the route's
+       * pattern, the method in lower case, and success for an answer of
+       * 2xx or 3xx without an error. */
+      char method[ROOM_B];
+      size_t i = 0;
+      int st = span->proto_status;
+      for (const char *m = span->proto_method; m && m[i] && i < sizeof method - 1; i++)
+        method[i] = (char)(m[i] >= 'A' && m[i] <= 'Z' ? m[i] + ('a' - 'A') : m[i]);
+      method[i] = '\0';
       code[0] = '\0';
-      if (span->proto_status > 0) code[bp__u64_to_dec((uint64_t)span->proto_status, code)] = '\0';
-      record(K_HTTP, ok, name, span->proto_method ? span->proto_method : "", code, ns);
+      if (st > 0) code[bp__u64_to_dec((uint64_t)st, code)] = '\0';
+      record(K_HTTP, ok && st >= 200 && st < 400, span->proto_endpoint ? span->proto_endpoint : name,
+             method, code, ns);
       break;
+    }
     case BP__SPAN_PROTO_THRIFT:
       record(K_THRIFT, ok, name, "", error ? error : "", ns);
       break;

@@ -241,6 +241,7 @@ static bp_span_t *span_alloc(void) {
   s->tagger = NULL;
   s->proto = 0;
   s->proto_method = NULL;
+  s->proto_endpoint = NULL;
   s->proto_status = 0;
   return s;
 }

@@ -45,8 +45,9 @@ struct bp_span_s {
   bp_span_t *next_free;
   int proto; /* a server span's protocol: BP__SPAN_PROTO_* (0: made by Lua) */
   /* what the protocol said of the message, for metrics labels
-   * (bp__server_span_labels): a static method name, the answer's status */
-  const char *proto_method;
+   * (bp__server_span_labels): a static method name, the answer's status,
+   * the route's pattern (the app's, which outlives its requests' spans) */
+  const char *proto_method, *proto_endpoint;
   int proto_status;
 };
 

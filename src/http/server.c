@@ -577,7 +577,7 @@ static void span_finish(bp_request_t *r, int status) {
   else
     add_status_tag(span, status);
   if (!error && status >= 500) error = "HTTPError";
-  bp__server_span_labels(span, r->method, status);
+  bp__server_span_labels(span, r->method, status, bp__route_pattern(r->match.route));
   /* (a span kept past the response gets its tags now: they point into this
    * request, which the next one reuses) */
   bp__server_span_finish(span, error);

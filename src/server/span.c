@@ -107,8 +107,10 @@ bp_span_t *bp__server_span_start(bp_baseplate_t *bp, const char *name, int trust
 
 int bp__server_span_tags_deferred(const bp_span_t *span) { return span->tagger != NULL; }
 
-void bp__server_span_labels(bp_span_t *span, const char *method, int status) {
+void bp__server_span_labels(bp_span_t *span, const char *method, int status,
+                            const char *endpoint) {
   span->proto_method = method;
+  span->proto_endpoint = endpoint;
   span->proto_status = status;
 }
 

@@ -54,10 +54,11 @@ void bp__server_span_finish(bp_span_t *span, const char *error);
 
 /*
  * Before the finish: the message's method (a string that lives as long as
- * the process, as http_parser's names) and the answer's status, for the
- * metrics that label by them (src/prometheus.c) without settling the
- * deferred tags.
+ * the process, as http_parser's names), the answer's status and the
+ * route's pattern (NULL: none), for the metrics that label by them
+ * (src/prometheus.c) without settling the deferred tags.
  */
-void bp__server_span_labels(bp_span_t *span, const char *method, int status);
+void bp__server_span_labels(bp_span_t *span, const char *method, int status,
+                            const char *endpoint);
 
 #endif

@@ -59,13 +59,16 @@ check_contains "admin listener logged" "$(cat "$LOG")" "Admin endpoints on ('127
 hit / 20
 hit /fail 3
 hit /call 2
+hit /missing/x 2
 check_eq "exposition parses, histograms consistent" "$(metric --check)" valid
-check_eq "requests counted" "$(metric http_server_requests_total http_endpoint=hello http_method=GET http_success=true http_response_code=200)" 20
-check_eq "failures counted with their status" "$(metric http_server_requests_total http_endpoint=fail http_success=false http_response_code=500)" 3
-check_eq "latency histogram count" "$(metric http_server_latency_seconds_count http_endpoint=hello http_success=true)" 20
-check_eq "every request in a bucket" "$(metric http_server_latency_seconds_bucket http_endpoint=hello le=+Inf)" 20
+check_eq "requests counted" "$(metric http_server_requests_total http_endpoint=/ http_method=get http_success=true http_response_code=200)" 20
+check_eq "failures counted with their status" "$(metric http_server_requests_total http_endpoint=/fail http_success=false http_response_code=500)" 3
+check_eq "a 4xx answer is no success (as Baseplate.py's), labelled by the route's pattern" \
+  "$(metric http_server_requests_total http_endpoint=/missing/{what} http_method=get http_success=false http_response_code=404)" 2
+check_eq "latency histogram count" "$(metric http_server_latency_seconds_count http_endpoint=/ http_success=true)" 20
+check_eq "every request in a bucket" "$(metric http_server_latency_seconds_bucket http_endpoint=/ le=+Inf)" 20
 check_eq "client spans" "$(metric baseplate_client_requests_total client=things endpoint=fetch success=true)" 2
-check_eq "scrapes are not counted" "$(metric http_server_requests_total)" 25
+check_eq "scrapes are not counted" "$(metric http_server_requests_total)" 27
 
 # introspection: a sleeping request with its route and handler
 curl -s -o /dev/null "$(url /sleep/2500)" & sleeper=$!
@@ -154,9 +157,9 @@ stop_server TERM
 start_server "$APPS/promapp.ini" --workers 3 || { fail "server starts (workers)"; finish; }
 for _ in $(seq 1 100); do [ "$(grep -c 'Listening on' "$LOG")" = 3 ] && break; sleep 0.1; done
 hit / 90
-check_eq "90 requests over 3 workers, summed" "$(metric http_server_requests_total http_endpoint=hello)" 90
-served=$(metric http_server_requests_total http_endpoint=hello | head -n 1)
-check_eq "histogram sums too" "$(metric http_server_latency_seconds_count http_endpoint=hello)" 90
+check_eq "90 requests over 3 workers, summed" "$(metric http_server_requests_total http_endpoint=/)" 90
+served=$(metric http_server_requests_total http_endpoint=/ | head -n 1)
+check_eq "histogram sums too" "$(metric http_server_latency_seconds_count http_endpoint=/)" 90
 check_eq "three runtime gauges" "$(curl -s "$(admin /metrics)" | grep -c '^baseplate_lua_memory_bytes{worker=')" 3
 # every worker served some (connections are spread by the kernel)
 curl -s -o "$TMP/in.json" "$(admin /introspect)"
@@ -166,7 +169,7 @@ victim=$(pgrep -P "$SERVER_PID" | head -n 1)
 kill -KILL "$victim"
 # scrape while it is replaced: the total never goes down
 # (curl and awk here, to scrape often: the parser's checks come after)
-hello_total() { curl -s "$(admin /metrics)" | awk '/^http_server_requests_total\{.*http_endpoint="hello"/ { n += $NF } END { print n + 0 }'; }
+hello_total() { curl -s "$(admin /metrics)" | awk '/^http_server_requests_total\{.*http_endpoint="\/"/ { n += $NF } END { print n + 0 }'; }
 low=$served bad=
 for _ in $(seq 1 40); do
   v=$(hello_total)
@@ -177,9 +180,9 @@ done
 check_eq "never lower while a worker restarts" "${bad:-none}" none
 wait_for_log "worker PID:$victim was killed by SIGKILL" 5
 for _ in $(seq 1 100); do [ "$(grep -c 'Listening on' "$LOG")" = 4 ] && break; sleep 0.1; done
-check_eq "the dead worker's requests kept" "$(metric http_server_requests_total http_endpoint=hello)" 90
+check_eq "the dead worker's requests kept" "$(metric http_server_requests_total http_endpoint=/)" 90
 hit / 30
-check_eq "and the new worker's added" "$(metric http_server_requests_total http_endpoint=hello)" 120
+check_eq "and the new worker's added" "$(metric http_server_requests_total http_endpoint=/)" 120
 check_eq "retired workers" "$(metric baseplate_workers_retired_total)" 1
 check_eq "three runtime gauges after the restart" "$(curl -s "$(admin /metrics)" | grep -c '^baseplate_lua_memory_bytes{worker=')" 3
 check_eq "valid after the restart" "$(metric --check)" valid

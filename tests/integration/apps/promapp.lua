@@ -27,6 +27,7 @@ function M.make_app(app_config)
         baseplate.sleep(tonumber(request.params.ms) / 1000)
         return "slept"
     end)
+    app:get("missing", "/missing/{what}", function() return 404, "no such thing" end)
     app:get("call", "/call", function(request)
         request.span:make_child("things.fetch"):with(function() end)
         return "called"
