@@ -325,7 +325,10 @@ void bp_prom_record_span(const bp_span_t *span, const char *error) {
       break;
     }
     case BP__SPAN_PROTO_THRIFT:
-      record(K_THRIFT, ok, name, "", error ? error : "", ns);
+      /* (b: the error's baseplate.thrift code, bp_thrift_call_set_error_code) */
+      code[0] = '\0';
+      if (span->proto_status > 0) code[bp__u64_to_dec((uint64_t)span->proto_status, code)] = '\0';
+      record(K_THRIFT, ok, name, code, error ? error : "", ns);
       break;
     default:
       record(K_SERVER, ok, name, "", error ? error : "", ns);
@@ -500,6 +503,7 @@ static void label(out_t *o, const char *name, const char *value, int comma) {
 typedef struct {
   const char *hist, *counter, *hist_help, *counter_help;
   const char *a, *b, *success, *c; /* label names; NULL: not a label */
+  int b_counter_only; /* b labels the counter only (and the histogram sums over it) */
 } family_t;
 
 static const family_t families[K_COUNT + 1] = {
@@ -508,7 +512,7 @@ static const family_t families[K_COUNT + 1] = {
                 "http_endpoint", "http_method", "http_success", "http_response_code"},
     [K_THRIFT] = {"thrift_server_latency_seconds", "thrift_server_requests_total",
                   "Time spent processing requests", "Total RPC request count", "thrift_method",
-                  NULL, "thrift_success", "thrift_exception_type"},
+                  "thrift_baseplate_status_code", "thrift_success", "thrift_exception_type", 1},
     [K_SERVER] = {"baseplate_server_latency_seconds", "baseplate_server_requests_total",
                   "Time spent in server spans (queue consumers, scripts)",
                   "Total number of server spans", "endpoint", NULL, "success", "exception_type"},
@@ -517,30 +521,79 @@ static const family_t families[K_COUNT + 1] = {
                   "endpoint", "client", "success", NULL},
 };
 
+static int b_in_hist(uint32_t kind) { return kind > K_COUNT || !families[kind].b_counter_only; }
+
+/* Sorted so that a histogram's series are together: a label only the
+ * counter has comes after the ones both have. */
 static int cmp_series(const void *x, const void *y) {
   const series_t *s = *(series_t *const *)x, *t = *(series_t *const *)y;
-  int r;
+  int r, b_first;
   if (s->kind != t->kind) return s->kind < t->kind ? -1 : 1;
+  b_first = b_in_hist(s->kind);
   if ((r = strcmp(s->a, t->a))) return r;
-  if ((r = strcmp(s->b, t->b))) return r;
+  if (b_first && (r = strcmp(s->b, t->b))) return r;
   if (s->success != t->success) return s->success < t->success ? -1 : 1;
-  return strcmp(s->c, t->c);
+  if ((r = strcmp(s->c, t->c))) return r;
+  return b_first ? 0 : strcmp(s->b, t->b);
 }
 
 static int same_hist(const series_t *s, const series_t *t) {
   return s->kind == t->kind && s->success == t->success && !strcmp(s->a, t->a) &&
-         !strcmp(s->b, t->b);
+         (!b_in_hist(s->kind) || !strcmp(s->b, t->b));
+}
+
+/* baseplate.thrift's ErrorCode names, for thrift_baseplate_status. */
+static const char *error_code_name(const char *code) {
+  static const struct {
+    int code;
+    const char *name;
+  } names[] = {{400, "BAD_REQUEST"},
+               {401, "UNAUTHORIZED"},
+               {402, "PAYMENT_REQUIRED"},
+               {403, "FORBIDDEN"},
+               {404, "NOT_FOUND"},
+               {409, "CONFLICT"},
+               {410, "GONE"},
+               {412, "PRECONDITION_FAILED"},
+               {413, "PAYLOAD_TOO_LARGE"},
+               {418, "IM_A_TEAPOT"},
+               {421, "MISDIRECTED_REQUEST"},
+               {422, "UNPROCESSABLE_ENTITY"},
+               {423, "LOCKED"},
+               {424, "FAILED_DEPENDENCY"},
+               {425, "TOO_EARLY"},
+               {428, "PRECONDITION_REQUIRED"},
+               {429, "TOO_MANY_REQUESTS"},
+               {431, "REQUEST_HEADER_FIELDS_TOO_LARGE"},
+               {451, "UNAVAILABLE_FOR_LEGAL_REASONS"},
+               {500, "INTERNAL_SERVER_ERROR"},
+               {501, "NOT_IMPLEMENTED"},
+               {502, "BAD_GATEWAY"},
+               {503, "SERVICE_UNAVAILABLE"},
+               {504, "TIMEOUT"},
+               {507, "INSUFFICIENT_STORAGE"},
+               {508, "LOOP_DETECTED"},
+               {1000, "USER_DEFINED"}};
+  int c = atoi(code);
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (names[i].code == c) return names[i].name;
+  return "";
 }
 
 static void labels_of(out_t *o, const family_t *f, const series_t *s, int with_c) {
   int comma = 0;
-  if (f->b) {
+  if (f->b && !f->b_counter_only) {
     label(o, f->b, s->b, comma);
     comma = 1;
   }
   label(o, f->a, s->a, comma);
   label(o, f->success, s->success ? "true" : "false", 1);
   if (with_c && f->c) label(o, f->c, s->c, 1);
+  if (with_c && f->b && f->b_counter_only) {
+    /* (Thrift: the error's code and its baseplate.thrift name) */
+    label(o, "thrift_baseplate_status", error_code_name(s->b), 1);
+    label(o, f->b, s->b, 1);
+  }
 }
 
 static void emit_kind(out_t *o, int kind, series_t **all, size_t from, size_t to) {

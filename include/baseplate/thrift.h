@@ -70,6 +70,9 @@ BP_EXTERN const char *bp_thrift_call_remote_addr(const bp_thrift_call_t *call);
 BP_EXTERN bp_span_t *bp_thrift_call_span(const bp_thrift_call_t *call);
 /** The error class the span finishes with (NULL: success). */
 BP_EXTERN void bp_thrift_call_set_error(bp_thrift_call_t *call, const char *error_class);
+/** The failed call's error code (a baseplate.thrift `Error`'s `code`, 0: none),
+ * for Prometheus' `thrift_baseplate_status_code` and `thrift_baseplate_status`. */
+BP_EXTERN void bp_thrift_call_set_error_code(bp_thrift_call_t *call, int code);
 
 /**
  * Answer: `msg` is a whole Thrift message (REPLY, or EXCEPTION) in the

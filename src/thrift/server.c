@@ -56,6 +56,7 @@ struct bp_thrift_call_s {
   int nheaders;
   bp_span_t *span;
   char error[64];
+  int error_code; /* bp_thrift_call_set_error_code */
 };
 
 struct tconn_s {
@@ -189,6 +190,7 @@ static int dispatch(tconn_t *c) {
   call->headers = f->headers;
   call->nheaders = f->nheaders;
   call->error[0] = '\0';
+  call->error_code = 0;
   call->span = NULL;
   memmove(c->base.rbuf, c->base.rbuf + flen, c->base.rlen - flen);
   c->base.rlen -= flen;
@@ -261,6 +263,7 @@ static void call_done(bp_thrift_call_t *call) {
   c->base.busy = 0;
   if (span) {
     call->span = NULL;
+    if (call->error_code) bp__server_span_labels(span, NULL, call->error_code, NULL);
     bp__server_span_finish(span, call->error[0] ? call->error : NULL);
   }
 }
@@ -378,6 +381,8 @@ bp_span_t *bp_thrift_call_span(const bp_thrift_call_t *call) { return call->span
 void bp_thrift_call_set_error(bp_thrift_call_t *call, const char *error_class) {
   snprintf(call->error, sizeof call->error, "%s", error_class ? error_class : "");
 }
+
+void bp_thrift_call_set_error_code(bp_thrift_call_t *call, int code) { call->error_code = code; }
 
 /* --- the protocol's callbacks ----------------------------------------------------- */
 

@@ -141,6 +141,29 @@ $PY "$SOURCE_DIR/tests/integration/tools/thrift_client.py" "$PORT" "$APPS/thrift
 check_eq "Thrift calls counted" "$(metric thrift_server_requests_total thrift_method=get thrift_success=true)" 1
 check_eq "Thrift exceptions by type" "$(metric thrift_server_requests_total thrift_method=get thrift_success=false thrift_exception_type=NotFound)" 1
 check_eq "Thrift latency" "$(metric thrift_server_latency_seconds_count thrift_method=get)" 2
+check_eq "an exception without a code has no Baseplate status" \
+  "$(metric thrift_server_requests_total thrift_method=get thrift_exception_type=NotFound thrift_baseplate_status= thrift_baseplate_status_code=)" 1
+# an exception with a code (as baseplate.thrift's Error): its code and name label the counter
+mkdir -p "$TMP/py"
+thrift -r --gen py -out "$TMP/py" "$APPS/thrift/testsvc.thrift"
+PYTHONPATH="$TMP/py" $PY - "$PORT" > "$TMP/coded.out" 2>&1 <<'PYEOF'
+import sys
+from testsvc import Test
+from thrift.protocol.THeaderProtocol import THeaderProtocol
+from thrift.transport.THeaderTransport import THeaderClientType
+from thrift.transport.TSocket import TSocket
+p = THeaderProtocol(TSocket("127.0.0.1", int(sys.argv[1])), [THeaderClientType.HEADERS])
+p.trans.open()
+try:
+    Test.Client(p).get(404)
+except Exception as e:
+    print(type(e).__name__, getattr(e, "code", None))
+PYEOF
+check_eq "the call raised the coded exception" "$(cat "$TMP/coded.out")" "NotFound 404"
+check_eq "Thrift Baseplate status and code" \
+  "$(metric thrift_server_requests_total thrift_method=get thrift_success=false thrift_exception_type=NotFound thrift_baseplate_status=NOT_FOUND thrift_baseplate_status_code=404)" 1
+check_eq "the histogram sums over the codes" "$(metric thrift_server_latency_seconds_count thrift_method=get thrift_success=false)" 2
+check_eq "still valid (Thrift)" "$(metric --check)" valid
 stop_server TERM
 
 # --- label sets beyond max_series ------------------------------------------------

@@ -40,6 +40,7 @@ void bp_thrift_call_header_at(const bp_thrift_call_t *call, int i, const char **
 const char *bp_thrift_call_remote_addr(const bp_thrift_call_t *call);
 bp_span_t *bp_thrift_call_span(const bp_thrift_call_t *call);
 void bp_thrift_call_set_error(bp_thrift_call_t *call, const char *error_class);
+void bp_thrift_call_set_error_code(bp_thrift_call_t *call, int code);
 int bp_thrift_call_reply(bp_thrift_call_t *call, const char *msg, size_t len);
 int bp_thrift_call_fail(bp_thrift_call_t *call, int type, const char *message);
 int bp_thrift_call_finish(bp_thrift_call_t *call);
@@ -497,6 +498,12 @@ local function call_job(callp, processor_id)
         rc = reply(call, name, seqid, m.result, { success = res }, protocol)
     else
         local st = codec.struct_of(res)
+        -- As Baseplate.py's: an exception with a numeric `code` (a
+        -- baseplate.thrift Error) labels the call's metrics with it.
+        local code = st and tonumber(rawget(res, "code"))
+        if code and code == code and code >= -2147483648 and code <= 2147483647 then
+            C.bp_thrift_call_set_error_code(call, code)
+        end
         local field = st and entry.exceptions[st.name]
         if field then
             C.bp_thrift_call_set_error(call, short_name(st.name))

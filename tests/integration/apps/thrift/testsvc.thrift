@@ -29,6 +29,7 @@ struct AllTypes {
 exception NotFound {
   1: string message,
   2: UserId id,
+  3: optional i32 code, // (as baseplate.thrift's Error: test-prometheus)
 }
 
 exception Undeclared {
