@@ -38,10 +38,14 @@ static const char *const bucket_le[NBUCKETS] = {"0.0001", "0.0005", "0.001", "0.
                                                 "0.01",   "0.025",  "0.05",  "0.1",    "0.25",
                                                 "0.5",    "1",      "5",     "15",     "30"};
 
-enum { K_HTTP = 1, K_THRIFT, K_SERVER, K_CLIENT, K_COUNT = 4 };
+/* K_FAMILY: a client span with its library's own family
+ * (bp_span_set_metric_family): b is the family, a its labels and c the
+ * counter's, as the text format writes them. */
+enum { K_HTTP = 1, K_THRIFT, K_SERVER, K_CLIENT, K_FAMILY, K_COUNT = 5 };
 
-/* Label sets kept for the overflow series: one per kind and success. */
-#define RESERVED (K_COUNT * 2)
+/* Label sets kept for the overflow series: one per kind and success
+ * (K_FAMILY's spans overflow into K_CLIENT's). */
+#define RESERVED ((K_COUNT - 1) * 2)
 #define OVERFLOW "_overflow"
 #define MAX_POOLS 32
 #define MAGIC 0x62707072u /* "bppr" */
@@ -51,9 +55,9 @@ typedef struct {
   uint32_t success;
   uint32_t hash; /* of kind, success and labels (find_series): others passed over quickly */
   uint32_t pad;
-  char a[96]; /* endpoint, route or method */
-  char b[32]; /* HTTP method, client */
-  char c[32]; /* response code, exception type */
+  char a[192]; /* endpoint, route or method; a family's labels */
+  char b[32];  /* HTTP method, client, Thrift error code; a family */
+  char c[128]; /* response code, exception type; a family's counter labels */
   uint64_t count;
   uint64_t sum_ns;
   uint64_t bucket[NBUCKETS]; /* not cumulative: bucket i counts le[i-1] < d <= le[i] */
@@ -286,7 +290,9 @@ static void record(uint32_t kind, uint32_t success, const char *a, const char *b
   series_t *s = find_series(sl, max - RESERVED, P.index, P.index_mask, kind, success, a, b, c);
   int i;
   if (!s) {
-    /* beyond the limit: the kind's overflow series, in the reserved room */
+    /* beyond the limit: the kind's overflow series, in the reserved room
+     * (a family's in the clients' overflow series) */
+    if (kind == K_FAMILY) kind = K_CLIENT;
     s = find_series(sl, max, P.index, P.index_mask, kind, success, OVERFLOW, "", "");
     STORE(&sl->overflowed, LOAD(&sl->overflowed) + 1);
     if (!s) return;
@@ -335,6 +341,14 @@ void bp_prom_record_span(const bp_span_t *span, const char *error) {
       break;
     }
   } else if (span->kind == BP_SPAN_CLIENT) {
+    const char *labels, *counter;
+    int success;
+    const char *family = bp_span_metric_family(span, &labels, &counter, &success);
+    /* (labels too long for the series are never cut: the generic family) */
+    if (family && strlen(family) < ROOM_B && strlen(labels) < ROOM_A && strlen(counter) < ROOM_C) {
+      record(K_FAMILY, success >= 0 ? (uint32_t)success : ok, labels, family, counter, ns);
+      return;
+    }
     if ((dot = strchr(name, '.')) && (size_t)(dot - name) < sizeof client) {
       memcpy(client, name, (size_t)(dot - name));
       client[dot - name] = '\0';
@@ -519,6 +533,8 @@ static const family_t families[K_COUNT + 1] = {
     [K_CLIENT] = {"baseplate_client_latency_seconds", "baseplate_client_requests_total",
                   "Latency of calls made by clients", "Total number of calls made by clients",
                   "endpoint", "client", "success", NULL},
+    [K_FAMILY] = {"_latency_seconds", "_requests_total", "Latency histogram of calls made by clients",
+                  "Total number of requests made by clients", NULL, NULL, NULL, NULL},
 };
 
 static int b_in_hist(uint32_t kind) { return kind > K_COUNT || !families[kind].b_counter_only; }
@@ -529,6 +545,7 @@ static int cmp_series(const void *x, const void *y) {
   const series_t *s = *(series_t *const *)x, *t = *(series_t *const *)y;
   int r, b_first;
   if (s->kind != t->kind) return s->kind < t->kind ? -1 : 1;
+  if (s->kind == K_FAMILY && (r = strcmp(s->b, t->b))) return r;
   b_first = b_in_hist(s->kind);
   if ((r = strcmp(s->a, t->a))) return r;
   if (b_first && (r = strcmp(s->b, t->b))) return r;
@@ -543,7 +560,7 @@ static int same_hist(const series_t *s, const series_t *t) {
 }
 
 /* baseplate.thrift's ErrorCode names, for thrift_baseplate_status. */
-static const char *error_code_name(const char *code) {
+const char *bp_prom_error_code_name(int c) {
   static const struct {
     int code;
     const char *name;
@@ -574,7 +591,6 @@ static const char *error_code_name(const char *code) {
                {507, "INSUFFICIENT_STORAGE"},
                {508, "LOOP_DETECTED"},
                {1000, "USER_DEFINED"}};
-  int c = atoi(code);
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (names[i].code == c) return names[i].name;
   return "";
@@ -591,15 +607,21 @@ static void labels_of(out_t *o, const family_t *f, const series_t *s, int with_c
   if (with_c && f->c) label(o, f->c, s->c, 1);
   if (with_c && f->b && f->b_counter_only) {
     /* (Thrift: the error's code and its baseplate.thrift name) */
-    label(o, "thrift_baseplate_status", error_code_name(s->b), 1);
+    label(o, "thrift_baseplate_status", bp_prom_error_code_name(atoi(s->b)), 1);
     label(o, f->b, s->b, 1);
   }
 }
 
-static void emit_kind(out_t *o, int kind, series_t **all, size_t from, size_t to) {
-  const family_t *f = &families[kind];
+/* One histogram and one counter family over all[from, to), sorted so that
+ * a histogram's series are together; `labels` writes a series' labels
+ * (with_c: the counter's own too). */
+typedef void (*labels_fn)(out_t *o, const void *ctx, const series_t *s, int with_c);
+
+static void emit(out_t *o, const char *hist, const char *counter, const char *hist_help,
+                 const char *counter_help, labels_fn labels, const void *ctx, series_t **all,
+                 size_t from, size_t to) {
   size_t i, j;
-  printf_(o, "# HELP %s %s\n# TYPE %s histogram\n", f->hist, f->hist_help, f->hist);
+  printf_(o, "# HELP %s %s\n# TYPE %s histogram\n", hist, hist_help, hist);
   for (i = from; i < to; i = j) {
     uint64_t b[NBUCKETS] = {0}, count = 0, sum = 0, cum = 0;
     for (j = i; j < to && same_hist(all[i], all[j]); j++) {
@@ -609,27 +631,68 @@ static void emit_kind(out_t *o, int kind, series_t **all, size_t from, size_t to
     }
     for (int k = 0; k < NBUCKETS; k++) {
       cum += b[k];
-      printf_(o, "%s_bucket{", f->hist);
-      labels_of(o, f, all[i], 0);
+      printf_(o, "%s_bucket{", hist);
+      labels(o, ctx, all[i], 0);
       printf_(o, ",le=\"%s\"} %llu\n", bucket_le[k], (unsigned long long)cum);
     }
     /* (a worker may have counted a bucket and not yet its total) */
     if (count < cum) count = cum;
-    printf_(o, "%s_bucket{", f->hist);
-    labels_of(o, f, all[i], 0);
-    printf_(o, ",le=\"+Inf\"} %llu\n%s_count{", (unsigned long long)count, f->hist);
-    labels_of(o, f, all[i], 0);
-    printf_(o, "} %llu\n%s_sum{", (unsigned long long)count, f->hist);
-    labels_of(o, f, all[i], 0);
+    printf_(o, "%s_bucket{", hist);
+    labels(o, ctx, all[i], 0);
+    printf_(o, ",le=\"+Inf\"} %llu\n%s_count{", (unsigned long long)count, hist);
+    labels(o, ctx, all[i], 0);
+    printf_(o, "} %llu\n%s_sum{", (unsigned long long)count, hist);
+    labels(o, ctx, all[i], 0);
     printf_(o, "} %.9f\n", (double)sum / 1e9);
   }
-  printf_(o, "# HELP %s %s\n# TYPE %s counter\n", f->counter, f->counter_help, f->counter);
+  printf_(o, "# HELP %s %s\n# TYPE %s counter\n", counter, counter_help, counter);
   for (i = from; i < to; i = j) {
     uint64_t count = 0;
     for (j = i; j < to && cmp_series(&all[i], &all[j]) == 0; j++) count += LOAD(&all[j]->count);
-    printf_(o, "%s{", f->counter);
-    labels_of(o, f, all[i], 1);
+    printf_(o, "%s{", counter);
+    labels(o, ctx, all[i], 1);
     printf_(o, "} %llu\n", (unsigned long long)count);
+  }
+}
+
+static void kind_labels(out_t *o, const void *ctx, const series_t *s, int with_c) {
+  labels_of(o, ctx, s, with_c);
+}
+
+static void emit_kind(out_t *o, int kind, series_t **all, size_t from, size_t to) {
+  const family_t *f = &families[kind];
+  emit(o, f->hist, f->counter, f->hist_help, f->counter_help, kind_labels, f, all, from, to);
+}
+
+/* A family's labels: its own (already in the text format's form), the
+ * success label named after the family (ctx: redis_client's is
+ * redis_success), and with_c the counter's own. */
+static void family_labels(out_t *o, const void *ctx, const series_t *s, int with_c) {
+  puts_(o, s->a);
+  if (s->a[0]) puts_(o, ",");
+  label(o, ctx, s->success ? "true" : "false", 0);
+  if (with_c && s->c[0]) {
+    puts_(o, ",");
+    puts_(o, s->c);
+  }
+}
+
+/* The K_FAMILY series, sorted by family (b): each family's pair. */
+static void emit_families(out_t *o, series_t **all, size_t from, size_t to) {
+  const family_t *f = &families[K_FAMILY];
+  size_t end;
+  for (size_t start = from; start < to; start = end) {
+    const char *fam = all[start]->b;
+    char success[48], hist[64], counter[64];
+    size_t flen = strlen(fam);
+    for (end = start; end < to && !strcmp(all[end]->b, fam); end++) continue;
+    if (flen > 7 && !strcmp(fam + flen - 7, "_client"))
+      snprintf(success, sizeof success, "%.*s_success", (int)(flen - 7), fam);
+    else
+      snprintf(success, sizeof success, "%s_success", fam);
+    snprintf(hist, sizeof hist, "%s%s", fam, f->hist);
+    snprintf(counter, sizeof counter, "%s%s", fam, f->counter);
+    emit(o, hist, counter, f->hist_help, f->counter_help, family_labels, success, all, start, end);
   }
 }
 
@@ -668,7 +731,8 @@ const char *bp_prom_scrape(size_t *len) {
   qsort(all, n, sizeof *all, cmp_series);
   for (i = 0; i < n; i = j) {
     for (j = i; j < n && all[j]->kind == all[i]->kind; j++) continue;
-    if (all[i]->kind >= 1 && all[i]->kind <= K_COUNT) emit_kind(&o, (int)all[i]->kind, all, i, j);
+    if (all[i]->kind == K_FAMILY) emit_families(&o, all, i, j);
+    else if (all[i]->kind >= 1 && all[i]->kind <= K_COUNT) emit_kind(&o, (int)all[i]->kind, all, i, j);
   }
   free(all);
   for (k = 0; k < 4; k++) {

@@ -238,6 +238,8 @@ static bp_span_t *span_alloc(void) {
   s->start_ns = s->end_ns = 0;
   s->start_us = 0;
   s->component = (size_t)-1;
+  s->mfamily = s->mlabels = s->mcounter = (size_t)-1;
+  s->msuccess = -1;
   s->tagger = NULL;
   s->proto = 0;
   s->proto_method = NULL;
@@ -485,6 +487,63 @@ const char *bp_span_component(const bp_span_t *s) {
   return s->component == (size_t)-1 ? NULL : STR(s, s->component);
 }
 int bp_span_kind(const bp_span_t *s) { return s->kind; }
+
+/* A metric name: [a-zA-Z_:][a-zA-Z0-9_:]*. */
+static int metric_name_ok(const char *p) {
+  if (!*p || (*p >= '0' && *p <= '9')) return 0;
+  for (; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '_' || *p == ':'))
+      return 0;
+  return 1;
+}
+
+/* Labels as the text format writes them: name="value" pairs joined by
+ * commas, values escaped (\\, \", \n), or nothing. */
+static int labels_ok(const char *p) {
+  while (*p) {
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_')) return 0;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+           *p == '_')
+      p++;
+    if (*p++ != '=' || *p++ != '"') return 0;
+    for (; *p != '"'; p++) {
+      if (!*p || *p == '\n') return 0;
+      if (*p == '\\' && p[1] != '\\' && p[1] != '"' && p[1] != 'n') return 0;
+      if (*p == '\\') p++;
+    }
+    p++;
+    if (*p == ',' && p[1]) p++;
+    else if (*p) return 0;
+  }
+  return 1;
+}
+
+int bp_span_set_metric_family(bp_span_t *s, const char *family, const char *labels,
+                              const char *counter_labels, int success) {
+  size_t f, l, c = (size_t)-1;
+  if (!s || s->kind != BP_SPAN_CLIENT || !family || !metric_name_ok(family) ||
+      !labels_ok(labels ? labels : "") || !labels_ok(counter_labels ? counter_labels : ""))
+    return BP_EINVAL;
+  if ((f = arena_put(s, family, strlen(family))) == (size_t)-1 ||
+      (l = arena_put(s, labels ? labels : "", labels ? strlen(labels) : 0)) == (size_t)-1 ||
+      (counter_labels &&
+       (c = arena_put(s, counter_labels, strlen(counter_labels))) == (size_t)-1))
+    return BP_ENOMEM;
+  s->mfamily = f;
+  s->mlabels = l;
+  s->mcounter = c;
+  s->msuccess = success < 0 ? -1 : success != 0;
+  return BP_OK;
+}
+
+const char *bp_span_metric_family(const bp_span_t *s, const char **labels,
+                                  const char **counter_labels, int *success) {
+  if (success) *success = s->msuccess;
+  if (labels) *labels = s->mlabels == (size_t)-1 ? "" : STR(s, s->mlabels);
+  if (counter_labels) *counter_labels = s->mcounter == (size_t)-1 ? "" : STR(s, s->mcounter);
+  return s->mfamily == (size_t)-1 ? NULL : STR(s, s->mfamily);
+}
 int bp_span_state(const bp_span_t *s) { return s->state; }
 bp_span_t *bp_span_root(bp_span_t *s) { return s->root ? s->root : s; }
 bp_baseplate_t *bp_span_baseplate(const bp_span_t *s) { return s->bp; }

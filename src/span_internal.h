@@ -15,6 +15,8 @@ struct bp_span_s {
   bp_span_t *root; /* NULL for a server span; a reference otherwise */
   uint64_t start_ns, end_ns, start_us;
   size_t name, component, edge, tracestate; /* arena offsets; (size_t)-1 for none */
+  size_t mfamily, mlabels, mcounter; /* bp_span_set_metric_family: the same */
+  int msuccess;                      /* its success (-1: the span's outcome) */
   size_t edge_len;
   struct {
     const bp_span_observer_t *vt;

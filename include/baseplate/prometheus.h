@@ -44,6 +44,10 @@ BP_EXTERN int bp_prom_fd(void);
 /** The slot this process records into (0: none). */
 BP_EXTERN int bp_prom_slot(void);
 
+/** The name baseplate.thrift's ErrorCode gives `code` ("NOT_FOUND" for 404;
+ * "" for a code it does not name), for the thrift_baseplate_status labels. */
+BP_EXTERN const char *bp_prom_error_code_name(int code);
+
 /** The number of worker slots (0 without a region). */
 BP_EXTERN int bp_prom_nslots(void);
 

@@ -250,6 +250,22 @@ BP_EXTERN const bp_trace_info_t *bp_span_trace(const bp_span_t *span);
 BP_EXTERN const char *bp_span_name(const bp_span_t *span);
 BP_EXTERN const char *bp_span_component(const bp_span_t *span);
 BP_EXTERN int bp_span_kind(const bp_span_t *span);
+/**
+ * Prometheus (docs/prometheus.md): count this client span in `family`
+ * (Baseplate.py's per-library names, "redis_client", "http_client", ...:
+ * `FAMILY_latency_seconds`, `FAMILY_requests_total`) with `labels`, written
+ * as the text format writes them (`a="x",b="y"`, values escaped), and
+ * `counter_labels` on the requests counter only (NULL: none); `success` 1
+ * or 0 says what the family's success label is (an HTTP client's: a 2xx or
+ * 3xx answer), -1 that it is the span's outcome (no error). Called again,
+ * the last call counts. BP_EINVAL: not a client span, or a name or labels
+ * the text format would not take.
+ */
+BP_EXTERN int bp_span_set_metric_family(bp_span_t *span, const char *family, const char *labels,
+                                        const char *counter_labels, int success);
+/** The span's family (NULL: none), its labels ("" when none) and success. */
+BP_EXTERN const char *bp_span_metric_family(const bp_span_t *span, const char **labels,
+                                            const char **counter_labels, int *success);
 /** 0 created, 1 started, 2 finished. */
 BP_EXTERN int bp_span_state(const bp_span_t *span);
 /** The decimal trace ID (valid while the span lives). */

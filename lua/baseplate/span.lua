@@ -40,6 +40,11 @@ const bp_trace_info_t *bp_span_trace(const bp_span_t *span);
 const char *bp_span_name(const bp_span_t *span);
 const char *bp_span_component(const bp_span_t *span);
 int bp_span_kind(const bp_span_t *span);
+int bp_span_set_metric_family(bp_span_t *span, const char *family, const char *labels,
+                              const char *counter_labels, int success);
+const char *bp_span_metric_family(const bp_span_t *span, const char **labels,
+                                  const char **counter_labels, int *success);
+int bp_prom_slot(void);
 int bp_span_state(const bp_span_t *span);
 const char *bp_span_trace_id_string(bp_span_t *span);
 double bp_span_duration(const bp_span_t *span);
@@ -451,6 +456,60 @@ function Span:finish(err)
 end
 
 local status_buf = ffi.new("int[1]")
+
+--- Prometheus (docs/prometheus.md): count this client span in its
+--- library's family ("redis_client", "http_client", ...) with `labels`
+--- (from span.metric_labels) and `counter_labels` on the requests counter
+--- only; `success` (true or false) the family's success label when it is
+--- not the span's outcome. Clients call it when span.prometheus_on() says
+--- it is recorded.
+function Span:set_metric_family(family, labels, counter_labels, success)
+    local rc = C.bp_span_set_metric_family(self.c, tostring(family), labels or "", counter_labels,
+        success == nil and -1 or (success and 1 or 0))
+    if rc ~= core.OK then
+        error("set_metric_family: " .. (rc == core.EINVAL
+            and "a client span, a metric name and labels as span.metric_labels writes them expected"
+            or core.strerror(rc)), 2)
+    end
+end
+
+local function label_value(v)
+    v = tostring(v)
+    if v:find('[\\"\n]') then
+        v = v:gsub("\\", "\\\\"):gsub('"', '\\"'):gsub("\n", "\\n")
+    end
+    return v
+end
+
+--- Labels in the Prometheus text format: metric_labels("a", 1, "b", "x")
+--- is 'a="1",b="x"' (values escaped; nil is "").
+function M.metric_labels(...)
+    local parts = {}
+    for i = 1, select("#", ...), 2 do
+        local k, v = select(i, ...)
+        parts[#parts + 1] = k .. '="' .. (v == nil and "" or label_value(v)) .. '"'
+    end
+    return table.concat(parts, ",")
+end
+
+--- A client's memo of metric_labels: labels(key, name, value, ...) makes
+--- them once per key (a client, command, ... joined), at most 4096 kept (a
+--- service that makes names up starts over).
+function M.label_memo()
+    local memo, n = {}, 0
+    return function(key, ...)
+        local l = memo[key]
+        if not l then
+            if n >= 4096 then memo, n = {}, 0 end
+            l = M.metric_labels(...)
+            memo[key], n = l, n + 1
+        end
+        return l
+    end
+end
+
+--- Whether this process records Prometheus metrics (metrics.prometheus.bind).
+function M.prometheus_on() return C.bp_prom_slot() ~= 0 end
 
 --- A child span: a client span (an outbound call named "client.method"),
 --- or with `is_local` a local span of `component_name`.

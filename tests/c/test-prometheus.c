@@ -60,6 +60,27 @@ static void test_record_and_scrape(void) {
   bp_span_start(c);
   bp_span_finish(c, NULL);
   bp_span_unref(c);
+  /* a client span in its library's family (bp_span_set_metric_family) */
+  c = bp_span_make_child(s, "cache.get", 0, NULL, NULL);
+  CHECK_INT(bp_span_set_metric_family(c, "redis_client",
+                                      "redis_client_name=\"cache\",redis_command=\"get\"", NULL, -1), BP_OK);
+  bp_span_start(c);
+  bp_span_finish(c, "RedisError");
+  bp_span_unref(c);
+  c = bp_span_make_child(s, "api.request", 0, NULL, NULL);
+  CHECK_INT(bp_span_set_metric_family(c, "http_client", "http_client_name=\"api\",http_method=\"get\"",
+                                      "http_response_code=\"404\"", 0), BP_OK); /* (a 4xx: false) */
+  /* what the text format would not take is refused */
+  CHECK_INT(bp_span_set_metric_family(c, "9bad", "", NULL, -1), BP_EINVAL);
+  CHECK_INT(bp_span_set_metric_family(c, "ok", "a=\"unterminated", NULL, -1), BP_EINVAL);
+  CHECK_INT(bp_span_set_metric_family(c, "ok", "a=\"x\"b=\"y\"", NULL, -1), BP_EINVAL);
+  CHECK_INT(bp_span_set_metric_family(c, "ok", "a=\"bad \\q\"", NULL, -1), BP_EINVAL);
+  CHECK_INT(bp_span_set_metric_family(c, "ok", "a=\"x\",", NULL, -1), BP_EINVAL);
+  CHECK_INT(bp_span_set_metric_family(c, "ok", "", "-=\"x\"", -1), BP_EINVAL);
+  CHECK_INT(bp_span_set_metric_family(s, "ok", "", NULL, -1), BP_EINVAL); /* not a client span */
+  bp_span_start(c);
+  bp_span_finish(c, NULL);
+  bp_span_unref(c);
   c = bp_span_make_child(s, "local", 1, "comp", NULL); /* local spans are not counted */
   bp_span_start(c);
   bp_span_finish(c, NULL);
@@ -78,6 +99,13 @@ static void test_record_and_scrape(void) {
   HAS(t, "baseplate_server_latency_seconds_bucket{endpoint=\"work\",success=\"true\",le=\"0.0001\"} 3\n");
   HAS(t, "endpoint=\"we\\\"ird\\\\name\\n\"");
   HAS(t, "baseplate_client_requests_total{client=\"redis\",endpoint=\"get\",success=\"true\"} 1\n");
+  HAS(t, "# TYPE redis_client_latency_seconds histogram\n");
+  HAS(t, "redis_client_latency_seconds_count{redis_client_name=\"cache\",redis_command=\"get\",redis_success=\"false\"} 1\n");
+  HAS(t, "# TYPE redis_client_requests_total counter\n");
+  HAS(t, "redis_client_requests_total{redis_client_name=\"cache\",redis_command=\"get\",redis_success=\"false\"} 1\n");
+  HAS(t, "http_client_latency_seconds_bucket{http_client_name=\"api\",http_method=\"get\",http_success=\"false\",le=\"+Inf\"} 1\n");
+  HAS(t, "http_client_requests_total{http_client_name=\"api\",http_method=\"get\",http_success=\"false\",http_response_code=\"404\"} 1\n");
+  CHECK(strstr(t, "client=\"cache\"") == NULL); /* not in the generic family as well */
   CHECK(strstr(t, "comp") == NULL && strstr(t, "\"local\"") == NULL);
   HAS(t, "baseplate_open_connections{worker=\"1\"} 3\n");
   HAS(t, "baseplate_loop_lag_seconds{worker=\"1\"} 0.25\n");

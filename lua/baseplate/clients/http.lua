@@ -23,6 +23,7 @@ local runtime = require("baseplate.runtime")
 local config = require("baseplate.lib.config")
 local clients = require("baseplate.clients.base")
 local Pool = require("baseplate.clients.pool")
+local span_mod = require("baseplate.span")
 local cjson = require("cjson")
 require("baseplate.span") -- (declares bp_trace_info_t and bp_span_trace)
 
@@ -494,9 +495,23 @@ local function in_child(child, client, method, url, headers, body, opts, bare)
     return res, false
 end
 
+-- Prometheus: Baseplate.py's http_client_* family, labelled by the
+-- client's name and the method (made once per pair), the answer's status
+-- on the counter; success is a 2xx or 3xx answer, as Baseplate.py's.
+local http_memo = span_mod.label_memo()
+local function http_labels(name, method)
+    return http_memo(name .. "\0" .. method, "http_client_name", name, "http_method", method:lower())
+end
+
 local function traced(child, client, method, url, headers, body, opts, bare)
     child:start()
     local ok, res, failed = pcall(in_child, child, client, method, url, headers, body, opts, bare)
+    local prom = rawget(child, "_prom")
+    if prom then
+        local status = ok and res.status or nil
+        child:set_metric_family("http_client", prom, 'http_response_code="' .. (status or "") .. '"',
+            status ~= nil and status >= 200 and status < 400)
+    end
     if not ok then
         child:finish(res)
         error(res, 0)
@@ -550,6 +565,7 @@ function Session:request(method, url, opts)
     local child = nil
     if span ~= nil then
         child = span:make_child(self._name .. ".request")
+        if span_mod.prometheus_on() then child._prom = http_labels(self._name, method) end
         if client._internal then add_trace_headers(headers, child, span) end
     end
     local pool = client._pool

@@ -21,6 +21,7 @@ local core = require("baseplate.core")
 local runtime = require("baseplate.runtime")
 local config = require("baseplate.lib.config")
 local Pool = require("baseplate.clients.pool")
+local span_mod = require("baseplate.span")
 
 ffi.cdef([[
 typedef struct bp_pg_conn_s bp_pg_conn_t;
@@ -232,6 +233,7 @@ end
 local function open(target)
     local conn = {
         name = target.name, where = target.where, prepared = {},
+        address = target.address, database = target.database, -- (the sql_client labels)
         -- the server cancels at statement_timeout; this is the backstop
         timeout = target.statement_timeout and target.statement_timeout + 1 or 0,
     }
@@ -363,9 +365,20 @@ local function in_span(s, fn, conn, tag, ...)
     return fn(conn, s, ...)
 end
 
+-- Prometheus: Baseplate.py's sql_client_* family, labelled by the client's
+-- name, the server's host and the database (made once per triple).
+local sql_memo = span_mod.label_memo()
+local function sql_labels(name, conn)
+    local address, database = conn.address or "", conn.database or ""
+    return sql_memo(name .. "\0" .. address .. "\0" .. database,
+        "sql_client_name", name, "sql_address", address, "sql_database", database)
+end
+
 local function traced(parent, name, fn, conn, tag, ...)
     if parent == nil then return fn(conn, nil, ...) end
-    return parent:make_child(name .. ".execute"):with(in_span, fn, conn, tag, ...)
+    local child = parent:make_child(name .. ".execute")
+    if span_mod.prometheus_on() then child:set_metric_family("sql_client", sql_labels(name, conn)) end
+    return child:with(in_span, fn, conn, tag, ...)
 end
 
 -- With a checked-out connection: the span covers the statement, not the wait.
@@ -536,12 +549,16 @@ function M.pool_from_config(app_config, prefix, name, secrets)
     end
     local host = cfg.url:match("^[^:]+://([^/?]*)") or ""
     host = host:match("@([^@]*)$") or host
+    -- (the host alone, as SQLAlchemy's url.host: the sql_address label)
+    local address = host:match("^%[([^%]]*)%]") or host:match("^([^:]*)") or host
     local target = {
         name = name or key_base,
         url = cfg.url,
         connect_timeout = cfg.connect_timeout,
         statement_timeout = cfg.statement_timeout,
         where = host ~= "" and host or "localhost",
+        address = address ~= "" and address or "localhost",
+        database = cfg.url:match("^[^:]+://[^/?]*/([^?#]*)") or "",
         credentials_secret = cfg.credentials_secret,
         secrets = secrets,
     }

@@ -17,6 +17,7 @@ local core = require("baseplate.core")
 local runtime = require("baseplate.runtime")
 local config = require("baseplate.lib.config")
 local Pool = require("baseplate.clients.pool")
+local span_mod = require("baseplate.span")
 
 ffi.cdef([[
 typedef struct bp_redis_conn_s bp_redis_conn_t;
@@ -334,7 +335,7 @@ end
 --- connect_timeout, timeout, where, client; readonly for a cluster
 --- replica): `size` connections, waiting at most `pool_timeout` for one.
 function M.target_pool(target, size, pool_timeout, name)
-    return Pool.new({
+    local pool = Pool.new({
         name = name,
         size = size,
         timeout = pool_timeout,
@@ -342,6 +343,8 @@ function M.target_pool(target, size, pool_timeout, name)
         close = M.close_conn,
         usable = usable,
     })
+    pool.redis_db = target.db or 0 -- (the redis_database label)
+    return pool
 end
 
 --------------------------------------------------------------------------------
@@ -367,9 +370,21 @@ local function in_span(_, pool, fn, cmds, what)
     return pool:with(fn, cmds, what)
 end
 
-local function traced(pool, span, trace_name, fn, cmds, what)
+-- Prometheus: Baseplate.py's redis_client_* family, its labels made once
+-- per client, database, command and type.
+local redis_labels = span_mod.label_memo()
+function M.metric_labels(name, db, command, kind)
+    return redis_labels(name .. "\0" .. tostring(db) .. "\0" .. command .. "\0" .. kind,
+        "redis_client_name", name, "redis_command", command:lower(), "redis_database", db, "redis_type", kind)
+end
+
+local function traced(pool, span, name, command, fn, cmds, what, trace_name)
     if span == nil then return pool:with(fn, cmds, what) end
-    return span:make_child(trace_name):with(in_span, pool, fn, cmds, what)
+    local child = span:make_child(trace_name or (name .. "." .. command))
+    if span_mod.prometheus_on() then
+        child:set_metric_family("redis_client", M.metric_labels(name, pool.redis_db or 0, command, "standalone"))
+    end
+    return child:with(in_span, pool, fn, cmds, what)
 end
 
 local Monitored = {}
@@ -411,7 +426,7 @@ function Monitored:execute_command(...)
     if n == 0 then error("execute_command: no command", 2) end
     local cmd = { ... }
     cmd[1] = upper(tostring(cmd[1]))
-    return traced(self._pool, self._span, self._name .. "." .. cmd[1], run_one, { cmd }, cmd[1])
+    return traced(self._pool, self._span, self._name, cmd[1], run_one, { cmd }, cmd[1])
 end
 
 local Pipeline = {}
@@ -468,8 +483,9 @@ function Pipeline:execute()
         for i = 1, #cmds do send_cmds[i + 1] = cmds[i] end
         send_cmds[#send_cmds + 1] = { "EXEC" }
     end
-    return traced(conn._pool, conn._span, conn._name .. ".pipeline_" .. self._name, run_pipeline,
-        { cmds = send_cmds, transaction = self._transaction, n = #cmds }, "pipeline " .. self._name)
+    return traced(conn._pool, conn._span, conn._name, "pipeline", run_pipeline,
+        { cmds = send_cmds, transaction = self._transaction, n = #cmds }, "pipeline " .. self._name,
+        conn._name .. ".pipeline_" .. self._name)
 end
 
 --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ local config = require("baseplate.lib.config")
 local Pool = require("baseplate.clients.pool")
 local redis = require("baseplate.clients.redis")
 local base = require("baseplate.clients.base")
+local span_mod = require("baseplate.span")
 
 ffi.cdef([[
 int bp_redis_keyslot(const char *key, size_t len);
@@ -498,7 +499,11 @@ function Monitored:execute_command(...)
     if self._span == nil then
         r = run_command(nil, cluster, cmd)
     else
-        r = self._span:make_child(self._name .. "." .. cmd[1]):with(run_command, cluster, cmd)
+        local child = self._span:make_child(self._name .. "." .. cmd[1])
+        if span_mod.prometheus_on() then
+            child:set_metric_family("redis_client", redis.metric_labels(self._name, "", cmd[1], "cluster"))
+        end
+        r = child:with(run_command, cluster, cmd)
     end
     if cluster.track_key_reads_sample_rate > 0 or cluster.track_key_writes_sample_rate > 0 then
         track(cluster, cmd)
@@ -579,8 +584,11 @@ function Pipeline:execute()
     if conn._span == nil then
         results = run_pipeline(nil, cluster, cmds, self._name)
     else
-        results = conn._span:make_child(conn._name .. ".pipeline_" .. self._name):with(run_pipeline, cluster, cmds,
-            self._name)
+        local child = conn._span:make_child(conn._name .. ".pipeline_" .. self._name)
+        if span_mod.prometheus_on() then
+            child:set_metric_family("redis_client", redis.metric_labels(conn._name, "", "pipeline", "cluster"))
+        end
+        results = child:with(run_pipeline, cluster, cmds, self._name)
     end
     if cluster.track_key_reads_sample_rate > 0 or cluster.track_key_writes_sample_rate > 0 then
         for _, cmd in ipairs(cmds) do track(cluster, cmd) end

@@ -20,10 +20,12 @@ local core = require("baseplate.core")
 local runtime = require("baseplate.runtime")
 local config = require("baseplate.lib.config")
 local Pool = require("baseplate.clients.pool")
+local span_mod = require("baseplate.span")
 local codec = require("baseplate.thrift.codec")
 local thrift = require("baseplate.thrift")
 
 ffi.cdef([[
+const char *bp_prom_error_code_name(int code);
 typedef struct bp_thrift_conn_s bp_thrift_conn_t;
 typedef struct {
   const char *key;
@@ -285,6 +287,25 @@ local function span_error(err)
     return err
 end
 
+-- Prometheus: Baseplate.py's thrift_client_* family, labelled by method
+-- and client; the counter also by the exception's type and its
+-- baseplate.thrift code (a struct's numeric `code` field) and name.
+local thrift_labels = span_mod.label_memo()
+local function set_metric_family(child, name, method, ok, res)
+    local labels = thrift_labels(name .. "\0" .. method, "thrift_method", method, "thrift_client_name", name)
+    local kind, code = "", nil
+    if not ok then
+        local st = codec.struct_of(res)
+        kind = st and (st.name:match("([^.]+)$") or st.name) or span_mod.error_class(res)
+        code = st and tonumber(rawget(res, "code"))
+        if code and (code ~= code or code < -2147483648 or code > 2147483647) then code = nil end
+    end
+    child:set_metric_family("thrift_client", labels, span_mod.metric_labels(
+        "thrift_exception_type", kind,
+        "thrift_baseplate_status", code and ffi.string(C.bp_prom_error_code_name(code)) or "",
+        "thrift_baseplate_status_code", code and format("%d", code) or ""))
+end
+
 local function add_trace_headers(headers, span, parent, context)
     local ti = span.trace_info
     headers[#headers + 1] = { "Trace", ti.trace_id }
@@ -368,6 +389,7 @@ local function call(client, mname, m, ...)
     add_trace_headers(headers, child, span, context)
     child:start()
     local ok, res = pcall(run, client, req)
+    if span_mod.prometheus_on() then set_metric_family(child, client._name, mname, ok, res) end
     child:finish(not ok and span_error(res) or nil)
     if not ok then error(res, 0) end
     return res

@@ -18,12 +18,12 @@ local config = require("baseplate.lib.config")
 local cjson = require("cjson")
 require("baseplate.server.http") -- bp_http_server_* declarations
 require("baseplate.server") -- bp_listener_* declarations
+require("baseplate.span") -- bp_prom_slot
 
 ffi.cdef([[
 int bp_prom_init(int nslots, int max_series, char *err, size_t errlen);
 int bp_prom_attach(int fd, int slot, char *err, size_t errlen);
 int bp_prom_fd(void);
-int bp_prom_slot(void);
 int bp_prom_nslots(void);
 void bp_prom_close(void);
 int bp_prom_observe(bp_baseplate_t *bp);

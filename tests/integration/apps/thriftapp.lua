@@ -21,8 +21,7 @@ function M.make_processor(app_config)
     function handler.add(_, a, b) return a + b end
     function handler.get(_, id)
         if id == 1LL then return "one" end
-        if id == 404LL then error(NotFound:new({ message = "no such id", id = id, code = 404 })) end
-        error(NotFound:new({ message = "no such id", id = id }))
+        error(NotFound:new({ message = "no such id", id = id, code = id == 404LL and 404 or nil }))
     end
     function handler.fail(_, how)
         if how == "undeclared" then error(Undeclared:new({ message = "not in the IDL" })) end

@@ -20,6 +20,7 @@ local runtime = require("baseplate.runtime")
 local config = require("baseplate.lib.config")
 local Pool = require("baseplate.clients.pool")
 local base = require("baseplate.clients.base")
+local span_mod = require("baseplate.span")
 
 ffi.cdef([[
 typedef struct bp_memcache_conn_s bp_memcache_conn_t;
@@ -361,11 +362,23 @@ local span_names = setmetatable({}, { __index = function(t, name)
     return per
 end })
 
+-- Prometheus: Baseplate.py's memcached_client_* family, labelled by the
+-- server's address and the command (made once per pair).
+local memcached_labels = span_mod.label_memo()
+local function with_family(child, pool, command)
+    if not span_mod.prometheus_on() then return child end
+    local address = pool.endpoint or ""
+    child:set_metric_family("memcached_client", memcached_labels(address .. "\0" .. command,
+        "memcached_address", address, "memcached_command", command))
+    return child
+end
+
 local function call(self, req)
     req.client = self._name
     local span = self._span
     if span == nil then return run(self._pool, req) end
-    return span:make_child(span_names[self._name][req.command]):with(in_span, self._pool, req)
+    return with_family(span:make_child(span_names[self._name][req.command]), self._pool, req.command)
+        :with(in_span, self._pool, req)
 end
 
 --------------------------------------------------------------------------------
@@ -676,7 +689,7 @@ local function fetch1(self, command, key, gets, gat, expire)
         return data, flags, cas
     end
     -- (Span:with's work, without its table of results or a pcall)
-    local child = span:make_child(span_names[self._name][command])
+    local child = with_family(span:make_child(span_names[self._name][command]), pool, command)
     child:start()
     child:set_tag("method", command)
     child:set_tag("key", key)
