@@ -73,6 +73,8 @@ typedef struct {
   struct {
     char name[64];
     double size, in_use, waiters;
+    char family[16]; /* bp_prom_set_pool_family ("": the generic gauges) */
+    double open, idle;
   } pools[MAX_POOLS];
   uint64_t intro_req, intro_ans;
   uint64_t intro_len;
@@ -413,12 +415,47 @@ int bp_prom_set_pool(int i, const char *name, double size, double in_use, double
   sl = slot_at(P.slot);
   /* (a reader may see a name being rewritten: pools are named once, at
    * the first report, and keep their place) */
-  if (strncmp(sl->pools[i].name, name, sizeof sl->pools[i].name - 1) != 0)
+  if (strncmp(sl->pools[i].name, name, sizeof sl->pools[i].name - 1) != 0) {
+    sl->pools[i].family[0] = '\0';
     copy_label(sl->pools[i].name, sizeof sl->pools[i].name, name);
+  }
   store_double(&sl->pools[i].size, size);
   store_double(&sl->pools[i].in_use, in_use);
   store_double(&sl->pools[i].waiters, waiters);
   if (LOAD(&sl->npools) < (uint32_t)i + 1) __atomic_store_n(&sl->npools, i + 1, __ATOMIC_RELEASE);
+  return BP_OK;
+}
+
+/* Baseplate.py's pool gauges per client library: the family's label, and
+ * which of size, in use, idle (for redis: size - in use, its free slots)
+ * and open each gauge reports. */
+enum { G_SIZE, G_IN_USE, G_IDLE, G_FREE, G_OPEN, G_NONE };
+static const struct {
+  const char *family, *label;
+  int active, idle; /* G_*: what _active_connections and _idle_connections are */
+} pool_families[] = {
+    {"redis", "redis_pool", G_OPEN, G_FREE},
+    {"sql", "sql_client_name", G_IN_USE, G_IDLE},
+    {"memcached", "memcached_pool", G_IN_USE, G_IDLE},
+    {"thrift", "thrift_pool", G_IN_USE, G_NONE},
+};
+#define NPOOL_FAMILIES (int)(sizeof pool_families / sizeof pool_families[0])
+
+static int pool_family(const char *family) {
+  for (int f = 0; f < NPOOL_FAMILIES; f++)
+    if (!strcmp(family, pool_families[f].family)) return f;
+  return -1;
+}
+
+int bp_prom_set_pool_family(int i, const char *family, double open, double idle) {
+  slot_t *sl;
+  if (!P.r || !P.slot || i < 0 || i >= MAX_POOLS || !family) return BP_EINVAL;
+  sl = slot_at(P.slot);
+  if (strcmp(sl->pools[i].family, family) != 0)
+    copy_label(sl->pools[i].family, sizeof sl->pools[i].family,
+               pool_family(family) >= 0 ? family : "");
+  store_double(&sl->pools[i].open, open);
+  store_double(&sl->pools[i].idle, idle);
   return BP_OK;
 }
 
@@ -743,22 +780,48 @@ const char *bp_prom_scrape(size_t *len) {
       printf_(&o, "%s{worker=\"%u\"} %.17g\n", rt_names[k][0], s, load_double(&sl->rt[k]));
     }
   }
-  for (k = 0; k < 3; k++) {
-    gauge_family(&o, pool_names[k][0], pool_names[k][1]);
-    for (s = 1; s <= nslots; s++) {
-      slot_t *sl = slot_at((int)s);
-      uint32_t np = __atomic_load_n(&sl->npools, __ATOMIC_ACQUIRE);
-      if (!LOAD(&sl->pid)) continue;
-      for (i = 0; i < np && i < MAX_POOLS; i++) {
-        char name[64];
-        double v = load_double(k == 0 ? &sl->pools[i].size
-                               : k == 1 ? &sl->pools[i].in_use
-                                        : &sl->pools[i].waiters);
-        memcpy(name, sl->pools[i].name, sizeof name);
-        name[sizeof name - 1] = '\0';
-        printf_(&o, "%s{", pool_names[k][0]);
-        label(&o, "pool", name, 0);
-        printf_(&o, ",worker=\"%u\"} %.17g\n", s, v);
+  /* the pools: -1 the generic gauges (pool_names), then each library's */
+  for (int f = -1; f < NPOOL_FAMILIES; f++) {
+    for (k = 0; k < 3; k++) {
+      static const char *const suffix[3] = {"max_size", "active_connections", "idle_connections"};
+      static const char *const help[3] = {"Maximum number of connections allowed in this pool",
+                                          "Number of connections in use by this pool",
+                                          "Number of idle connections in this pool"};
+      char gauge[64];
+      int what = k == 0 ? G_SIZE : f < 0 ? (k == 1 ? G_IN_USE : -1)
+                 : k == 1 ? pool_families[f].active : pool_families[f].idle;
+      if (f < 0) {
+        gauge_family(&o, pool_names[k][0], pool_names[k][1]);
+      } else {
+        if (what == G_NONE) continue;
+        snprintf(gauge, sizeof gauge, "%s_client_pool_%s", pool_families[f].family, suffix[k]);
+        gauge_family(&o, gauge, help[k]);
+      }
+      for (s = 1; s <= nslots; s++) {
+        slot_t *sl = slot_at((int)s);
+        uint32_t np = __atomic_load_n(&sl->npools, __ATOMIC_ACQUIRE);
+        if (!LOAD(&sl->pid)) continue;
+        for (i = 0; i < np && i < MAX_POOLS; i++) {
+          char name[64], family[16];
+          double v, size = load_double(&sl->pools[i].size), in_use = load_double(&sl->pools[i].in_use);
+          memcpy(family, sl->pools[i].family, sizeof family);
+          family[sizeof family - 1] = '\0';
+          /* (waiters: of every pool, a library's too) */
+          if (pool_family(family) != f && !(f < 0 && k == 2)) continue;
+          switch (what) {
+          case G_SIZE: v = size; break;
+          case G_IN_USE: v = in_use; break;
+          case G_IDLE: v = load_double(&sl->pools[i].idle); break;
+          case G_FREE: v = size > in_use ? size - in_use : 0; break;
+          case G_OPEN: v = load_double(&sl->pools[i].open); break;
+          default: v = load_double(&sl->pools[i].waiters); break; /* (generic: waiters) */
+          }
+          memcpy(name, sl->pools[i].name, sizeof name);
+          name[sizeof name - 1] = '\0';
+          printf_(&o, "%s{", f < 0 ? pool_names[k][0] : gauge);
+          label(&o, f < 0 ? "pool" : pool_families[f].label, name, 0);
+          printf_(&o, ",worker=\"%u\"} %.17g\n", s, v);
+        }
       }
     }
   }

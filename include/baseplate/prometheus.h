@@ -72,6 +72,15 @@ BP_EXTERN void bp_prom_set_runtime(double open_connections, double active_reques
 BP_EXTERN int bp_prom_set_pool(int i, const char *name, double size, double in_use,
                                double waiters);
 
+/** Pool `i`'s client library, for Baseplate.py's pool gauges
+ * (`redis_client_pool_*{redis_pool}`, `sql_client_pool_*{sql_client_name}`,
+ * `memcached_client_pool_*{memcached_pool}`, `thrift_client_pool_*{thrift_pool}`):
+ * "redis", "sql", "memcached" or "thrift" ("" or another name: the generic
+ * `baseplate_client_pool_*`), with its open and idle connections. Set after
+ * bp_prom_set_pool (a pool renamed there forgets its library). BP_EINVAL
+ * for i out of range. */
+BP_EXTERN int bp_prom_set_pool_family(int i, const char *family, double open, double idle);
+
 /** Forget pools from `n` on. */
 BP_EXTERN void bp_prom_set_npools(int n);
 

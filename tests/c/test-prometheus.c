@@ -90,6 +90,16 @@ static void test_record_and_scrape(void) {
   bp_prom_set_runtime(3, 1, 4096, 0.25);
   CHECK_INT(bp_prom_set_pool(0, "db", 10, 2, 1), BP_OK);
   CHECK_INT(bp_prom_set_pool(32, "no", 1, 1, 1), BP_EINVAL);
+  /* a library's pools: Baseplate.py's gauges (redis: idle is the free slots, active the open connections) */
+  CHECK_INT(bp_prom_set_pool(1, "cache", 10, 3, 2), BP_OK);
+  CHECK_INT(bp_prom_set_pool_family(1, "redis", 5, 2), BP_OK);
+  CHECK_INT(bp_prom_set_pool(2, "main", 4, 1, 0), BP_OK);
+  CHECK_INT(bp_prom_set_pool_family(2, "sql", 3, 2), BP_OK);
+  CHECK_INT(bp_prom_set_pool(3, "users", 8, 2, 0), BP_OK);
+  CHECK_INT(bp_prom_set_pool_family(3, "thrift", 2, 0), BP_OK);
+  CHECK_INT(bp_prom_set_pool(4, "odd", 1, 0, 0), BP_OK);
+  CHECK_INT(bp_prom_set_pool_family(4, "nonesuch", 1, 1), BP_OK); /* (an unknown library: generic) */
+  CHECK_INT(bp_prom_set_pool_family(32, "redis", 1, 1), BP_EINVAL);
   t = scrape();
   HAS(t, "# TYPE baseplate_server_latency_seconds histogram\n");
   HAS(t, "baseplate_server_requests_total{endpoint=\"work\",success=\"true\",exception_type=\"\"} 3\n");
@@ -111,6 +121,18 @@ static void test_record_and_scrape(void) {
   HAS(t, "baseplate_loop_lag_seconds{worker=\"1\"} 0.25\n");
   HAS(t, "baseplate_client_pool_max_size{pool=\"db\",worker=\"1\"} 10\n");
   HAS(t, "baseplate_client_pool_waiters{pool=\"db\",worker=\"1\"} 1\n");
+  HAS(t, "# TYPE redis_client_pool_max_size gauge\n");
+  HAS(t, "redis_client_pool_max_size{redis_pool=\"cache\",worker=\"1\"} 10\n");
+  HAS(t, "redis_client_pool_active_connections{redis_pool=\"cache\",worker=\"1\"} 5\n");
+  HAS(t, "redis_client_pool_idle_connections{redis_pool=\"cache\",worker=\"1\"} 7\n");
+  HAS(t, "sql_client_pool_active_connections{sql_client_name=\"main\",worker=\"1\"} 1\n");
+  HAS(t, "sql_client_pool_idle_connections{sql_client_name=\"main\",worker=\"1\"} 2\n");
+  HAS(t, "thrift_client_pool_max_size{thrift_pool=\"users\",worker=\"1\"} 8\n");
+  HAS(t, "thrift_client_pool_active_connections{thrift_pool=\"users\",worker=\"1\"} 2\n");
+  CHECK(strstr(t, "thrift_client_pool_idle_connections") == NULL);
+  HAS(t, "baseplate_client_pool_max_size{pool=\"odd\",worker=\"1\"} 1\n");
+  CHECK(strstr(t, "baseplate_client_pool_max_size{pool=\"cache\"") == NULL);
+  HAS(t, "baseplate_client_pool_waiters{pool=\"cache\",worker=\"1\"} 2\n"); /* (every pool's) */
   HAS(t, "baseplate_prometheus_overflow_total 0\n");
   bp_prom_set_npools(0);
   CHECK(strstr(scrape(), "pool=\"db\"") == NULL);

@@ -17,7 +17,7 @@ local memcache = require("baseplate.clients.memcache")
 local postgres = require("baseplate.clients.postgres")
 local http_client = require("baseplate.clients.http")
 local thrift_client = require("baseplate.clients.thrift")
-require("baseplate.server.admin") -- the bp_prom_* declarations
+local admin = require("baseplate.server.admin") -- and the bp_prom_* declarations
 local C = core.C
 
 local REDIS = assert(os.getenv("BP_TEST_REDIS_URL"), "BP_TEST_REDIS_URL")
@@ -50,7 +50,7 @@ local tl, tport = jitwatch.bind_free()
 local tsrv = thrift_server.make_server({}, tl, thrift.processor(schema:service("Test"), handler, {}))
 
 local cfg = {
-    ["cache.url"] = REDIS, ["db.url"] = PG, ["mc.endpoint"] = MEMCACHED,
+    ["cache.url"] = REDIS, ["cache.max_connections"] = "4", ["db.url"] = PG, ["mc.endpoint"] = MEMCACHED,
     ["api.timeout"] = "5 seconds", ["users.endpoint"] = "127.0.0.1:" .. tport,
 }
 local bp = baseplate.Baseplate(cfg)
@@ -87,6 +87,7 @@ while not done and baseplate.now() < deadline do baseplate.sleep(0.01) end
 hsrv:stop()
 tsrv:stop()
 
+admin.report_pools({ baseplate = bp })
 local len = ffi.new("size_t[1]")
 local text = ffi.string(C.bp_prom_scrape(len), len[0])
 local function count(series)
@@ -139,6 +140,18 @@ t.test("Thrift: thrift_client_*, the exception's code and name on the counter", 
         .. 'thrift_exception_type="",thrift_baseplate_status="",thrift_baseplate_status_code=""}'), 1)
     t.eq(count('thrift_client_requests_total{thrift_method="get",thrift_client_name="users",thrift_success="false",'
         .. 'thrift_exception_type="NotFound",thrift_baseplate_status="NOT_FOUND",thrift_baseplate_status_code="404"}'), 1)
+end)
+
+t.test("each library's pool gauges, as Baseplate.py's", function()
+    t.eq(count('redis_client_pool_max_size{redis_pool="cache",worker="1"}'), 4)
+    t.eq(count('redis_client_pool_active_connections{redis_pool="cache",worker="1"}'), 1, "open connections")
+    t.eq(count('redis_client_pool_idle_connections{redis_pool="cache",worker="1"}'), 4, "free slots")
+    t.eq(count('sql_client_pool_active_connections{sql_client_name="db",worker="1"}'), 0)
+    t.eq(count('sql_client_pool_idle_connections{sql_client_name="db",worker="1"}'), 1)
+    t.eq(count('memcached_client_pool_idle_connections{memcached_pool="mc",worker="1"}'), 1)
+    t.eq(count('thrift_client_pool_active_connections{thrift_pool="users",worker="1"}'), 0)
+    t.eq(text:find('baseplate_client_pool_max_size{pool="cache"', 1, true), nil)
+    t.eq(count('baseplate_client_pool_waiters{pool="cache",worker="1"}'), 0)
 end)
 
 t.test("no client counted twice in the generic family", function()

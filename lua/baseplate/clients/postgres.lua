@@ -587,7 +587,7 @@ end
 --- registered for prepare/query_prepared up front.
 function M.context_factory(pool, statements)
     local f = base.context_factory(pool, make_monitored,
-        { statements = {}, pool_gauges = { "open_and_available", "overflow" } })
+        { statements = {}, pool_gauges = { "open_and_available", "overflow" }, prom_pool = "sql" })
     for name, sql in pairs(statements or {}) do
         Monitored.prepare(f:make_object_for_context("", nil), name, sql)
     end

@@ -499,7 +499,7 @@ local function make_monitored(name, span, factory)
 end
 
 function M.context_factory(pool)
-    return base.context_factory(pool, make_monitored)
+    return base.context_factory(pool, make_monitored, { prom_pool = "redis" })
 end
 
 local function build(key_path, raw, parser)

@@ -480,7 +480,7 @@ local function make_client(name, span, factory)
 end
 
 function M.context_factory(pool, service)
-    return base.context_factory(pool, make_client, { service = service })
+    return base.context_factory(pool, make_client, { service = service, prom_pool = "thrift" })
 end
 
 local function build(key_path, raw, parser)

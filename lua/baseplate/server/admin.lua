@@ -30,6 +30,7 @@ int bp_prom_observe(bp_baseplate_t *bp);
 void bp_prom_set_runtime(double open_connections, double active_requests,
                          double lua_memory_bytes, double loop_lag_seconds);
 int bp_prom_set_pool(int i, const char *name, double size, double in_use, double waiters);
+int bp_prom_set_pool_family(int i, const char *family, double open, double idle);
 void bp_prom_set_npools(int n);
 int bp_prom_retire(int slot);
 const char *bp_prom_scrape(size_t *len);
@@ -129,8 +130,11 @@ local function pools_of(app)
         if type(pool) == "table" and type(pool.stats) == "function" then
             local ok, s = pcall(pool.stats, pool)
             if ok and type(s) == "table" then
+                local family = rawget(item, "prom_pool")
                 list[#list + 1] = { name = name, size = s.size or 0, in_use = s.in_use or 0,
-                    waiters = type(pool.waiters) == "table" and #pool.waiters or 0 }
+                    waiters = type(pool.waiters) == "table" and #pool.waiters or 0,
+                    family = type(family) == "string" and family or "",
+                    open = s.open or 0, idle = s.open_and_available or 0 }
             end
         end
     end
@@ -208,19 +212,26 @@ M.encode_bounded = encode_bounded
 --- into its slot (and the loop lag: how late that wait ended); with
 --- `answer` (a worker under a supervisor), every POLL seconds, an
 --- introspection request answered.
+--- The pools of `app`'s context attributes into this process's slot (at
+--- most 32; a client's factory names its library in `prom_pool`).
+function M.report_pools(app)
+    local pools = pools_of(app)
+    for i, p in ipairs(pools) do
+        if i > 32 then break end
+        C.bp_prom_set_pool(i - 1, p.name, p.size, p.in_use, p.waiters)
+        C.bp_prom_set_pool_family(i - 1, p.family, p.open, p.idle)
+    end
+    C.bp_prom_set_npools(math.min(#pools, 32))
+end
+
 function M.start_worker(server, app, answer)
     local state = { lag = 0 }
     M.local_state = { server = server, app = app, state = state }
     local function gauges()
-        local pools = pools_of(app)
         C.bp_prom_set_runtime(server.connections and server:connections() or 0,
             server.active_requests and server:active_requests() or 0,
             collectgarbage("count") * 1024, state.lag)
-        for i, p in ipairs(pools) do
-            if i > 32 then break end
-            C.bp_prom_set_pool(i - 1, p.name, p.size, p.in_use, p.waiters)
-        end
-        C.bp_prom_set_npools(math.min(#pools, 32))
+        M.report_pools(app)
     end
     runtime.spawn(function()
         local next_gauges = 0

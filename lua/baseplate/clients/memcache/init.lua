@@ -985,7 +985,8 @@ local function make_monitored(name, span, factory)
 end
 
 function M.context_factory(pool, name)
-    return base.context_factory(pool, make_monitored, { name = name, pool_gauges = { "open_and_available" } })
+    return base.context_factory(pool, make_monitored, { name = name, pool_gauges = { "open_and_available" },
+        prom_pool = "memcached" })
 end
 
 local function build(key_path, raw, parser)
