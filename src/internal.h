@@ -23,4 +23,10 @@ void bp__ignore_sigpipe(void);
 /* Forget per-logger levels (tests, and the end of a process). */
 void bp__log_reset(void);
 
+/* Prometheus (src/prometheus.c): whether this process records, and an HTTP
+ * request no route matched, counted as Baseplate.py counts it
+ * (http_endpoint "404"). */
+int bp__prom_on(void);
+void bp__prom_record_unrouted(const char *method, int status, uint64_t ns);
+
 #endif

@@ -361,6 +361,19 @@ void bp_prom_record_span(const bp_span_t *span, const char *error) {
   }
 }
 
+int bp__prom_on(void) { return P.r && P.slot; }
+
+void bp__prom_record_unrouted(const char *method, int status, uint64_t ns) {
+  char m[ROOM_B], code[24];
+  size_t i = 0;
+  if (!P.r || !P.slot) return;
+  for (; method && method[i] && i < sizeof m - 1; i++)
+    m[i] = (char)(method[i] >= 'A' && method[i] <= 'Z' ? method[i] + ('a' - 'A') : method[i]);
+  m[i] = '\0';
+  code[bp__u64_to_dec((uint64_t)(status > 0 ? status : 0), code)] = '\0';
+  record(K_HTTP, status >= 200 && status < 400, "404", m, code, ns);
+}
+
 /* --- the observer ------------------------------------------------------------------ */
 
 static void prom_finish(void *ud, bp_span_t *span, const char *error) {

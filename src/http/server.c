@@ -381,7 +381,13 @@ static void dispatch(bp_conn_t *c) {
 
   s->base.active++;
   if (status == 404) {
+    /* (counted as Baseplate.py counts a request no route matched, by an
+     * app with a Baseplate, as its spans are; the method's name is
+     * http_parser's, static: the answer may free c) */
+    const char *method = r->method;
+    uint64_t t0 = bp__prom_on() && bp__app_baseplate(s->app, &trust) ? uv_hrtime() : 0;
     send_simple(c, 404, NULL);
+    if (t0) bp__prom_record_unrouted(method, 404, uv_hrtime() - t0);
     return;
   }
   if (status == 405) {

@@ -60,6 +60,7 @@ hit / 20
 hit /fail 3
 hit /call 2
 hit /missing/x 2
+hit /no/such/route 3
 check_eq "exposition parses, histograms consistent" "$(metric --check)" valid
 check_eq "requests counted" "$(metric http_server_requests_total http_endpoint=/ http_method=get http_success=true http_response_code=200)" 20
 check_eq "failures counted with their status" "$(metric http_server_requests_total http_endpoint=/fail http_success=false http_response_code=500)" 3
@@ -68,7 +69,10 @@ check_eq "a 4xx answer is no success (as Baseplate.py's), labelled by the route'
 check_eq "latency histogram count" "$(metric http_server_latency_seconds_count http_endpoint=/ http_success=true)" 20
 check_eq "every request in a bucket" "$(metric http_server_latency_seconds_bucket http_endpoint=/ le=+Inf)" 20
 check_eq "client spans" "$(metric baseplate_client_requests_total client=things endpoint=fetch success=true)" 2
-check_eq "scrapes are not counted" "$(metric http_server_requests_total)" 27
+check_eq "a request no route matched: http_endpoint 404, as Baseplate.py's" \
+  "$(metric http_server_requests_total http_endpoint=404 http_method=get http_success=false http_response_code=404)" 3
+curl -s -o /dev/null "$(admin /no/such/page)"
+check_eq "scrapes are not counted" "$(metric http_server_requests_total)" 30
 
 # introspection: a sleeping request with its route and handler
 curl -s -o /dev/null "$(url /sleep/2500)" & sleeper=$!
