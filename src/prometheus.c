@@ -305,6 +305,20 @@ static void record(uint32_t kind, uint32_t success, const char *a, const char *b
   STORE(&s->count, LOAD(&s->count) + 1);
 }
 
+/* An HTTP request, as Baseplate.py labels it: the route's pattern, the
+ * method in lower case, the status, and success for an answer of 2xx or
+ * 3xx that no error ended. */
+static void record_http(const char *endpoint, const char *method, int status, int ok, uint64_t ns) {
+  char m[ROOM_B], code[24];
+  size_t i = 0;
+  for (; method && method[i] && i < sizeof m - 1; i++)
+    m[i] = (char)(method[i] >= 'A' && method[i] <= 'Z' ? method[i] + ('a' - 'A') : method[i]);
+  m[i] = '\0';
+  code[0] = '\0';
+  if (status > 0) code[bp__u64_to_dec((uint64_t)status, code)] = '\0';
+  record(K_HTTP, ok && status >= 200 && status < 400, endpoint, m, code, ns);
+}
+
 void bp_prom_record_span(const bp_span_t *span, const char *error) {
   char client[ROOM_B], code[24];
   const char *name, *dot;
@@ -315,23 +329,12 @@ void bp_prom_record_span(const bp_span_t *span, const char *error) {
   name = bp_span_name(span);
   if (span->kind == BP_SPAN_SERVER) {
     switch (span->proto) {
-    case BP__SPAN_PROTO_HTTP: {
+    case BP__SPAN_PROTO_HTTP:
       /* (the protocol's own facts, not the tags: reading those would add
-       * every deferred tag to every span). As Baseplate.py's: the route's
-       * pattern, the method in lower case, and success for an answer of
-       * 2xx or 3xx without an error. */
-      char method[ROOM_B];
-      size_t i = 0;
-      int st = span->proto_status;
-      for (const char *m = span->proto_method; m && m[i] && i < sizeof method - 1; i++)
-        method[i] = (char)(m[i] >= 'A' && m[i] <= 'Z' ? m[i] + ('a' - 'A') : m[i]);
-      method[i] = '\0';
-      code[0] = '\0';
-      if (st > 0) code[bp__u64_to_dec((uint64_t)st, code)] = '\0';
-      record(K_HTTP, ok && st >= 200 && st < 400, span->proto_endpoint ? span->proto_endpoint : name,
-             method, code, ns);
+       * every deferred tag to every span) */
+      record_http(span->proto_endpoint ? span->proto_endpoint : name, span->proto_method,
+                  span->proto_status, ok, ns);
       break;
-    }
     case BP__SPAN_PROTO_THRIFT:
       /* (b: the error's baseplate.thrift code, bp_thrift_call_set_error_code) */
       code[0] = '\0';
@@ -364,14 +367,7 @@ void bp_prom_record_span(const bp_span_t *span, const char *error) {
 int bp__prom_on(void) { return P.r && P.slot; }
 
 void bp__prom_record_unrouted(const char *method, int status, uint64_t ns) {
-  char m[ROOM_B], code[24];
-  size_t i = 0;
-  if (!P.r || !P.slot) return;
-  for (; method && method[i] && i < sizeof m - 1; i++)
-    m[i] = (char)(method[i] >= 'A' && method[i] <= 'Z' ? method[i] + ('a' - 'A') : method[i]);
-  m[i] = '\0';
-  code[bp__u64_to_dec((uint64_t)(status > 0 ? status : 0), code)] = '\0';
-  record(K_HTTP, status >= 200 && status < 400, "404", m, code, ns);
+  if (P.r && P.slot) record_http("404", method, status, 1, ns);
 }
 
 /* --- the observer ------------------------------------------------------------------ */

@@ -23,9 +23,8 @@ local runtime = require("baseplate.runtime")
 local config = require("baseplate.lib.config")
 local clients = require("baseplate.clients.base")
 local Pool = require("baseplate.clients.pool")
-local span_mod = require("baseplate.span")
+local span_mod = require("baseplate.span") -- (also declares bp_trace_info_t and bp_span_trace)
 local cjson = require("cjson")
-require("baseplate.span") -- (declares bp_trace_info_t and bp_span_trace)
 
 ffi.cdef([[
 size_t bp_trace_info_to_traceparent(const bp_trace_info_t *ti, char *out);

@@ -283,7 +283,7 @@ end
 -- struct's short name.
 local function span_error(err)
     local st = codec.struct_of(err)
-    if st then return { class = st.name:match("([^.]+)$") or st.name, error = err } end
+    if st then return { class = thrift.short_name(st.name), error = err } end
     return err
 end
 
@@ -296,9 +296,8 @@ local function set_metric_family(child, name, method, ok, res)
     local kind, code = "", nil
     if not ok then
         local st = codec.struct_of(res)
-        kind = st and (st.name:match("([^.]+)$") or st.name) or span_mod.error_class(res)
-        code = st and tonumber(rawget(res, "code"))
-        if code and (code ~= code or code < -2147483648 or code > 2147483647) then code = nil end
+        kind = st and thrift.short_name(st.name) or span_mod.error_class(res)
+        code = thrift.error_code(res)
     end
     child:set_metric_family("thrift_client", labels, span_mod.metric_labels(
         "thrift_exception_type", kind,

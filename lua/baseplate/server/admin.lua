@@ -208,10 +208,6 @@ end
 M.encode_bounded = encode_bounded
 
 
---- A worker or single process: every second, the runtime and pool gauges
---- into its slot (and the loop lag: how late that wait ended); with
---- `answer` (a worker under a supervisor), every POLL seconds, an
---- introspection request answered.
 --- The pools of `app`'s context attributes into this process's slot (at
 --- most 32; a client's factory names its library in `prom_pool`).
 function M.report_pools(app)
@@ -224,6 +220,10 @@ function M.report_pools(app)
     C.bp_prom_set_npools(math.min(#pools, 32))
 end
 
+--- A worker or single process: every second, the runtime and pool gauges
+--- into its slot (and the loop lag: how late that wait ended); with
+--- `answer` (a worker under a supervisor), every POLL seconds, an
+--- introspection request answered.
 function M.start_worker(server, app, answer)
     local state = { lag = 0 }
     M.local_state = { server = server, app = app, state = state }

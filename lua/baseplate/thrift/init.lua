@@ -198,6 +198,15 @@ local processors = {} -- id -> Processor (the C server knows its processor by id
 local function short_name(name)
     return name:match("([^.]+)$") or name
 end
+M.short_name = short_name
+
+--- An exception's baseplate.thrift error code, as Baseplate.py reads it: the
+--- numeric `code` field of a struct value (an `Error`), an i32; else nil.
+function M.error_code(value)
+    local code = codec.struct_of(value) and tonumber(rawget(value, "code"))
+    if code and code == code and code >= -2147483648 and code <= 2147483647 then return code end
+    return nil
+end
 
 --- A processor for `service` (schema:service(name)) whose methods are
 --- `handler`'s functions of the same names (handler.method(context, ...)).
@@ -498,12 +507,9 @@ local function call_job(callp, processor_id)
         rc = reply(call, name, seqid, m.result, { success = res }, protocol)
     else
         local st = codec.struct_of(res)
-        -- As Baseplate.py's: an exception with a numeric `code` (a
-        -- baseplate.thrift Error) labels the call's metrics with it.
-        local code = st and tonumber(rawget(res, "code"))
-        if code and code == code and code >= -2147483648 and code <= 2147483647 then
-            C.bp_thrift_call_set_error_code(call, code)
-        end
+        -- (its code, if it has one, labels the call's metrics)
+        local code = M.error_code(res)
+        if code then C.bp_thrift_call_set_error_code(call, code) end
         local field = st and entry.exceptions[st.name]
         if field then
             C.bp_thrift_call_set_error(call, short_name(st.name))
